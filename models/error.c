@@ -1,0 +1,30 @@
+/* error.c: the descriptions of the RECD_E* codes shared by every module. */
+#include "models/model.h"
+
+const char *recd_strerror(int err)
+{
+    switch (err) {
+    case RECD_OK:
+        return "success";
+    case RECD_EINVAL:
+        return "invalid argument";
+    case RECD_ENOMEM:
+        return "out of memory";
+    case RECD_EIO:
+        return "I/O error";
+    case RECD_EFORMAT:
+        return "malformed input";
+    case RECD_ECHECKSUM:
+        return "checksum mismatch";
+    case RECD_EVERSION:
+        return "unsupported format version";
+    case RECD_ENOTFOUND:
+        return "not found";
+    case RECD_EEXIST:
+        return "already exists";
+    case RECD_ENUMERIC:
+        return "numerical failure";
+    default:
+        return "unknown error";
+    }
+}

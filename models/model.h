@@ -1,0 +1,272 @@
+/* models: the public face of recd_models — artifacts, registry, training, scoring, evaluation. */
+#ifndef RECD_MODELS_MODEL_H
+#define RECD_MODELS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------------------------------------------------------ */
+
+#define RECD_OK 0
+#define RECD_EINVAL (-1)     /* invalid argument */
+#define RECD_ENOMEM (-2)     /* out of memory */
+#define RECD_EIO (-3)        /* I/O error (errno is kept) */
+#define RECD_EFORMAT (-4)    /* malformed file or input */
+#define RECD_ECHECKSUM (-5)  /* SHA-256 mismatch */
+#define RECD_EVERSION (-6)   /* unsupported format version */
+#define RECD_ENOTFOUND (-7)  /* no such user, item, model or version */
+#define RECD_EEXIST (-8)     /* already exists */
+#define RECD_ENUMERIC (-9)   /* numerical failure (e.g. matrix not positive definite) */
+
+/** Returns a static English description of a RECD_E* code. */
+const char *recd_strerror(int err);
+
+/* ---- id maps: external string id <-> dense index ------------------------------------------------------------------- */
+
+typedef struct st_recd_idmap_t recd_idmap_t;
+
+/** Creates an empty map. Aborts on out of memory. */
+recd_idmap_t *recd_idmap_create(void);
+/** Frees the map and its copies of the ids; accepts NULL. */
+void recd_idmap_free(recd_idmap_t *map);
+/** Returns the index of id, adding it (copied) with the next dense index when absent. */
+uint32_t recd_idmap_intern(recd_idmap_t *map, const char *id, size_t len);
+/** Returns the index of id, or -1 when absent. */
+int64_t recd_idmap_find(const recd_idmap_t *map, const char *id, size_t len);
+/** Number of ids; they are indexed 0..size-1 in insertion order. */
+size_t recd_idmap_size(const recd_idmap_t *map);
+/** The NUL-terminated id of an index (valid while the map lives). */
+const char *recd_idmap_id(const recd_idmap_t *map, uint32_t index);
+/** The ids as an array of size recd_idmap_size(), owned by the map. */
+const char *const *recd_idmap_ids(const recd_idmap_t *map);
+
+/* ---- sparse interaction matrices (CSR) ----------------------------------------------------------------------------- */
+
+typedef struct st_recd_csr_t {
+    size_t n_rows, n_cols, nnz;
+    uint64_t *row_ptr; /* n_rows + 1 */
+    uint32_t *col;     /* nnz, sorted ascending within a row, no duplicates */
+    float *val;        /* nnz */
+} recd_csr_t;
+
+/** How duplicate (row, col) entries are merged. */
+typedef enum en_recd_merge_t { RECD_MERGE_SUM = 0, RECD_MERGE_MAX, RECD_MERGE_LAST } recd_merge_t;
+
+/**
+ * Builds a CSR matrix from n coordinate triples (rows[i], cols[i], vals[i]); vals may be NULL (all 1).
+ * Duplicates are merged by `merge` (LAST = the later triple in input order wins).
+ */
+int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint32_t *rows, const uint32_t *cols,
+                      const float *vals, size_t n, recd_merge_t merge);
+/** Writes the transpose of m into out. */
+int recd_csr_transpose(const recd_csr_t *m, recd_csr_t *out);
+/** Frees the arrays and zeroes the struct; accepts a zeroed struct. */
+void recd_csr_dispose(recd_csr_t *m);
+
+/* ---- model artifact ------------------------------------------------------------------------------------------------- */
+
+typedef enum en_recd_model_kind_t {
+    RECD_MODEL_POPULARITY = 1, /* no factors; scores are item popularity */
+    RECD_MODEL_ALS = 2,        /* implicit ALS: score = x_u . y_i */
+    RECD_MODEL_BPR = 3,        /* score = x_u . y_i + b_i */
+    RECD_MODEL_BIASED_MF = 4,  /* explicit: mu + b_u + b_i + x_u . y_i */
+} recd_model_kind_t;
+
+/** Returns "popularity", "als", "bpr", "biased_mf" or "unknown". */
+const char *recd_model_kind_name(uint32_t kind);
+
+#define RECD_ARTIFACT_MAGIC "RECDMDL1"
+#define RECD_ARTIFACT_FORMAT_VERSION 1
+#define RECD_ARTIFACT_ALIGN 64
+
+/**
+ * Everything a writer needs; the arrays are borrowed. user_factors/item_factors are row-major float32 with n_factors
+ * columns (NULL when n_factors == 0). user_items is the training interaction matrix (n_users x n_items, values are the raw
+ * interaction strengths) used to exclude seen items and to re-fold users. item_bias/user_bias may be NULL (zeros).
+ * metadata_json is a JSON object (training parameters, data fingerprint, evaluation, trainer version, created time).
+ */
+typedef struct st_recd_model_spec_t {
+    uint32_t kind;
+    uint32_t n_factors;
+    size_t n_users, n_items;
+    const char *const *user_ids;
+    const char *const *item_ids;
+    const float *user_factors;
+    const float *item_factors;
+    const float *item_popularity; /* n_items: interaction counts or weights, higher is more popular */
+    const float *user_bias;       /* n_users or NULL */
+    const float *item_bias;       /* n_items or NULL */
+    float global_bias;
+    float alpha; /* fold-in confidence: c = 1 + alpha * value */
+    float reg;   /* fold-in L2 regularisation */
+    const recd_csr_t *user_items;
+    const char *metadata_json;
+} recd_model_spec_t;
+
+/**
+ * Writes an artifact to path (via path.tmp, fsync, rename). The file layout: a fixed header (magic, format version, kind,
+ * counts, factors, alpha/reg/global bias, section offsets and sizes), 64-byte-aligned sections (user ids, item ids, user
+ * factors, item factors, Gram matrix Y^T Y computed here, popularity, biases, user-item CSR, metadata JSON) and a trailing
+ * SHA-256 of every byte before it. On failure returns a RECD_E* code and writes a message into err.
+ */
+int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err, size_t errlen);
+
+typedef struct st_recd_model_t recd_model_t;
+
+/**
+ * Maps an artifact read-only, verifies its SHA-256 and every offset/count, builds the id lookup tables, and returns it with
+ * one reference. Returns NULL and a message in err saying what is wrong (truncated, bad magic, unsupported version,
+ * checksum mismatch, inconsistent counts or offsets).
+ */
+recd_model_t *recd_model_open(const char *path, char *err, size_t errlen);
+/** Takes one more reference (atomic). */
+void recd_model_retain(recd_model_t *m);
+/** Drops a reference (atomic); the last one unmaps and frees. Accepts NULL. */
+void recd_model_release(recd_model_t *m);
+
+/** Name and version as set by recd_model_set_identity (the registry loader); "" and 0 by default. */
+void recd_model_set_identity(recd_model_t *m, const char *name, uint64_t version);
+const char *recd_model_name(const recd_model_t *m);
+uint64_t recd_model_version(const recd_model_t *m);
+
+uint32_t recd_model_kind(const recd_model_t *m);
+size_t recd_model_n_users(const recd_model_t *m);
+size_t recd_model_n_items(const recd_model_t *m);
+uint32_t recd_model_n_factors(const recd_model_t *m);
+float recd_model_alpha(const recd_model_t *m);
+float recd_model_reg(const recd_model_t *m);
+/** The artifact's SHA-256 as 64 lowercase hex characters. */
+const char *recd_model_sha256(const recd_model_t *m);
+/** The metadata JSON (not NUL-terminated); *len receives its length. */
+const char *recd_model_metadata(const recd_model_t *m, size_t *len);
+
+/** Index of a user / item id, or -1. */
+int64_t recd_model_find_user(const recd_model_t *m, const char *id, size_t len);
+int64_t recd_model_find_item(const recd_model_t *m, const char *id, size_t len);
+/** The NUL-terminated external id of an index; *len (may be NULL) receives its length. */
+const char *recd_model_user_id(const recd_model_t *m, uint32_t index, size_t *len);
+const char *recd_model_item_id(const recd_model_t *m, uint32_t index, size_t *len);
+
+/** Row pointers into the mapped factor matrices (NULL for a popularity model). */
+const float *recd_model_user_vector(const recd_model_t *m, uint32_t user);
+const float *recd_model_item_factors(const recd_model_t *m);
+/** n_items popularity values. */
+const float *recd_model_popularity(const recd_model_t *m);
+/** Item indexes ordered by descending popularity (ties by index). */
+const uint32_t *recd_model_popular_order(const recd_model_t *m);
+/** The training interactions of a user: sorted item indexes and their values. */
+void recd_model_user_items(const recd_model_t *m, uint32_t user, const uint32_t **items, const float **values, size_t *n);
+
+/* ---- scoring ------------------------------------------------------------------------------------------------------- */
+
+typedef struct st_recd_scored_t {
+    uint32_t index;
+    float score;
+} recd_scored_t;
+
+/**
+ * Writes the score of every item for a user vector into scores (n_items floats): one sgemv plus the kind's biases.
+ * user is the user's index for bias lookup, or -1 for a folded-in user.
+ */
+void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores);
+
+/**
+ * Selects the k highest finite scores (entries set to -INFINITY are skipped) into out, sorted by descending score, ties by
+ * ascending index. Returns how many were written (<= k).
+ */
+size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out);
+
+/**
+ * Implicit-ALS fold-in: solves (Y^T Y + Y_u^T (C_u - I) Y_u + reg I) x = Y_u^T C_u p_u for the n interactions (items,
+ * values), c = 1 + alpha * value, using the model's Gram matrix. vec receives n_factors floats. Returns RECD_OK,
+ * RECD_EINVAL for a model without factors, or RECD_ENUMERIC.
+ */
+int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float *values, size_t n, float *vec);
+
+/**
+ * Items most similar to item by cosine of their factors (the item itself excluded); for a popularity model, the most
+ * popular other items. scores is scratch of n_items floats. Returns how many were written (<= k).
+ */
+size_t recd_model_similar(const recd_model_t *m, uint32_t item, size_t k, float *scores, recd_scored_t *out);
+
+/* ---- registry: <dir>/<model>/<version>/{model.recd,manifest.json,evaluation.json} ----------------------------------- */
+
+#define RECD_REGISTRY_ARTIFACT "model.recd"
+
+/** Creates a fresh staging directory <dir>/<model>/.staging-XXXXXX (creating parents) and writes its path into out. */
+int recd_registry_stage(const char *dir, const char *model, char *out, size_t outlen);
+/**
+ * Publishes a staging directory as the next version (largest existing + 1) by fsync + rename, retrying when a concurrent
+ * publisher took that number. *version receives the number.
+ */
+int recd_registry_commit(const char *dir, const char *model, const char *staging, uint64_t *version);
+/** The largest published version of model, or RECD_ENOTFOUND. */
+int recd_registry_latest(const char *dir, const char *model, uint64_t *version);
+/** Writes <dir>/<model>/<version>/model.recd into out. */
+int recd_registry_artifact_path(const char *dir, const char *model, uint64_t version, char *out, size_t outlen);
+/** Valid model names: 1..64 of [A-Za-z0-9_.-], not starting with '.'. */
+int recd_registry_valid_name(const char *model);
+
+/* ---- training ------------------------------------------------------------------------------------------------------ */
+
+/** Called after each iteration; return non-zero to stop early. */
+typedef int (*recd_train_progress_cb)(void *data, uint32_t iteration, double loss, double seconds);
+
+typedef struct st_recd_als_params_t {
+    uint32_t factors;    /* default 64 */
+    uint32_t iterations; /* default 15 */
+    float alpha;         /* confidence 1 + alpha * value */
+    float reg;           /* L2 */
+    uint32_t threads;    /* 0 = number of cores */
+    uint64_t seed;
+    recd_train_progress_cb on_progress;
+    void *progress_data;
+} recd_als_params_t;
+
+/** Fills params with recd-train's defaults. */
+void recd_als_params_init(recd_als_params_t *p);
+
+/**
+ * Trains implicit ALS (Hu, Koren & Volinsky 2008) on a user x item matrix of interaction strengths. Allocates
+ * *user_factors (n_rows x factors) and *item_factors (n_cols x factors), which the caller frees. Deterministic for a seed
+ * and thread count.
+ */
+int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, float **user_factors, float **item_factors);
+
+/** Popularity: per-item sum of interaction counts (number of users who interacted). out has n_cols floats. */
+void recd_popularity_compute(const recd_csr_t *user_items, float *out);
+
+/* ---- evaluation ---------------------------------------------------------------------------------------------------- */
+
+/**
+ * Per-user stratified random split: each user's interactions are shuffled (seeded) and round(test_ratio * n) of them go to
+ * test (users with fewer than 2 interactions stay wholly in train). Both outputs have m's shape.
+ */
+int recd_split_stratified(const recd_csr_t *m, double test_ratio, uint64_t seed, recd_csr_t *train, recd_csr_t *test);
+
+typedef struct st_recd_ranking_metrics_t {
+    uint32_t k;
+    size_t users; /* test users evaluated */
+    double precision, recall, ndcg, map, hit_rate;
+} recd_ranking_metrics_t;
+
+/** Produces a user's scores over all items (n_cols floats) for evaluation. */
+typedef void (*recd_eval_score_cb)(void *data, uint32_t user, float *scores);
+
+/**
+ * Ranks for every user with test items the top k over items not in that user's train row, binary relevance; averages
+ * P@k, R@k, nDCG@k (log2 discount, ideal = min(k, |test|) hits), MAP@k (Microsoft Recommenders: sum of precision at each
+ * hit within the top k divided by |test|) and HR@k. threads as in training.
+ */
+int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t k, recd_eval_score_cb score, void *data,
+                      uint32_t threads, recd_ranking_metrics_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
