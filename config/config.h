@@ -1,0 +1,52 @@
+/* config: recd's server configuration — defaults, then the JSON file, then RECD_<KEY> env vars, then --flags. */
+#ifndef RECD_CONFIG_CONFIG_H
+#define RECD_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/** Every key of config/recd.json. Strings are heap copies owned by the struct. */
+typedef struct st_recd_config_t {
+    char *listen;              /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
+    uint32_t threads;          /* worker threads, 0 = number of cores */
+    char *registry;            /* model registry directory */
+    char *model;               /* model name served */
+    char *events_path;         /* embedded event log (JSON lines) */
+    int events_fsync;          /* fdatasync the event log before answering 202 */
+    uint64_t max_body_bytes;   /* request bodies above this get 413 */
+    uint32_t default_k;        /* k when the request has none */
+    uint32_t max_k;            /* largest k accepted */
+    uint32_t max_recent_items; /* per-user recent events kept in memory */
+    uint32_t reload_interval_ms; /* registry poll period */
+    char *log_level;           /* debug, info, warn, error */
+} recd_config_t;
+
+/** Sets every key to its default (see recd_config_print_help). */
+void recd_config_init(recd_config_t *c);
+/** Frees the strings; accepts a zeroed struct. */
+void recd_config_dispose(recd_config_t *c);
+
+/**
+ * Applies the JSON object in path. Unknown keys, wrong types and out-of-range values are errors naming the key. Returns
+ * RECD_OK or a RECD_E* code with a message in err.
+ */
+int recd_config_load_file(recd_config_t *c, const char *path, char *err, size_t errlen);
+/** Applies RECD_<KEY> variables (key upper-cased) from a NULL-terminated environ-style array. */
+int recd_config_apply_env(recd_config_t *c, char *const *envp, char *err, size_t errlen);
+/** Sets one key from its string form (as given by a flag or env var). */
+int recd_config_set(recd_config_t *c, const char *key, const char *value, char *err, size_t errlen);
+
+/**
+ * The whole chain for a main(): defaults; the file named by --config FILE or RECD_CONFIG (none by default); env vars;
+ * flags (--key value or --key=value, '-' and '_' interchangeable). *want_help is set for -h/--help.
+ */
+int recd_config_parse(recd_config_t *c, int argc, char **argv, char *const *envp, int *want_help, char *err, size_t errlen);
+
+/** Prints usage with every key, its type, default, env var and meaning. */
+void recd_config_print_help(FILE *out, const char *argv0);
+
+/** Writes the effective configuration as a JSON object (for logging and GET /v1/config later). */
+int recd_config_to_json(const recd_config_t *c, char *buf, size_t buflen);
+
+#endif
