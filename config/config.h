@@ -8,18 +8,18 @@
 
 /** Every key of config/recd.json. Strings are heap copies owned by the struct. */
 typedef struct st_recd_config_t {
-    char *listen;              /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
-    uint32_t threads;          /* worker threads, 0 = number of cores */
-    char *registry;            /* model registry directory */
-    char *model;               /* model name served */
-    char *events_path;         /* embedded event log (JSON lines) */
-    int events_fsync;          /* fdatasync the event log before answering 202 */
-    uint64_t max_body_bytes;   /* request bodies above this get 413 */
-    uint32_t default_k;        /* k when the request has none */
-    uint32_t max_k;            /* largest k accepted */
-    uint32_t max_recent_items; /* per-user recent events kept in memory */
+    char *listen;                /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
+    uint32_t threads;            /* worker threads, 0 = number of cores */
+    char *registry;              /* model registry directory */
+    char *model;                 /* model name served */
+    char *events_path;           /* embedded event log (JSON lines) */
+    int events_fsync;            /* fdatasync the event log before answering 202 */
+    uint64_t max_body_bytes;     /* request bodies above this get 413 */
+    uint32_t default_k;          /* k when the request has none */
+    uint32_t max_k;              /* largest k accepted */
+    uint32_t max_recent_items;   /* per-user recent events kept in memory */
     uint32_t reload_interval_ms; /* registry poll period */
-    char *log_level;           /* debug, info, warn, error */
+    char *log_level;             /* debug, info, warn, error */
 } recd_config_t;
 
 /** Sets every key to its default (see recd_config_print_help). */
@@ -39,14 +39,36 @@ int recd_config_set(recd_config_t *c, const char *key, const char *value, char *
 
 /**
  * The whole chain for a main(): defaults; the file named by --config FILE or RECD_CONFIG (none by default); env vars;
- * flags (--key value or --key=value, '-' and '_' interchangeable). *want_help is set for -h/--help.
+ * flags (--key value or --key=value, '-' and '_' interchangeable; a boolean flag alone means true). *want_help is set
+ * for -h/--help, and then nothing else is parsed. c is initialised by this call (do not call recd_config_init first);
+ * the caller disposes it whether or not the call succeeded. Returns RECD_OK, or a RECD_E* code with a message in err
+ * naming the key, flag or variable at fault.
  */
 int recd_config_parse(recd_config_t *c, int argc, char **argv, char *const *envp, int *want_help, char *err, size_t errlen);
+
+/**
+ * Checks the rules that tie keys together (default_k <= max_k). recd_config_parse runs it last; callers that build a
+ * config with the lower-level calls run it themselves. Returns RECD_OK or RECD_EINVAL with a message in err.
+ */
+int recd_config_check(const recd_config_t *c, char *err, size_t errlen);
+
+/**
+ * Splits a listen address ("127.0.0.1:8080", "localhost:0", "[::1]:8080") into its host (brackets removed, NUL-terminated
+ * into host when not NULL) and port. Returns RECD_EINVAL for anything else, a port above 65535, or a host that does
+ * not fit in hostlen.
+ */
+int recd_config_parse_listen(const char *listen, char *host, size_t hostlen, uint16_t *port);
 
 /** Prints usage with every key, its type, default, env var and meaning. */
 void recd_config_print_help(FILE *out, const char *argv0);
 
-/** Writes the effective configuration as a JSON object (for logging and GET /v1/config later). */
+/** Prints the same key list as a Markdown table (the one in README.md's Configuration section; a test keeps them equal). */
+void recd_config_print_markdown(FILE *out);
+
+/**
+ * Writes the effective configuration as a compact NUL-terminated JSON object, keys in table order (for logging and
+ * GET /v1/config later). Returns RECD_EINVAL when it does not fit in buflen.
+ */
 int recd_config_to_json(const recd_config_t *c, char *buf, size_t buflen);
 
 #endif
