@@ -1,0 +1,59 @@
+/* models_internal.h: the loaded-model struct shared by artifact.c (loader, accessors) and score.c (scoring, fold-in). */
+#ifndef RECD_MODELS_MODELS_INTERNAL_H
+#define RECD_MODELS_MODELS_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "models/model.h"
+
+/* Factor counts above this are rejected by the writer and the reader (the Gram matrix alone would be 64 MiB). */
+#define RECD_ARTIFACT_MAX_FACTORS 4096
+
+/* One slot of an open-addressing id -> index table; index == UINT32_MAX marks an empty slot. */
+typedef struct st_recd_idslot_t {
+    uint32_t tag; /* high 32 bits of the id's hash, compared before the bytes */
+    uint32_t index;
+} recd_idslot_t;
+
+/* An id table inside the mapping: offsets[n + 1] relative to bytes, each id NUL-terminated. */
+typedef struct st_recd_idtab_t {
+    size_t n;
+    const uint64_t *offsets;
+    const char *bytes;
+    recd_idslot_t *slots; /* heap, capacity mask + 1 (a power of two >= 2n) */
+    size_t mask;
+} recd_idtab_t;
+
+struct st_recd_model_t {
+    atomic_size_t _refcnt;
+    void *_map;
+    size_t _map_size;
+
+    uint32_t kind;
+    uint32_t n_factors;
+    size_t n_users, n_items, nnz;
+    float alpha, reg, global_bias;
+
+    recd_idtab_t users, items;
+    const float *user_factors; /* n_users x n_factors, NULL when n_factors == 0 */
+    const float *item_factors; /* n_items x n_factors, NULL when n_factors == 0 */
+    const float *gram;         /* n_factors x n_factors, Y^T Y */
+    const float *popularity;   /* n_items */
+    const float *user_bias;    /* n_users */
+    const float *item_bias;    /* n_items */
+    const uint64_t *row_ptr;   /* n_users + 1 */
+    const uint32_t *cols;      /* nnz */
+    const float *vals;         /* nnz */
+    const char *metadata;
+    size_t metadata_len;
+
+    uint32_t *popular_order; /* heap, n_items */
+    float *item_norms;       /* heap, n_items (NULL when n_factors == 0) */
+
+    char sha256_hex[65];
+    char name[65];
+    uint64_t version;
+};
+
+#endif
