@@ -19,6 +19,11 @@ typedef enum en_recd_format_t {
     RECD_FORMAT_EVENTS, /* recd's own events.jsonl */
 } recd_format_t;
 
+/** "auto", "csv", "tsv", "udata", "jsonl", "json", "xml", "events". */
+const char *recd_format_name(recd_format_t f);
+/** Parses a format name as recd_format_name writes it (and "ndjson"); RECD_EINVAL when unknown. */
+int recd_format_parse(const char *name, recd_format_t *out);
+
 /** Why a row was rejected. */
 typedef enum en_recd_reject_t {
     RECD_REJECT_MISSING_USER = 0,
@@ -63,6 +68,9 @@ typedef struct st_recd_interactions_t {
 /** Initialises an empty set (creates the id maps). */
 void recd_interactions_init(recd_interactions_t *x);
 void recd_interactions_dispose(recd_interactions_t *x);
+/** Appends one interaction, interning the ids (copied). Aborts on out of memory. */
+void recd_interactions_add(recd_interactions_t *x, const char *user, size_t user_len, const char *item, size_t item_len,
+                           float value, int64_t ts);
 
 typedef struct st_recd_reject_sample_t {
     uint64_t line;   /* 1-based line (or record) number */
