@@ -1,0 +1,316 @@
+/* datagen_main.c: recd-datagen — a synthetic interaction log with planted low-rank tastes, popularity skew and timestamps. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The model behind the data: every user u and item i gets a random unit vector in R^factors. Items get a Zipf(0.9)
+ * popularity over a random permutation; users get a log-normal activity. Each interaction picks a user by activity and
+ * an item with probability proportional to popularity(i) * exp(BETA * u.i), by drawing candidates from the popularity
+ * (alias method) and accepting with probability exp(BETA * (u.i - 1)) <= 1. The value (1..5) rises with u.i plus noise;
+ * timestamps increase with exponential gaps from a fixed epoch, so a seed fixes every byte of the output.
+ */
+#define BETA 4.0
+#define ZIPF_S 0.9
+#define START_TS 1700000000LL
+#define MEAN_GAP_SECONDS 15.0
+
+#define EXIT_USAGE 2
+
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static double uniform(uint64_t *s)
+{
+    return (double)(next_u64(s) >> 11) * 0x1.0p-53;
+}
+
+static double normal(uint64_t *s)
+{
+    double u1 = uniform(s), u2 = uniform(s);
+    return sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300)) * cos(6.283185307179586 * u2);
+}
+
+static void *xmalloc(size_t size)
+{
+    void *p = malloc(size != 0 ? size : 1);
+    if (p == NULL) {
+        fprintf(stderr, "recd-datagen: out of memory (%zu bytes)\n", size);
+        exit(1);
+    }
+    return p;
+}
+
+/* Walker/Vose alias table: O(1) draws from a discrete distribution. */
+typedef struct st_alias_t {
+    size_t n;
+    double *prob;
+    uint32_t *alias;
+} alias_t;
+
+static void alias_init(alias_t *a, const double *w, size_t n)
+{
+    double sum = 0;
+    for (size_t i = 0; i != n; ++i)
+        sum += w[i];
+    a->n = n;
+    a->prob = xmalloc(n * sizeof(*a->prob));
+    a->alias = xmalloc(n * sizeof(*a->alias));
+    uint32_t *small = xmalloc(n * sizeof(*small)), *large = xmalloc(n * sizeof(*large));
+    size_t ns = 0, nl = 0;
+    for (size_t i = 0; i != n; ++i) {
+        a->prob[i] = w[i] * n / sum;
+        a->alias[i] = (uint32_t)i;
+        if (a->prob[i] < 1)
+            small[ns++] = (uint32_t)i;
+        else
+            large[nl++] = (uint32_t)i;
+    }
+    while (ns != 0 && nl != 0) {
+        uint32_t s = small[--ns], l = large[nl - 1];
+        a->alias[s] = l;
+        a->prob[l] -= 1 - a->prob[s];
+        if (a->prob[l] < 1) {
+            --nl;
+            small[ns++] = l;
+        }
+    }
+    while (nl != 0)
+        a->prob[large[--nl]] = 1;
+    while (ns != 0)
+        a->prob[small[--ns]] = 1;
+    free(small);
+    free(large);
+}
+
+static uint32_t alias_draw(const alias_t *a, uint64_t *s)
+{
+    uint64_t r = next_u64(s);
+    size_t i = (size_t)(((unsigned __int128)r * a->n) >> 64);
+    return uniform(s) < a->prob[i] ? (uint32_t)i : a->alias[i];
+}
+
+static void random_unit_vectors(float *v, size_t n, uint32_t f, uint64_t *s)
+{
+    for (size_t i = 0; i != n; ++i) {
+        double norm = 0;
+        for (uint32_t k = 0; k != f; ++k) {
+            double x = normal(s);
+            v[i * f + k] = (float)x;
+            norm += x * x;
+        }
+        norm = sqrt(norm);
+        for (uint32_t k = 0; k != f; ++k)
+            v[i * f + k] = (float)(v[i * f + k] / (norm > 0 ? norm : 1));
+    }
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n != 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static void usage(FILE *out, const char *argv0)
+{
+    fprintf(out,
+            "Usage: %s --users N --items M --interactions K [--factors 8] [--seed S] [--format csv|tsv] [--output FILE]\n"
+            "\n"
+            "Writes a synthetic interaction log with a header line: user,item,value,timestamp. Users (\"u0\"...) and items\n"
+            "(\"i0\"...) have planted latent tastes (random unit vectors of --factors dimensions); items follow a Zipf\n"
+            "popularity; a user picks item i with probability proportional to popularity(i) * exp(%.0f * taste match); values\n"
+            "1..5 rise with the match; timestamps increase. The same seed gives the same bytes. Output goes to stdout unless\n"
+            "--output is given. Exit status: 0 written, 1 failure, 2 usage error.\n",
+            argv0, BETA);
+}
+
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v == 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_USERS = 256, O_ITEMS, O_INTERACTIONS, O_FACTORS, O_SEED, O_FORMAT, O_OUTPUT };
+    static const struct option longopts[] = {{"users", required_argument, NULL, O_USERS},
+                                             {"items", required_argument, NULL, O_ITEMS},
+                                             {"interactions", required_argument, NULL, O_INTERACTIONS},
+                                             {"factors", required_argument, NULL, O_FACTORS},
+                                             {"seed", required_argument, NULL, O_SEED},
+                                             {"format", required_argument, NULL, O_FORMAT},
+                                             {"output", required_argument, NULL, O_OUTPUT},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    uint64_t n_users = 0, n_items = 0, n_interactions = 0, factors = 8, seed = 42;
+    const char *output = NULL;
+    char sep = ',';
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case 'h':
+            usage(stdout, argv[0]);
+            return 0;
+        case O_USERS:
+            if (parse_count(optarg, UINT32_MAX - 1, &n_users) != 0)
+                bad = "--users must be a positive integer";
+            break;
+        case O_ITEMS:
+            if (parse_count(optarg, UINT32_MAX - 1, &n_items) != 0)
+                bad = "--items must be a positive integer";
+            break;
+        case O_INTERACTIONS:
+            if (parse_count(optarg, UINT64_C(1) << 40, &n_interactions) != 0)
+                bad = "--interactions must be a positive integer";
+            break;
+        case O_FACTORS:
+            if (parse_count(optarg, 256, &factors) != 0)
+                bad = "--factors must be an integer in 1..256";
+            break;
+        case O_SEED: {
+            char *end;
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-')
+                bad = "--seed must be a non-negative integer";
+        } break;
+        case O_FORMAT:
+            if (strcmp(optarg, "csv") == 0)
+                sep = ',';
+            else if (strcmp(optarg, "tsv") == 0)
+                sep = '\t';
+            else
+                bad = "--format must be csv or tsv";
+            break;
+        case O_OUTPUT:
+            output = optarg;
+            break;
+        case ':':
+            fprintf(stderr, "recd-datagen: %s needs a value (see --help)\n", argv[optind - 1]);
+            return EXIT_USAGE;
+        default:
+            fprintf(stderr, "recd-datagen: unknown option %s (see --help)\n", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+        if (bad != NULL) {
+            fprintf(stderr, "recd-datagen: %s (got \"%s\")\n", bad, optarg);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "recd-datagen: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (n_users == 0 || n_items == 0 || n_interactions == 0) {
+        fprintf(stderr, "recd-datagen: --users, --items and --interactions are required (see --help)\n");
+        return EXIT_USAGE;
+    }
+
+    const uint32_t f = (uint32_t)factors;
+    uint64_t state = seed;
+    float *U = xmalloc(n_users * f * sizeof(*U)), *V = xmalloc(n_items * f * sizeof(*V));
+    random_unit_vectors(U, n_users, f, &state);
+    random_unit_vectors(V, n_items, f, &state);
+    alias_t item_pop, user_act;
+    {
+        double *w = xmalloc((n_items > n_users ? n_items : n_users) * sizeof(*w));
+        uint32_t *perm = xmalloc(n_items * sizeof(*perm));
+        for (uint64_t i = 0; i != n_items; ++i)
+            perm[i] = (uint32_t)i;
+        for (uint64_t i = n_items - 1; i > 0; --i) {
+            uint64_t j = next_u64(&state) % (i + 1);
+            uint32_t t = perm[i];
+            perm[i] = perm[j], perm[j] = t;
+        }
+        for (uint64_t r = 0; r != n_items; ++r)
+            w[perm[r]] = pow((double)(r + 1), -ZIPF_S);
+        alias_init(&item_pop, w, n_items);
+        for (uint64_t u = 0; u != n_users; ++u)
+            w[u] = exp(normal(&state)); /* log-normal activity */
+        alias_init(&user_act, w, n_users);
+        free(w);
+        free(perm);
+    }
+
+    FILE *out = stdout;
+    if (output != NULL && (out = fopen(output, "w")) == NULL) {
+        fprintf(stderr, "recd-datagen: cannot open %s: %s\n", output, strerror(errno));
+        return 1;
+    }
+    size_t cap = 1 << 20, len = 0;
+    char *buf = xmalloc(cap + 128);
+    len = (size_t)snprintf(buf, cap, "user%citem%cvalue%ctimestamp\n", sep, sep, sep);
+    double ts = (double)START_TS;
+    int failed = 0;
+    for (uint64_t n = 0; n != n_interactions && !failed; ++n) {
+        uint32_t u = alias_draw(&user_act, &state), i;
+        double match;
+        const float *x = U + (size_t)u * f;
+        for (;;) { /* rejection: candidates by popularity, kept with probability exp(BETA (match - 1)) */
+            i = alias_draw(&item_pop, &state);
+            const float *y = V + (size_t)i * f;
+            match = 0;
+            for (uint32_t k = 0; k != f; ++k)
+                match += (double)x[k] * y[k];
+            if (uniform(&state) < exp(BETA * (match - 1)))
+                break;
+        }
+        long value = lround(3.0 + 4.0 * match + 0.8 * normal(&state));
+        value = value < 1 ? 1 : value > 5 ? 5 : value;
+        ts += -MEAN_GAP_SECONDS * log(1 - uniform(&state));
+
+        char *p = buf + len;
+        *p++ = 'u';
+        p = put_u64(p, u);
+        *p++ = sep;
+        *p++ = 'i';
+        p = put_u64(p, i);
+        *p++ = sep;
+        *p++ = (char)('0' + value);
+        *p++ = sep;
+        p = put_u64(p, (uint64_t)ts);
+        *p++ = '\n';
+        len = (size_t)(p - buf);
+        if (len >= cap) {
+            failed = fwrite(buf, 1, len, out) != len;
+            len = 0;
+        }
+    }
+    if (!failed && len != 0)
+        failed = fwrite(buf, 1, len, out) != len;
+    if (fflush(out) != 0 || ferror(out))
+        failed = 1;
+    if (out != stdout && fclose(out) != 0)
+        failed = 1;
+    if (failed)
+        fprintf(stderr, "recd-datagen: write to %s failed: %s\n", output != NULL ? output : "stdout", strerror(errno));
+    free(buf);
+    free(U);
+    free(V);
+    free(item_pop.prob), free(item_pop.alias), free(user_act.prob), free(user_act.alias);
+    return failed ? 1 : 0;
+}
