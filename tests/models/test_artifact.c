@@ -526,11 +526,88 @@ static void test_artifact_empty_and_missing(void **state)
     expect_reject(fx->dir, "not a regular file", NULL);
 }
 
+/* The committed v1 fixture (tests/data/artifact_v1.recd) still opens, and today's writer reproduces it byte for byte:
+ * any change to the format must bump RECD_ARTIFACT_FORMAT_VERSION rather than silently break existing registries. The
+ * fixture's factors are small dyadic numbers, so its Gram matrix is exact whatever BLAS kernel computes it. */
+static void test_artifact_golden_v1(void **state)
+{
+    fixture_t *fx = *state;
+    char golden[512], err[512] = "";
+    const char *src = getenv("RECD_SOURCE_DIR");
+    if (src != NULL) {
+        snprintf(golden, sizeof(golden), "%s/tests/data/artifact_v1.recd", src);
+    } else {
+        const char *file = __FILE__, *tail = strstr(file, "tests/models/test_artifact.c");
+        assert_non_null(tail);
+        snprintf(golden, sizeof(golden), "%.*stests/data/artifact_v1.recd", (int)(tail - file), file);
+    }
+    recd_model_t *m = recd_model_open(golden, err, sizeof(err));
+    if (m == NULL)
+        fail_msg("open: %s", err);
+    assert_string_equal(recd_model_sha256(m), "c3b4a928b355d4c26523dae4f7f0a0fc1c2a6f530b91c09f1e6435e8125ba8bc");
+    assert_int_equal(recd_model_find_user(m, "u10", 3), 2);
+    assert_memory_equal(recd_model_item_factors(m), item_factors, sizeof(item_factors));
+    recd_model_release(m);
+
+    size_t glen, len;
+    uint8_t *gbuf = read_all(golden, &glen), *buf = read_all(fx->path, &len);
+    assert_int_equal(len, glen);
+    assert_memory_equal(buf, gbuf, len);
+    free(gbuf);
+    free(buf);
+}
+
+/* Enough ids for long probe sequences in the open-addressing tables; every id found, near misses not. */
+static void test_artifact_many_ids(void **state)
+{
+    fixture_t *fx = *state;
+    enum { N = 5000 };
+    char path[160], err[256] = "", buf[32];
+    char **ids = malloc(N * sizeof(char *));
+    float *pop = malloc(N * sizeof(float));
+    for (int i = 0; i != N; ++i) {
+        ids[i] = malloc(16);
+        snprintf(ids[i], 16, "%d", i * 7);
+        pop[i] = (float)(i % 10);
+    }
+    recd_model_spec_t spec = {.kind = RECD_MODEL_POPULARITY,
+                              .n_users = N,
+                              .n_items = N,
+                              .user_ids = (const char *const *)ids,
+                              .item_ids = (const char *const *)ids,
+                              .item_popularity = pop};
+    snprintf(path, sizeof(path), "%s/many.recd", fx->dir);
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+    recd_model_t *m = recd_model_open(path, err, sizeof(err));
+    if (m == NULL)
+        fail_msg("open: %s", err);
+    for (int i = 0; i != N; ++i) {
+        assert_int_equal(recd_model_find_user(m, ids[i], strlen(ids[i])), i);
+        assert_int_equal(recd_model_find_item(m, ids[i], strlen(ids[i])), i);
+        int n = snprintf(buf, sizeof(buf), "%d", i * 7 + 1 + i % 6); /* never a multiple of 7 */
+        assert_int_equal(recd_model_find_item(m, buf, (size_t)n), -1);
+    }
+    /* Popular order: descending popularity, ties by ascending index. */
+    const uint32_t *order = recd_model_popular_order(m);
+    for (int i = 1; i != N; ++i) {
+        float a = pop[order[i - 1]], b = pop[order[i]];
+        assert_true(a > b || (a == b && order[i - 1] < order[i]));
+    }
+    assert_int_equal(order[0], 9);
+    recd_model_release(m);
+    for (int i = 0; i != N; ++i)
+        free(ids[i]);
+    free(ids);
+    free(pop);
+}
+
 int test_artifact_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_artifact_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_popularity_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_artifact_golden_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_artifact_many_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_writer_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_checksum, setup, teardown),
