@@ -550,7 +550,6 @@ int recd_config_parse(recd_config_t *c, int argc, char **argv, char *const *envp
     char key[64];
     const char *value;
 
-    recd_config_init(c);
     *want_help = 0;
 
     for (int i = 1; i < argc; ++i) {

@@ -38,11 +38,11 @@ int recd_config_apply_env(recd_config_t *c, char *const *envp, char *err, size_t
 int recd_config_set(recd_config_t *c, const char *key, const char *value, char *err, size_t errlen);
 
 /**
- * The whole chain for a main(): defaults; the file named by --config FILE or RECD_CONFIG (none by default); env vars;
- * flags (--key value or --key=value, '-' and '_' interchangeable; a boolean flag alone means true). *want_help is set
- * for -h/--help, and then nothing else is parsed. c is initialised by this call (do not call recd_config_init first);
- * the caller disposes it whether or not the call succeeded. Returns RECD_OK, or a RECD_E* code with a message in err
- * naming the key, flag or variable at fault.
+ * The whole chain for a main(), applied on top of c (set up by recd_config_init, so it holds the defaults): the file
+ * named by --config FILE or RECD_CONFIG (none by default); env vars; flags (--key value or --key=value, '-' and '_'
+ * interchangeable; a boolean flag alone means true); then recd_config_check. *want_help is set for -h/--help, and then
+ * nothing else is parsed. The caller disposes c whether or not the call succeeded. Returns RECD_OK, or a RECD_E* code
+ * with a message in err naming the key, flag or variable at fault.
  */
 int recd_config_parse(recd_config_t *c, int argc, char **argv, char *const *envp, int *want_help, char *err, size_t errlen);
 

@@ -15,6 +15,7 @@ int main(int argc, char **argv)
         recd_config_print_markdown(stdout);
         return 0;
     }
+    recd_config_init(&c);
     if (recd_config_parse(&c, argc, argv, environ, &help, err, sizeof(err)) != 0) {
         fprintf(stderr, "recd-config: %s\n", err);
         goto Exit;

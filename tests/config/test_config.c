@@ -53,6 +53,7 @@ static void expect_parse_error(char **argv, int argc, char **envp, const char *n
     recd_config_t c;
     char err[512] = "";
     int help = 0;
+    recd_config_init(&c);
     int ret = recd_config_parse(&c, argc, argv, envp, &help, err, sizeof(err));
     recd_config_dispose(&c);
     if (ret != RECD_EINVAL || strstr(err, needle1) == NULL || (needle2 != NULL && strstr(err, needle2) == NULL))
@@ -89,6 +90,7 @@ static void test_config_parse_no_args_gives_defaults(void **state)
     int help = 1;
     char *argv[] = {"recd"};
     char *envp[] = {"PATH=/usr/bin", "RECD_DATA_DIR=/elsewhere", "RECD_SOURCE_DIR=/x", NULL};
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(argv), argv, envp, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(help, 0);
     recd_config_init(&d);
@@ -98,6 +100,7 @@ static void test_config_parse_no_args_gives_defaults(void **state)
     recd_config_dispose(&c);
     recd_config_dispose(&d);
     /* NULL envp is accepted */
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(argv), argv, NULL, &help, err, sizeof(err)), RECD_OK);
     recd_config_dispose(&c);
 }
@@ -159,6 +162,7 @@ static void test_config_env_overrides_file(void **state)
     char *argv[] = {"recd"};
     recd_config_t c;
     int help;
+    recd_config_init(&c);
     int ret = recd_config_parse(&c, ARGC(argv), argv, envp, &help, err, sizeof(err));
     unlink(path);
     assert_int_equal(ret, RECD_OK);
@@ -181,6 +185,7 @@ static void test_config_flag_overrides_env(void **state)
                     "20",   "--events-fsync", "--listen", "localhost:0", cfg_flag};
     recd_config_t c;
     int help;
+    recd_config_init(&c);
     int ret = recd_config_parse(&c, ARGC(argv), argv, envp, &help, err, sizeof(err));
     unlink(path);
     unlink(path2);
@@ -203,11 +208,13 @@ static void test_config_bool_flag_forms(void **state)
     int help;
     recd_config_t c;
     char *a1[] = {"recd", "--events-fsync", "false", "--threads", "1"};
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(a1), a1, NULL, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(c.events_fsync, 0);
     assert_int_equal(c.threads, 1);
     recd_config_dispose(&c);
     char *a2[] = {"recd", "--events_fsync=on"};
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(a2), a2, NULL, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(c.events_fsync, 1);
     recd_config_dispose(&c);
@@ -224,11 +231,13 @@ static void test_config_help(void **state)
     int help = 0;
     recd_config_t c;
     char *argv[] = {"recd", "--threads", "999", "--help"};
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(argv), argv, NULL, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(help, 1);
     recd_config_dispose(&c);
     char *argv2[] = {"recd", "-h"};
     help = 0;
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(argv2), argv2, NULL, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(help, 1);
     recd_config_dispose(&c);
@@ -435,6 +444,7 @@ static void test_config_flag_errors(void **state)
     recd_config_t c;
     char err[512];
     int help;
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(a16), a16, NULL, &help, err, sizeof(err)), RECD_EIO);
     recd_config_dispose(&c);
 }
@@ -455,6 +465,7 @@ static void test_config_env_errors(void **state)
     recd_config_t c;
     char err[256];
     int help;
+    recd_config_init(&c);
     assert_int_equal(recd_config_parse(&c, ARGC(argv2), argv2, e4, &help, err, sizeof(err)), RECD_OK);
     assert_int_equal(c.default_k, 2000);
     assert_int_equal(c.max_k, 5000);
