@@ -204,9 +204,11 @@ static recd_idslot_t *idslots_build(size_t n, id_get_cb get, const void *ctx, si
         uint32_t tag = (uint32_t)(h >> 32);
         size_t i = h & (cap - 1);
         for (; slots[i].index != UINT32_MAX; i = (i + 1) & (cap - 1)) {
+            if (slots[i].tag != tag)
+                continue;
             size_t l;
             const char *s = get(ctx, slots[i].index, &l);
-            if (slots[i].tag == tag && l == len && memcmp(s, id, len) == 0) {
+            if (l == len && memcmp(s, id, len) == 0) {
                 free(slots);
                 *dup = k;
                 return NULL;
@@ -402,12 +404,12 @@ static int check_spec(const recd_model_spec_t *s, char *msg, size_t msglen)
                      s->n_users, s->n_items);
             return RECD_EINVAL;
         }
-        if (c->row_ptr == NULL || (c->nnz != 0 && (c->col == NULL || c->val == NULL)) ||
-            check_csr(c->n_rows, c->n_cols, c->nnz, c->row_ptr, c->col, c->val, msg, msglen) != 0) {
-            if (c->row_ptr == NULL || (c->nnz != 0 && (c->col == NULL || c->val == NULL)))
-                snprintf(msg, msglen, "user-item matrix has NULL arrays");
+        if (c->row_ptr == NULL || (c->nnz != 0 && (c->col == NULL || c->val == NULL))) {
+            snprintf(msg, msglen, "user-item matrix has NULL arrays");
             return RECD_EINVAL;
         }
+        if (check_csr(c->n_rows, c->n_cols, c->nnz, c->row_ptr, c->col, c->val, msg, msglen) != 0)
+            return RECD_EINVAL;
     }
     size_t mask;
     recd_idslot_t *slots;
