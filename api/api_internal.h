@@ -1,0 +1,204 @@
+/* api_internal.h: what the endpoint files of recd_api share — JSON writer, errors, query parsing, codecs, reply helpers. */
+#ifndef RECD_API_API_INTERNAL_H
+#define RECD_API_API_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "api/api.h"
+
+#define RECD_API_MAX_ID_BYTES 256
+#define RECD_API_MAX_LIST 1000   /* recent_items / exclude entries */
+#define RECD_API_MAX_EVENTS 1000 /* events per POST */
+
+/* ---- errors -------------------------------------------------------------------------------------------------------- */
+
+/** A client error found while parsing: HTTP status, machine code ("invalid_argument", ...) and a message for humans. */
+typedef struct st_recd_api_error_t {
+    int status;
+    const char *code;
+    char message[256];
+} recd_api_error_t;
+
+/** Fills err and returns -1 (so parsers can `return recd_api_error_set(...)`). */
+int recd_api_error_set(recd_api_error_t *err, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- JSON writer into pool memory ---------------------------------------------------------------------------------- */
+
+/** An append-only buffer in request-pool memory (grows by copying into a bigger pool chunk). */
+typedef struct st_recd_jw_t {
+    char *buf;
+    size_t len, cap;
+    h2o_mem_pool_t *pool;
+} recd_jw_t;
+
+/** Starts an empty buffer of cap bytes from pool. */
+void recd_jw_init(recd_jw_t *w, h2o_mem_pool_t *pool, size_t cap);
+/** Appends raw bytes. */
+void recd_jw_raw(recd_jw_t *w, const char *s, size_t len);
+#define recd_jw_lit(w, s) recd_jw_raw((w), (s), sizeof(s) - 1)
+/** Appends s as a quoted JSON string (quotes, backslashes and control characters escaped; UTF-8 passed through). */
+void recd_jw_str(recd_jw_t *w, const char *s, size_t len);
+/** Appends an unsigned integer. */
+void recd_jw_u64(recd_jw_t *w, uint64_t v);
+/** Appends a number with up to 9 significant digits; non-finite values are written as 0 (JSON has no NaN/Inf). */
+void recd_jw_double(recd_jw_t *w, double v);
+
+/* ---- validation and query strings (query.c) -------------------------------------------------------------------------- */
+
+/** A decoded query parameter (memory from the pool given to recd_query_parse). */
+typedef struct st_recd_query_param_t {
+    h2o_iovec_t name, value;
+} recd_query_param_t;
+
+#define RECD_QUERY_MAX_PARAMS 16
+
+/**
+ * Splits a query string (without the '?') on '&', percent-decodes names and values ('+' is a space) into params (at most
+ * max). Empty pieces ("a=1&&b=2") are skipped. Fails with 400 invalid_argument on a bad percent escape, a repeated
+ * parameter, too many parameters, or a name or value that is not valid UTF-8 / contains NUL.
+ */
+int recd_query_parse(const char *q, size_t len, h2o_mem_pool_t *pool, recd_query_param_t *params, size_t max, size_t *n,
+                     recd_api_error_t *err);
+/** The value of name, or NULL. */
+const h2o_iovec_t *recd_query_find(const recd_query_param_t *params, size_t n, const char *name);
+/** Percent-decodes s into pool memory (NUL-terminated); plus_is_space for query strings. Returns 0 or -1 on a bad escape. */
+int recd_percent_decode(const char *s, size_t len, int plus_is_space, h2o_mem_pool_t *pool, h2o_iovec_t *out);
+/** Whether s is well-formed UTF-8 without NUL bytes. */
+int recd_utf8_valid(const char *s, size_t len);
+/** Checks an id (user, item): non-empty, at most 256 bytes, valid UTF-8, no NUL. field names it in the message. */
+int recd_api_check_id(const char *field, h2o_iovec_t id, recd_api_error_t *err);
+/** Parses k from a query value: a decimal integer in 1..max_k. */
+int recd_api_parse_k(h2o_iovec_t s, uint32_t max_k, uint32_t *k, recd_api_error_t *err);
+
+/* ---- codecs (codec.c): pure request parsing and response rendering ------------------------------------------------- */
+
+/** A recommendations request (GET query or POST body); strings point into pool memory. */
+typedef struct st_recd_recs_request_t {
+    h2o_iovec_t user;
+    uint32_t k;
+    h2o_iovec_t *recent_items;
+    size_t n_recent;
+    h2o_iovec_t *exclude;
+    size_t n_exclude;
+} recd_recs_request_t;
+
+/** Parses GET /v1/recommendations?user=&k= (query without '?'; NULL/0 when absent). */
+int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                recd_recs_request_t *out, recd_api_error_t *err);
+/** Parses a POST /v1/recommendations body {user, k?, recent_items?, exclude?}; unknown members are errors. */
+int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                               recd_recs_request_t *out, recd_api_error_t *err);
+/** Parses the k of a similar-items query (other parameters are errors). */
+int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
+                                   recd_api_error_t *err);
+
+typedef enum en_recd_event_type_t {
+    RECD_EVENT_VIEW = 0,
+    RECD_EVENT_CLICK,
+    RECD_EVENT_ADD_TO_CART,
+    RECD_EVENT_PURCHASE,
+    RECD_EVENT_RATING,
+} recd_event_type_t;
+
+/** "view", "click", "add_to_cart", "purchase" or "rating". */
+const char *recd_event_type_name(recd_event_type_t t);
+
+/** One validated event; strings in pool memory. */
+typedef struct st_recd_event_t {
+    h2o_iovec_t user, item, request_id; /* request_id.base NULL when absent */
+    recd_event_type_t type;
+    int has_value;
+    double value;
+    double ts; /* epoch seconds */
+} recd_event_t;
+
+/** The in-memory interaction weight of an event: view 1, click 2, add_to_cart 3, purchase 5, rating its value. */
+float recd_event_weight(const recd_event_t *ev);
+
+/**
+ * Parses and validates POST /v1/events: one event object or {"events": [1..1000 events]}. Every event is checked before
+ * anything is returned; the first bad one fails the whole request with a message naming its index and field. now is the
+ * default ts.
+ */
+int recd_codec_parse_events(const char *body, size_t len, double now, h2o_mem_pool_t *pool, recd_event_t **events, size_t *n,
+                            recd_api_error_t *err);
+/** Parses an ISO-8601 UTC/offset timestamp ("2024-05-01T12:00:00Z", optional fraction, "+02:00"). Returns 0 or -1. */
+int recd_codec_parse_iso8601(const char *s, size_t len, double *epoch);
+/** Appends one event as a JSON line ({"v":1,"received_at":..,...}\n). */
+void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double received_at);
+
+/** One scored item of an answer. */
+typedef struct st_recd_api_item_t {
+    h2o_iovec_t id;
+    float score;
+} recd_api_item_t;
+
+/** Renders the recommendations answer; ignored (unknown recent items) is omitted when n_ignored is 0. */
+void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
+                            const recd_api_item_t *items, size_t n, const char *fallback, const h2o_iovec_t *ignored,
+                            size_t n_ignored);
+/** Renders {"item","model","items"} for similar items. */
+void recd_codec_render_similar(recd_jw_t *w, h2o_iovec_t item, h2o_iovec_t model, uint64_t version, const recd_api_item_t *items,
+                               size_t n);
+/** Renders {"error":{"code","message"}}. */
+void recd_codec_render_error(recd_jw_t *w, const char *code, const char *message);
+
+/* ---- HTTP helpers (http.c) -------------------------------------------------------------------------------------- */
+
+enum { RECD_API_GET = 1, RECD_API_POST = 2 };
+
+/** Per-request bookkeeping for metrics and the access log. */
+typedef struct st_recd_api_call_t {
+    h2o_req_t *req;
+    recd_app_t *app;
+    recd_worker_t *worker;
+    recd_endpoint_t ep;
+    struct timespec t0;
+} recd_api_call_t;
+
+/** Starts timing a request. */
+void recd_api_begin(recd_api_call_t *call, h2o_req_t *req, recd_app_t *app, recd_endpoint_t ep);
+/** Records the request's status and latency in the worker's metrics slot and, at debug level, logs it. */
+void recd_api_end(recd_api_call_t *call);
+
+/** Sends body (memory that lives as long as the request) with Content-Type and Content-Length. */
+void recd_api_reply(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+/** Sends a JSON body. */
+void recd_api_reply_json(h2o_req_t *req, int status, recd_jw_t *w);
+/** Sends {"error":{"code","message"}} with status. */
+void recd_api_reply_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** Sends err. */
+void recd_api_reply_api_error(h2o_req_t *req, const recd_api_error_t *err);
+/** Returns 0 when the method is in allowed (RECD_API_* bits), else replies 405 with Allow and returns -1. */
+int recd_api_method_or_reply(h2o_req_t *req, unsigned allowed);
+/** For POST bodies: 413 over max_body_bytes, 415 unless Content-Type is application/json (charset allowed). 0 or -1. */
+int recd_api_json_body_or_reply(h2o_req_t *req, const recd_app_t *app);
+/** The query string of req without '?', as (base, len); len 0 when there is none. */
+h2o_iovec_t recd_api_query(h2o_req_t *req);
+/** The path without the query string. */
+h2o_iovec_t recd_api_path(h2o_req_t *req);
+/** A fresh request id (16 hex characters) in pool memory from the worker's generator. */
+h2o_iovec_t recd_api_request_id(recd_worker_t *w, h2o_mem_pool_t *pool);
+
+/**
+ * Folds a user into model m from its training history (user index, or -1) plus extra interactions given by external item
+ * id (values summed per item; ids unknown to m are skipped). vec receives n_factors floats. Returns 0, RECD_ENOTFOUND when
+ * no interaction is known to m, or the fold-in error.
+ */
+int recd_api_fold_user(const recd_model_t *m, int64_t user, const recd_user_item_t *extra, size_t n_extra, h2o_mem_pool_t *pool,
+                       float *vec);
+
+/* ---- endpoint registration (one file each) --------------------------------------------------------------------- */
+
+void recd_api_register_recommendations(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_events(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_metrics(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_not_found(h2o_pathconf_t *pathconf, recd_app_t *app);
+
+#endif

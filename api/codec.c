@@ -1,0 +1,520 @@
+/* codec.c: pure JSON codecs of API v1 — request parsing and validation into structs, response rendering into pool memory. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "api/api_internal.h"
+
+/* ---- JSON writer ------------------------------------------------------------------------------------------------- */
+
+void recd_jw_init(recd_jw_t *w, h2o_mem_pool_t *pool, size_t cap)
+{
+    w->pool = pool;
+    w->cap = cap > 0 ? cap : 64;
+    w->buf = h2o_mem_alloc_pool(pool, w->cap);
+    w->len = 0;
+}
+
+static void reserve(recd_jw_t *w, size_t extra)
+{
+    if (w->len + extra <= w->cap)
+        return;
+    size_t cap = w->cap * 2;
+    while (cap < w->len + extra)
+        cap *= 2;
+    char *nb = h2o_mem_alloc_pool(w->pool, cap);
+    memcpy(nb, w->buf, w->len);
+    w->buf = nb;
+    w->cap = cap;
+}
+
+void recd_jw_raw(recd_jw_t *w, const char *s, size_t len)
+{
+    reserve(w, len);
+    memcpy(w->buf + w->len, s, len);
+    w->len += len;
+}
+
+void recd_jw_str(recd_jw_t *w, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    reserve(w, len + 2);
+    w->buf[w->len++] = '"';
+    size_t start = 0;
+    for (size_t i = 0; i < len; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        recd_jw_raw(w, s + start, i - start);
+        start = i + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        switch (c) {
+        case '"':
+            recd_jw_lit(w, "\\\"");
+            break;
+        case '\\':
+            recd_jw_lit(w, "\\\\");
+            break;
+        case '\n':
+            recd_jw_lit(w, "\\n");
+            break;
+        case '\r':
+            recd_jw_lit(w, "\\r");
+            break;
+        case '\t':
+            recd_jw_lit(w, "\\t");
+            break;
+        default:
+            recd_jw_raw(w, esc, 6);
+            break;
+        }
+    }
+    recd_jw_raw(w, s + start, len - start);
+    recd_jw_lit(w, "\"");
+}
+
+void recd_jw_u64(recd_jw_t *w, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    recd_jw_raw(w, tmp + i, sizeof(tmp) - i);
+}
+
+void recd_jw_double(recd_jw_t *w, double v)
+{
+    char tmp[32];
+    int n;
+    if (!isfinite(v))
+        v = 0;
+    n = snprintf(tmp, sizeof(tmp), "%.7g", v);
+    recd_jw_raw(w, tmp, (size_t)n);
+}
+
+/* ---- request parsing ------------------------------------------------------------------------------------------- */
+
+static json_t *load_object(const char *body, size_t len, recd_api_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        recd_api_error_set(err, 400, "invalid_argument", "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                           jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        recd_api_error_set(err, 400, "invalid_argument", "the body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+static h2o_iovec_t pool_string(h2o_mem_pool_t *pool, json_t *s)
+{
+    return h2o_strdup(pool, json_string_value(s), json_string_length(s));
+}
+
+/* Reads an id member: a string passing recd_api_check_id. field is the name used in messages. */
+static int get_id(json_t *v, const char *field, h2o_mem_pool_t *pool, h2o_iovec_t *out, recd_api_error_t *err)
+{
+    if (!json_is_string(v))
+        return recd_api_error_set(err, 400, "invalid_argument", "%s must be a string", field);
+    *out = pool_string(pool, v);
+    return recd_api_check_id(field, *out, err);
+}
+
+static int get_id_list(json_t *v, const char *field, h2o_mem_pool_t *pool, h2o_iovec_t **out, size_t *n, recd_api_error_t *err)
+{
+    char name[64];
+    if (!json_is_array(v))
+        return recd_api_error_set(err, 400, "invalid_argument", "%s must be an array of strings", field);
+    if (json_array_size(v) > RECD_API_MAX_LIST)
+        return recd_api_error_set(err, 400, "invalid_argument", "%s has more than %d entries", field, RECD_API_MAX_LIST);
+    *n = json_array_size(v);
+    *out = h2o_mem_alloc_pool(pool, sizeof(**out) * (*n ? *n : 1));
+    for (size_t i = 0; i < *n; ++i) {
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        if (get_id(json_array_get(v, i), name, pool, &(*out)[i], err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                recd_recs_request_t *out, recd_api_error_t *err)
+{
+    recd_query_param_t params[RECD_QUERY_MAX_PARAMS];
+    const h2o_iovec_t *v;
+    size_t n;
+
+    memset(out, 0, sizeof(*out));
+    out->k = default_k;
+    if (recd_query_parse(q, len, pool, params, RECD_QUERY_MAX_PARAMS, &n, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; ++i)
+        if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("user")) &&
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")))
+            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected user, k)",
+                                      (int)(params[i].name.len > 64 ? 64 : params[i].name.len), params[i].name.base);
+    if ((v = recd_query_find(params, n, "user")) == NULL)
+        return recd_api_error_set(err, 400, "invalid_argument", "user is required");
+    if (recd_api_check_id("user", *v, err) != 0)
+        return -1;
+    out->user = *v;
+    if ((v = recd_query_find(params, n, "k")) != NULL && recd_api_parse_k(*v, max_k, &out->k, err) != 0)
+        return -1;
+    return 0;
+}
+
+int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                               recd_recs_request_t *out, recd_api_error_t *err)
+{
+    json_t *root, *v;
+    const char *key;
+    int ret = -1;
+
+    memset(out, 0, sizeof(*out));
+    out->k = default_k;
+    if ((root = load_object(body, len, err)) == NULL)
+        return -1;
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "user") != 0 && strcmp(key, "k") != 0 && strcmp(key, "recent_items") != 0 && strcmp(key, "exclude") != 0) {
+            recd_api_error_set(err, 400, "invalid_argument", "unknown field '%.64s' (expected user, k, recent_items, exclude)",
+                               key);
+            goto Exit;
+        }
+    }
+    if ((v = json_object_get(root, "user")) == NULL) {
+        recd_api_error_set(err, 400, "invalid_argument", "user is required");
+        goto Exit;
+    }
+    if (get_id(v, "user", pool, &out->user, err) != 0)
+        goto Exit;
+    if ((v = json_object_get(root, "k")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)max_k) {
+            recd_api_error_set(err, 400, "invalid_argument", "k must be an integer in 1..%u", max_k);
+            goto Exit;
+        }
+        out->k = (uint32_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "recent_items")) != NULL &&
+        get_id_list(v, "recent_items", pool, &out->recent_items, &out->n_recent, err) != 0)
+        goto Exit;
+    if ((v = json_object_get(root, "exclude")) != NULL && get_id_list(v, "exclude", pool, &out->exclude, &out->n_exclude, err) != 0)
+        goto Exit;
+    ret = 0;
+Exit:
+    json_decref(root);
+    return ret;
+}
+
+int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
+                                   recd_api_error_t *err)
+{
+    recd_query_param_t params[RECD_QUERY_MAX_PARAMS];
+    const h2o_iovec_t *v;
+    size_t n;
+
+    *k = default_k;
+    if (recd_query_parse(q, len, pool, params, RECD_QUERY_MAX_PARAMS, &n, err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; ++i)
+        if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")))
+            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected k)",
+                                      (int)(params[i].name.len > 64 ? 64 : params[i].name.len), params[i].name.base);
+    if ((v = recd_query_find(params, n, "k")) != NULL && recd_api_parse_k(*v, max_k, k, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- events ------------------------------------------------------------------------------------------------------ */
+
+static const char *const event_type_names[] = {"view", "click", "add_to_cart", "purchase", "rating"};
+
+const char *recd_event_type_name(recd_event_type_t t)
+{
+    return (unsigned)t <= RECD_EVENT_RATING ? event_type_names[t] : "unknown";
+}
+
+float recd_event_weight(const recd_event_t *ev)
+{
+    static const float weights[] = {1, 2, 3, 5};
+    if (ev->type == RECD_EVENT_RATING)
+        return (float)ev->value;
+    return weights[ev->type];
+}
+
+static int digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int recd_codec_parse_iso8601(const char *s, size_t len, double *epoch)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int year, mon, day, hour, min, sec, off = 0;
+    double frac = 0;
+    size_t i = 19;
+
+    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
+        return -1;
+    if (digits(s, 4, &year) || digits(s + 5, 2, &mon) || digits(s + 8, 2, &day) || digits(s + 11, 2, &hour) ||
+        digits(s + 14, 2, &min) || digits(s + 17, 2, &sec))
+        return -1;
+    if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60 || year < 1970)
+        return -1;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > mdays[mon - 1] + (mon == 2 && leap))
+        return -1;
+    if (s[i] == '.') {
+        double scale = 0.1;
+        size_t start = ++i;
+        for (; i < len && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10)
+            frac += (s[i] - '0') * scale;
+        if (i == start)
+            return -1;
+    }
+    if (i == len - 1 && (s[i] == 'Z' || s[i] == 'z')) {
+        off = 0;
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh, om;
+        if (digits(s + i + 1, 2, &oh) || digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
+    } else {
+        return -1;
+    }
+    /* days from civil (Howard Hinnant), valid for the proleptic Gregorian calendar */
+    int y = year - (mon <= 2);
+    int era = y / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (mon + (mon > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = (long long)era * 146097 + doe - 719468;
+    *epoch = (double)(days * 86400 + hour * 3600 + min * 60 + sec - off) + frac;
+    return 0;
+}
+
+static int parse_event(json_t *obj, const char *prefix, double now, h2o_mem_pool_t *pool, recd_event_t *ev, recd_api_error_t *err)
+{
+    char field[64];
+    const char *key;
+    json_t *v;
+
+    memset(ev, 0, sizeof(*ev));
+    if (!json_is_object(obj))
+        return recd_api_error_set(err, 400, "invalid_argument", "%s must be an object", prefix[0] ? prefix : "event");
+#define FIELD(name) (snprintf(field, sizeof(field), "%s%s%s", prefix, prefix[0] ? "." : "", (name)), field)
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "user") != 0 && strcmp(key, "item") != 0 && strcmp(key, "type") != 0 && strcmp(key, "value") != 0 &&
+            strcmp(key, "ts") != 0 && strcmp(key, "request_id") != 0)
+            return recd_api_error_set(err, 400, "invalid_argument",
+                                      "%s: unknown field (expected user, item, type, value, ts, request_id)", FIELD(key));
+    }
+    if ((v = json_object_get(obj, "user")) == NULL)
+        return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("user"));
+    if (get_id(v, FIELD("user"), pool, &ev->user, err) != 0)
+        return -1;
+    if ((v = json_object_get(obj, "item")) == NULL)
+        return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("item"));
+    if (get_id(v, FIELD("item"), pool, &ev->item, err) != 0)
+        return -1;
+    if ((v = json_object_get(obj, "type")) == NULL)
+        return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("type"));
+    {
+        size_t t;
+        for (t = 0; t <= RECD_EVENT_RATING; ++t)
+            if (json_is_string(v) && strcmp(json_string_value(v), event_type_names[t]) == 0)
+                break;
+        if (t > RECD_EVENT_RATING)
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be one of view, click, add_to_cart, purchase, rating",
+                                      FIELD("type"));
+        ev->type = (recd_event_type_t)t;
+    }
+    if ((v = json_object_get(obj, "value")) != NULL) {
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be a number", FIELD("value"));
+        ev->has_value = 1;
+        ev->value = json_number_value(v);
+    } else if (ev->type == RECD_EVENT_RATING) {
+        return recd_api_error_set(err, 400, "invalid_argument", "%s is required for a rating", FIELD("value"));
+    }
+    ev->ts = now;
+    if ((v = json_object_get(obj, "ts")) != NULL) {
+        if (json_is_number(v)) {
+            ev->ts = json_number_value(v);
+            if (!isfinite(ev->ts) || ev->ts < 0)
+                return recd_api_error_set(err, 400, "invalid_argument", "%s must be non-negative epoch seconds", FIELD("ts"));
+        } else if (!json_is_string(v) || recd_codec_parse_iso8601(json_string_value(v), json_string_length(v), &ev->ts) != 0) {
+            return recd_api_error_set(err, 400, "invalid_argument",
+                                      "%s must be epoch seconds or an ISO-8601 time like 2024-05-01T12:00:00Z", FIELD("ts"));
+        }
+    }
+    if ((v = json_object_get(obj, "request_id")) != NULL) {
+        if (!json_is_string(v))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be a string", FIELD("request_id"));
+        ev->request_id = pool_string(pool, v);
+        if (ev->request_id.len > RECD_API_MAX_ID_BYTES || !recd_utf8_valid(ev->request_id.base, ev->request_id.len))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be valid UTF-8 of at most %d bytes",
+                                      FIELD("request_id"), RECD_API_MAX_ID_BYTES);
+    }
+#undef FIELD
+    return 0;
+}
+
+int recd_codec_parse_events(const char *body, size_t len, double now, h2o_mem_pool_t *pool, recd_event_t **events, size_t *n,
+                            recd_api_error_t *err)
+{
+    json_t *root, *list;
+    int ret = -1;
+
+    if ((root = load_object(body, len, err)) == NULL)
+        return -1;
+    if ((list = json_object_get(root, "events")) != NULL) {
+        char prefix[32];
+        if (json_object_size(root) != 1) {
+            recd_api_error_set(err, 400, "invalid_argument", "a batch body has only the member \"events\"");
+            goto Exit;
+        }
+        if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > RECD_API_MAX_EVENTS) {
+            recd_api_error_set(err, 400, "invalid_argument", "events must be an array of 1..%d events", RECD_API_MAX_EVENTS);
+            goto Exit;
+        }
+        *n = json_array_size(list);
+        *events = h2o_mem_alloc_pool(pool, sizeof(**events) * *n);
+        for (size_t i = 0; i < *n; ++i) {
+            snprintf(prefix, sizeof(prefix), "events[%zu]", i);
+            if (parse_event(json_array_get(list, i), prefix, now, pool, &(*events)[i], err) != 0)
+                goto Exit;
+        }
+    } else {
+        *n = 1;
+        *events = h2o_mem_alloc_pool(pool, sizeof(**events));
+        if (parse_event(root, "", now, pool, *events, err) != 0)
+            goto Exit;
+    }
+    ret = 0;
+Exit:
+    json_decref(root);
+    return ret;
+}
+
+void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double received_at)
+{
+    char tmp[64];
+    int n = snprintf(tmp, sizeof(tmp), "{\"v\":1,\"received_at\":%.3f,\"user\":", received_at);
+    recd_jw_raw(w, tmp, (size_t)n);
+    recd_jw_str(w, ev->user.base, ev->user.len);
+    recd_jw_lit(w, ",\"item\":");
+    recd_jw_str(w, ev->item.base, ev->item.len);
+    recd_jw_lit(w, ",\"type\":\"");
+    recd_jw_raw(w, event_type_names[ev->type], strlen(event_type_names[ev->type]));
+    recd_jw_lit(w, "\"");
+    if (ev->has_value) {
+        n = snprintf(tmp, sizeof(tmp), ",\"value\":%.17g", ev->value);
+        recd_jw_raw(w, tmp, (size_t)n);
+    }
+    n = snprintf(tmp, sizeof(tmp), ",\"ts\":%.17g", ev->ts);
+    recd_jw_raw(w, tmp, (size_t)n);
+    if (ev->request_id.base != NULL) {
+        recd_jw_lit(w, ",\"request_id\":");
+        recd_jw_str(w, ev->request_id.base, ev->request_id.len);
+    }
+    recd_jw_lit(w, "}\n");
+}
+
+/* ---- responses ----------------------------------------------------------------------------------------------------- */
+
+static void render_model(recd_jw_t *w, h2o_iovec_t model, uint64_t version)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "@%llu", (unsigned long long)version);
+    char *s = h2o_mem_alloc_pool(w->pool, model.len + (size_t)n);
+    memcpy(s, model.base, model.len);
+    memcpy(s + model.len, tmp, (size_t)n);
+    recd_jw_str(w, s, model.len + (size_t)n);
+}
+
+static void render_items(recd_jw_t *w, const recd_api_item_t *items, size_t n)
+{
+    recd_jw_lit(w, "[");
+    for (size_t i = 0; i < n; ++i) {
+        if (i != 0)
+            recd_jw_lit(w, ",");
+        recd_jw_lit(w, "{\"item\":");
+        recd_jw_str(w, items[i].id.base, items[i].id.len);
+        recd_jw_lit(w, ",\"score\":");
+        recd_jw_double(w, items[i].score);
+        recd_jw_lit(w, "}");
+    }
+    recd_jw_lit(w, "]");
+}
+
+void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
+                            const recd_api_item_t *items, size_t n, const char *fallback, const h2o_iovec_t *ignored,
+                            size_t n_ignored)
+{
+    recd_jw_lit(w, "{\"request_id\":");
+    recd_jw_str(w, request_id.base, request_id.len);
+    recd_jw_lit(w, ",\"user\":");
+    recd_jw_str(w, user.base, user.len);
+    recd_jw_lit(w, ",\"model\":");
+    render_model(w, model, version);
+    recd_jw_lit(w, ",\"experiment\":null,\"arm\":null,\"items\":");
+    render_items(w, items, n);
+    recd_jw_lit(w, ",\"fallback\":");
+    recd_jw_str(w, fallback, strlen(fallback));
+    if (n_ignored > 0) {
+        recd_jw_lit(w, ",\"ignored_items\":[");
+        for (size_t i = 0; i < n_ignored; ++i) {
+            if (i != 0)
+                recd_jw_lit(w, ",");
+            recd_jw_str(w, ignored[i].base, ignored[i].len);
+        }
+        recd_jw_lit(w, "]");
+    }
+    recd_jw_lit(w, "}");
+}
+
+void recd_codec_render_similar(recd_jw_t *w, h2o_iovec_t item, h2o_iovec_t model, uint64_t version, const recd_api_item_t *items,
+                               size_t n)
+{
+    recd_jw_lit(w, "{\"item\":");
+    recd_jw_str(w, item.base, item.len);
+    recd_jw_lit(w, ",\"model\":");
+    render_model(w, model, version);
+    recd_jw_lit(w, ",\"items\":");
+    render_items(w, items, n);
+    recd_jw_lit(w, "}");
+}
+
+void recd_codec_render_error(recd_jw_t *w, const char *code, const char *message)
+{
+    recd_jw_lit(w, "{\"error\":{\"code\":");
+    recd_jw_str(w, code, strlen(code));
+    recd_jw_lit(w, ",\"message\":");
+    size_t len = strlen(message);
+    if (recd_utf8_valid(message, len)) {
+        recd_jw_str(w, message, len);
+    } else {
+        /* messages may quote client bytes; keep the answer valid JSON */
+        char *copy = h2o_mem_alloc_pool(w->pool, len);
+        for (size_t i = 0; i < len; ++i)
+            copy[i] = (unsigned char)message[i] >= 0x80 ? '?' : message[i];
+        recd_jw_str(w, copy, len);
+    }
+    recd_jw_lit(w, "}}");
+}

@@ -1,0 +1,75 @@
+/* health.c: GET /healthz (the process answers) and GET /readyz (a model is loaded and the server is not shutting down). */
+#include <string.h>
+#include "api/api_internal.h"
+
+struct st_health_handler_t {
+    h2o_handler_t super;
+    recd_app_t *app;
+    int ready; /* 0: /healthz, 1: /readyz */
+};
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct st_health_handler_t *h = (void *)self;
+    recd_api_call_t call;
+    h2o_iovec_t path = recd_api_path(req);
+
+    recd_api_begin(&call, req, h->app, h->ready ? RECD_EP_READYZ : RECD_EP_HEALTHZ);
+    if (!(h->ready ? h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))
+                   : h2o_memis(path.base, path.len, H2O_STRLIT("/healthz")))) {
+        call.ep = RECD_EP_OTHER;
+        recd_api_reply_error(req, 404, "not_found", "no such endpoint");
+        goto Exit;
+    }
+    if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
+        goto Exit;
+    if (!h->ready) {
+        static const char body[] = "{\"status\":\"ok\"}";
+        recd_api_reply(req, 200, "application/json", body, sizeof(body) - 1);
+        goto Exit;
+    }
+    recd_model_t *m = call.worker->model;
+    recd_jw_t jw;
+    recd_jw_init(&jw, &req->pool, 128);
+    if (m == NULL || req->conn->ctx->shutdown_requested) {
+        recd_jw_lit(&jw, "{\"status\":\"not_ready\",\"reason\":");
+        if (m == NULL)
+            recd_jw_lit(&jw, "\"no model loaded\"}");
+        else
+            recd_jw_lit(&jw, "\"shutting down\"}");
+        recd_api_reply_json(req, 503, &jw);
+        goto Exit;
+    }
+    char version[24];
+    int vlen = snprintf(version, sizeof(version), "@%llu", (unsigned long long)recd_model_version(m));
+    const char *name = recd_model_name(m);
+    recd_jw_lit(&jw, "{\"status\":\"ready\",\"model\":");
+    size_t nlen = strlen(name);
+    char *full = h2o_mem_alloc_pool(&req->pool, nlen + (size_t)vlen);
+    memcpy(full, name, nlen);
+    memcpy(full + nlen, version, (size_t)vlen);
+    recd_jw_str(&jw, full, nlen + (size_t)vlen);
+    recd_jw_lit(&jw, "}");
+    recd_api_reply_json(req, 200, &jw);
+Exit:
+    recd_api_end(&call);
+    return 0;
+}
+
+static void register_health(h2o_pathconf_t *pathconf, recd_app_t *app, int ready)
+{
+    struct st_health_handler_t *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+    h->app = app;
+    h->ready = ready;
+}
+
+void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_app_t *app)
+{
+    register_health(pathconf, app, 0);
+}
+
+void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_app_t *app)
+{
+    register_health(pathconf, app, 1);
+}

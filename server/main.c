@@ -1,0 +1,126 @@
+/* main.c: the recd executable — configuration, model load, worker threads, registry watcher and signal handling. */
+#include <cblas.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "api/api.h"
+#include "server/workers.h"
+
+extern char **environ;
+
+/* Set by OpenBLAS' own header on most builds; declared here for the ones that do not. */
+char *openblas_get_corename(void);
+void openblas_set_num_threads(int num_threads);
+
+#define GRACE_MS 2000
+
+int main(int argc, char **argv)
+{
+    recd_config_t config;
+    recd_app_t app = {0};
+    h2o_globalconf_t conf;
+    char err[1024], q1[1100], q2[300];
+    int want_help = 0, ret = 1, level, sig;
+    uint16_t port, bound_port;
+    char host[256];
+    sigset_t sigs;
+
+    recd_config_init(&config);
+    if (recd_config_parse(&config, argc, argv, environ, &want_help, err, sizeof(err)) != RECD_OK) {
+        fprintf(stderr, "recd: %s (see --help)\n", err);
+        goto Exit;
+    }
+    if (want_help) {
+        recd_config_print_help(stdout, argv[0]);
+        ret = 0;
+        goto Exit;
+    }
+    if ((level = recd_log_parse_level(config.log_level)) < 0 ||
+        recd_config_parse_listen(config.listen, host, sizeof(host), &port) != RECD_OK) {
+        fprintf(stderr, "recd: invalid log_level or listen address\n");
+        goto Exit;
+    }
+    app.config = &config;
+    app.log = (recd_logger_t){level, STDERR_FILENO};
+    app.n_workers = config.threads > 0 ? config.threads : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
+    if (app.n_workers < 1)
+        app.n_workers = 1;
+
+    /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
+    openblas_set_num_threads(1);
+    recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"pid\":%d", RECD_VERSION,
+             recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())), (int)getpid());
+
+    app.metrics = recd_metrics_create(app.n_workers);
+    if ((app.holder = recd_holder_create(config.registry, config.model, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
+                 recd_json_quote(q1, sizeof(q1), err, strlen(err)));
+        fprintf(stderr, "recd: cannot load a model: %s\n", err);
+        goto Exit;
+    }
+    {
+        recd_model_t *m = recd_holder_acquire(app.holder);
+        recd_log(&app.log, RECD_LOG_INFO, "model loaded",
+                 "\"model\":%s,\"version\":%llu,\"kind\":\"%s\",\"users\":%zu,\"items\":%zu,\"factors\":%u,\"sha256\":\"%s\"",
+                 recd_json_quote(q2, sizeof(q2), config.model, strlen(config.model)), (unsigned long long)recd_model_version(m),
+                 recd_model_kind_name(recd_model_kind(m)), recd_model_n_users(m), recd_model_n_items(m), recd_model_n_factors(m),
+                 recd_model_sha256(m));
+        recd_model_release(m);
+    }
+    app.users = recd_userstate_create(config.max_recent_items);
+    if ((app.events = recd_eventlog_open(config.events_path, config.events_fsync, err, sizeof(err))) == NULL) {
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
+                 recd_json_quote(q1, sizeof(q1), err, strlen(err)));
+        fprintf(stderr, "recd: %s\n", err);
+        goto Exit;
+    }
+    if ((app.workers = calloc(app.n_workers, sizeof(*app.workers))) == NULL) {
+        fprintf(stderr, "recd: out of memory\n");
+        abort();
+    }
+
+    h2o_config_init(&conf);
+    /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
+    conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
+    h2o_hostconf_t *hostconf = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    recd_api_register(hostconf, &app);
+
+    /* signals are taken by sigwait on this thread only: block them before any thread starts */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err)) != 0) {
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
+        fprintf(stderr, "recd: %s\n", err);
+        h2o_config_dispose(&conf);
+        goto Exit;
+    }
+    recd_log(&app.log, RECD_LOG_INFO, "listening", "\"addr\":%s,\"port\":%u,\"threads\":%zu",
+             recd_json_quote(q2, sizeof(q2), host, strlen(host)), bound_port, app.n_workers);
+    if (recd_holder_start(app.holder, config.reload_interval_ms) != 0)
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot start the registry watcher; new versions will not be loaded", "%s", "");
+
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    recd_log(&app.log, RECD_LOG_INFO, "stopping", "\"signal\":\"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    recd_holder_stop(app.holder);
+    recd_workers_stop(&app, GRACE_MS);
+    h2o_config_dispose(&conf);
+    recd_log(&app.log, RECD_LOG_INFO, "stopped", "%s", "");
+    ret = 0;
+
+Exit:
+    free(app.workers);
+    recd_eventlog_close(app.events);
+    recd_userstate_free(app.users);
+    recd_holder_free(app.holder);
+    recd_metrics_free(app.metrics);
+    recd_config_dispose(&config);
+    return ret;
+}

@@ -1,0 +1,231 @@
+/* userstate.c: in-memory user state (recent items, re-folded vectors) in a sharded hash map, one mutex per shard.
+ *
+ * DESIGN: every worker thread reads and writes this map, so it is split into shards by the user id's hash and each shard
+ * has its own mutex held only for short copies in and out (no allocation proportional to the model, no BLAS under the
+ * lock). Readers take a snapshot into their request pool and work on it unlocked. A per-user sequence number orders the
+ * snapshots so a fold computed from an older snapshot never overwrites a newer one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "server/server.h"
+
+#define N_SHARDS 64
+
+typedef struct st_entry_t {
+    struct st_entry_t *next;
+    uint64_t hash;
+    char *user;
+    size_t ulen;
+    recd_user_item_t *ring; /* max_recent slots, item.base malloc'ed */
+    size_t head, n;         /* oldest at head */
+    uint64_t seq;
+    uint64_t vec_seq, vec_version;
+    uint32_t n_factors;
+    float *vec;
+} entry_t;
+
+typedef struct st_shard_t {
+    pthread_mutex_t mutex;
+    entry_t **buckets;
+    size_t n_buckets, size;
+} __attribute__((aligned(64))) shard_t;
+
+struct st_recd_userstate_t {
+    uint32_t max_recent;
+    shard_t shards[N_SHARDS];
+};
+
+static void *xalloc(void *p)
+{
+    if (p == NULL) {
+        fprintf(stderr, "recd: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static uint64_t hash_id(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; ++i)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    return h ^ (h >> 29);
+}
+
+recd_userstate_t *recd_userstate_create(uint32_t max_recent)
+{
+    recd_userstate_t *us = xalloc(aligned_alloc(64, sizeof(*us)));
+    memset(us, 0, sizeof(*us));
+    us->max_recent = max_recent > 0 ? max_recent : 1;
+    for (size_t i = 0; i < N_SHARDS; ++i) {
+        pthread_mutex_init(&us->shards[i].mutex, NULL);
+        us->shards[i].n_buckets = 16;
+        us->shards[i].buckets = xalloc(calloc(16, sizeof(entry_t *)));
+    }
+    return us;
+}
+
+static void free_entry(entry_t *e, uint32_t max_recent)
+{
+    for (size_t i = 0; i < e->n; ++i)
+        free(e->ring[(e->head + i) % max_recent].item.base);
+    free(e->ring);
+    free(e->vec);
+    free(e->user);
+    free(e);
+}
+
+void recd_userstate_free(recd_userstate_t *us)
+{
+    if (us == NULL)
+        return;
+    for (size_t s = 0; s < N_SHARDS; ++s) {
+        shard_t *sh = &us->shards[s];
+        for (size_t b = 0; b < sh->n_buckets; ++b) {
+            entry_t *e = sh->buckets[b];
+            while (e != NULL) {
+                entry_t *next = e->next;
+                free_entry(e, us->max_recent);
+                e = next;
+            }
+        }
+        free(sh->buckets);
+        pthread_mutex_destroy(&sh->mutex);
+    }
+    free(us);
+}
+
+static entry_t **find_slot(shard_t *sh, uint64_t hash, const char *user, size_t ulen)
+{
+    entry_t **slot = &sh->buckets[(hash >> 6) & (sh->n_buckets - 1)];
+    for (; *slot != NULL; slot = &(*slot)->next)
+        if ((*slot)->hash == hash && (*slot)->ulen == ulen && memcmp((*slot)->user, user, ulen) == 0)
+            break;
+    return slot;
+}
+
+static void grow(shard_t *sh)
+{
+    size_t n = sh->n_buckets * 2;
+    entry_t **nb = xalloc(calloc(n, sizeof(*nb)));
+    for (size_t b = 0; b < sh->n_buckets; ++b) {
+        entry_t *e = sh->buckets[b];
+        while (e != NULL) {
+            entry_t *next = e->next;
+            size_t i = (e->hash >> 6) & (n - 1);
+            e->next = nb[i];
+            nb[i] = e;
+            e = next;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = nb;
+    sh->n_buckets = n;
+}
+
+void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, const recd_user_item_t *items, size_t n)
+{
+    uint64_t hash = hash_id(user, ulen);
+    shard_t *sh = &us->shards[hash % N_SHARDS];
+    /* copy the ids before taking the lock */
+    char **copies = xalloc(malloc(sizeof(char *) * (n ? n : 1)));
+    for (size_t i = 0; i < n; ++i) {
+        copies[i] = xalloc(malloc(items[i].item.len + 1));
+        memcpy(copies[i], items[i].item.base, items[i].item.len);
+        copies[i][items[i].item.len] = '\0';
+    }
+
+    pthread_mutex_lock(&sh->mutex);
+    entry_t **slot = find_slot(sh, hash, user, ulen), *e = *slot;
+    if (e == NULL) {
+        e = xalloc(calloc(1, sizeof(*e)));
+        e->hash = hash;
+        e->user = xalloc(malloc(ulen + 1));
+        memcpy(e->user, user, ulen);
+        e->user[ulen] = '\0';
+        e->ulen = ulen;
+        e->ring = xalloc(calloc(us->max_recent, sizeof(*e->ring)));
+        *slot = e;
+        if (++sh->size > sh->n_buckets * 2)
+            grow(sh);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        recd_user_item_t *it;
+        if (e->n == us->max_recent) {
+            it = &e->ring[e->head];
+            free(it->item.base);
+            e->head = (e->head + 1) % us->max_recent;
+        } else {
+            it = &e->ring[(e->head + e->n) % us->max_recent];
+            ++e->n;
+        }
+        it->item = h2o_iovec_init(copies[i], items[i].item.len);
+        it->weight = items[i].weight;
+    }
+    ++e->seq;
+    pthread_mutex_unlock(&sh->mutex);
+    free(copies);
+}
+
+int recd_userstate_get(recd_userstate_t *us, const char *user, size_t ulen, uint64_t model_version, uint32_t n_factors,
+                       h2o_mem_pool_t *pool, recd_user_snapshot_t *out)
+{
+    uint64_t hash = hash_id(user, ulen);
+    shard_t *sh = &us->shards[hash % N_SHARDS];
+    int ret = RECD_ENOTFOUND;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&sh->mutex);
+    entry_t *e = *find_slot(sh, hash, user, ulen);
+    if (e != NULL) {
+        out->items = h2o_mem_alloc_pool(pool, sizeof(*out->items) * (e->n ? e->n : 1));
+        for (size_t i = 0; i < e->n; ++i) {
+            const recd_user_item_t *it = &e->ring[(e->head + i) % us->max_recent];
+            out->items[i].item = h2o_strdup(pool, it->item.base, it->item.len);
+            out->items[i].weight = it->weight;
+        }
+        out->n_items = e->n;
+        out->seq = e->seq;
+        if (e->vec != NULL && e->vec_version == model_version && e->n_factors == n_factors && e->vec_seq == e->seq) {
+            out->vec = h2o_mem_alloc_pool(pool, sizeof(float) * n_factors);
+            memcpy(out->vec, e->vec, sizeof(float) * n_factors);
+            out->n_factors = n_factors;
+        }
+        ret = 0;
+    }
+    pthread_mutex_unlock(&sh->mutex);
+    return ret;
+}
+
+void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
+                               const float *vec, uint32_t n_factors)
+{
+    uint64_t hash = hash_id(user, ulen);
+    shard_t *sh = &us->shards[hash % N_SHARDS];
+    float *copy = xalloc(malloc(sizeof(float) * (n_factors ? n_factors : 1)));
+    memcpy(copy, vec, sizeof(float) * n_factors);
+
+    pthread_mutex_lock(&sh->mutex);
+    entry_t *e = *find_slot(sh, hash, user, ulen);
+    if (e != NULL && (e->vec == NULL || seq > e->vec_seq || (seq == e->vec_seq && model_version >= e->vec_version))) {
+        float *old = e->vec;
+        e->vec = copy;
+        e->vec_seq = seq;
+        e->vec_version = model_version;
+        e->n_factors = n_factors;
+        copy = old;
+    }
+    pthread_mutex_unlock(&sh->mutex);
+    free(copy);
+}
+
+size_t recd_userstate_count(recd_userstate_t *us)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < N_SHARDS; ++s) {
+        pthread_mutex_lock(&us->shards[s].mutex);
+        n += us->shards[s].size;
+        pthread_mutex_unlock(&us->shards[s].mutex);
+    }
+    return n;
+}

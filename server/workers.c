@@ -1,0 +1,193 @@
+/* workers.c: worker threads of the recd executable — listeners, h2o loops, model swaps by message, graceful stop.
+ *
+ * DESIGN: each worker owns an h2o_evloop_t, an h2o_context_t (embedded in recd_worker_t so handlers find their worker)
+ * and its own listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared between
+ * loops. The only way into a running worker is its h2o_multithread receiver: the registry watcher posts new model versions
+ * there, and recd_workers_stop posts a NULL model that means "stop". Shutdown closes the listener, asks h2o to close
+ * connections after their current request, runs the loop until they are gone or the grace period ends, then tears down. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "server/workers.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int bind_listener(const struct addrinfo *ai, uint16_t port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int fd, on = 1;
+
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "cannot listen on port %u: %s", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    recd_worker_t *w = listener->data;
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    /* accept a bounded batch per wake-up so one busy listener cannot starve the loop */
+    for (int i = 0; i < 64 && (sock = h2o_evloop_socket_accept(listener)) != NULL; ++i)
+        h2o_accept(&w->accept_ctx, sock);
+}
+
+static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    recd_worker_t *w = H2O_STRUCT_FROM_MEMBER(recd_worker_t, receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        recd_model_message_t *msg = H2O_STRUCT_FROM_MEMBER(recd_model_message_t, super.link, messages->next);
+        h2o_linklist_unlink(&msg->super.link);
+        if (msg->model != NULL)
+            recd_worker_set_model(w, msg->model);
+        else
+            w->stopping = 1;
+        free(msg);
+    }
+}
+
+/* Start-up rendezvous, freed only after every thread is joined (waking threads still touch the barrier's mutex). */
+typedef struct st_start_t {
+    h2o_globalconf_t *conf;
+    h2o_barrier_t ready;
+} start_t;
+
+static void *worker_main(void *arg)
+{
+    recd_worker_t *w = arg;
+    start_t *st = w->_start;
+    recd_app_t *app = w->app;
+    h2o_evloop_t *loop = h2o_evloop_create();
+
+    h2o_context_init(&w->ctx, loop, st->conf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = st->conf->hosts;
+    recd_worker_set_model(w, recd_holder_acquire(app->holder));
+    h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
+    w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+    h2o_barrier_wait(&st->ready);
+
+    while (!w->stopping)
+        h2o_evloop_run(loop, INT32_MAX);
+
+    /* graceful stop: no new connections, keep-alive connections close after their current request */
+    h2o_socket_read_stop(w->listener);
+    h2o_socket_close(w->listener);
+    w->listener = NULL;
+    h2o_context_request_shutdown(&w->ctx);
+    uint64_t deadline = now_ms() + w->grace_ms;
+    while ((!h2o_linklist_is_empty(&w->ctx.http1._conns) || !h2o_linklist_is_empty(&w->ctx.http2._conns)) && now_ms() < deadline)
+        h2o_evloop_run(loop, 50);
+    /* drain leftover messages (none are sent after the holder stopped, but one may still be queued) */
+    h2o_evloop_run(loop, 0);
+    /* h2o's HTTP/2 graceful-shutdown timer stays armed after the last connection is gone; disarm it before disposing */
+    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
+    h2o_context_dispose(&w->ctx);
+    h2o_evloop_destroy(loop);
+    recd_worker_dispose(w);
+    return NULL;
+}
+
+int recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, const char *host, uint16_t port, uint16_t *bound_port, char *err,
+                       size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    start_t *start = NULL;
+    size_t n = app->n_workers;
+    int ret = -1, gai;
+
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
+    if ((gai = getaddrinfo(host, NULL, &hints, &ai)) != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    for (size_t i = 0; i < n; ++i)
+        app->workers[i].listen_fd = -1;
+    for (size_t i = 0; i < n; ++i) {
+        if ((app->workers[i].listen_fd = bind_listener(ai, port, err, errlen)) < 0)
+            goto Exit;
+        if (i == 0 && port == 0) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            getsockname(app->workers[0].listen_fd, (struct sockaddr *)&ss, &sl);
+            port =
+                ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    *bound_port = port;
+
+    if ((start = calloc(1, sizeof(*start))) == NULL) {
+        fprintf(stderr, "recd: out of memory\n");
+        abort();
+    }
+    start->conf = conf;
+    h2o_barrier_init(&start->ready, n + 1);
+    for (size_t i = 0; i < n; ++i) {
+        recd_worker_t *w = &app->workers[i];
+        w->app = app;
+        w->index = i;
+        w->rng = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
+        if (w->rng == 0)
+            w->rng = 1;
+        recd_holder_subscribe(app->holder, &w->receiver);
+        w->_start = start;
+        h2o_multithread_create_thread(&w->tid, NULL, worker_main, w); /* aborts on failure */
+    }
+    h2o_barrier_wait(&start->ready);
+    ret = 0;
+Exit:
+    if (ret != 0) {
+        for (size_t i = 0; i < n; ++i)
+            if (app->workers[i].listen_fd >= 0)
+                close(app->workers[i].listen_fd);
+    }
+    freeaddrinfo(ai);
+    return ret;
+}
+
+void recd_workers_stop(recd_app_t *app, uint32_t grace_ms)
+{
+    for (size_t i = 0; i < app->n_workers; ++i) {
+        recd_model_message_t *msg = calloc(1, sizeof(*msg));
+        if (msg == NULL) {
+            fprintf(stderr, "recd: out of memory\n");
+            abort();
+        }
+        app->workers[i].grace_ms = grace_ms;
+        h2o_multithread_send_message(&app->workers[i].receiver, &msg->super);
+    }
+    for (size_t i = 0; i < app->n_workers; ++i)
+        pthread_join(app->workers[i].tid, NULL);
+    if (app->n_workers > 0)
+        free(app->workers[0]._start);
+}

@@ -1,0 +1,16 @@
+/* main.c: runs every integration test group (each starts its own recd process). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+int test_server_run(void);
+int test_hotswap_run(void);
+
+int main(void)
+{
+    int failed = 0;
+    failed += test_server_run();
+    failed += test_hotswap_run();
+    return failed != 0;
+}

@@ -1,0 +1,109 @@
+/* test_hotswap.c: a new registry version is picked up while serving; a corrupted one is rejected and the old one stays. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "tests/integration/harness.h"
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* GET recommendations must succeed; returns the "model" it was served by (static buffer). */
+static const char *served_model(int port)
+{
+    static char model[64];
+    harness_response_t res;
+    assert_int_equal(harness_get(port, "/v1/recommendations?user=u20&k=3", &res), 0);
+    assert_int_equal(res.status, 200);
+    json_t *j = json_loads(res.body, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+    snprintf(model, sizeof(model), "%s", json_string_value(json_object_get(j, "model")));
+    json_decref(j);
+    harness_response_free(&res);
+    return model;
+}
+
+static int log_contains(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char line[8192];
+    int found = 0;
+    if (fp == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), fp) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+static void test_hotswap_new_version_then_corrupt_one(void **state)
+{
+    harness_t h;
+    int i;
+
+    assert_int_equal(harness_start(&h, NULL), 0);
+    assert_string_equal(served_model(h.port), "demo@1");
+
+    assert_int_equal(harness_publish(h.registry, 1, 0), 2);
+    /* within a bounded wait every thread answers from version 2, and no request fails meanwhile */
+    for (i = 0; i < 100; ++i) {
+        int all_new = 1;
+        for (int r = 0; r < 4; ++r)
+            all_new &= strcmp(served_model(h.port), "demo@2") == 0;
+        if (all_new)
+            break;
+        sleep_ms(50);
+    }
+    assert_true(i < 100);
+
+    assert_int_equal(harness_publish(h.registry, 2, 1), 3);
+    for (i = 0; i < 100 && !log_contains(h.log, "\"msg\":\"model version rejected\""); ++i) {
+        assert_string_equal(served_model(h.port), "demo@2");
+        sleep_ms(50);
+    }
+    assert_true(i < 100);
+    for (int r = 0; r < 6; ++r)
+        assert_string_equal(served_model(h.port), "demo@2");
+
+    harness_response_t res;
+    assert_int_equal(harness_get(h.port, "/readyz", &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_non_null(strstr(res.body, "\"demo@2\""));
+    harness_response_free(&res);
+    assert_int_equal(harness_get(h.port, "/metrics", &res), 0);
+    assert_non_null(strstr(res.body, "recd_model_loads_total 2\n"));
+    assert_non_null(strstr(res.body, "recd_model_load_failures_total 1\n"));
+    assert_non_null(strstr(res.body, "recd_model_version{model=\"demo\"} 2\n"));
+    harness_response_free(&res);
+
+    assert_int_equal(harness_stop(&h), 0);
+}
+
+static void test_hotswap_missing_model_fails_to_start(void **state)
+{
+    harness_t h;
+    const char *const extra[] = {"--model", "absent", NULL};
+    /* the later --model wins: recd must exit 1 with a clear message rather than listen */
+    assert_int_not_equal(harness_start(&h, extra), 0);
+    assert_true(log_contains(h.log, "cannot load a model"));
+    assert_true(log_contains(h.log, "absent"));
+    harness_stop(&h);
+}
+
+int test_hotswap_run(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hotswap_new_version_then_corrupt_one),
+        cmocka_unit_test(test_hotswap_missing_model_fails_to_start),
+    };
+    return cmocka_run_group_tests_name("hotswap", tests, NULL, NULL);
+}
