@@ -265,6 +265,101 @@ typedef void (*recd_eval_score_cb)(void *data, uint32_t user, float *scores);
 int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t k, recd_eval_score_cb score, void *data,
                       uint32_t threads, recd_ranking_metrics_t *out);
 
+/* ---- more models: BPR, biased MF, rating metrics ---- */
+
+/*
+ * BPR and biased MF are trained by stochastic gradient descent. With threads > 1 the threads update the shared factor
+ * matrices without locks (Hogwild!, Niu et al. 2011): the result is as good but not bit-reproducible from run to run.
+ * threads == 1 runs on the calling thread and is deterministic for a seed.
+ */
+
+typedef struct st_recd_bpr_params_t {
+    uint32_t factors;    /* default 128 */
+    uint32_t epochs;     /* default 200; each epoch draws nnz (user, positive, negative) triples */
+    float learning_rate; /* default 0.025 */
+    float reg;           /* L2 on the factor vectors touched by a step */
+    float bias_reg;      /* L2 on the item biases touched by a step */
+    uint32_t threads;    /* 0 = number of cores */
+    uint64_t seed;
+    recd_train_progress_cb on_progress; /* loss = mean -ln sigma(x_uij) of the epoch + regularisation / nnz */
+    void *progress_data;
+} recd_bpr_params_t;
+
+/** Fills p with recd-train's BPR defaults (chosen on MovieLens 100K, see docs/BENCHMARKS.md). */
+void recd_bpr_params_init(recd_bpr_params_t *p);
+
+/**
+ * Trains BPR-OPT (Rendle et al. 2009) on a user x item matrix whose non-zero entries are the positives (values are
+ * ignored). Each step draws a user uniformly among users with at least one positive and one negative, a positive uniformly
+ * from the user's row and a negative uniformly from the items not in it. Score = x_u . y_i + b_i (RECD_MODEL_BPR).
+ * Allocates *user_factors (n_rows x factors), *item_factors (n_cols x factors) and *item_bias (n_cols), which the caller
+ * frees; they are left untouched on failure. Returns RECD_EINVAL for bad parameters or an empty shape. Aborts on out of
+ * memory. A progress callback returning non-zero stops training after that epoch (the factors so far are returned).
+ */
+int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, float **user_factors, float **item_factors,
+                   float **item_bias);
+
+typedef struct st_recd_mf_params_t {
+    uint32_t factors;    /* default 100 */
+    uint32_t epochs;     /* default 100 */
+    float learning_rate; /* default 0.005 */
+    float reg;           /* L2 on the factor vectors */
+    float bias_reg;      /* L2 on the user and item biases */
+    float init_std;      /* factors start as N(0, init_std^2); biases at 0 */
+    uint32_t threads;    /* 0 = number of cores */
+    uint64_t seed;
+    recd_train_progress_cb on_progress; /* loss = (sum of squared errors of the epoch + regularisation) / nnz */
+    void *progress_data;
+} recd_mf_params_t;
+
+/** Fills p with recd-train's biased-MF defaults (chosen by 5-fold CV on MovieLens 100K, see docs/BENCHMARKS.md). */
+void recd_mf_params_init(recd_mf_params_t *p);
+
+/**
+ * Trains biased matrix factorisation for explicit ratings (Koren, Bell & Volinsky 2009; the "SVD" of Funk and Surprise):
+ * prediction = mu + b_u + b_i + x_u . y_i, fitted by SGD over the ratings (the non-zero entries of `ratings`) in a freshly
+ * shuffled order each epoch. Allocates *user_factors (n_rows x factors), *item_factors (n_cols x factors), *user_bias
+ * (n_rows) and *item_bias (n_cols), which the caller frees; *global_mean receives mu, the mean of the ratings. Returns
+ * RECD_EINVAL for bad parameters or a matrix without ratings (outputs untouched). Aborts on out of memory.
+ */
+int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **user_factors, float **item_factors,
+                  float **user_bias, float **item_bias, float *global_mean);
+
+/** A trained biased-MF model, borrowed arrays; the argument of recd_mf_predict. */
+typedef struct st_recd_mf_model_t {
+    uint32_t factors;
+    const float *user_factors, *item_factors, *user_bias, *item_bias;
+    float global_mean;
+    float min_rating, max_rating; /* predictions are clipped to this range unless min_rating >= max_rating */
+} recd_mf_model_t;
+
+/** Predicts the rating of (user, item) for a recd_mf_model_t passed as data; a recd_rating_predict_cb. */
+float recd_mf_predict(void *data, uint32_t user, uint32_t item);
+
+typedef struct st_recd_rating_metrics_t {
+    size_t n; /* test ratings */
+    double rmse, mae, r2;
+} recd_rating_metrics_t;
+
+/** Predicts the rating a user would give an item, for evaluation. */
+typedef float (*recd_rating_predict_cb)(void *data, uint32_t user, uint32_t item);
+
+/**
+ * Scores every rating of test against predict: RMSE, MAE and R^2 = 1 - SS_res / SS_tot (SS_tot about the test mean; when
+ * every test rating is equal, R^2 is 1 for perfect predictions and 0 otherwise, as scikit-learn does). Returns RECD_EINVAL
+ * when test holds no ratings.
+ */
+int recd_eval_rating(const recd_csr_t *test, recd_rating_predict_cb predict, void *data, recd_rating_metrics_t *out);
+
+/**
+ * K-fold cross-validation split (Surprise's KFold): the nnz entries of m are shuffled with seed and cut into `folds`
+ * consecutive chunks whose sizes differ by at most one (the first nnz % folds chunks hold the extra one); chunk `fold`
+ * becomes test, the rest train. The same seed gives the same partition for every fold, so folds 0..folds-1 are disjoint
+ * and together cover m. Both outputs have m's shape and are freed with recd_csr_dispose. Returns RECD_EINVAL unless
+ * 2 <= folds and fold < folds. Aborts on out of memory.
+ */
+int recd_split_kfold(const recd_csr_t *m, uint32_t folds, uint32_t fold, uint64_t seed, recd_csr_t *train, recd_csr_t *test);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,51 @@
+/* sgd_internal.h: small vector kernels shared by the SGD trainers (bpr.c, biased_mf.c). */
+#ifndef RECD_MODELS_SGD_INTERNAL_H
+#define RECD_MODELS_SGD_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+/*
+ * GCC's -O2 cost model leaves the factor loops scalar; GCC/Clang vector extensions make them 4-wide SSE on any x86-64
+ * (and NEON on arm64) without -march flags, roughly halving training time. The lanes are summed in a fixed order, so
+ * results do not depend on the compiler's choices and one-thread runs stay reproducible.
+ */
+typedef float sgd_v4f __attribute__((vector_size(16)));
+
+/** An unaligned 4-float load (memcpy compiles to one movups). */
+static inline sgd_v4f sgd_load4(const float *p)
+{
+    sgd_v4f v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/** An unaligned 4-float store. */
+static inline void sgd_store4(float *p, sgd_v4f v)
+{
+    memcpy(p, &v, sizeof(v));
+}
+
+/** Sum of a[f] * (b[f] - c[f]) over f < k; c may be NULL for a plain dot product a . b. */
+static inline float sgd_dot_diff(const float *a, const float *b, const float *c, uint32_t k)
+{
+    sgd_v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+    uint32_t f = 0;
+    if (c != NULL) {
+        for (; f + 8 <= k; f += 8) {
+            acc0 += sgd_load4(a + f) * (sgd_load4(b + f) - sgd_load4(c + f));
+            acc1 += sgd_load4(a + f + 4) * (sgd_load4(b + f + 4) - sgd_load4(c + f + 4));
+        }
+    } else {
+        for (; f + 8 <= k; f += 8) {
+            acc0 += sgd_load4(a + f) * sgd_load4(b + f);
+            acc1 += sgd_load4(a + f + 4) * sgd_load4(b + f + 4);
+        }
+    }
+    float tail = 0;
+    for (; f != k; ++f)
+        tail += a[f] * (b[f] - (c != NULL ? c[f] : 0));
+    return tail + (((acc0[0] + acc0[1]) + (acc0[2] + acc0[3])) + ((acc1[0] + acc1[1]) + (acc1[2] + acc1[3])));
+}
+
+#endif
