@@ -111,8 +111,14 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
+    h2o_multithread_queue_t *queue = w->ctx.queue;
     h2o_context_dispose(&w->ctx);
     h2o_evloop_destroy(loop);
+    /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself */
+    free(queue);
+    /* socket buffers recycled into this thread's cache would be lost when the thread exits: free them now */
+    while (h2o_socket_buffer_prototype.allocator.cnt > 0)
+        free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
     recd_worker_dispose(w);
     return NULL;
 }
