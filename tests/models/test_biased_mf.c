@@ -193,6 +193,60 @@ static void test_mf_deterministic_one_thread(void **state)
     recd_csr_dispose(&te);
 }
 
+static double correlation(const double *a, const float *b, size_t n)
+{
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i != n; ++i) {
+        ma += a[i] / n;
+        mb += b[i] / n;
+    }
+    for (size_t i = 0; i != n; ++i) {
+        sab += (a[i] - ma) * (b[i] - mb);
+        saa += (a[i] - ma) * (a[i] - ma);
+        sbb += (b[i] - mb) * (b[i] - mb);
+    }
+    return sab / sqrt(saa * sbb);
+}
+
+/* Ratings made of biases alone (3 + b_u + b_i + noise): one factor cannot stand in for both bias vectors, so the learned
+ * biases themselves must follow the planted ones. */
+static void test_mf_learns_biases(void **state)
+{
+    static uint32_t rows[USERS * ITEMS], cols[USERS * ITEMS];
+    static float vals[USERS * ITEMS];
+    double bu[USERS], bi[ITEMS];
+    size_t n = 0;
+    uint64_t s = 2024;
+    for (int u = 0; u != USERS; ++u)
+        bu[u] = 0.5 * gaussian(&s);
+    for (int i = 0; i != ITEMS; ++i)
+        bi[i] = 0.5 * gaussian(&s);
+    for (int u = 0; u != USERS; ++u)
+        for (int i = 0; i != ITEMS; ++i)
+            if (uniform01(&s) < 0.5) {
+                rows[n] = (uint32_t)u;
+                cols[n] = (uint32_t)i;
+                vals[n++] = (float)(3 + bu[u] + bi[i] + 0.05 * gaussian(&s));
+            }
+    recd_csr_t m;
+    recd_mf_params_t p;
+    float *x, *y, *ubias, *ibias, mu;
+    assert_int_equal(recd_csr_from_coo(&m, USERS, ITEMS, rows, cols, vals, n, RECD_MERGE_LAST), RECD_OK);
+    recd_mf_params_init(&p);
+    p.factors = 1;
+    p.epochs = 100;
+    p.learning_rate = 0.01f;
+    p.threads = 1;
+    assert_int_equal(recd_mf_train(&m, &p, &x, &y, &ubias, &ibias, &mu), RECD_OK);
+    assert_true(correlation(bu, ubias, USERS) > 0.95);
+    assert_true(correlation(bi, ibias, ITEMS) > 0.95);
+    free(x);
+    free(y);
+    free(ubias);
+    free(ibias);
+    recd_csr_dispose(&m);
+}
+
 static void test_mf_predict_clips(void **state)
 {
     float x[] = {1, 2}, y[] = {3, 4}, bu[] = {0.5f}, bi[] = {-0.25f};
@@ -229,8 +283,11 @@ static void test_mf_rejects_bad_input(void **state)
 int test_biased_mf_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mf_recovers_planted),         cmocka_unit_test(test_mf_recovers_planted_threaded),
-        cmocka_unit_test(test_mf_deterministic_one_thread), cmocka_unit_test(test_mf_predict_clips),
+        cmocka_unit_test(test_mf_recovers_planted),
+        cmocka_unit_test(test_mf_recovers_planted_threaded),
+        cmocka_unit_test(test_mf_deterministic_one_thread),
+        cmocka_unit_test(test_mf_learns_biases),
+        cmocka_unit_test(test_mf_predict_clips),
         cmocka_unit_test(test_mf_rejects_bad_input),
     };
     return cmocka_run_group_tests_name("biased_mf", tests, NULL, NULL);
