@@ -43,7 +43,8 @@ void recd_jw_raw(recd_jw_t *w, const char *s, size_t len);
 void recd_jw_str(recd_jw_t *w, const char *s, size_t len);
 /** Appends an unsigned integer. */
 void recd_jw_u64(recd_jw_t *w, uint64_t v);
-/** Appends a number with up to 9 significant digits; non-finite values are written as 0 (JSON has no NaN/Inf). */
+/** Appends a number: 6 decimals (trailing zeros trimmed) for magnitudes in [0.01, 1e9), else 7 significant digits; non-finite
+ * values are written as 0 (JSON has no NaN/Inf). */
 void recd_jw_double(recd_jw_t *w, double v);
 
 /* ---- validation and query strings (query.c) -------------------------------------------------------------------------- */

@@ -87,9 +87,33 @@ void recd_jw_u64(recd_jw_t *w, uint64_t v)
 void recd_jw_double(recd_jw_t *w, double v)
 {
     char tmp[32];
+    double x = fabs(v);
     int n;
+
     if (!isfinite(v))
-        v = 0;
+        v = 0, x = 0;
+    if (x == 0 || (x >= 0.01 && x < 1e9)) {
+        /* the common case (scores): fixed point with 6 decimals, trailing zeros trimmed, without printf's cost */
+        uint64_t scaled = (uint64_t)(x * 1e6 + 0.5), ip = scaled / 1000000, fp = scaled % 1000000;
+        char *p = tmp + sizeof(tmp), *end;
+        end = p;
+        if (fp != 0) {
+            int digits = 6;
+            while (fp % 10 == 0)
+                fp /= 10, --digits;
+            for (int i = 0; i < digits; ++i, fp /= 10)
+                *--p = (char)('0' + fp % 10);
+            *--p = '.';
+        }
+        do {
+            *--p = (char)('0' + ip % 10);
+            ip /= 10;
+        } while (ip != 0);
+        if (v < 0 && scaled != 0)
+            *--p = '-';
+        recd_jw_raw(w, p, (size_t)(end - p));
+        return;
+    }
     n = snprintf(tmp, sizeof(tmp), "%.7g", v);
     recd_jw_raw(w, tmp, (size_t)n);
 }

@@ -265,6 +265,28 @@ static void test_codec_render_similar_and_error(void **state)
     recd_jw_lit(&w, " ");
     recd_jw_u64(&w, 18446744073709551615ULL);
     assert_true(h2o_memis(w.buf, w.len, H2O_STRLIT("0 18446744073709551615")));
+
+    /* numbers: fixed point for the usual score range, printf's %g outside it */
+    static const struct {
+        double v;
+        const char *want;
+    } nums[] = {{0, "0"},
+                {1, "1"},
+                {-0.25, "-0.25"},
+                {0.6050318, "0.605032"},
+                {12.5, "12.5"},
+                {-3.0000004, "-3"},
+                {0.01, "0.01"},
+                {0.001234567, "0.001234567"},
+                {-2e-7, "-2e-07"},
+                {1e12, "1e+12"},
+                {999999.9999996, "1000000"}};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); ++i) {
+        recd_jw_init(&w, &pool, 8);
+        recd_jw_double(&w, nums[i].v);
+        if (!h2o_memis(w.buf, w.len, nums[i].want, strlen(nums[i].want)))
+            fail_msg("%.17g rendered as %.*s, want %s", nums[i].v, (int)w.len, w.buf, nums[i].want);
+    }
 }
 
 int test_codec_run(void)
