@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <jansson.h>
 #include "train/ingest_internal.h"
 
@@ -38,7 +39,16 @@ static char *xstrdup(const char *s)
 int ingest_reader_open_file(ingest_reader_t *r, const char *path, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
-    if ((r->gz = gzopen(path, "rb")) == NULL) {
+    errno = 0;
+    if (strcmp(path, "-") == 0) {
+        int fd = dup(STDIN_FILENO);
+        if (fd < 0 || (r->gz = gzdopen(fd, "rb")) == NULL) {
+            snprintf(err, errlen, "cannot read standard input: %s", errno != 0 ? strerror(errno) : "out of memory");
+            if (fd >= 0)
+                close(fd);
+            return RECD_EIO;
+        }
+    } else if ((r->gz = gzopen(path, "rb")) == NULL) {
         snprintf(err, errlen, "cannot open %s: %s", path, errno != 0 ? strerror(errno) : "out of memory");
         return RECD_EIO;
     }
@@ -853,6 +863,14 @@ static int run(ingest_ctx_t *ctx)
     recd_format_t format = ctx->o->format;
     int ret;
 
+    if (!(ctx->o->max_reject_rate >= 0 && ctx->o->max_reject_rate <= 1)) {
+        ingest_error(ctx, "--max-reject-rate must be in [0, 1]");
+        return RECD_EINVAL;
+    }
+    if (!(ctx->o->min_value <= ctx->o->max_value)) {
+        ingest_error(ctx, "the value range is empty (min %g > max %g)", ctx->o->min_value, ctx->o->max_value);
+        return RECD_EINVAL;
+    }
     ingest_reader_skip_bom(ctx->r);
     if (format == RECD_FORMAT_AUTO)
         format = detect_format(ctx->r, ctx->name);
@@ -931,7 +949,7 @@ int recd_ingest_file(const char *path, const recd_ingest_options_t *o, recd_inte
     int ret = ingest_reader_open_file(&r, path, err, errlen);
     if (ret != RECD_OK)
         return ret;
-    ret = ingest_with(&r, path, o, out, report, err, errlen);
+    ret = ingest_with(&r, strcmp(path, "-") == 0 ? NULL : path, o, out, report, err, errlen);
     ingest_reader_close(&r);
     return ret;
 }

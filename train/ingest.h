@@ -131,7 +131,8 @@ void recd_ingest_report_dispose(recd_ingest_report_t *r);
 char *recd_ingest_report_json(const recd_ingest_report_t *r);
 
 /**
- * Streams path (gzip-compressed or not: zlib recognises the magic bytes, whatever the name) into out, appending to what it
+ * Streams path ("-" = standard input; gzip-compressed or not: zlib recognises the magic bytes, whatever the name) into out,
+ * appending to what it
  * holds; memory grows with the accepted rows, not the file. A UTF-8 byte order mark is skipped; lines may end in CRLF.
  * Format: o->format, or from the extension (.csv .tsv .txt .jsonl .ndjson .json .xml, optionally .gz; a file named u.data
  * is u.data), overridden by the content when that disagrees ('[' JSON array, '{' JSON lines — events when the first

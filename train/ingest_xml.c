@@ -194,7 +194,8 @@ static void element_record(ingest_ctx_t *ctx, xmlNodePtr node, uint64_t line)
 }
 
 /* Parses one record wrapped as <?xml ...?><root ...>record</root>; a failure is a malformed record. */
-static void parse_record(ingest_ctx_t *ctx, xbuf_t *doc, size_t record_at, const char *root_name, uint64_t line)
+static void parse_record(ingest_ctx_t *ctx, xmlParserCtxtPtr parser, xbuf_t *doc, size_t record_at, const char *root_name,
+                         uint64_t line)
 {
     const char *record = doc->p + record_at;
     size_t record_len = doc->n - record_at;
@@ -206,8 +207,8 @@ static void parse_record(ingest_ctx_t *ctx, xbuf_t *doc, size_t record_at, const
     put_str(doc, "</", 2);
     put_str(doc, root_name, strlen(root_name));
     put(doc, '>');
-    xmlDocPtr d = xmlReadMemory(doc->p, (int)doc->n, NULL, NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+    xmlDocPtr d = xmlCtxtReadMemory(parser, doc->p, (int)doc->n, NULL, NULL,
+                                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
     xmlNodePtr root = d != NULL ? xmlDocGetRootElement(d) : NULL, node = NULL;
     for (xmlNodePtr c = root != NULL ? root->children : NULL; c != NULL && node == NULL; c = c->next)
         if (c->type == XML_ELEMENT_NODE)
@@ -233,6 +234,12 @@ int ingest_xml(ingest_ctx_t *ctx)
     xbuf_t prolog = {.limit = MAX_PROLOG}, doc = {.limit = MAX_PROLOG + INGEST_MAX_RECORD};
     char root_name[256];
     int ret = RECD_OK, c, kind;
+    xmlParserCtxtPtr parser = xmlNewParserCtxt(); /* reused for every record */
+
+    if (parser == NULL) {
+        fprintf(stderr, "recd ingest: out of memory (XML parser)\n");
+        abort();
+    }
 
     /* the prolog: an optional XML declaration, comments and processing instructions, then the root start tag */
     for (;;) {
@@ -324,9 +331,10 @@ int ingest_xml(ingest_ctx_t *ctx)
             ingest_reject(ctx, line, RECD_REJECT_MALFORMED, doc.p + record_at, doc.n - record_at);
             break;
         }
-        parse_record(ctx, &doc, record_at, root_name, line);
+        parse_record(ctx, parser, &doc, record_at, root_name, line);
     }
 Exit:
+    xmlFreeParserCtxt(parser);
     free(prolog.p);
     free(doc.p);
     return ret;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <jansson.h>
@@ -182,6 +183,12 @@ static void test_ingest_reject_rate(void **state)
     o.max_reject_rate = 13.0 / 17.0; /* exactly at the limit passes */
     run_file(&r, "ingest_defects.csv", &o);
     assert_int_equal(r.ret, RECD_OK);
+    run_done(&r);
+
+    o.max_reject_rate = 1.5;
+    run_file(&r, "ingest_defects.csv", &o);
+    assert_int_equal(r.ret, RECD_EINVAL);
+    assert_string_equal(r.err, "--max-reject-rate must be in [0, 1]");
     run_done(&r);
 
     o.max_reject_rate = 0.75;
@@ -557,7 +564,22 @@ static void test_ingest_gzip(void **state)
     }
     rmdir(tmpl);
 
+    /* "-" reads standard input (gzip or not), the format from the content */
+    char src[1024];
+    data_path(src, sizeof(src), "ingest_events.jsonl");
+    int saved = dup(STDIN_FILENO), fd = open(src, O_RDONLY);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_int_equal(dup2(fd, STDIN_FILENO), STDIN_FILENO);
+    close(fd);
     run_t r;
+    run_path(&r, "-", NULL);
+    assert_int_equal(dup2(saved, STDIN_FILENO), STDIN_FILENO);
+    close(saved);
+    assert_int_equal(r.ret, RECD_OK);
+    assert_int_equal(r.rep.format, RECD_FORMAT_EVENTS);
+    assert_int_equal(r.rep.rows_accepted, 4);
+    run_done(&r);
+
     run_path(&r, "/nonexistent/recd/file.csv", NULL);
     assert_int_equal(r.ret, RECD_EIO);
     assert_non_null(strstr(r.err, "cannot open /nonexistent/recd/file.csv"));
