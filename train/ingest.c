@@ -872,6 +872,13 @@ static int run(ingest_ctx_t *ctx)
         return RECD_EINVAL;
     }
     ingest_reader_skip_bom(ctx->r);
+    size_t head_len;
+    const char *head = ingest_reader_peek(ctx->r, 2, &head_len);
+    if (head_len >= 2 && (memcmp(head, "\xff\xfe", 2) == 0 || memcmp(head, "\xfe\xff", 2) == 0)) {
+        ingest_error(ctx, "%s: UTF-16 input is not supported; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)",
+                     ctx->name != NULL ? ctx->name : "input");
+        return RECD_EFORMAT;
+    }
     if (format == RECD_FORMAT_AUTO)
         format = detect_format(ctx->r, ctx->name);
     ctx->report->format = format;

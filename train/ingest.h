@@ -143,7 +143,7 @@ char *recd_ingest_report_json(const recd_ingest_report_t *r);
  * timestamp (absent or empty = 0; epoch seconds, milliseconds when >= 1e11, or ISO-8601; years 1..9999). Ids are trimmed
  * of surrounding white space; blank lines are skipped and not counted. Bad rows are dropped and counted in report (which
  * this call resets), never silently. Returns RECD_OK; RECD_EIO (unreadable, truncated gzip), RECD_EFORMAT (not the
- * format it claims, XML with a DOCTYPE), or RECD_EINVAL (bad options, a named column missing, or the reject rate —
+ * format it claims, UTF-16, XML with a DOCTYPE), or RECD_EINVAL (bad options, a named column missing, or the reject rate —
  * rejected / read — above o->max_reject_rate), with a message in err.
  */
 int recd_ingest_file(const char *path, const recd_ingest_options_t *o, recd_interactions_t *out, recd_ingest_report_t *report,

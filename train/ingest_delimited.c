@@ -293,9 +293,9 @@ int ingest_delimited(ingest_ctx_t *ctx, recd_format_t format)
             continue;
         s.rec_len = 0;
         rec_append(&s, r->line, len);
-        /* join lines while a quoted field is open */
+        /* join lines while a quoted field is open (only a record with a quote can have one) */
         long nf;
-        while (!too_long && (nf = split(s.rec, s.rec_len, s.delim, NULL, NULL)) < 0) {
+        while (!too_long && memchr(s.rec, '"', s.rec_len) != NULL && split(s.rec, s.rec_len, s.delim, NULL, NULL) < 0) {
             rc = ingest_reader_getline(r, &len, &too_long);
             if (rc <= 0)
                 break;

@@ -291,6 +291,27 @@ static void test_ingest_columns_by_name(void **state)
     assert_string_equal(r.err, "--value-col 7: the first row has only 3 columns");
     run_done(&r);
 
+    /* a known header without a value column: values are 1, the time column is found by name */
+    run_buffer(&r, "item,user,ts\nx,y,1700000000\n", "f.csv", NULL);
+    assert_int_equal(r.ret, RECD_OK);
+    assert_row(&r.x, 0, "y", "x", 1, 1700000000);
+    run_done(&r);
+
+    /* some known names but no user column: an error that says how to fix it */
+    run_buffer(&r, "a,b,rating\nx,y,2\n", "f.csv", NULL);
+    assert_int_equal(r.ret, RECD_EINVAL);
+    assert_string_equal(r.err, "no user column in the header (a, b, rating); name it with --user-col");
+    run_done(&r);
+
+    /* JSON fields by name */
+    recd_ingest_options_init(&o);
+    o.value_col = "score";
+    o.time_col = "when";
+    run_buffer(&r, "{\"user\":\"a\",\"item\":\"b\",\"rating\":9,\"Score\":0.25,\"when\":\"2000-01-01\"}\n", "f.jsonl", &o);
+    assert_int_equal(r.ret, RECD_OK);
+    assert_row(&r.x, 0, "a", "b", 0.25f, 946684800);
+    run_done(&r);
+
     /* header whose names are not known: positions */
     run_buffer(&r, "a,b,c\nx,y,2\n", "f.csv", NULL);
     assert_int_equal(r.ret, RECD_OK);
@@ -495,6 +516,17 @@ static void test_ingest_detect_by_content(void **state)
     assert_int_equal(r.rep.format, RECD_FORMAT_XML);
     assert_row(&r.x, 0, "a", "x", 1, 0);
     run_done(&r);
+
+    {
+        static const char utf16[] = "\xff\xfeu\0,\0i\0\n\0";
+        recd_ingest_options_t o;
+        recd_ingest_options_init(&o);
+        recd_interactions_init(&r.x);
+        r.ret = ingest_buffer(utf16, sizeof(utf16) - 1, "w.csv", &o, &r.x, &r.rep, r.err, sizeof(r.err));
+        assert_int_equal(r.ret, RECD_EFORMAT);
+        assert_non_null(strstr(r.err, "UTF-16 input is not supported"));
+        run_done(&r);
+    }
 
     run_buffer(&r, "user,item\nq,w\n", "data.json", NULL); /* the extension says JSON, the content is CSV */
     assert_int_equal(r.rep.format, RECD_FORMAT_CSV);
