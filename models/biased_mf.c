@@ -60,7 +60,7 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void run_ratings(mf_worker_t *w)
+SGD_HOGWILD static void run_ratings(mf_worker_t *w)
 {
     const mf_shared_t *s = w->shared;
     const uint32_t k = s->k;

@@ -72,7 +72,7 @@ static uint32_t nth_absent(const uint32_t *cols, size_t len, uint64_t r)
     return (uint32_t)(r + lo);
 }
 
-static void run_samples(bpr_worker_t *w)
+SGD_HOGWILD static void run_samples(bpr_worker_t *w)
 {
     const bpr_shared_t *s = w->shared;
     const recd_csr_t *m = s->m;

@@ -3,7 +3,10 @@
 #define RECD_MODELS_SGD_INTERNAL_H
 
 #include <stdint.h>
-#include <string.h>
+
+/* Marks code that reads and writes the shared factor matrices without locks on purpose (Hogwild!): ThreadSanitizer would
+ * report every such access as a race, so these functions are exempt from it. */
+#define SGD_HOGWILD __attribute__((no_sanitize("thread")))
 
 /*
  * GCC's -O2 cost model leaves the factor loops scalar; GCC/Clang vector extensions make them 4-wide SSE on any x86-64
@@ -11,23 +14,23 @@
  * results do not depend on the compiler's choices and one-thread runs stay reproducible.
  */
 typedef float sgd_v4f __attribute__((vector_size(16)));
+/* The same vector at float alignment and allowed to alias floats: loads and stores through it are plain unaligned moves. */
+typedef float sgd_v4f_u __attribute__((vector_size(16), aligned(4), may_alias));
 
-/** An unaligned 4-float load (memcpy compiles to one movups). */
-static inline sgd_v4f sgd_load4(const float *p)
+/** An unaligned 4-float load. */
+SGD_HOGWILD static inline sgd_v4f sgd_load4(const float *p)
 {
-    sgd_v4f v;
-    memcpy(&v, p, sizeof(v));
-    return v;
+    return *(const sgd_v4f_u *)p;
 }
 
 /** An unaligned 4-float store. */
-static inline void sgd_store4(float *p, sgd_v4f v)
+SGD_HOGWILD static inline void sgd_store4(float *p, sgd_v4f v)
 {
-    memcpy(p, &v, sizeof(v));
+    *(sgd_v4f_u *)p = v;
 }
 
 /** Sum of a[f] * (b[f] - c[f]) over f < k; c may be NULL for a plain dot product a . b. */
-static inline float sgd_dot_diff(const float *a, const float *b, const float *c, uint32_t k)
+SGD_HOGWILD static inline float sgd_dot_diff(const float *a, const float *b, const float *c, uint32_t k)
 {
     sgd_v4f acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
     uint32_t f = 0;
