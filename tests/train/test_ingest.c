@@ -98,6 +98,36 @@ static void assert_sample(const recd_ingest_report_t *rep, size_t i, uint64_t li
     assert_int_equal(rep->samples[i].reason, reason);
 }
 
+/* ---- the same good rows in every format ------------------------------------------------------------------------------ */
+
+static void test_ingest_good_every_format(void **state)
+{
+    static const struct {
+        const char *file;
+        recd_format_t format;
+    } files[] = {
+        {"ingest_good.csv", RECD_FORMAT_CSV},     {"ingest_good.tsv", RECD_FORMAT_TSV},
+        {"ingest_good.jsonl", RECD_FORMAT_JSONL}, {"ingest_good.json", RECD_FORMAT_JSON},
+        {"ingest_good.xml", RECD_FORMAT_XML},     {"ingest_good_events.jsonl", RECD_FORMAT_EVENTS},
+    };
+    static const uint64_t none[RECD_REJECT__COUNT];
+    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+        run_t r;
+        run_file(&r, files[k].file, NULL);
+        if (r.ret != RECD_OK || r.rep.rows_accepted != 4)
+            print_error("%s: %s\n", files[k].file, r.err);
+        assert_int_equal(r.ret, RECD_OK);
+        assert_int_equal(r.rep.format, files[k].format);
+        assert_counts(&r.rep, 4, 4, none);
+        assert_row(&r.x, 0, "alice", "item-1", 5, 1609459200);
+        assert_row(&r.x, 1, "bob", "item, two", 3.5f, 1609459200);
+        assert_row(&r.x, 2, "carol", "item-3", 1, 881250949);
+        assert_row(&r.x, 3, "dave \xc3\xa9", "item-1", 2, 0);
+        assert_int_equal(recd_idmap_size(r.x.items), 3);
+        run_done(&r);
+    }
+}
+
 /* ---- CSV with every defect ---------------------------------------------------------------------------------------- */
 
 static void defects_options(recd_ingest_options_t *o)
@@ -703,6 +733,7 @@ static void test_ingest_movielens(void **state)
 int test_ingest_run(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ingest_good_every_format),
         cmocka_unit_test(test_ingest_csv_defects),
         cmocka_unit_test(test_ingest_samples_limit),
         cmocka_unit_test(test_ingest_reject_rate),
