@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cblas.h>
 #include <jansson.h>
@@ -244,6 +245,14 @@ static int parse_args(options_t *o, int argc, char **argv)
     return 0;
 }
 
+/* CPU seconds used by every thread of the process so far (user + system). */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -333,12 +342,13 @@ static int evaluate(const options_t *o, const recd_csr_t *all, json_t *evaluatio
         snprintf(err, errlen, "split failed: %s", recd_strerror(ret));
         goto Exit;
     }
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     if ((ret = fit(o, &train, "split: ", &X, &Y)) != RECD_OK) {
         snprintf(err, errlen, "training on the split failed: %s", recd_strerror(ret));
         goto Exit;
     }
     *fit_seconds = now() - t0;
+    double fit_cpu = cpu_now() - c0;
     als_scorer_t scorer = {X, Y, o->als.factors, all->n_cols};
     recd_ranking_metrics_t m;
     if ((ret = recd_eval_ranking(&train, &test, o->k, X != NULL ? score_als : score_popularity, &scorer, o->als.threads, &m)) !=
@@ -362,6 +372,7 @@ static int evaluate(const options_t *o, const recd_csr_t *all, json_t *evaluatio
     json_object_set_new(evaluation, "map", json_real(m.map));
     json_object_set_new(evaluation, "hit_rate", json_real(m.hit_rate));
     json_object_set_new(evaluation, "fit_seconds", json_real(*fit_seconds));
+    json_object_set_new(evaluation, "fit_cpu_seconds", json_real(fit_cpu));
 Exit:
     free(X);
     free(Y);
@@ -479,11 +490,13 @@ int main(int argc, char **argv)
 
     /* the published model learns from all the data */
     t0 = now();
+    double c0 = cpu_now();
     if ((ret = fit(&o, &m, "", &X, &Y)) != RECD_OK) {
         fprintf(stderr, "recd-train: training failed: %s\n", recd_strerror(ret));
         goto Exit;
     }
     json_object_set_new(seconds, "fit", json_real(now() - t0));
+    json_object_set_new(seconds, "fit_cpu", json_real(cpu_now() - c0));
 
     /* artifact + manifest + evaluation into a staging directory, then publish */
     t0 = now();
@@ -546,6 +559,13 @@ int main(int argc, char **argv)
     if (manifest == NULL) {
         fprintf(stderr, "recd-train: out of memory building the manifest\n");
         goto Exit;
+    }
+    { /* the ingest report (per-reason reject counts and samples) documents what was dropped */
+        char *report_json = recd_ingest_report_json(&report);
+        json_t *ingest = report_json != NULL ? json_loads(report_json, 0, NULL) : NULL;
+        free(report_json);
+        if (ingest != NULL)
+            json_object_set_new(manifest, "ingest", ingest);
     }
     if (write_json_file(staging, "manifest.json", manifest) != RECD_OK ||
         write_json_file(staging, "evaluation.json", evaluation) != RECD_OK)
