@@ -38,8 +38,8 @@ static void one(const uint8_t *data, size_t size, recd_format_t format, const ch
         if (rep.rows_read != rep.rows_accepted + rep.rows_rejected || sum != rep.rows_rejected || x.n != rep.rows_accepted ||
             rep.n_samples > o.max_samples) {
             fprintf(stderr, "inconsistent report: read %llu accepted %llu rejected %llu sum %llu n %zu\n",
-                    (unsigned long long)rep.rows_read, (unsigned long long)rep.rows_accepted,
-                    (unsigned long long)rep.rows_rejected, (unsigned long long)sum, x.n);
+                    (unsigned long long)rep.rows_read, (unsigned long long)rep.rows_accepted, (unsigned long long)rep.rows_rejected,
+                    (unsigned long long)sum, x.n);
             abort();
         }
         for (size_t i = 0; i < x.n; i++)

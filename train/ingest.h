@@ -12,9 +12,9 @@ typedef enum en_recd_format_t {
     RECD_FORMAT_AUTO = 0, /* from the extension, else from the content */
     RECD_FORMAT_CSV,
     RECD_FORMAT_TSV,
-    RECD_FORMAT_UDATA,  /* MovieLens u.data: user \t item \t rating \t timestamp, no header */
+    RECD_FORMAT_UDATA, /* MovieLens u.data: user \t item \t rating \t timestamp, no header */
     RECD_FORMAT_JSONL,
-    RECD_FORMAT_JSON,   /* a JSON array of objects */
+    RECD_FORMAT_JSON, /* a JSON array of objects */
     RECD_FORMAT_XML,
     RECD_FORMAT_EVENTS, /* recd's own events.jsonl */
 } recd_format_t;
@@ -28,13 +28,13 @@ int recd_format_parse(const char *name, recd_format_t *out);
 typedef enum en_recd_reject_t {
     RECD_REJECT_MISSING_USER = 0,
     RECD_REJECT_MISSING_ITEM,
-    RECD_REJECT_BAD_VALUE,      /* non-numeric or non-finite */
-    RECD_REJECT_VALUE_RANGE,    /* outside [min_value, max_value] */
+    RECD_REJECT_BAD_VALUE,   /* non-numeric or non-finite */
+    RECD_REJECT_VALUE_RANGE, /* outside [min_value, max_value] */
     RECD_REJECT_BAD_TIMESTAMP,
     RECD_REJECT_BAD_UTF8,
     RECD_REJECT_COLUMN_COUNT,
-    RECD_REJECT_MALFORMED,      /* unparseable JSON/XML record */
-    RECD_REJECT_UNKNOWN_EVENT,  /* events: type not in the weight table */
+    RECD_REJECT_MALFORMED,     /* unparseable JSON/XML record */
+    RECD_REJECT_UNKNOWN_EVENT, /* events: type not in the weight table */
     RECD_REJECT__COUNT
 } recd_reject_t;
 
@@ -49,9 +49,9 @@ typedef struct st_recd_ingest_options_t {
      * columns). JSON and XML records are looked up by name only. Delimited files: the first row is a header when it holds
      * a default or requested name, or when its value/time field does not parse; names given with no header are an error. */
     const char *user_col, *item_col, *value_col, *time_col;
-    double min_value, max_value;  /* accepted value range, default -inf..inf */
-    double max_reject_rate;       /* fraction in [0,1]; above it ingestion fails; default 1 (never) */
-    size_t max_samples;           /* sample rejected lines kept in the report, default 10 */
+    double min_value, max_value; /* accepted value range, default -inf..inf */
+    double max_reject_rate;      /* fraction in [0,1]; above it ingestion fails; default 1 (never) */
+    size_t max_samples;          /* sample rejected lines kept in the report, default 10 */
     /* events format: a JSON object of weight per event type, each a number or "value" (the event's own value); it replaces
      * the default table view 1, click 2, add_to_cart 3, purchase 5, rating "value". Types not in it are rejected. */
     const char *event_weights_json;
@@ -65,8 +65,8 @@ typedef struct st_recd_interactions_t {
     recd_idmap_t *users, *items;
     size_t n, capacity;
     uint32_t *user, *item;
-    float *value;  /* 1 when the input has no value column */
-    int64_t *ts;   /* epoch seconds; 0 when absent */
+    float *value; /* 1 when the input has no value column */
+    int64_t *ts;  /* epoch seconds; 0 when absent */
 } recd_interactions_t;
 
 /** Initialises an empty set (creates the id maps). */
@@ -108,9 +108,9 @@ int recd_normalize_parse(const char *name, recd_normalize_t *out);
 int recd_interactions_normalize(recd_interactions_t *x, recd_normalize_t how);
 
 typedef struct st_recd_reject_sample_t {
-    uint64_t line;   /* 1-based line (or record) number */
+    uint64_t line; /* 1-based line (or record) number */
     recd_reject_t reason;
-    char text[160];  /* the start of the offending line */
+    char text[160]; /* the start of the offending line */
 } recd_reject_sample_t;
 
 typedef struct st_recd_ingest_report_t {
