@@ -425,6 +425,16 @@ static void test_ingest_events(void **state)
     assert_row(&r.x, 2, "u3", "i1", 7, 0);
     run_done(&r);
 
+    /* a line exactly as recd's POST /v1/events writes it (api/codec.c), without a .jsonl name */
+    run_buffer(&r,
+               "{\"v\":1,\"received_at\":1700000001.25,\"user\":\"u1\",\"item\":\"i9\",\"type\":\"add_to_cart\","
+               "\"ts\":1700000000.5,\"request_id\":\"r-1\"}\n",
+               "data/events.log", NULL);
+    assert_int_equal(r.ret, RECD_OK);
+    assert_int_equal(r.rep.format, RECD_FORMAT_EVENTS);
+    assert_row(&r.x, 0, "u1", "i9", 3, 1700000000);
+    run_done(&r);
+
     o.event_weights_json = "{\"view\": \"lots\"}";
     run_file(&r, "ingest_events.jsonl", &o);
     assert_int_equal(r.ret, RECD_EINVAL);
