@@ -247,6 +247,41 @@ static void test_mf_learns_biases(void **state)
     recd_csr_dispose(&m);
 }
 
+/* In test_bpr.c: writes spec (completed with ids, popularity and user_items) to a temporary artifact and opens it. */
+recd_model_t *test_sgd_artifact_roundtrip(recd_model_spec_t *spec, const recd_csr_t *user_items);
+
+/* What recd serves from a biased-MF artifact is what recd_mf_predict computes (unclipped): mu + b_u + b_i + x_u . y_i. */
+static void test_mf_artifact_scores(void **state)
+{
+    recd_csr_t tr, te, small;
+    trained_t t;
+    float scores[ITEMS];
+    make_ratings(&tr, &te);
+    /* the round-trip helper takes at most 64 users: keep the first 50 rows */
+    small = tr;
+    small.n_rows = 50;
+    small.nnz = tr.row_ptr[50];
+    train(&small, 1, 9, &t);
+    recd_model_spec_t spec = {.kind = RECD_MODEL_BIASED_MF,
+                              .n_factors = t.model.factors,
+                              .user_factors = t.x,
+                              .item_factors = t.y,
+                              .user_bias = t.bu,
+                              .item_bias = t.bi,
+                              .global_bias = t.mu};
+    recd_model_t *model = test_sgd_artifact_roundtrip(&spec, &small);
+    assert_int_equal(recd_model_kind(model), RECD_MODEL_BIASED_MF);
+    for (uint32_t u = 0; u < small.n_rows; u += 5) {
+        recd_model_score(model, recd_model_user_vector(model, u), u, scores);
+        for (uint32_t i = 0; i != ITEMS; ++i)
+            assert_float_equal(scores[i], recd_mf_predict(&t.model, u, i), 1e-4);
+    }
+    recd_model_release(model);
+    dispose(&t);
+    recd_csr_dispose(&tr);
+    recd_csr_dispose(&te);
+}
+
 static void test_mf_predict_clips(void **state)
 {
     float x[] = {1, 2}, y[] = {3, 4}, bu[] = {0.5f}, bi[] = {-0.25f};
@@ -283,11 +318,9 @@ static void test_mf_rejects_bad_input(void **state)
 int test_biased_mf_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mf_recovers_planted),
-        cmocka_unit_test(test_mf_recovers_planted_threaded),
-        cmocka_unit_test(test_mf_deterministic_one_thread),
-        cmocka_unit_test(test_mf_learns_biases),
-        cmocka_unit_test(test_mf_predict_clips),
+        cmocka_unit_test(test_mf_recovers_planted),         cmocka_unit_test(test_mf_recovers_planted_threaded),
+        cmocka_unit_test(test_mf_deterministic_one_thread), cmocka_unit_test(test_mf_learns_biases),
+        cmocka_unit_test(test_mf_artifact_scores),          cmocka_unit_test(test_mf_predict_clips),
         cmocka_unit_test(test_mf_rejects_bad_input),
     };
     return cmocka_run_group_tests_name("biased_mf", tests, NULL, NULL);

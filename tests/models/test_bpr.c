@@ -3,8 +3,10 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "models/model.h"
 
 #define BLOCK_USERS 30
@@ -215,6 +217,62 @@ static void test_bpr_negatives_outside_row(void **state)
     recd_csr_dispose(&m);
 }
 
+/* Writes spec to a fresh temporary directory, opens it and removes the files (the mapping stays valid); shared with
+ * test_biased_mf.c. Fails the calling test when writing or opening fails. */
+recd_model_t *test_sgd_artifact_roundtrip(recd_model_spec_t *spec, const recd_csr_t *user_items)
+{
+    char dir[] = "/tmp/recd-test-sgd-XXXXXX", path[64], err[256] = "", ids[2][64][8];
+    const char *user_ids[64], *item_ids[64];
+    float popularity[64];
+    assert_true(user_items->n_rows <= 64 && user_items->n_cols <= 64);
+    for (size_t i = 0; i != 64; ++i) {
+        snprintf(ids[0][i], sizeof(ids[0][i]), "u%zu", i);
+        snprintf(ids[1][i], sizeof(ids[1][i]), "i%zu", i);
+        user_ids[i] = ids[0][i];
+        item_ids[i] = ids[1][i];
+    }
+    recd_popularity_compute(user_items, popularity);
+    spec->n_users = user_items->n_rows;
+    spec->n_items = user_items->n_cols;
+    spec->user_ids = user_ids;
+    spec->item_ids = item_ids;
+    spec->item_popularity = popularity;
+    spec->user_items = user_items;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/model.recd", dir);
+    assert_int_equal(recd_model_write(spec, path, err, sizeof(err)), RECD_OK);
+    recd_model_t *m = recd_model_open(path, err, sizeof(err));
+    assert_non_null(m);
+    unlink(path);
+    rmdir(dir);
+    return m;
+}
+
+/* What recd serves from a BPR artifact is what the trainer learnt: x_u . y_i + b_i. */
+static void test_bpr_artifact_scores(void **state)
+{
+    recd_csr_t m;
+    recd_bpr_params_t p;
+    float *x, *y, *b, scores[2 * BLOCK_ITEMS];
+    make_blocks(&m);
+    small_params(&p, 1);
+    p.epochs = 10;
+    assert_int_equal(recd_bpr_train(&m, &p, &x, &y, &b), RECD_OK);
+    recd_model_spec_t spec = {.kind = RECD_MODEL_BPR, .n_factors = p.factors, .user_factors = x, .item_factors = y, .item_bias = b};
+    recd_model_t *model = test_sgd_artifact_roundtrip(&spec, &m);
+    assert_int_equal(recd_model_kind(model), RECD_MODEL_BPR);
+    for (uint32_t u = 0; u < m.n_rows; u += 7) {
+        recd_model_score(model, recd_model_user_vector(model, u), u, scores);
+        for (uint32_t i = 0; i != m.n_cols; ++i)
+            assert_float_equal(scores[i], score(x, y, b, p.factors, u, i), 1e-5);
+    }
+    recd_model_release(model);
+    free(x);
+    free(y);
+    free(b);
+    recd_csr_dispose(&m);
+}
+
 static void test_bpr_rejects_bad_input(void **state)
 {
     recd_csr_t m, empty = {0};
@@ -240,7 +298,8 @@ int test_bpr_run(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bpr_learns_blocks),         cmocka_unit_test(test_bpr_learns_blocks_threaded),
         cmocka_unit_test(test_bpr_loss_decreases),        cmocka_unit_test(test_bpr_deterministic_one_thread),
-        cmocka_unit_test(test_bpr_negatives_outside_row), cmocka_unit_test(test_bpr_rejects_bad_input),
+        cmocka_unit_test(test_bpr_negatives_outside_row), cmocka_unit_test(test_bpr_artifact_scores),
+        cmocka_unit_test(test_bpr_rejects_bad_input),
     };
     return cmocka_run_group_tests_name("bpr", tests, NULL, NULL);
 }
