@@ -325,7 +325,7 @@ void recd_mf_params_init(recd_mf_params_t *p);
 int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **user_factors, float **item_factors,
                   float **user_bias, float **item_bias, float *global_mean);
 
-/** A trained biased-MF model, borrowed arrays; the argument of recd_mf_predict. */
+/** A trained biased-MF model as recd_mf_train returns it (every array borrowed, none may be NULL); recd_mf_predict's data. */
 typedef struct st_recd_mf_model_t {
     uint32_t factors;
     const float *user_factors, *item_factors, *user_bias, *item_bias;
