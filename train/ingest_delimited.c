@@ -237,6 +237,12 @@ static int resolve_columns(dstate_t *s, recd_format_t format, long nf, int *head
             col[c] = def < nf ? def : -1;
         }
     }
+    if (!*header && (col[0] < 0 || col[1] < 0)) {
+        ingest_error(ctx,
+                     "the first row has %ld column%s: expected user and item columns separated by comma, tab, semicolon or pipe",
+                     nf, nf == 1 ? "" : "s");
+        return RECD_EINVAL;
+    }
     for (int c = 0; c < 2; c++) {
         if (col[c] < 0) {
             char list[256];

@@ -342,6 +342,13 @@ static void test_ingest_columns_by_name(void **state)
     assert_row(&r.x, 0, "a", "b", 0.25f, 946684800);
     run_done(&r);
 
+    /* no delimiter at all */
+    run_buffer(&r, "12345\n678\n", "f.csv", NULL);
+    assert_int_equal(r.ret, RECD_EINVAL);
+    assert_string_equal(r.err,
+                        "the first row has 1 column: expected user and item columns separated by comma, tab, semicolon or pipe");
+    run_done(&r);
+
     /* header whose names are not known: positions */
     run_buffer(&r, "a,b,c\nx,y,2\n", "f.csv", NULL);
     assert_int_equal(r.ret, RECD_OK);
