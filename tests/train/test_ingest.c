@@ -24,7 +24,7 @@ typedef struct st_run_t {
 static void data_path(char *buf, size_t len, const char *name)
 {
     const char *src = getenv("RECD_SOURCE_DIR");
-    snprintf(buf, len, "%s/tests/data/%s", src != NULL ? src : ".", name);
+    snprintf(buf, len, "%s/tests/data/%s", src != NULL ? src : RECD_TEST_SOURCE_DIR, name);
 }
 
 static void run_path(run_t *r, const char *path, const recd_ingest_options_t *o)
@@ -730,7 +730,7 @@ static void test_ingest_movielens(void **state)
         snprintf(path, sizeof(path), "%s/ml-100k/u.data", dir);
     else
         snprintf(path, sizeof(path), "%s/../shared/data/ml-100k/u.data",
-                 getenv("RECD_SOURCE_DIR") ? getenv("RECD_SOURCE_DIR") : ".");
+                 getenv("RECD_SOURCE_DIR") ? getenv("RECD_SOURCE_DIR") : RECD_TEST_SOURCE_DIR);
     if (access(path, R_OK) != 0) {
         print_message("skipping: %s is absent\n", path);
         skip();
