@@ -40,7 +40,7 @@ int main(int argc, char **argv)
 
     recd_config_init(&config);
     if (recd_config_parse(&config, argc, argv, environ, &want_help, err, sizeof(err)) != RECD_OK) {
-        fprintf(stderr, "recd: %s (see --help)\n", err);
+        fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
     if (want_help) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include "tests/integration/harness.h"
 
@@ -420,6 +421,59 @@ static void test_metrics_counts_requests(void **state)
     harness_response_free(&res);
 }
 
+typedef struct st_client_t {
+    int id;
+    int failures;
+} client_t;
+
+/* One client: events for its own user interleaved with recommendations; no cmocka asserts off the main thread. */
+static void *client_main(void *arg)
+{
+    client_t *c = arg;
+    char body[256], path[128];
+    for (int i = 0; i < 20; ++i) {
+        harness_response_t res;
+        snprintf(body, sizeof(body), "{\"user\":\"conc%d\",\"item\":\"i%d%d\",\"type\":\"click\"}", c->id, c->id % 4, i % 10);
+        if (harness_post_json(server.port, "/v1/events", body, &res) != 0 || res.status != 202)
+            ++c->failures;
+        harness_response_free(&res);
+        snprintf(path, sizeof(path), "/v1/recommendations?user=conc%d&k=3", c->id);
+        if (harness_get(server.port, path, &res) != 0 || res.status != 200 || strstr(res.body, "\"fallback\":\"fold_in\"") == NULL)
+            ++c->failures;
+        harness_response_free(&res);
+        if (harness_get(server.port, "/v1/recommendations?user=u30&k=5", &res) != 0 || res.status != 200)
+            ++c->failures;
+        harness_response_free(&res);
+    }
+    return NULL;
+}
+
+static void test_events_concurrent_clients(void **state)
+{
+    enum { N = 4 };
+    pthread_t tids[N];
+    client_t clients[N];
+    for (int i = 0; i < N; ++i) {
+        clients[i] = (client_t){i, 0};
+        assert_int_equal(pthread_create(&tids[i], NULL, client_main, &clients[i]), 0);
+    }
+    for (int i = 0; i < N; ++i) {
+        pthread_join(tids[i], NULL);
+        assert_int_equal(clients[i].failures, 0);
+    }
+    /* every client's user has seen all ten items of one group: none of them is offered any more */
+    for (int i = 0; i < N; ++i) {
+        char path[128], prefix[8];
+        snprintf(path, sizeof(path), "/v1/recommendations?user=conc%d&k=20", i);
+        snprintf(prefix, sizeof(prefix), "i%d", i % 4);
+        json_t *j = get(path, 200), *items = json_object_get(j, "items");
+        assert_int_equal(json_array_size(items), 20);
+        for (size_t n = 0; n < json_array_size(items); ++n)
+            assert_true(strncmp(item_at(items, n), prefix, 2) != 0);
+        json_decref(j);
+    }
+}
+
 int test_server_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +490,7 @@ int test_server_run(void)
         cmocka_unit_test(test_bad_input_table),
         cmocka_unit_test(test_events_change_next_answer),
         cmocka_unit_test(test_events_new_user_gets_fold_in),
+        cmocka_unit_test(test_events_concurrent_clients),
         cmocka_unit_test(test_metrics_counts_requests),
     };
     return cmocka_run_group_tests_name("server", tests, setup, teardown);
