@@ -8,13 +8,15 @@
 #include <string.h>
 
 /*
- * The model behind the data: every user u and item i gets a random unit vector in R^factors. Items get a Zipf(0.9)
+ * The model behind the data: every user u and item i gets a unit taste vector in R^factors, near one of the factor axes
+ * (a taste cluster) with some spread (taste_vectors). Items get a Zipf(0.9)
  * popularity over a random permutation; users get a log-normal activity. Each interaction picks a user by activity and
  * an item with probability proportional to popularity(i) * exp(BETA * u.i), by drawing candidates from the popularity
  * (alias method) and accepting with probability exp(BETA * (u.i - 1)) <= 1. The value (1..5) rises with u.i plus noise;
  * timestamps increase with exponential gaps from a fixed epoch, so a seed fixes every byte of the output.
  */
-#define BETA 4.0
+#define BETA 5.0
+#define NOISE 0.5
 #define ZIPF_S 0.9
 #define START_TS 1700000000LL
 #define MEAN_GAP_SECONDS 15.0
@@ -99,12 +101,15 @@ static uint32_t alias_draw(const alias_t *a, uint64_t *s)
     return uniform(s) < a->prob[i] ? (uint32_t)i : a->alias[i];
 }
 
-static void random_unit_vectors(float *v, size_t n, uint32_t f, uint64_t *s)
+/* Unit vectors near the axes: v = normalise(e_c + noise), c uniform in 0..f-1, noise N(0, (NOISE^2 / f) I). Users and
+ * items near the same axis share a taste (v.w around 0.8); others are nearly orthogonal. */
+static void taste_vectors(float *v, size_t n, uint32_t f, uint64_t *s)
 {
     for (size_t i = 0; i != n; ++i) {
+        uint32_t c = (uint32_t)(next_u64(s) % f);
         double norm = 0;
         for (uint32_t k = 0; k != f; ++k) {
-            double x = normal(s);
+            double x = (k == c ? 1.0 : 0.0) + NOISE / sqrt((double)f) * normal(s);
             v[i * f + k] = (float)x;
             norm += x * x;
         }
@@ -133,7 +138,7 @@ static void usage(FILE *out, const char *argv0)
             "Usage: %s --users N --items M --interactions K [--factors 8] [--seed S] [--format csv|tsv] [--output FILE]\n"
             "\n"
             "Writes a synthetic interaction log with a header line: user,item,value,timestamp. Users (\"u0\"...) and items\n"
-            "(\"i0\"...) have planted latent tastes (random unit vectors of --factors dimensions); items follow a Zipf\n"
+            "(\"i0\"...) have planted latent tastes (unit vectors near one of --factors axes); items follow a Zipf\n"
             "popularity; a user picks item i with probability proportional to popularity(i) * exp(%.0f * taste match); values\n"
             "1..5 rise with the match; timestamps increase. The same seed gives the same bytes. Output goes to stdout unless\n"
             "--output is given. Exit status: 0 written, 1 failure, 2 usage error.\n",
@@ -233,8 +238,8 @@ int main(int argc, char **argv)
     const uint32_t f = (uint32_t)factors;
     uint64_t state = seed;
     float *U = xmalloc(n_users * f * sizeof(*U)), *V = xmalloc(n_items * f * sizeof(*V));
-    random_unit_vectors(U, n_users, f, &state);
-    random_unit_vectors(V, n_items, f, &state);
+    taste_vectors(U, n_users, f, &state);
+    taste_vectors(V, n_items, f, &state);
     alias_t item_pop, user_act;
     {
         double *w = xmalloc((n_items > n_users ? n_items : n_users) * sizeof(*w));
