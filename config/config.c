@@ -534,7 +534,8 @@ static int split_flag(int argc, char **argv, int *i, char *key, size_t keylen, c
     if (eq != NULL) {
         *value = eq + 1;
     } else {
-        if (*i + 1 >= argc) {
+        /* "--registry --model x" is a forgotten value, not a registry called "--model" (--key=--x still works) */
+        if (*i + 1 >= argc || (strncmp(argv[*i + 1], "--", 2) == 0 && argv[*i + 1][2] != '\0')) {
             set_err(err, errlen, "flag --%.*s needs a value", (int)nlen, name);
             return RECD_EINVAL;
         }

@@ -416,6 +416,8 @@ static void test_config_flag_errors(void **state)
     expect_parse_error(a2, ARGC(a2), NULL, "unknown flag \"--max-body\"", "--max-body-bytes");
     char *a3[] = {"recd", "--threads"};
     expect_parse_error(a3, ARGC(a3), NULL, "flag --threads needs a value", NULL);
+    char *a3b[] = {"recd", "--registry", "--model", "x"};
+    expect_parse_error(a3b, ARGC(a3b), NULL, "flag --registry needs a value", NULL);
     char *a4[] = {"recd", "--config"};
     expect_parse_error(a4, ARGC(a4), NULL, "flag --config needs a value", NULL);
     char *a5[] = {"recd", "extra"};
