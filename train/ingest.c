@@ -795,6 +795,26 @@ static recd_format_t format_from_name(const char *name)
     return RECD_FORMAT_AUTO;
 }
 
+/* Whether p starts like {"name": [ — an object whose first member is an array (white space allowed around tokens). */
+static int wrapped_array(const char *p, size_t n)
+{
+    size_t i = 1;
+    while (i < n && is_space(p[i]))
+        i++;
+    if (i >= n || p[i++] != '"')
+        return 0;
+    while (i < n && p[i] != '"')
+        i += p[i] == '\\' ? 2 : 1;
+    i++;
+    while (i < n && is_space(p[i]))
+        i++;
+    if (i >= n || p[i++] != ':')
+        return 0;
+    while (i < n && is_space(p[i]))
+        i++;
+    return i < n && p[i] == '[';
+}
+
 /* Which family the first bytes belong to: '[' json, '{' jsonl (or events when the first record has "type"), '<' xml. */
 static recd_format_t format_from_content(ingest_reader_t *r)
 {
@@ -814,6 +834,8 @@ static recd_format_t format_from_content(ingest_reader_t *r)
         size_t len = nl != NULL ? (size_t)(nl - (p + i)) : n - i;
         json_t *o = json_loadb(p + i, len, 0, NULL);
         int events = o != NULL && json_is_object(o) && json_object_get(o, "type") != NULL;
+        if (o == NULL && wrapped_array(p + i, n - i))
+            return RECD_FORMAT_JSON; /* {"records": [ ... ] ...} spread over lines */
         json_decref(o);
         return events ? RECD_FORMAT_EVENTS : RECD_FORMAT_JSONL;
     }

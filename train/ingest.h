@@ -131,20 +131,25 @@ void recd_ingest_report_dispose(recd_ingest_report_t *r);
 char *recd_ingest_report_json(const recd_ingest_report_t *r);
 
 /**
- * Streams path ("-" = standard input; gzip-compressed or not: zlib recognises the magic bytes, whatever the name) into out,
- * appending to what it
- * holds; memory grows with the accepted rows, not the file. A UTF-8 byte order mark is skipped; lines may end in CRLF.
- * Format: o->format, or from the extension (.csv .tsv .txt .jsonl .ndjson .json .xml, optionally .gz; a file named u.data
- * is u.data), overridden by the content when that disagrees ('[' JSON array, '{' JSON lines — events when the first
- * record has "type" —, '<' XML, anything else delimited); the delimiter (comma, tab, semicolon, pipe) is detected from
- * the first lines. Each row is checked in this order and rejected for the first failure: column count (delimited),
- * malformed record (JSON/XML, lines over 1 MiB, a quote left open at the end), missing user, missing item, invalid UTF-8 or
- * NUL in an id, unknown event type, value (absent = 1; empty, non-numeric, non-finite or beyond float = bad), value range,
- * timestamp (absent or empty = 0; epoch seconds, milliseconds when >= 1e11, or ISO-8601; years 1..9999). Ids are trimmed
- * of surrounding white space; blank lines are skipped and not counted. Bad rows are dropped and counted in report (which
- * this call resets), never silently. Returns RECD_OK; RECD_EIO (unreadable, truncated gzip), RECD_EFORMAT (not the
- * format it claims, UTF-16, XML with a DOCTYPE), or RECD_EINVAL (bad options, a named column missing, or the reject rate —
- * rejected / read — above o->max_reject_rate), with a message in err.
+ * Streams path ("-" = standard input; gzip or plain: zlib recognises the magic bytes whatever the name) into out, appending
+ * to what it holds; memory grows with the accepted rows, not with the file. A UTF-8 byte order mark is skipped; lines may
+ * end in CRLF.
+ *
+ * Format: o->format, else from the extension (.csv .tsv .txt .jsonl .ndjson .json .xml, optionally .gz; a file named
+ * u.data is u.data), overridden by the content when that disagrees: '[' is a JSON array (so is an object whose first
+ * member is the array of records), '{' JSON lines (events when the first record has "type"), '<' XML, anything else
+ * delimited, with the delimiter (comma, tab, semicolon, pipe) detected from the first lines.
+ *
+ * Each row is rejected for the first failure, checked in this order: column count (delimited); malformed record
+ * (JSON/XML, lines over 1 MiB, a quote left open at the end); missing user; missing item; invalid UTF-8 or NUL in an id;
+ * unknown event type; value (absent = 1; empty, non-numeric, non-finite or beyond float = bad); value range; timestamp
+ * (absent or empty = 0; epoch seconds, milliseconds when >= 1e11, or ISO-8601; years 1..9999). Ids are trimmed of
+ * surrounding white space; blank lines are skipped and not counted. Bad rows are dropped and counted in report (which
+ * this call resets), never silently.
+ *
+ * Returns RECD_OK; RECD_EIO (unreadable, truncated gzip), RECD_EFORMAT (not the format it claims, UTF-16, XML with a
+ * DOCTYPE), or RECD_EINVAL (bad options, a named column missing, or the reject rate, rejected / read, above
+ * o->max_reject_rate), with a message in err.
  */
 int recd_ingest_file(const char *path, const recd_ingest_options_t *o, recd_interactions_t *out, recd_ingest_report_t *report,
                      char *err, size_t errlen);

@@ -143,11 +143,22 @@ int ingest_json_array(ingest_ctx_t *ctx)
     size_t cap = 0;
     int ret = RECD_OK;
 
-    int c = skip_space(r);
+    int c = skip_space(r), wrapped = 0;
+    if (c == '{') { /* {"records": [ ... ], ...}: stream the first member's array, ignore the other members */
+        c = skip_space(r);
+        if (c == '"') {
+            int esc = 0;
+            while ((c = ingest_reader_getc(r)) >= 0 && (esc || c != '"'))
+                esc = !esc && c == '\\';
+            if (c == '"' && skip_space(r) == ':')
+                c = skip_space(r);
+            wrapped = c == '[';
+        }
+    }
     if (c != '[') {
         if (!r->error) {
-            ingest_error(ctx, "%s: not a JSON array (expected '[' at line %llu)", ctx->name != NULL ? ctx->name : "input",
-                         (unsigned long long)r->line_no + 1);
+            ingest_error(ctx, "%s: not a JSON array of records, nor an object whose first member is one (line %llu)",
+                         ctx->name != NULL ? ctx->name : "input", (unsigned long long)r->line_no + 1);
             ret = RECD_EFORMAT;
         }
         goto Exit;
@@ -202,7 +213,7 @@ int ingest_json_array(ingest_ctx_t *ctx)
         if (c < 0 || last)
             break;
     }
-    if (c == ']') { /* anything but space after the array is a defect worth reporting */
+    if (c == ']' && !wrapped) { /* anything but space after the array is a defect worth reporting */
         uint64_t line = r->line_no + 1;
         int t = skip_space(r);
         if (t >= 0) {

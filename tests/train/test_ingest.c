@@ -465,6 +465,32 @@ static void test_ingest_json_array(void **state)
     assert_row(&r.x, 2, "u5", "i5", 3, 0);
     run_done(&r);
 
+    /* an object whose first member is the array of records, spread over lines */
+    run_buffer(&r,
+               "{\n  \"ratings\\\"\" : [\n    {\"user\": \"a\", \"item\": \"b\", \"rating\": 4},\n"
+               "    {\"user\": \"c\", \"item\": \"d\"}\n  ],\n  \"meta\": {\"n\": 2}\n}\n",
+               "wrapped.json", NULL);
+    assert_int_equal(r.ret, RECD_OK);
+    assert_int_equal(r.rep.format, RECD_FORMAT_JSON);
+    static const uint64_t none[RECD_REJECT__COUNT];
+    assert_counts(&r.rep, 2, 2, none);
+    assert_row(&r.x, 0, "a", "b", 4, 0);
+    assert_row(&r.x, 1, "c", "d", 1, 0);
+    run_done(&r);
+
+    run_buffer(&r, "{\"n\": 3}", "e.json", NULL); /* one JSON line without ids: JSON lines, rejected, not an error */
+    assert_int_equal(r.rep.format, RECD_FORMAT_JSONL);
+    assert_int_equal(r.rep.rejected[RECD_REJECT_MISSING_USER], 1);
+    run_done(&r);
+
+    recd_ingest_options_t o;
+    recd_ingest_options_init(&o);
+    o.format = RECD_FORMAT_JSON;
+    run_buffer(&r, "{\"n\": 3}", "e.json", &o);
+    assert_int_equal(r.ret, RECD_EFORMAT);
+    assert_string_equal(r.err, "e.json: not a JSON array of records, nor an object whose first member is one (line 1)");
+    run_done(&r);
+
     run_buffer(&r, "  [ ]  ", "e.json", NULL);
     assert_int_equal(r.ret, RECD_OK);
     assert_int_equal(r.rep.rows_read, 0);
