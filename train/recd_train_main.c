@@ -23,7 +23,12 @@ typedef struct st_options_t {
     int evaluate;
     double test_ratio;
     uint32_t k;
+    uint32_t min_user, min_item; /* k-core minimums, 0 = off */
+    recd_normalize_t normalize;
+    recd_merge_t merge;
 } options_t;
+
+static const char *const merge_names[] = {"sum", "max", "last"};
 
 typedef struct st_progress_t {
     const char *prefix;
@@ -46,6 +51,12 @@ static void usage(FILE *out, const char *argv0)
             "  --user-col C, --item-col C, --value-col C, --time-col C\n"
             "                          column by header name or 0-based position (defaults: user/item/value|rating/timestamp)\n"
             "  --max-reject-rate R     fail when more than this fraction of rows is rejected (0..1, default 1)\n"
+            "Cleansing:\n"
+            "  --min-user-interactions N, --min-item-interactions N\n"
+            "                          iterated k-core: drop users / items with fewer distinct partners (default 0, off)\n"
+            "  --normalize H           none|minmax|user_mean|log1p applied to the values (default none; implicit ALS needs\n"
+            "                          values >= 0, so user_mean suits explicit models only)\n"
+            "  --merge M               sum|max|last: how repeated (user, item) rows combine (default sum)\n"
             "Model:\n"
             "  --algorithm A           als|popularity (default als)\n"
             "  --factors N             ALS latent factors (default %u)\n"
@@ -109,7 +120,11 @@ static int parse_args(options_t *o, int argc, char **argv)
         O_ITEM_COL,
         O_VALUE_COL,
         O_TIME_COL,
-        O_MAX_REJECT
+        O_MAX_REJECT,
+        O_MIN_USER,
+        O_MIN_ITEM,
+        O_NORMALIZE,
+        O_MERGE
     };
     static const struct option longopts[] = {{"input", required_argument, NULL, O_INPUT},
                                              {"registry", required_argument, NULL, O_REGISTRY},
@@ -130,6 +145,10 @@ static int parse_args(options_t *o, int argc, char **argv)
                                              {"value-col", required_argument, NULL, O_VALUE_COL},
                                              {"time-col", required_argument, NULL, O_TIME_COL},
                                              {"max-reject-rate", required_argument, NULL, O_MAX_REJECT},
+                                             {"min-user-interactions", required_argument, NULL, O_MIN_USER},
+                                             {"min-item-interactions", required_argument, NULL, O_MIN_ITEM},
+                                             {"normalize", required_argument, NULL, O_NORMALIZE},
+                                             {"merge", required_argument, NULL, O_MERGE},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *argv0 = argv[0];
@@ -214,6 +233,28 @@ static int parse_args(options_t *o, int argc, char **argv)
         case O_TIME_COL:
             o->ingest.time_col = optarg;
             break;
+        case O_MIN_USER:
+            if (parse_u32(optarg, 0, 1000000, &o->min_user) != 0)
+                bad = "--min-user-interactions must be an integer in 0..1000000";
+            break;
+        case O_MIN_ITEM:
+            if (parse_u32(optarg, 0, 1000000, &o->min_item) != 0)
+                bad = "--min-item-interactions must be an integer in 0..1000000";
+            break;
+        case O_NORMALIZE:
+            if (recd_normalize_parse(optarg, &o->normalize) != 0)
+                bad = "--normalize must be none, minmax, user_mean or log1p";
+            break;
+        case O_MERGE:
+            if (strcmp(optarg, "sum") == 0)
+                o->merge = RECD_MERGE_SUM;
+            else if (strcmp(optarg, "max") == 0)
+                o->merge = RECD_MERGE_MAX;
+            else if (strcmp(optarg, "last") == 0)
+                o->merge = RECD_MERGE_LAST;
+            else
+                bad = "--merge must be sum, max or last";
+            break;
         case O_MAX_REJECT:
             if (parse_double(optarg, 0, 1, &o->ingest.max_reject_rate) != 0)
                 bad = "--max-reject-rate must be a number in 0..1";
@@ -289,6 +330,32 @@ static int sha256_file(const char *path, char hex[65])
 Exit:
     if (fp != NULL)
         fclose(fp);
+    EVP_MD_CTX_free(ctx);
+    return ret;
+}
+
+/* SHA-256 of the accepted rows (ids, value, timestamp), for input read from standard input, which cannot be read twice. */
+static int sha256_rows(const recd_interactions_t *x, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    int ret = -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto Exit;
+    for (size_t i = 0; i != x->n; ++i) {
+        const char *u = recd_idmap_id(x->users, x->user[i]), *it = recd_idmap_id(x->items, x->item[i]);
+        if (EVP_DigestUpdate(ctx, u, strlen(u) + 1) != 1 || EVP_DigestUpdate(ctx, it, strlen(it) + 1) != 1 ||
+            EVP_DigestUpdate(ctx, &x->value[i], sizeof(x->value[i])) != 1 ||
+            EVP_DigestUpdate(ctx, &x->ts[i], sizeof(x->ts[i])) != 1)
+            goto Exit;
+    }
+    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32)
+        goto Exit;
+    for (int i = 0; i != 32; ++i)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    ret = 0;
+Exit:
     EVP_MD_CTX_free(ctx);
     return ret;
 }
@@ -427,7 +494,8 @@ int main(int argc, char **argv)
 
     /* ingest */
     t0 = now();
-    if (sha256_file(o.input, fingerprint) != 0) {
+    int from_stdin = strcmp(o.input, "-") == 0;
+    if (!from_stdin && sha256_file(o.input, fingerprint) != 0) {
         fprintf(stderr, "recd-train: cannot read %s: %s\n", o.input, strerror(errno));
         goto Exit;
     }
@@ -445,16 +513,29 @@ int main(int argc, char **argv)
     for (size_t i = 0; i != report.n_samples; ++i)
         fprintf(stderr, "ingest: rejected line %llu (%s): %s\n", (unsigned long long)report.samples[i].line,
                 recd_reject_name(report.samples[i].reason), report.samples[i].text);
+    if (from_stdin && sha256_rows(&data, fingerprint) != 0) {
+        fprintf(stderr, "recd-train: cannot compute the data fingerprint\n");
+        goto Exit;
+    }
+    uint64_t kcore_removed = 0;
+    if ((o.min_user > 1 || o.min_item > 1) && recd_interactions_kcore(&data, o.min_user, o.min_item, &kcore_removed) == RECD_OK)
+        fprintf(stderr, "cleanse: k-core (users >= %u items, items >= %u users) removed %llu rows, %zu left\n", o.min_user,
+                o.min_item, (unsigned long long)kcore_removed, data.n);
+    if (o.normalize != RECD_NORMALIZE_NONE && recd_interactions_normalize(&data, o.normalize) != RECD_OK) {
+        fprintf(stderr, "recd-train: --normalize %s cannot be applied to these values (log1p needs values >= 0)\n",
+                recd_normalize_name(o.normalize));
+        goto Exit;
+    }
     if (data.n == 0) {
-        fprintf(stderr, "recd-train: %s: no interactions accepted, nothing to train\n", o.input);
+        fprintf(stderr, "recd-train: %s: no interactions left, nothing to train\n", o.input);
         goto Exit;
     }
     json_object_set_new(seconds, "ingest", json_real(now() - t0));
 
-    /* the user x item matrix, duplicates summed */
+    /* the user x item matrix, duplicates merged by --merge */
     t0 = now();
     size_t n_users = recd_idmap_size(data.users), n_items = recd_idmap_size(data.items);
-    if ((ret = recd_csr_from_coo(&m, n_users, n_items, data.user, data.item, data.value, data.n, RECD_MERGE_SUM)) != RECD_OK) {
+    if ((ret = recd_csr_from_coo(&m, n_users, n_items, data.user, data.item, data.value, data.n, o.merge)) != RECD_OK) {
         fprintf(stderr, "recd-train: cannot build the interaction matrix: %s\n", recd_strerror(ret));
         goto Exit;
     }
@@ -492,7 +573,10 @@ int main(int argc, char **argv)
     t0 = now();
     double c0 = cpu_now();
     if ((ret = fit(&o, &m, "", &X, &Y)) != RECD_OK) {
-        fprintf(stderr, "recd-train: training failed: %s\n", recd_strerror(ret));
+        fprintf(stderr, "recd-train: training failed: %s%s\n", recd_strerror(ret),
+                ret == RECD_ENUMERIC ? " (a per-row system was not positive definite: values below 0 give confidences below 1; "
+                                       "use values >= 0 or a larger --reg)"
+                                     : "");
         goto Exit;
     }
     json_object_set_new(seconds, "fit", json_real(now() - t0));
@@ -504,6 +588,13 @@ int main(int argc, char **argv)
         json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "path", o.input, "format", recd_format_name(report.format), "sha256",
                   fingerprint, "rows_read", (json_int_t)report.rows_read, "rows_rejected", (json_int_t)report.rows_rejected,
                   "users", (json_int_t)n_users, "items", (json_int_t)n_items, "interactions", (json_int_t)m.nnz);
+    if (data_info != NULL) {
+        json_object_set_new(data_info, "sha256_of", json_string(from_stdin ? "accepted rows" : "input bytes"));
+        json_object_set_new(data_info, "cleanse",
+                            json_pack("{s:i, s:i, s:I, s:s, s:s}", "min_user_interactions", (int)o.min_user,
+                                      "min_item_interactions", (int)o.min_item, "kcore_rows_removed", (json_int_t)kcore_removed,
+                                      "normalize", recd_normalize_name(o.normalize), "merge", merge_names[o.merge]));
+    }
     metadata =
         json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:s}", "trainer", "recd-train", "trainer_version", RECD_VERSION, "algorithm",
                   o.algorithm, "params", params, "data", data_info, "evaluation", evaluation, "created", created);

@@ -244,12 +244,51 @@ static void test_train_errors(void **state)
     assert_int_equal(stat(path, &st), -1);
 }
 
+static void test_train_stdin_and_cleanse(void **state)
+{
+    fixture_t *f = *state;
+    char path[512];
+    /* u1 has one item and i9 one user: a 2-core drops both; repeated (u0, i0) rows merge by max */
+    assert_int_equal(
+        run("printf 'user,item,value\\nu0,i0,1\\nu0,i0,4\\nu0,i1,1\\nu2,i0,1\\nu2,i1,2\\nu1,i9,1\\n' > %s/small.csv", f->dir), 0);
+    assert_int_equal(run("'%s' --input - --registry %s/reg --model small --min-user-interactions 2 --min-item-interactions 2 "
+                         "--merge max --factors 2 --iterations 2 < %s/small.csv > %s/small.json 2>/dev/null",
+                         f->train, f->dir, f->dir, f->dir),
+                     0);
+    snprintf(path, sizeof(path), "%s/small.json", f->dir);
+    json_t *s = load_json(path);
+    assert_int_equal(json_integer_value(json_object_get(s, "users")), 2);
+    assert_int_equal(json_integer_value(json_object_get(s, "items")), 2);
+    assert_int_equal(json_integer_value(json_object_get(s, "interactions")), 4);
+    char errbuf[256];
+    recd_model_t *m = recd_model_open(json_string_value(json_object_get(s, "artifact")), errbuf, sizeof(errbuf));
+    assert_non_null(m);
+    const uint32_t *items;
+    const float *values;
+    size_t n;
+    int64_t u0 = recd_model_find_user(m, "u0", 2), i0 = recd_model_find_item(m, "i0", 2);
+    assert_true(u0 >= 0 && i0 >= 0);
+    assert_int_equal(recd_model_find_user(m, "u1", 2), -1);
+    recd_model_user_items(m, (uint32_t)u0, &items, &values, &n);
+    assert_int_equal(n, 2);
+    for (size_t j = 0; j != n; ++j)
+        if (items[j] == (uint32_t)i0)
+            assert_true(values[j] == 4.0f); /* max, not the sum 5 */
+    recd_model_release(m);
+    snprintf(path, sizeof(path), "%s/reg/small/1/manifest.json", f->dir);
+    json_t *man = load_json(path);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(man, "data"), "sha256_of")), "accepted rows");
+    json_decref(man);
+    json_decref(s);
+}
+
 int test_trainer_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_datagen_deterministic_and_well_formed),
         cmocka_unit_test(test_train_publishes_versions),
         cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_train_stdin_and_cleanse),
     };
     return cmocka_run_group_tests_name("trainer", tests, setup, teardown);
 }
