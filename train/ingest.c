@@ -197,24 +197,6 @@ int ingest_reader_getline(ingest_reader_t *r, size_t *len, int *too_long)
     return 1;
 }
 
-int ingest_reader_read(ingest_reader_t *r, char *dst, size_t n)
-{
-    if (r->pos == r->end) {
-        int f = ingest_reader_fill(r);
-        if (f <= 0)
-            return f;
-    }
-    size_t avail = r->end - r->pos;
-    if (n > avail)
-        n = avail;
-    for (size_t i = 0; i < n; i++)
-        if (r->buf[r->pos + i] == '\n')
-            r->line_no++;
-    memcpy(dst, r->buf + r->pos, n);
-    r->pos += n;
-    return (int)n;
-}
-
 /* ---- names, options, report --------------------------------------------------------------------------------------- */
 
 static const char *const reject_names[RECD_REJECT__COUNT] = {

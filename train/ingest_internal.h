@@ -51,8 +51,6 @@ static inline int ingest_reader_getc(ingest_reader_t *r)
         r->line_no++;
     return c;
 }
-/** Copies up to n bytes out (for libxml2's I/O callback). Returns the count, 0 at the end, -1 on error. */
-int ingest_reader_read(ingest_reader_t *r, char *dst, size_t n);
 
 /* An event type's weight (events format). */
 typedef struct st_ingest_weight_t {
@@ -95,7 +93,7 @@ typedef struct st_ingest_fields_t {
  * value (absent = 1; present but empty, non-numeric or non-finite = bad), value range, timestamp (absent or empty = 0).
  */
 void ingest_record(ingest_ctx_t *ctx, uint64_t line, const char *text, size_t text_len, const ingest_fields_t *f);
-/** Counts a rejected record with a sample (the first ctx->o->max_samples of them). */
+/** Counts a rejected row (in rows_read too) and keeps a sample of it while fewer than max_samples are kept. */
 void ingest_reject(ingest_ctx_t *ctx, uint64_t line, recd_reject_t reason, const char *text, size_t text_len);
 /** Formats a message into ctx->err. */
 void ingest_error(ingest_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
