@@ -46,6 +46,11 @@ static int bind_listener(const struct addrinfo *ai, uint16_t port, char *err, si
     return fd;
 }
 
+static int has_connections(h2o_context_t *ctx)
+{
+    return !h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     recd_worker_t *w = listener->data;
@@ -102,23 +107,32 @@ static void *worker_main(void *arg)
     h2o_socket_close(w->listener);
     w->listener = NULL;
     h2o_context_request_shutdown(&w->ctx);
+    /* Idle keep-alive connections would otherwise wait out their idle timeout: expire those timers now. Connections in the
+     * middle of sending a response are not on these timers and finish normally. */
+    w->ctx.http1.req_timeout.timeout = 0;
+    w->ctx.http2.idle_timeout.timeout = 0;
     uint64_t deadline = now_ms() + w->grace_ms;
-    while ((!h2o_linklist_is_empty(&w->ctx.http1._conns) || !h2o_linklist_is_empty(&w->ctx.http2._conns)) && now_ms() < deadline)
-        h2o_evloop_run(loop, 50);
+    while (has_connections(&w->ctx) && now_ms() < deadline)
+        h2o_evloop_run(loop, 10);
     /* drain leftover messages (none are sent after the holder stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
-    /* h2o's HTTP/2 graceful-shutdown timer stays armed after the last connection is gone; disarm it before disposing */
-    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
-    h2o_multithread_queue_t *queue = w->ctx.queue;
-    h2o_context_dispose(&w->ctx);
-    h2o_evloop_destroy(loop);
-    /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself */
-    free(queue);
-    /* socket buffers recycled into this thread's cache would be lost when the thread exits: free them now */
-    while (h2o_socket_buffer_prototype.allocator.cnt > 0)
-        free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
+    if (has_connections(&w->ctx)) {
+        /* h2o cannot dispose a context that still has connections; the process is about to exit, so leave it */
+        recd_log(&app->log, RECD_LOG_WARN, "connections still open after the grace period", "\"thread\":%zu", w->index);
+    } else {
+        /* h2o's HTTP/2 graceful-shutdown timer stays armed after the last connection is gone; disarm it before disposing */
+        if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+        h2o_multithread_queue_t *queue = w->ctx.queue;
+        h2o_context_dispose(&w->ctx);
+        h2o_evloop_destroy(loop);
+        /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself */
+        free(queue);
+        /* socket buffers recycled into this thread's cache would be lost when the thread exits: free them now */
+        while (h2o_socket_buffer_prototype.allocator.cnt > 0)
+            free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
+    }
     recd_worker_dispose(w);
     return NULL;
 }

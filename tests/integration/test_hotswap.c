@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "tests/integration/harness.h"
 
 static void sleep_ms(int ms)
@@ -99,11 +103,47 @@ static void test_hotswap_missing_model_fails_to_start(void **state)
     harness_stop(&h);
 }
 
+static int connect_port(int port)
+{
+    struct sockaddr_in sin = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+static void test_hotswap_stop_with_idle_and_partial_connections(void **state)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    harness_t h;
+    int fds[3];
+    char buf[1024];
+
+    assert_int_equal(harness_start(&h, NULL), 0);
+    /* two idle keep-alive connections after one request each, and one that sent half a request */
+    for (int i = 0; i < 2; ++i) {
+        fds[i] = connect_port(h.port);
+        assert_int_equal(write(fds[i], req, sizeof(req) - 1), sizeof(req) - 1);
+        assert_true(read(fds[i], buf, sizeof(buf)) > 0);
+    }
+    fds[2] = connect_port(h.port);
+    assert_int_equal(write(fds[2], req, 20), 20);
+    /* a graceful stop closes them and still exits 0 (and cleanly under the sanitizers) */
+    assert_int_equal(harness_stop(&h), 0);
+    for (int i = 0; i < 3; ++i) {
+        assert_true(read(fds[i], buf, sizeof(buf)) <= 0);
+        close(fds[i]);
+    }
+}
+
 int test_hotswap_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hotswap_new_version_then_corrupt_one),
         cmocka_unit_test(test_hotswap_missing_model_fails_to_start),
+        cmocka_unit_test(test_hotswap_stop_with_idle_and_partial_connections),
     };
     return cmocka_run_group_tests_name("hotswap", tests, NULL, NULL);
 }
