@@ -35,11 +35,11 @@ void recd_jw_raw(recd_jw_t *w, const char *s, size_t len)
     w->len += len;
 }
 
-void recd_jw_str(recd_jw_t *w, const char *s, size_t len)
+/* Appends the escaped characters of s, without quotes. */
+static void escape(recd_jw_t *w, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    reserve(w, len + 2);
-    w->buf[w->len++] = '"';
+    reserve(w, len);
     size_t start = 0;
     for (size_t i = 0; i < len; ++i) {
         unsigned char c = (unsigned char)s[i];
@@ -70,6 +70,12 @@ void recd_jw_str(recd_jw_t *w, const char *s, size_t len)
         }
     }
     recd_jw_raw(w, s + start, len - start);
+}
+
+void recd_jw_str(recd_jw_t *w, const char *s, size_t len)
+{
+    recd_jw_lit(w, "\"");
+    escape(w, s, len);
     recd_jw_lit(w, "\"");
 }
 
@@ -464,12 +470,11 @@ void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double r
 
 static void render_model(recd_jw_t *w, h2o_iovec_t model, uint64_t version)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "@%llu", (unsigned long long)version);
-    char *s = h2o_mem_alloc_pool(w->pool, model.len + (size_t)n);
-    memcpy(s, model.base, model.len);
-    memcpy(s + model.len, tmp, (size_t)n);
-    recd_jw_str(w, s, model.len + (size_t)n);
+    recd_jw_lit(w, "\"");
+    escape(w, model.base, model.len);
+    recd_jw_lit(w, "@");
+    recd_jw_u64(w, version);
+    recd_jw_lit(w, "\"");
 }
 
 static void render_items(recd_jw_t *w, const recd_api_item_t *items, size_t n)
