@@ -1,4 +1,9 @@
-/* eval.c: offline ranking evaluation — P@k, R@k, nDCG@k, MAP@k and HR@k over held-out interactions. */
+/* eval.c: offline ranking evaluation — P@k, R@k, nDCG@k, MAP@k and HR@k over held-out interactions.
+ *
+ * DESIGN: users are handed out in chunks through an atomic counter to `threads` threads (the caller's thread is one of
+ * them), each with its own score buffer and top-k array; the score callback must therefore be safe to call from several
+ * threads at once. Each user's five metrics land in a per-user slot and are summed in user order at the end, so the
+ * averages are the same whatever the thread count or scheduling. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
