@@ -216,6 +216,14 @@ int recd_registry_valid_name(const char *model);
 /** Called after each iteration; return non-zero to stop early. */
 typedef int (*recd_train_progress_cb)(void *data, uint32_t iteration, double loss, double seconds);
 
+/**
+ * Called after each iteration (ALS) or epoch (SGD) with the current factors, so a caller can score a validation split while
+ * the model learns (recd-train's per-iteration chart). The arrays belong to the trainer and are valid only during the
+ * call; item_bias is NULL for models without one. Training does not wait for anything but the call itself.
+ */
+typedef void (*recd_train_snapshot_cb)(void *data, uint32_t iteration, const float *user_factors, const float *item_factors,
+                                       const float *item_bias);
+
 typedef struct st_recd_als_params_t {
     uint32_t factors;    /* default 64 */
     uint32_t iterations; /* default 15 */
@@ -225,6 +233,8 @@ typedef struct st_recd_als_params_t {
     uint64_t seed;
     recd_train_progress_cb on_progress;
     void *progress_data;
+    recd_train_snapshot_cb on_snapshot; /* NULL = none */
+    void *snapshot_data;
 } recd_als_params_t;
 
 /** Fills params with recd-train's defaults. */
@@ -283,6 +293,8 @@ typedef struct st_recd_bpr_params_t {
     uint64_t seed;
     recd_train_progress_cb on_progress; /* loss = mean -ln sigma(x_uij) of the epoch + regularisation / nnz */
     void *progress_data;
+    recd_train_snapshot_cb on_snapshot; /* NULL = none */
+    void *snapshot_data;
 } recd_bpr_params_t;
 
 /** Fills p with recd-train's BPR defaults (chosen on MovieLens 100K, see docs/BENCHMARKS.md). */
@@ -310,6 +322,8 @@ typedef struct st_recd_mf_params_t {
     uint64_t seed;
     recd_train_progress_cb on_progress; /* loss = (sum of squared errors of the epoch + regularisation) / nnz */
     void *progress_data;
+    recd_train_snapshot_cb on_snapshot; /* NULL = none */
+    void *snapshot_data;
 } recd_mf_params_t;
 
 /** Fills p with recd-train's biased-MF defaults (chosen by 5-fold CV on MovieLens 100K, see docs/BENCHMARKS.md). */
