@@ -224,6 +224,12 @@ typedef int (*recd_train_progress_cb)(void *data, uint32_t iteration, double los
 typedef void (*recd_train_snapshot_cb)(void *data, uint32_t iteration, const float *user_factors, const float *item_factors,
                                        const float *item_bias);
 
+/** How ALS solves each row's least-squares system. */
+typedef enum en_recd_als_solver_t {
+    RECD_ALS_CHOLESKY = 0, /* exact: build the f x f system, Cholesky-factorise it (O(nnz_u f^2 + f^3) per row) */
+    RECD_ALS_CG = 1,       /* cg_steps conjugate-gradient steps warm-started from the row's vector (Takacs et al. 2011) */
+} recd_als_solver_t;
+
 typedef struct st_recd_als_params_t {
     uint32_t factors;    /* default 64 */
     uint32_t iterations; /* default 15 */
@@ -231,6 +237,8 @@ typedef struct st_recd_als_params_t {
     float reg;           /* L2 */
     uint32_t threads;    /* 0 = number of cores */
     uint64_t seed;
+    recd_als_solver_t solver; /* see recd_als_params_init for the default */
+    uint32_t cg_steps;        /* CG steps per row and half-step (default 3); >= 1 when solver is RECD_ALS_CG */
     recd_train_progress_cb on_progress;
     void *progress_data;
     recd_train_snapshot_cb on_snapshot; /* NULL = none */
@@ -252,28 +260,110 @@ void recd_popularity_compute(const recd_csr_t *user_items, float *out);
 
 /* ---- evaluation ---------------------------------------------------------------------------------------------------- */
 
+/*
+ * Splits come in two shapes. The *_mask functions work on n coordinate rows (an interaction log, possibly with
+ * timestamps) and write one flag or fold number per row, so a caller can combine them with any row data and then build
+ * matrices with recd_csr_split_by_mask. recd_split_stratified and recd_split_kfold work on a CSR matrix directly; they use
+ * the same shuffles as the mask versions, so a CSR's entries taken in row-major order give the same partition either way.
+ * Every split is a pure function of its inputs and seed.
+ */
+
 /**
  * Per-user stratified random split: each user's interactions are shuffled (seeded) and round(test_ratio * n) of them go to
- * test (users with fewer than 2 interactions stay wholly in train). Both outputs have m's shape.
+ * test (users with fewer than 2 interactions stay wholly in train). Both outputs have m's shape and are freed with
+ * recd_csr_dispose. Returns RECD_EINVAL unless 0 <= test_ratio <= 1. Aborts on out of memory.
  */
 int recd_split_stratified(const recd_csr_t *m, double test_ratio, uint64_t seed, recd_csr_t *train, recd_csr_t *test);
 
+/**
+ * recd_split_stratified over n coordinate rows: each user's rows (taken in input order) are shuffled with one seeded
+ * generator that walks the users in index order, and round(test_ratio * count) of them get is_test = 1; users with fewer
+ * than 2 rows stay wholly in train. is_test receives n flags (0 train, 1 test). Returns RECD_EINVAL unless
+ * 0 <= test_ratio <= 1 and every user[i] < n_users. Aborts on out of memory.
+ */
+int recd_split_stratified_mask(const uint32_t *user, size_t n, size_t n_users, double test_ratio, uint64_t seed, uint8_t *is_test);
+
+/**
+ * Global temporal cut: the round(test_ratio * n) latest rows by ts (ties: the later row in input order counts as later)
+ * get is_test = 1, the rest 0, so every test row is at least as late as every train row. Users are ignored: a user first
+ * seen after the cut has no train rows. Returns RECD_EINVAL unless 0 <= test_ratio <= 1. Aborts on out of memory.
+ */
+int recd_split_temporal_mask(const int64_t *ts, size_t n, double test_ratio, uint8_t *is_test);
+
+/**
+ * Per-user leave-last-out: each user's latest row by ts (ties: the later row in input order) gets is_test = 1, every
+ * other row 0; a user with a single row keeps it in train. Returns RECD_EINVAL when some user[i] >= n_users. Aborts on
+ * out of memory.
+ */
+int recd_split_leave_last_out_mask(const uint32_t *user, const int64_t *ts, size_t n, size_t n_users, uint8_t *is_test);
+
+/**
+ * K-fold assignment: the row indexes 0..n-1 are shuffled with seed and cut into `folds` consecutive chunks whose sizes
+ * differ by at most one (the first n % folds chunks hold the extra one); fold_of[i] receives the chunk of row i. This is
+ * the partition recd_split_kfold uses for a CSR's entries in row-major order. Returns RECD_EINVAL unless folds >= 2.
+ * Aborts on out of memory.
+ */
+int recd_split_kfold_mask(size_t n, uint32_t folds, uint64_t seed, uint32_t *fold_of);
+
+/**
+ * Builds train (rows with is_test[i] == 0) and test (is_test[i] != 0) matrices of shape n_rows x n_cols from n coordinate
+ * triples, each side built as recd_csr_from_coo builds it (vals may be NULL for all 1; duplicates within a side merged by
+ * `merge`). A (row, col) pair with rows on both sides appears in both outputs: merge duplicates before splitting when a
+ * test pair must not also be a train pair. On failure (RECD_EINVAL for an index out of range or a bad merge) both outputs
+ * are zeroed; on success the caller frees them with recd_csr_dispose. Aborts on out of memory.
+ */
+int recd_csr_split_by_mask(size_t n_rows, size_t n_cols, const uint32_t *rows, const uint32_t *cols, const float *vals, size_t n,
+                           const uint8_t *is_test, recd_merge_t merge, recd_csr_t *train, recd_csr_t *test);
+
+/**
+ * Ranking metrics, each the mean over `users` (the users with at least one test item) unless said otherwise. The fields
+ * after hit_rate were added for issue 3; recd_eval_sampled fills them with its own definitions (see there).
+ */
 typedef struct st_recd_ranking_metrics_t {
     uint32_t k;
     size_t users; /* test users evaluated */
     double precision, recall, ndcg, map, hit_rate;
+    double mrr;      /* 1 / (1-based rank of the first test item within the top k), 0 when none is there */
+    double auc;      /* per-user AUC, averaged over the auc_users users that have both a positive and a negative */
+    double coverage; /* distinct items in any evaluated user's top k / n_items */
+    size_t auc_users;
+    size_t pairs; /* test interactions ranked: the evaluated users' test items (recd_eval_sampled: ranked lists) */
 } recd_ranking_metrics_t;
 
-/** Produces a user's scores over all items (n_cols floats) for evaluation. */
+/** Produces a user's scores over all items (n_cols floats) for evaluation; called from several threads at once. */
 typedef void (*recd_eval_score_cb)(void *data, uint32_t user, float *scores);
 
 /**
  * Ranks for every user with test items the top k over items not in that user's train row, binary relevance; averages
  * P@k, R@k, nDCG@k (log2 discount, ideal = min(k, |test|) hits), MAP@k (Microsoft Recommenders: sum of precision at each
- * hit within the top k divided by |test|) and HR@k. threads as in training.
+ * hit within the top k divided by |test|), HR@k and MRR@k. AUC is computed over the whole ranking, not the top k: the
+ * positives are the user's test items not in train, the negatives every item in neither, and it is the share of
+ * (positive, negative) pairs the positive outscores, a tie counting one half (Mann-Whitney; non-finite and NaN scores rank
+ * lowest). Coverage is the catalogue share recommended to anyone. Results do not depend on `threads` (0 = number of cores).
+ * Returns RECD_EINVAL for k == 0 or mismatched shapes. Aborts on out of memory.
  */
 int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t k, recd_eval_score_cb score, void *data,
                       uint32_t threads, recd_ranking_metrics_t *out);
+
+/** The sampled-negative protocol's parameters (He et al. 2017, "Neural Collaborative Filtering", used 99 negatives). */
+typedef struct st_recd_sampled_protocol_t {
+    uint32_t n_negatives;
+    uint64_t seed;
+} recd_sampled_protocol_t;
+
+/**
+ * The sampled-negative protocol: for every user with test items and every test item t not in the user's train row, t is
+ * ranked among n_negatives items drawn uniformly without replacement from the items in neither the user's train nor test
+ * row (all of them when there are fewer), from a generator seeded by (seed, user) so the draw is the same for any thread
+ * count. A negative scoring the same as t (or a NaN t) ranks above it, so a constant scorer gets no credit. Per ranked
+ * list: rank r in 1..n+1; HR@k = [r <= k], nDCG@k = [r <= k] / log2(r + 1), MRR = 1 / r (no cut-off), AUC = share of the
+ * negatives ranked below t, MAP@k = [r <= k] / r, recall = HR, precision = HR / k. Every metric is the mean over the
+ * `pairs` lists (not over users); lists without any negative are skipped; users counts users with at least one list;
+ * auc_users = users; coverage is 0 (not defined here). score is called once per user, from several threads at once.
+ * Returns RECD_EINVAL for k == 0, n_negatives == 0 or mismatched shapes. Aborts on out of memory.
+ */
+int recd_eval_sampled(const recd_csr_t *train, const recd_csr_t *test, uint32_t k, const recd_sampled_protocol_t *proto,
+                      recd_eval_score_cb score, void *data, uint32_t threads, recd_ranking_metrics_t *out);
 
 /* ---- more models: BPR, biased MF, rating metrics ---- */
 
