@@ -187,6 +187,8 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
         double penalty = p->reg * (sum_squares(x, m->n_rows * k) + sum_squares(y, m->n_cols * k)) +
                          p->bias_reg * (sum_squares(bu, m->n_rows) + sum_squares(bi, m->n_cols));
         double loss = (sse + penalty) / (double)m->nnz;
+        if (p->on_snapshot != NULL) /* item biases, not user biases or mu: enough to rank items for a user */
+            p->on_snapshot(p->snapshot_data, epoch + 1, x, y, bi);
         if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, now_seconds() - started) != 0)
             break;
     }

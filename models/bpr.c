@@ -215,6 +215,8 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
                              0.5 * p->bias_reg * sum_squares(b, m->n_cols);
             loss = (loss + penalty) / (double)samples;
         }
+        if (p->on_snapshot != NULL)
+            p->on_snapshot(p->snapshot_data, epoch + 1, x, y, b);
         if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, now_seconds() - started) != 0)
             break;
     }

@@ -282,6 +282,38 @@ static void test_mf_artifact_scores(void **state)
     recd_csr_dispose(&te);
 }
 
+static void count_snapshot(void *data, uint32_t iteration, const float *user_factors, const float *item_factors,
+                           const float *item_bias)
+{
+    uint32_t *calls = data;
+    assert_int_equal(iteration, ++*calls);
+    assert_non_null(user_factors);
+    assert_non_null(item_factors);
+    assert_non_null(item_bias);
+}
+
+static void test_mf_snapshots(void **state)
+{
+    recd_csr_t tr, te;
+    recd_mf_params_t p;
+    float *x, *y, *bu, *bi, mu;
+    uint32_t calls = 0;
+    make_ratings(&tr, &te);
+    recd_mf_params_init(&p);
+    p.epochs = 3;
+    p.threads = 1;
+    p.on_snapshot = count_snapshot;
+    p.snapshot_data = &calls;
+    assert_int_equal(recd_mf_train(&tr, &p, &x, &y, &bu, &bi, &mu), RECD_OK);
+    assert_int_equal(calls, 3);
+    free(x);
+    free(y);
+    free(bu);
+    free(bi);
+    recd_csr_dispose(&tr);
+    recd_csr_dispose(&te);
+}
+
 static void test_mf_predict_clips(void **state)
 {
     float x[] = {1, 2}, y[] = {3, 4}, bu[] = {0.5f}, bi[] = {-0.25f};
@@ -318,9 +350,13 @@ static void test_mf_rejects_bad_input(void **state)
 int test_biased_mf_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mf_recovers_planted),         cmocka_unit_test(test_mf_recovers_planted_threaded),
-        cmocka_unit_test(test_mf_deterministic_one_thread), cmocka_unit_test(test_mf_learns_biases),
-        cmocka_unit_test(test_mf_artifact_scores),          cmocka_unit_test(test_mf_predict_clips),
+        cmocka_unit_test(test_mf_recovers_planted),
+        cmocka_unit_test(test_mf_recovers_planted_threaded),
+        cmocka_unit_test(test_mf_deterministic_one_thread),
+        cmocka_unit_test(test_mf_learns_biases),
+        cmocka_unit_test(test_mf_artifact_scores),
+        cmocka_unit_test(test_mf_snapshots),
+        cmocka_unit_test(test_mf_predict_clips),
         cmocka_unit_test(test_mf_rejects_bad_input),
     };
     return cmocka_run_group_tests_name("biased_mf", tests, NULL, NULL);

@@ -168,6 +168,43 @@ static void test_bpr_loss_decreases(void **state)
     recd_csr_dispose(&m);
 }
 
+typedef struct st_snapshots_t {
+    uint32_t calls;
+    float last_y0, last_b0;
+} snapshots_t;
+
+static void on_snapshot(void *data, uint32_t iteration, const float *user_factors, const float *item_factors,
+                        const float *item_bias)
+{
+    snapshots_t *s = data;
+    assert_int_equal(iteration, ++s->calls);
+    assert_non_null(user_factors);
+    assert_non_null(item_bias);
+    s->last_y0 = item_factors[0];
+    s->last_b0 = item_bias[0];
+}
+
+/* A snapshot after every epoch, the last one showing the factors that are returned. */
+static void test_bpr_snapshots(void **state)
+{
+    recd_csr_t m;
+    recd_bpr_params_t p;
+    snapshots_t s = {0};
+    float *x, *y, *b;
+    make_blocks(&m);
+    small_params(&p, 1);
+    p.epochs = 4;
+    p.on_snapshot = on_snapshot;
+    p.snapshot_data = &s;
+    assert_int_equal(recd_bpr_train(&m, &p, &x, &y, &b), RECD_OK);
+    assert_int_equal(s.calls, 4);
+    assert_true(s.last_y0 == y[0] && s.last_b0 == b[0]);
+    free(x);
+    free(y);
+    free(b);
+    recd_csr_dispose(&m);
+}
+
 static void test_bpr_deterministic_one_thread(void **state)
 {
     recd_csr_t m;
@@ -296,9 +333,13 @@ static void test_bpr_rejects_bad_input(void **state)
 int test_bpr_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bpr_learns_blocks),         cmocka_unit_test(test_bpr_learns_blocks_threaded),
-        cmocka_unit_test(test_bpr_loss_decreases),        cmocka_unit_test(test_bpr_deterministic_one_thread),
-        cmocka_unit_test(test_bpr_negatives_outside_row), cmocka_unit_test(test_bpr_artifact_scores),
+        cmocka_unit_test(test_bpr_learns_blocks),
+        cmocka_unit_test(test_bpr_learns_blocks_threaded),
+        cmocka_unit_test(test_bpr_loss_decreases),
+        cmocka_unit_test(test_bpr_deterministic_one_thread),
+        cmocka_unit_test(test_bpr_negatives_outside_row),
+        cmocka_unit_test(test_bpr_artifact_scores),
+        cmocka_unit_test(test_bpr_snapshots),
         cmocka_unit_test(test_bpr_rejects_bad_input),
     };
     return cmocka_run_group_tests_name("bpr", tests, NULL, NULL);
