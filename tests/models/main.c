@@ -5,7 +5,8 @@
 #include <cmocka.h>
 
 /* Weak while the groups are being written in parallel; a missing group is reported, not skipped silently. */
-#define RECD_TEST_GROUPS(X) X(idmap) X(csr) X(artifact) X(score) X(registry) X(als) X(eval) X(bpr) X(biased_mf) X(eval_rating)
+#define RECD_TEST_GROUPS(X)                                                                                                        \
+    X(idmap) X(csr) X(artifact) X(score) X(registry) X(als) X(eval) X(bpr) X(biased_mf) X(eval_rating) X(eval_sampled)
 #define DECLARE(name) int test_##name##_run(void) __attribute__((weak));
 RECD_TEST_GROUPS(DECLARE)
 
