@@ -51,7 +51,8 @@ int recd_split_stratified_mask(const uint32_t *user, size_t n, size_t n_users, d
         free(next);
     }
 
-    memset(is_test, 0, n);
+    if (n != 0)
+        memset(is_test, 0, n);
     uint64_t state = seed;
     for (size_t u = 0; u != n_users; ++u) {
         size_t count = start[u + 1] - start[u];
@@ -135,7 +136,8 @@ int recd_split_temporal_mask(const int64_t *ts, size_t n, double test_ratio, uin
         order[i] = (timed_row_t){ts[i], i};
     qsort(order, n, sizeof(*order), compare_timed);
     size_t n_test = ratio_count(test_ratio, n);
-    memset(is_test, 0, n);
+    if (n != 0)
+        memset(is_test, 0, n);
     for (size_t p = n - n_test; p != n; ++p)
         is_test[order[p].row] = 1;
     free(order);
@@ -157,7 +159,8 @@ int recd_split_leave_last_out_mask(const uint32_t *user, const int64_t *ts, size
         if (count[u]++ == 0 || ts[i] >= ts[last[u]])
             last[u] = i;
     }
-    memset(is_test, 0, n);
+    if (n != 0)
+        memset(is_test, 0, n);
     for (size_t u = 0; u != n_users; ++u)
         if (count[u] >= 2)
             is_test[last[u]] = 1;

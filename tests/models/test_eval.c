@@ -320,6 +320,8 @@ static void test_split_leave_last_out_hand(void **state)
     assert_int_equal(recd_split_leave_last_out_mask(user, ts, 8, 5, mask), RECD_OK);
     assert_memory_equal(mask, expect, 8);
     assert_int_equal(recd_split_leave_last_out_mask(user, ts, 8, 3, mask), RECD_EINVAL); /* user 3 out of range */
+    assert_int_equal(recd_split_leave_last_out_mask(NULL, NULL, 0, 0, NULL), RECD_OK);
+    assert_int_equal(recd_split_stratified_mask(NULL, 0, 0, 0.5, 1, NULL), RECD_OK);
 }
 
 /* The COO version over rows grouped differently gives the CSR version's split, row for row. */
