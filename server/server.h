@@ -131,12 +131,16 @@ recd_model_t *recd_holder_acquire(recd_holder_t *h);
  */
 void recd_holder_subscribe(recd_holder_t *h, h2o_multithread_receiver_t *receiver);
 /**
- * Checks the registry once: when a version newer than the current one exists and was not rejected before, opens it (off
- * any event loop — this is the watcher's job) and hands it to every subscriber. A bad artifact is logged and counted and
- * the current version keeps serving. Returns 1 when a new version was installed, 0 when nothing changed, <0 on failure.
+ * Checks the registry once: when a version newer than the current one exists and was not rejected before (or its file
+ * changed since), opens it (off any event loop — this is the watcher's job) and hands it to every subscriber. A bad artifact is
+ * logged and counted and the current version keeps serving. Returns 1 when a new version was installed, 0 when nothing changed, <0
+ * on failure.
  */
 int recd_holder_poll(recd_holder_t *h);
-/** Starts the watcher thread polling every interval_ms. Returns 0 or RECD_EIO. */
+/**
+ * Starts the watcher thread: it checks the registry when inotify reports a new entry in <registry>/<model>/ and at least
+ * every interval_ms (the fallback when inotify is unavailable). Returns 0 or RECD_EIO.
+ */
 int recd_holder_start(recd_holder_t *h, uint32_t interval_ms);
 /** Stops and joins the watcher thread (no message is sent after it returns); a no-op when not running. */
 void recd_holder_stop(recd_holder_t *h);

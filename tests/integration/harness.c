@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -23,14 +24,14 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-uint64_t harness_publish(const char *registry, int variant, int corrupt)
+int harness_write_artifact(const char *path, int variant, int corrupt)
 {
     enum { G = HARNESS_N_GROUPS, NI = G * HARNESS_ITEMS_PER_GROUP, NU = G * HARNESS_USERS_PER_GROUP, F = G };
-    char *user_ids[NU], *item_ids[NI], staging[1024], path[1200], err[256];
+    char *user_ids[NU], *item_ids[NI], err[256];
     float user_f[NU * F], item_f[NI * F], pop[NI];
     uint32_t rows[NU * 3], cols[NU * 3];
     recd_csr_t csr = {0};
-    uint64_t version = 0;
+    int ret = -1;
 
     for (int i = 0; i < NI; ++i) {
         int g = i / HARNESS_ITEMS_PER_GROUP, n = i % HARNESS_ITEMS_PER_GROUP;
@@ -67,9 +68,6 @@ uint64_t harness_publish(const char *registry, int variant, int corrupt)
                               .reg = 0.1f,
                               .user_items = &csr,
                               .metadata_json = "{\"trainer\":\"harness\"}"};
-    if (recd_registry_stage(registry, HARNESS_MODEL, staging, sizeof(staging)) != 0)
-        goto Exit;
-    snprintf(path, sizeof(path), "%s/%s", staging, RECD_REGISTRY_ARTIFACT);
     if (recd_model_write(&spec, path, err, sizeof(err)) != 0) {
         fprintf(stderr, "harness: %s\n", err);
         goto Exit;
@@ -84,14 +82,26 @@ uint64_t harness_publish(const char *registry, int variant, int corrupt)
         pwrite(fd, &c, 1, st.st_size / 2);
         close(fd);
     }
-    if (recd_registry_commit(registry, HARNESS_MODEL, staging, &version) != 0)
-        version = 0;
+    ret = 0;
 Exit:
     recd_csr_dispose(&csr);
     for (int i = 0; i < NI; ++i)
         free(item_ids[i]);
     for (int u = 0; u < NU; ++u)
         free(user_ids[u]);
+    return ret;
+}
+
+uint64_t harness_publish(const char *registry, int variant, int corrupt)
+{
+    char staging[1024], path[1200];
+    uint64_t version = 0;
+    if (recd_registry_stage(registry, HARNESS_MODEL, staging, sizeof(staging)) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", staging, RECD_REGISTRY_ARTIFACT);
+    if (harness_write_artifact(path, variant, corrupt) != 0 ||
+        recd_registry_commit(registry, HARNESS_MODEL, staging, &version) != 0)
+        return 0;
     return version;
 }
 
@@ -145,6 +155,9 @@ int harness_start(harness_t *h, const char *const *extra_args)
         return -1;
     if (h->pid == 0) {
         int fd = open(h->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        /* a failed assertion skips harness_stop: the server must still go when the test process does */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
         execv(binary, (char *const *)argv);

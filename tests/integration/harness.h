@@ -28,6 +28,8 @@ typedef struct st_harness_t {
  * corrupt flips one byte of the artifact after writing (the checksum then fails). Returns the version or 0 on failure.
  */
 uint64_t harness_publish(const char *registry, int variant, int corrupt);
+/** Writes the same artifact to path (via path.tmp and rename, like recd_model_write). Returns 0 or -1. */
+int harness_write_artifact(const char *path, int variant, int corrupt);
 
 /** Creates the temp dir and registry with version 1, starts recd on 127.0.0.1:0 with --threads 2 (plus extra args, NULL
  * terminated) and waits for its "listening" line. Returns 0 or -1. */

@@ -103,6 +103,48 @@ static void test_hotswap_missing_model_fails_to_start(void **state)
     harness_stop(&h);
 }
 
+/* Waits (up to ~5 s) until every answer comes from want, checking that no request fails meanwhile. */
+static int wait_for_model(int port, const char *want)
+{
+    for (int i = 0; i < 100; ++i) {
+        int all = 1;
+        for (int r = 0; r < 4; ++r)
+            all &= strcmp(served_model(port), want) == 0;
+        if (all)
+            return 1;
+        sleep_ms(50);
+    }
+    return 0;
+}
+
+static void test_hotswap_inotify_without_polling(void **state)
+{
+    harness_t h;
+    /* a poll period far beyond the wait below: only the inotify watch can pick version 2 up in time */
+    const char *const extra[] = {"--reload-interval-ms", "600000", NULL};
+    assert_int_equal(harness_start(&h, extra), 0);
+    assert_int_equal(harness_publish(h.registry, 1, 0), 2);
+    assert_true(wait_for_model(h.port, "demo@2"));
+    assert_int_equal(harness_stop(&h), 0);
+}
+
+static void test_hotswap_rejected_version_retried_when_fixed(void **state)
+{
+    harness_t h;
+    char path[1200];
+    assert_int_equal(harness_start(&h, NULL), 0);
+    assert_int_equal(harness_publish(h.registry, 1, 1), 2);
+    for (int i = 0; i < 100 && !log_contains(h.log, "\"msg\":\"model version rejected\""); ++i)
+        sleep_ms(50);
+    assert_true(log_contains(h.log, "\"msg\":\"model version rejected\""));
+    assert_string_equal(served_model(h.port), "demo@1");
+    /* the operator replaces the broken file: the new file is loaded as version 2 */
+    snprintf(path, sizeof(path), "%s/%s/2/model.recd", h.registry, HARNESS_MODEL);
+    assert_int_equal(harness_write_artifact(path, 1, 0), 0);
+    assert_true(wait_for_model(h.port, "demo@2"));
+    assert_int_equal(harness_stop(&h), 0);
+}
+
 static int connect_port(int port)
 {
     struct sockaddr_in sin = {0};
@@ -144,6 +186,8 @@ int test_hotswap_run(void)
         cmocka_unit_test(test_hotswap_new_version_then_corrupt_one),
         cmocka_unit_test(test_hotswap_missing_model_fails_to_start),
         cmocka_unit_test(test_hotswap_stop_with_idle_and_partial_connections),
+        cmocka_unit_test(test_hotswap_inotify_without_polling),
+        cmocka_unit_test(test_hotswap_rejected_version_retried_when_fixed),
     };
     return cmocka_run_group_tests_name("hotswap", tests, NULL, NULL);
 }
