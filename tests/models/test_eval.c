@@ -446,6 +446,69 @@ static void test_split_by_mask(void **state)
     assert_null(test.row_ptr);
 }
 
+/* The stratified protocol written out independently: splitmix64 (Steele et al.), Lemire's bounded draw, one Fisher-Yates
+ * per user with two or more rows, the generator carried from user to user; the first round(ratio * count) shuffled
+ * positions of the user's rows, in input order, are test. recd-train's published figures depend on this exact draw. */
+static uint64_t ref_next(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void test_split_stratified_mask_exact(void **state)
+{
+    /* users interleaved: user 0 has rows 0, 2, 3, 7, 9; user 1 rows 1, 4, 8; user 2 row 5 (alone); user 3 row 6, 10 */
+    const uint32_t user[] = {0, 1, 0, 0, 1, 2, 3, 0, 1, 0, 3};
+    enum { N = 11, USERS = 4 };
+    const double ratio = 0.4;
+    for (uint64_t seed = 0; seed != 20; ++seed) {
+        uint8_t expect[N] = {0}, mask[N];
+        uint64_t x = seed;
+        for (uint32_t u = 0; u != USERS; ++u) {
+            size_t rows[N], count = 0, perm[N];
+            for (size_t i = 0; i != N; ++i)
+                if (user[i] == u)
+                    rows[count++] = i;
+            if (count < 2)
+                continue;
+            for (size_t i = 0; i != count; ++i)
+                perm[i] = i;
+            for (size_t i = count - 1; i > 0; --i) {
+                size_t j = (size_t)(((unsigned __int128)ref_next(&x) * (i + 1)) >> 64), t = perm[i];
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+            for (size_t i = 0; i != (size_t)llround(ratio * (double)count); ++i)
+                expect[rows[perm[i]]] = 1;
+        }
+        assert_int_equal(recd_split_stratified_mask(user, N, USERS, ratio, seed, mask), RECD_OK);
+        assert_memory_equal(mask, expect, N);
+        assert_int_equal(mask[5], 0); /* a lone row stays in train */
+    }
+}
+
+/* Non-finite scores rank lowest for AUC, as recd_topk never recommends them: a +inf positive ties the NaN and -inf
+ * negatives (one half each) and loses to the finite one -> 1/3. */
+static void test_eval_auc_non_finite(void **state)
+{
+    const float table[] = {INFINITY, NAN, -INFINITY, 0.5f};
+    const uint32_t te_r[] = {0}, te_c[] = {0};
+    recd_csr_t train, test;
+    build(&train, 1, 4, NULL, NULL, 0);
+    build(&test, 1, 4, te_r, te_c, 1);
+    table_t t = {4, table};
+    recd_ranking_metrics_t m;
+    assert_int_equal(recd_eval_ranking(&train, &test, 2, table_scores, &t, 1, &m), RECD_OK);
+    assert_int_equal(m.auc_users, 1);
+    assert_true(fabs(m.auc - 1.0 / 3) < 1e-12);
+    assert_true(m.hit_rate == 0);
+    assert_true(fabs(m.coverage - 0.25) < 1e-12); /* only item 3 has a finite score */
+    recd_csr_dispose(&train);
+    recd_csr_dispose(&test);
+}
+
 int test_eval_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +525,8 @@ int test_eval_run(void)
         cmocka_unit_test(test_split_kfold_partition),
         cmocka_unit_test(test_split_kfold_mask_matches_csr),
         cmocka_unit_test(test_split_by_mask),
+        cmocka_unit_test(test_split_stratified_mask_exact),
+        cmocka_unit_test(test_eval_auc_non_finite),
     };
     return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
 }
