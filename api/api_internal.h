@@ -96,6 +96,7 @@ int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k,
 int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
                                    recd_api_error_t *err);
 
+/** The kinds of user events POST /v1/events accepts. */
 typedef enum en_recd_event_type_t {
     RECD_EVENT_VIEW = 0,
     RECD_EVENT_CLICK,
@@ -193,6 +194,11 @@ int recd_api_fold_user(const recd_model_t *m, int64_t user, const recd_user_item
                        float *vec);
 
 /* ---- endpoint registration (one file each) --------------------------------------------------------------------- */
+
+/*
+ * Each creates its endpoint's handler on pathconf (owned by h2o's configuration from then on); the handler keeps app,
+ * borrowed. A request whose path is not exactly the endpoint's (h2o matches prefixes) gets a JSON 404.
+ */
 
 void recd_api_register_recommendations(h2o_pathconf_t *pathconf, recd_app_t *app);
 void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_app_t *app);
