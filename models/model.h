@@ -251,7 +251,10 @@ void recd_als_params_init(recd_als_params_t *p);
 /**
  * Trains implicit ALS (Hu, Koren & Volinsky 2008) on a user x item matrix of interaction strengths. Allocates
  * *user_factors (n_rows x factors) and *item_factors (n_cols x factors), which the caller frees. Deterministic for a seed
- * and thread count.
+ * and thread count. With either solver the last user half-step is exact, so the returned user factors solve their normal
+ * equations for the returned item factors (recd_model_fold_in of a training row reproduces the stored vector). Returns
+ * RECD_EINVAL for bad parameters (an unknown solver, cg_steps 0 with CG) and RECD_ENUMERIC when a row's system is not
+ * positive definite (possible only with negative values).
  */
 int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, float **user_factors, float **item_factors);
 
