@@ -79,7 +79,7 @@ void eval_for_each_user(size_t n_users, uint32_t threads, eval_user_fn fn, void 
 
 typedef struct st_eval_scratch_t {
     float *scores;      /* n_items */
-    float *negatives;   /* n_items: scores of the user's negatives, for AUC */
+    float *positives;   /* n_items: rank keys of the user's test items, for AUC */
     recd_scored_t *top; /* k */
     uint8_t *covered;   /* n_items: items this worker put in some top k */
 } eval_scratch_t;
@@ -119,12 +119,20 @@ static size_t lower_bound(const float *a, size_t n, float x, int upper)
     return lo;
 }
 
-/* AUC over the whole catalogue: test items not in train against items in neither; -1 when either side is empty. */
+/* AUC over the whole catalogue: test items not in train against items in neither; -1 when either side is empty. Only the
+ * positives are sorted (a user has few); each negative then finds by binary search how many positives beat or tie it, so a
+ * user costs O(n_items log |test|). The counts are whole and half numbers, exact in a double. */
 static double user_auc(const eval_job_t *job, eval_scratch_t *s, size_t u)
 {
     const recd_csr_t *train = job->train, *test = job->test;
     uint64_t a = train->row_ptr[u], a_end = train->row_ptr[u + 1], b = test->row_ptr[u], b_end = test->row_ptr[u + 1];
-    size_t n_neg = 0;
+    size_t n_pos = 0, n_neg = 0;
+    for (uint64_t j = b; j != b_end; ++j)
+        if (!eval_row_contains(train, u, test->col[j]))
+            s->positives[n_pos++] = rank_key(s->scores[test->col[j]]);
+    qsort(s->positives, n_pos, sizeof(float), compare_float);
+
+    double wins = 0;
     for (uint32_t i = 0; i != (uint32_t)train->n_cols; ++i) {
         while (a != a_end && train->col[a] < i)
             ++a;
@@ -132,19 +140,10 @@ static double user_auc(const eval_job_t *job, eval_scratch_t *s, size_t u)
             ++b;
         if ((a != a_end && train->col[a] == i) || (b != b_end && test->col[b] == i))
             continue;
-        s->negatives[n_neg++] = rank_key(s->scores[i]);
-    }
-    qsort(s->negatives, n_neg, sizeof(float), compare_float);
-
-    double wins = 0;
-    size_t n_pos = 0;
-    for (uint64_t j = test->row_ptr[u]; j != b_end; ++j) {
-        if (eval_row_contains(train, u, test->col[j]))
-            continue;
-        float x = rank_key(s->scores[test->col[j]]);
-        size_t below = lower_bound(s->negatives, n_neg, x, 0), not_above = lower_bound(s->negatives, n_neg, x, 1);
-        wins += (double)below + 0.5 * (double)(not_above - below);
-        ++n_pos;
+        float y = rank_key(s->scores[i]);
+        size_t below = lower_bound(s->positives, n_pos, y, 0), not_above = lower_bound(s->positives, n_pos, y, 1);
+        wins += (double)(n_pos - not_above) + 0.5 * (double)(not_above - below);
+        ++n_neg;
     }
     if (n_pos == 0 || n_neg == 0)
         return -1;
@@ -206,7 +205,7 @@ int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t 
     job.scratch = train_xcalloc(threads, sizeof(*job.scratch));
     for (uint32_t t = 0; t != threads; ++t) {
         job.scratch[t].scores = train_xmalloc(train->n_cols * sizeof(float));
-        job.scratch[t].negatives = train_xmalloc(train->n_cols * sizeof(float));
+        job.scratch[t].positives = train_xmalloc(train->n_cols * sizeof(float));
         job.scratch[t].top = train_xmalloc((size_t)k * sizeof(recd_scored_t));
         job.scratch[t].covered = train_xcalloc(train->n_cols, 1);
     }
@@ -245,7 +244,7 @@ int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t 
 
     for (uint32_t t = 0; t != threads; ++t) {
         free(job.scratch[t].scores);
-        free(job.scratch[t].negatives);
+        free(job.scratch[t].positives);
         free(job.scratch[t].top);
         free(job.scratch[t].covered);
     }
