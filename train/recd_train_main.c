@@ -88,8 +88,17 @@ static void print_params_help(FILE *out)
             for (char *c = flag + 2; *c != '\0'; ++c)
                 if (*c == '_')
                     *c = '-';
-            snprintf(defaults, sizeof(defaults), "default %g, %g..%g; search %g..%g%s, grid %s", recd_param_get(d, p), d->min,
-                     d->max, d->lo, d->hi, d->log_scale ? " log" : "", d->grid);
+            if (d->choices != NULL) {
+                json_t *j = recd_params_json(al, p);
+                snprintf(defaults, sizeof(defaults), "%s; default %s", d->choices, json_string_value(json_object_get(j, d->name)));
+                json_decref(j);
+            } else if (d->lo < d->hi) {
+                snprintf(defaults, sizeof(defaults), "default %g, %g..%g; search %g..%g%s, grid %s", recd_param_get(d, p), d->min,
+                         d->max, d->lo, d->hi, d->log_scale ? " log" : "", d->grid != NULL ? d->grid : "-");
+            } else {
+                snprintf(defaults, sizeof(defaults), "default %g, %g..%g; not searched unless --grid names it",
+                         recd_param_get(d, p), d->min, d->max);
+            }
             fprintf(out, "    %-18s %s (%s)\n", flag, d->help, defaults);
         }
     }
@@ -232,8 +241,11 @@ static int setup_algorithm(const options_t *o, const param_flags_t *pf, const re
         }
         double v;
         if (recd_param_parse(d, o->param_value[j], &v) != 0) {
-            fprintf(stderr, "recd-train: --%s must be %s in %g..%g (got \"%s\")\n", pf->name[j],
-                    d->type == RECD_PARAM_U32 ? "an integer" : "a number", d->min, d->max, o->param_value[j]);
+            if (d->choices != NULL)
+                fprintf(stderr, "recd-train: --%s must be one of %s (got \"%s\")\n", pf->name[j], d->choices, o->param_value[j]);
+            else
+                fprintf(stderr, "recd-train: --%s must be %s in %g..%g (got \"%s\")\n", pf->name[j],
+                        d->type == RECD_PARAM_U32 ? "an integer" : "a number", d->min, d->max, o->param_value[j]);
             return EXIT_USAGE;
         }
         recd_param_set(d, s->params, v);

@@ -129,27 +129,30 @@ static int popularity_fit(const recd_csr_t *m, const void *params, const recd_fi
 #define F(type, field) offsetof(type, field)
 
 static const recd_param_def_t als_params[] = {
-    {"factors", U32, F(recd_als_params_t, factors), 1, 1024, 16, 256, 1, "32,64,128", "latent factors"},
-    {"iterations", U32, F(recd_als_params_t, iterations), 1, 1000, 10, 30, 0, "15", "alternating least-squares sweeps"},
-    {"alpha", FLT, F(recd_als_params_t, alpha), 0, 1e6, 0.25, 16, 1, "0.5,1,2,4", "confidence c = 1 + alpha * value"},
-    {"reg", FLT, F(recd_als_params_t, reg), 0, 1e9, 1, 200, 1, "10,25,50,100", "L2 regularisation"},
+    {"factors", U32, F(recd_als_params_t, factors), 1, 1024, 16, 256, 1, "32,64,128", "latent factors", NULL},
+    {"iterations", U32, F(recd_als_params_t, iterations), 1, 1000, 10, 30, 0, "15", "alternating least-squares sweeps", NULL},
+    {"alpha", FLT, F(recd_als_params_t, alpha), 0, 1e6, 0.25, 16, 1, "0.5,1,2,4", "confidence c = 1 + alpha * value", NULL},
+    {"reg", FLT, F(recd_als_params_t, reg), 0, 1e9, 1, 200, 1, "10,25,50,100", "L2 regularisation", NULL},
+    {"solver", U32, F(recd_als_params_t, solver), 0, 1, 0, 0, 0, NULL, "per-row solver", "cholesky,cg"},
+    {"cg_steps", U32, F(recd_als_params_t, cg_steps), 1, 100, 0, 0, 0, NULL, "conjugate-gradient steps per row (cg)", NULL},
 };
+_Static_assert(sizeof(recd_als_solver_t) == sizeof(uint32_t), "the solver is stored as a u32 parameter");
 
 static const recd_param_def_t bpr_params[] = {
-    {"factors", U32, F(recd_bpr_params_t, factors), 1, 1024, 32, 256, 1, "64,128", "latent factors"},
-    {"epochs", U32, F(recd_bpr_params_t, epochs), 1, 10000, 50, 300, 0, "100,200", "SGD epochs of nnz samples"},
-    {"learning_rate", FLT, F(recd_bpr_params_t, learning_rate), 1e-6, 10, 0.005, 0.1, 1, "0.01,0.025,0.05", "SGD step size"},
-    {"reg", FLT, F(recd_bpr_params_t, reg), 0, 1000, 0.001, 0.1, 1, "0.005,0.02", "L2 on factors"},
-    {"bias_reg", FLT, F(recd_bpr_params_t, bias_reg), 0, 1000, 0.001, 0.1, 1, "0.01", "L2 on item biases"},
+    {"factors", U32, F(recd_bpr_params_t, factors), 1, 1024, 32, 256, 1, "64,128", "latent factors", NULL},
+    {"epochs", U32, F(recd_bpr_params_t, epochs), 1, 10000, 50, 300, 0, "100,200", "SGD epochs of nnz samples", NULL},
+    {"learning_rate", FLT, F(recd_bpr_params_t, learning_rate), 1e-6, 10, 0.005, 0.1, 1, "0.01,0.025,0.05", "SGD step size", NULL},
+    {"reg", FLT, F(recd_bpr_params_t, reg), 0, 1000, 0.001, 0.1, 1, "0.005,0.02", "L2 on factors", NULL},
+    {"bias_reg", FLT, F(recd_bpr_params_t, bias_reg), 0, 1000, 0.001, 0.1, 1, "0.01", "L2 on item biases", NULL},
 };
 
 static const recd_param_def_t mf_params[] = {
-    {"factors", U32, F(recd_mf_params_t, factors), 1, 1024, 16, 200, 1, "50,100", "latent factors"},
-    {"epochs", U32, F(recd_mf_params_t, epochs), 1, 10000, 20, 150, 0, "50,100", "SGD epochs over the ratings"},
-    {"learning_rate", FLT, F(recd_mf_params_t, learning_rate), 1e-6, 10, 0.002, 0.02, 1, "0.005,0.01", "SGD step size"},
-    {"reg", FLT, F(recd_mf_params_t, reg), 0, 1000, 0.01, 0.3, 1, "0.05,0.1", "L2 on factors"},
-    {"bias_reg", FLT, F(recd_mf_params_t, bias_reg), 0, 1000, 0.005, 0.1, 1, "0.02", "L2 on user and item biases"},
-    {"init_std", FLT, F(recd_mf_params_t, init_std), 0, 10, 0.01, 0.1, 1, "0.02", "std of the initial factors"},
+    {"factors", U32, F(recd_mf_params_t, factors), 1, 1024, 16, 200, 1, "50,100", "latent factors", NULL},
+    {"epochs", U32, F(recd_mf_params_t, epochs), 1, 10000, 20, 150, 0, "50,100", "SGD epochs over the ratings", NULL},
+    {"learning_rate", FLT, F(recd_mf_params_t, learning_rate), 1e-6, 10, 0.002, 0.02, 1, "0.005,0.01", "SGD step size", NULL},
+    {"reg", FLT, F(recd_mf_params_t, reg), 0, 1000, 0.01, 0.3, 1, "0.05,0.1", "L2 on factors", NULL},
+    {"bias_reg", FLT, F(recd_mf_params_t, bias_reg), 0, 1000, 0.005, 0.1, 1, "0.02", "L2 on user and item biases", NULL},
+    {"init_std", FLT, F(recd_mf_params_t, init_std), 0, 10, 0.01, 0.1, 1, "0.02", "std of the initial factors", NULL},
 };
 
 #undef U32
@@ -236,9 +239,46 @@ void recd_param_set(const recd_param_def_t *d, void *params, double v)
     }
 }
 
+/* The index of name among d's comma-separated choices, or -1. */
+static int choice_index(const recd_param_def_t *d, const char *name, size_t len)
+{
+    const char *p = d->choices;
+    for (int i = 0; p != NULL && *p != '\0'; ++i) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, name, len) == 0)
+            return i;
+        p = end != NULL ? end + 1 : p + n;
+    }
+    return -1;
+}
+
+/* Writes the name of choice index i of d into buf. */
+static void choice_name(const recd_param_def_t *d, int i, char *buf, size_t len)
+{
+    const char *p = d->choices;
+    for (int j = 0; p != NULL && *p != '\0'; ++j) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (j == i) {
+            snprintf(buf, len, "%.*s", (int)n, p);
+            return;
+        }
+        p = end != NULL ? end + 1 : p + n;
+    }
+    snprintf(buf, len, "%d", i);
+}
+
 int recd_param_parse(const recd_param_def_t *d, const char *s, double *out)
 {
     char *end;
+    if (d->choices != NULL) {
+        int i = choice_index(d, s, strlen(s));
+        if (i < 0)
+            return -1;
+        *out = i;
+        return 0;
+    }
     errno = 0;
     double v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < d->min || v > d->max)
@@ -255,7 +295,13 @@ json_t *recd_params_json(const recd_algorithm_t *a, const void *params)
     for (size_t i = 0; i != a->n_params; ++i) {
         const recd_param_def_t *d = &a->params[i];
         double v = recd_param_get(d, params);
-        json_object_set_new(o, d->name, d->type == RECD_PARAM_U32 ? json_integer((json_int_t)v) : json_real(v));
+        if (d->choices != NULL) {
+            char name[32];
+            choice_name(d, (int)v, name, sizeof(name));
+            json_object_set_new(o, d->name, json_string(name));
+        } else {
+            json_object_set_new(o, d->name, d->type == RECD_PARAM_U32 ? json_integer((json_int_t)v) : json_real(v));
+        }
     }
     return o;
 }
@@ -265,8 +311,13 @@ void recd_params_format(const recd_algorithm_t *a, const void *params, char *buf
     size_t off = 0;
     buf[0] = '\0';
     for (size_t i = 0; i != a->n_params && off < len; ++i) {
-        int n = snprintf(buf + off, len - off, "%s%s=%.4g", i != 0 ? " " : "", a->params[i].name,
-                         recd_param_get(&a->params[i], params));
+        const recd_param_def_t *d = &a->params[i];
+        char value[32];
+        if (d->choices != NULL)
+            choice_name(d, (int)recd_param_get(d, params), value, sizeof(value));
+        else
+            snprintf(value, sizeof(value), "%.4g", recd_param_get(d, params));
+        int n = snprintf(buf + off, len - off, "%s%s=%s", i != 0 ? " " : "", d->name, value);
         if (n < 0)
             break;
         off += (size_t)n;
@@ -864,7 +915,7 @@ long recd_grid_expand(const recd_algorithm_t *a, const void *base, const char *g
     } else {
         /* the default grid: every parameter not fixed by a flag */
         for (size_t i = 0; i != a->n_params; ++i)
-            if (fixed == NULL || !fixed[i])
+            if ((fixed == NULL || !fixed[i]) && a->params[i].grid != NULL)
                 if (parse_values(&a->params[i], a->params[i].grid, strlen(a->params[i].grid), &g.axes[g.n_axes]) == 0)
                     ++g.n_axes;
     }
@@ -906,7 +957,7 @@ void recd_random_params(const recd_algorithm_t *a, const void *base, const uint8
     for (size_t i = 0; i != a->n_params; ++i) {
         const recd_param_def_t *d = &a->params[i];
         double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53, v;
-        if (fixed != NULL && fixed[i])
+        if ((fixed != NULL && fixed[i]) || !(d->lo < d->hi))
             continue;
         if (d->log_scale && d->lo > 0)
             v = exp(log(d->lo) + u * (log(d->hi) - log(d->lo)));

@@ -21,9 +21,10 @@ typedef struct st_recd_param_def_t {
     size_t offset;          /* of the field in the algorithm's params struct */
     double min, max;        /* accepted values (inclusive) */
     double lo, hi;          /* random-search range */
-    int log_scale;          /* random search draws log-uniformly (learning rates, regularisation) */
-    const char *grid;       /* default grid: comma-separated values */
+    int log_scale;          /* random search draws log-uniformly (learning rates, regularisation); lo == hi: not drawn */
+    const char *grid;       /* default grid: comma-separated values; NULL = searched only when --grid names it */
     const char *help;
+    const char *choices; /* NULL, or the names of the values 0, 1, ... of an enum parameter, comma-separated */
 } recd_param_def_t;
 
 /** What a trained model is, in the arrays an artifact needs; every array is owned (recd_fitted_dispose frees them). */
@@ -75,7 +76,7 @@ const recd_param_def_t *recd_algorithm_param(const recd_algorithm_t *a, const ch
 /** Reads / writes a parameter of a params struct as a double (u32 parameters are rounded). */
 double recd_param_get(const recd_param_def_t *d, const void *params);
 void recd_param_set(const recd_param_def_t *d, void *params, double v);
-/** Parses a value for d (integer for u32 parameters, within [min, max]); -1 when it is not one. */
+/** Parses a value for d (integer for u32 parameters, a name for enum ones, within [min, max]); -1 when it is not one. */
 int recd_param_parse(const recd_param_def_t *d, const char *s, double *out);
 /** The parameters as a JSON object {name: value}; new reference. */
 json_t *recd_params_json(const recd_algorithm_t *a, const void *params);

@@ -5,7 +5,7 @@
 #include <cmocka.h>
 
 /* Weak while the groups are being written in parallel; a missing group is reported, not skipped silently. */
-#define RECD_TEST_GROUPS(X) X(ingest) X(cleanse) X(trainer)
+#define RECD_TEST_GROUPS(X) X(ingest) X(cleanse) X(trainer) X(tune)
 #define DECLARE(name) int test_##name##_run(void) __attribute__((weak));
 RECD_TEST_GROUPS(DECLARE)
 

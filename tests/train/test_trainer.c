@@ -282,6 +282,284 @@ static void test_train_stdin_and_cleanse(void **state)
     json_decref(s);
 }
 
+/* The log the CLI tests share: 300 users x 120 items of planted tastes. */
+static void make_log(fixture_t *f)
+{
+    assert_int_equal(run("test -f %s/log.csv || '%s' --users 300 --items 120 --interactions 8000 --seed 2 --output %s/log.csv",
+                         f->dir, f->datagen, f->dir),
+                     0);
+}
+
+static json_t *run_json(fixture_t *f, const char *name, const char *args)
+{
+    char path[512];
+    assert_int_equal(run("'%s' %s > %s/%s.json 2> %s/%s.err", f->train, args, f->dir, name, f->dir, name), 0);
+    snprintf(path, sizeof(path), "%s/%s.json", f->dir, name);
+    return load_json(path);
+}
+
+static double num(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        print_error("missing key %s\n", key);
+    assert_non_null(v);
+    assert_true(json_is_number(v));
+    return json_number_value(v);
+}
+
+static void test_evaluate_protocols(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024];
+    make_log(f);
+    static const char *const protocols[] = {"stratified", "temporal", "leave-last-out", "kfold"};
+    for (size_t p = 0; p != 4; ++p) {
+        snprintf(args, sizeof(args),
+                 "evaluate --input %s/log.csv --algorithm als --factors 4 --iterations 3 --threads 2 --protocol %s --folds 3 "
+                 "--min-user-interactions 2",
+                 f->dir, protocols[p]);
+        json_t *r = run_json(f, "ev", args);
+        assert_string_equal(json_string_value(json_object_get(r, "command")), "evaluate");
+        json_t *ev = json_object_get(r, "evaluation");
+        assert_string_equal(json_string_value(json_object_get(ev, "protocol")), protocols[p]);
+        double n = num(json_object_get(r, "data"), "interactions"), users = num(json_object_get(r, "data"), "users");
+        double train = num(ev, "train_interactions"), test = num(ev, "test_interactions");
+        if (p == 3) { /* per-fold counts: the folds partition the interactions */
+            json_t *folds = json_object_get(ev, "folds_detail");
+            assert_int_equal(json_array_size(folds), 3);
+            double covered = 0;
+            for (size_t i = 0; i != 3; ++i) {
+                json_t *fo = json_array_get(folds, i);
+                assert_true(num(fo, "train_interactions") + num(fo, "test_interactions") == n);
+                covered += num(fo, "test_interactions");
+            }
+            assert_true(covered == n);
+        } else {
+            assert_true(train + test == n);
+        }
+        if (p == 1)
+            assert_true(test == round(0.25 * n));
+        if (p == 2) /* one per user: the 2-core leaves every user at least 2 interactions */
+            assert_true(test == users);
+        for (const char *const *k =
+                 (const char *const[]){"precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc", "coverage", NULL};
+             *k != NULL; ++k) {
+            double v = num(ev, *k);
+            assert_true(v >= 0 && v <= 1);
+        }
+        assert_true(num(ev, "auc") > 0.5); /* planted tastes: better than chance */
+        json_decref(r);
+    }
+}
+
+static void test_evaluate_report_shape_and_chart(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024], path[512];
+    make_log(f);
+    /* biased MF: rating metrics beside the ranking ones; sampled negatives on request; the report to a file */
+    snprintf(args, sizeof(args),
+             "evaluate --input %s/log.csv --algorithm biased_mf --factors 4 --epochs 5 --threads 1 --sampled-negatives 20 "
+             "--report %s/mf.json --chart %s/mf.svg",
+             f->dir, f->dir, f->dir);
+    assert_int_equal(run("'%s' %s > %s/stdout.txt 2> %s/mf.err", f->train, args, f->dir, f->dir), 0);
+    snprintf(path, sizeof(path), "%s/stdout.txt", f->dir);
+    char *out = slurp(path, NULL);
+    assert_string_equal(out, ""); /* --report: nothing on stdout */
+    free(out);
+    snprintf(path, sizeof(path), "%s/mf.json", f->dir);
+    json_t *r = load_json(path);
+    json_t *ev = json_object_get(r, "evaluation");
+    json_t *rating = json_object_get(ev, "rating");
+    assert_non_null(rating);
+    assert_true(num(rating, "rmse") > 0 && num(rating, "mae") > 0 && num(rating, "mae") <= num(rating, "rmse"));
+    assert_true(num(rating, "n") == num(ev, "test_interactions"));
+    json_t *sampled = json_object_get(ev, "sampled");
+    assert_non_null(sampled);
+    assert_true(num(sampled, "negatives") == 20);
+    assert_true(num(sampled, "hit_rate") >= 0 && num(sampled, "hit_rate") <= 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "params"), "epochs")), 5);
+    /* the readable table went to stderr, aligned rows */
+    snprintf(path, sizeof(path), "%s/mf.err", f->dir);
+    char *err = slurp(path, NULL);
+    assert_non_null(strstr(err, "\nRMSE   "));
+    assert_non_null(strstr(err, "\nnDCG@10  "));
+    free(err);
+    /* the SVG chart parses as XML; one loss polyline per panel with data: the curve in the report says how many */
+    json_t *curve = json_object_get(ev, "curve");
+    size_t n_loss = json_array_size(json_object_get(curve, "loss")), n_val = json_array_size(json_object_get(curve, "validation"));
+    assert_int_equal(n_loss, 5);
+    snprintf(path, sizeof(path), "%s/mf.svg", f->dir);
+    char *svg = slurp(path, NULL);
+    size_t polylines = 0;
+    for (const char *p = svg; (p = strstr(p, "<polyline")) != NULL; ++p)
+        ++polylines;
+    assert_int_equal(polylines, 1 + (n_val != 0));
+    assert_non_null(strstr(svg, "</svg>"));
+    free(svg);
+    json_decref(r);
+}
+
+static void test_tune_selects_on_validation_and_publishes(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024], path[512], errbuf[256];
+    make_log(f);
+    /* factors=1 cannot represent the planted tastes; 16 can: the search must pick 16 */
+    snprintf(args, sizeof(args),
+             "tune --input %s/log.csv --registry %s/reg --model tuned --algorithm als --grid 'factors=1,16;reg=20' "
+             "--iterations 5 --threads 2 --metric ndcg@10 --chart %s/tune.svg",
+             f->dir, f->dir, f->dir);
+    json_t *r = run_json(f, "tune", args);
+    json_t *tuning = json_object_get(r, "tuning");
+    json_t *cands = json_object_get(tuning, "candidates");
+    assert_int_equal(json_array_size(cands), 2);
+    double s1 = num(json_array_get(cands, 0), "ndcg@10"), s16 = num(json_array_get(cands, 1), "ndcg@10");
+    assert_true(s16 > s1);
+    assert_int_equal(json_integer_value(json_object_get(tuning, "best")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "params"), "factors")), 16);
+    assert_true(json_real_value(json_object_get(json_object_get(r, "params"), "reg")) == 20);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "params"), "iterations")), 5);
+    /* validation came out of the train part only, and the published model saw exactly the train part */
+    json_t *ev = json_object_get(r, "evaluation");
+    double train = num(ev, "train_interactions"), test = num(ev, "test_interactions");
+    assert_true(train + test == num(json_object_get(r, "data"), "interactions"));
+    assert_true(num(tuning, "inner_train_interactions") + num(tuning, "validation_interactions") == train);
+    const char *artifact = json_string_value(json_object_get(r, "artifact"));
+    snprintf(path, sizeof(path), "%s/reg/tuned/1/model.recd", f->dir);
+    assert_string_equal(artifact, path);
+    recd_model_t *m = recd_model_open(artifact, errbuf, sizeof(errbuf));
+    assert_non_null(m);
+    size_t seen = 0;
+    for (uint32_t u = 0; u != recd_model_n_users(m); ++u) {
+        const uint32_t *items;
+        const float *values;
+        size_t n;
+        recd_model_user_items(m, u, &items, &values, &n);
+        seen += n;
+    }
+    assert_true((double)seen == train);
+    /* params, validation and test metrics in the metadata, manifest.json and evaluation.json */
+    size_t len;
+    const char *meta = recd_model_metadata(m, &len);
+    json_t *mj = json_loadb(meta, len, 0, NULL);
+    assert_non_null(mj);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(mj, "params"), "factors")), 16);
+    assert_true(num(json_object_get(mj, "tuning"), "best_validation_score") == s16);
+    assert_true(num(json_object_get(mj, "evaluation"), "ndcg") == num(ev, "ndcg"));
+    json_decref(mj);
+    recd_model_release(m);
+    snprintf(path, sizeof(path), "%s/reg/tuned/1/manifest.json", f->dir);
+    json_t *man = load_json(path);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(man, "tuning"), "candidates")), 2);
+    json_decref(man);
+    snprintf(path, sizeof(path), "%s/reg/tuned/1/evaluation.json", f->dir);
+    json_t *evf = load_json(path);
+    assert_true(num(evf, "ndcg") == num(ev, "ndcg"));
+    assert_true(num(json_object_get(evf, "validation"), "value") == s16);
+    json_decref(evf);
+    /* plain progress lines (stderr is a file here), one per candidate */
+    snprintf(path, sizeof(path), "%s/tune.err", f->dir);
+    char *err = slurp(path, NULL);
+    assert_non_null(strstr(err, "candidate 1/2 als factors=1 "));
+    assert_non_null(strstr(err, "candidate 2/2 als factors=16 "));
+    assert_null(strchr(err, '\r'));
+    free(err);
+
+    /* the published artifact, scored as recd serves it on the same split, gives the tune run's test figures */
+    snprintf(args, sizeof(args), "evaluate --input %s/log.csv --artifact %s --threads 2", f->dir, artifact);
+    json_t *a = run_json(f, "art", args);
+    json_t *aev = json_object_get(a, "evaluation");
+    for (const char *const *k = (const char *const[]){"precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc", NULL};
+         *k != NULL; ++k)
+        assert_true(fabs(num(aev, *k) - num(ev, *k)) < 1e-6);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "artifact"), "test_interactions_in_training")), 0);
+    json_decref(a);
+    /* on another split the artifact has seen test rows: refused */
+    assert_int_equal(run("'%s' evaluate --input %s/log.csv --artifact %s --seed 7 > /dev/null 2> %s/leak.err", f->train, f->dir,
+                         artifact, f->dir),
+                     1);
+    snprintf(path, sizeof(path), "%s/leak.err", f->dir);
+    err = slurp(path, NULL);
+    assert_non_null(strstr(err, "test interactions of this split"));
+    free(err);
+    json_decref(r);
+}
+
+static void test_train_holdout_test(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024];
+    make_log(f);
+    snprintf(args, sizeof(args),
+             "train --input %s/log.csv --registry %s/reg --model held --algorithm bpr --factors 8 --epochs 10 --threads 1 "
+             "--holdout-test --protocol temporal",
+             f->dir, f->dir);
+    json_t *r = run_json(f, "held", args);
+    json_t *ev = json_object_get(r, "evaluation");
+    assert_string_equal(json_string_value(json_object_get(ev, "protocol")), "temporal");
+    assert_non_null(strstr(json_string_value(json_object_get(r, "trained_on")), "train part"));
+    snprintf(args, sizeof(args), "evaluate --input %s/log.csv --artifact %s --protocol temporal --threads 1", f->dir,
+             json_string_value(json_object_get(r, "artifact")));
+    json_t *a = run_json(f, "held-art", args);
+    assert_true(fabs(num(json_object_get(a, "evaluation"), "ndcg") - num(ev, "ndcg")) < 1e-6);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(a, "artifact"), "kind")), "bpr");
+    json_decref(a);
+    json_decref(r);
+}
+
+static void test_cli_usage_errors(void **state)
+{
+    fixture_t *f = *state;
+    make_log(f);
+    const char *log = "--input /nonexistent.csv";
+    static const char *const bad[] = {
+        "bogus --input x",                                       /* unknown command */
+        "evaluate --input x --protocol random",                  /* unknown protocol */
+        "evaluate --input x --algorithm bpr --alpha 2",          /* not a BPR parameter */
+        "evaluate --input x --algorithm als --epochs 5",         /* not an ALS parameter */
+        "evaluate --input x --algorithm popularity --factors 8", /* popularity has none */
+        "evaluate --input x --metric bleu",                      /* unknown metric */
+        "evaluate --input x --metric ndcg@5 --k 10",             /* two cut-offs */
+        "evaluate --input x --artifact a.recd --algorithm als",  /* both */
+        "evaluate --input x --registry r",                       /* evaluate publishes nothing */
+        "evaluate --input x --folds 1 --protocol kfold",         /* folds >= 2 */
+        "evaluate --input x --sampled-negatives 0",              /* >= 1 */
+        "train --input x --registry r --model m --grid alpha=1", /* tune only */
+        "train --input x --registry r --model m --evaluate --holdout-test",
+        "train --input x --registry r --model m --holdout-test --protocol kfold",
+        "tune --input x --registry r --model m --protocol kfold",      /* no single test split */
+        "tune --input x --registry r --model m --algorithm svd",       /* unknown algorithm */
+        "tune --input x --registry r --model m --search bayes",        /* unknown search */
+        "tune --input x --registry r --model m --budget 0",            /* >= 1 */
+        "tune --input x --registry r --model m --grid 'init_std=0.1'", /* not an ALS parameter */
+        "tune --input x --registry r --model m --grid 'alpha'",        /* no values */
+        "tune --input x --registry r --model m --grid 'factors=2.5'",  /* integer parameter */
+        "tune --input x --registry r --model m --search random --grid alpha=1",
+        "tune --input x --registry r --model m --algorithm bpr --alpha 1",
+        "tune --input x --registry r",                     /* --model missing */
+        "evaluate --input x --artifact a.recd --evaluate", /* train only */
+    };
+    for (size_t i = 0; i != sizeof(bad) / sizeof(bad[0]); ++i) {
+        int rc = run("'%s' %s > %s/usage.out 2>/dev/null", f->train, bad[i], f->dir);
+        if (rc != 2)
+            print_error("expected exit 2 for: %s (got %d)\n", bad[i], rc);
+        assert_int_equal(rc, 2);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/usage.out", f->dir);
+        char *out = slurp(path, NULL);
+        assert_string_equal(out, "");
+        free(out);
+    }
+    /* failures at run time: 1 */
+    assert_int_equal(run("'%s' evaluate %s 2>/dev/null", f->train, log), 1);
+    assert_int_equal(run("'%s' evaluate --input %s/log.csv --artifact %s/none.recd > /dev/null 2>&1", f->train, f->dir, f->dir), 1);
+    assert_int_equal(run("'%s' tune %s --registry %s/reg --model m 2>/dev/null", f->train, log, f->dir), 1);
+    assert_int_equal(run("'%s' evaluate --help > /dev/null", f->train), 0);
+    assert_int_equal(run("'%s' help > /dev/null", f->train), 0);
+}
+
 int test_trainer_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +567,11 @@ int test_trainer_run(void)
         cmocka_unit_test(test_train_publishes_versions),
         cmocka_unit_test(test_train_errors),
         cmocka_unit_test(test_train_stdin_and_cleanse),
+        cmocka_unit_test(test_evaluate_protocols),
+        cmocka_unit_test(test_evaluate_report_shape_and_chart),
+        cmocka_unit_test(test_tune_selects_on_validation_and_publishes),
+        cmocka_unit_test(test_train_holdout_test),
+        cmocka_unit_test(test_cli_usage_errors),
     };
     return cmocka_run_group_tests_name("trainer", tests, setup, teardown);
 }
