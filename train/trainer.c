@@ -300,7 +300,10 @@ json_t *recd_params_json(const recd_algorithm_t *a, const void *params)
             choice_name(d, (int)v, name, sizeof(name));
             json_object_set_new(o, d->name, json_string(name));
         } else {
-            json_object_set_new(o, d->name, d->type == RECD_PARAM_U32 ? json_integer((json_int_t)v) : json_real(v));
+            char shortest[32]; /* a float's shortest decimal (0.025, not 0.02500000037252903) */
+            snprintf(shortest, sizeof(shortest), "%.7g", v);
+            json_object_set_new(o, d->name,
+                                d->type == RECD_PARAM_U32 ? json_integer((json_int_t)v) : json_real(strtod(shortest, NULL)));
         }
     }
     return o;
@@ -835,11 +838,34 @@ typedef struct st_grid_check_t {
     size_t errlen;
 } grid_check_t;
 
+/* Splits "als.reg" into the algorithm it is limited to (*algo, *algo_len; 0 when unqualified) and the parameter name. */
+static void split_key(const char **key, size_t *key_len, const char **algo, size_t *algo_len)
+{
+    const char *dot = memchr(*key, '.', *key_len);
+    *algo = NULL;
+    *algo_len = 0;
+    if (dot != NULL) {
+        *algo = *key;
+        *algo_len = (size_t)(dot - *key);
+        *key_len -= *algo_len + 1;
+        *key = dot + 1;
+    }
+}
+
+/* Whether a grid key applies to a: unqualified, or qualified with a's name. */
+static int key_applies(const recd_algorithm_t *a, const char *algo, size_t algo_len)
+{
+    return algo == NULL || (strlen(a->name) == algo_len && strncmp(a->name, algo, algo_len) == 0);
+}
+
 static int check_visit(void *data, const char *key, size_t key_len, const char *values, size_t values_len)
 {
     grid_check_t *g = data;
+    const char *algo;
+    size_t algo_len;
+    split_key(&key, &key_len, &algo, &algo_len);
     for (size_t i = 0; i != g->n; ++i)
-        if (param_n(g->algos[i], key, key_len) != NULL)
+        if (key_applies(g->algos[i], algo, algo_len) && param_n(g->algos[i], key, key_len) != NULL)
             return 0;
     return -1;
 }
@@ -890,7 +916,10 @@ static int parse_values(const recd_param_def_t *d, const char *values, size_t le
 static int expand_visit(void *data, const char *key, size_t key_len, const char *values, size_t values_len)
 {
     grid_expand_t *g = data;
-    const recd_param_def_t *d = param_n(g->a, key, key_len);
+    const char *algo;
+    size_t algo_len;
+    split_key(&key, &key_len, &algo, &algo_len);
+    const recd_param_def_t *d = key_applies(g->a, algo, algo_len) ? param_n(g->a, key, key_len) : NULL;
     if (d == NULL)
         return 0; /* another algorithm's parameter */
     for (size_t i = 0; i != g->n_axes; ++i)

@@ -211,10 +211,10 @@ int recd_chart_write_svg(const recd_curve_t *c, const char *title, const char *m
 
 /* ---- tuning: candidates from a grid or a random search -------------------------------------------------------------- */
 
-/** Parses 'alpha=1,2,4;reg=10,50' into per-parameter lists for a (keys of other algorithms are skipped, unknown keys are
- * an error when known to no algorithm at all: see recd_grid_check). Returns the number of candidates (product of the list
- * lengths, every parameter not listed keeping its value in base) and fills *out with that many params structs
- * (params_size each; caller frees), or -1 with a message in err. */
+/** Parses 'alpha=1,2,4;reg=10,50' into per-parameter lists for a. A key applies to every algorithm with that parameter;
+ * 'als.reg=10,50' limits it to one. Keys of other algorithms are skipped (recd_grid_check rejects keys no algorithm has). Returns
+ * the number of candidates (product of the list lengths, every parameter not listed keeping its value in base) and fills *out with
+ * that many params structs (params_size each; caller frees), or -1 with a message in err. */
 long recd_grid_expand(const recd_algorithm_t *a, const void *base, const char *grid, const uint8_t *fixed, char **out, char *err,
                       size_t errlen);
 /** Checks every key of a --grid string names a parameter of at least one of the algorithms; -1 with a message if not. */

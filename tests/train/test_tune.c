@@ -201,6 +201,13 @@ static void test_grid_expand_and_random(void **state)
     assert_int_equal(recd_grid_check(both, 2, "alpha=1;learning_rate=0.01", err, sizeof(err)), 0);
     assert_int_equal(recd_grid_check(both, 2, "alpha=1;init_std=0.1", err, sizeof(err)), -1);
     assert_int_equal(recd_grid_check(both, 1, "epochs=5", err, sizeof(err)), -1);
+    assert_int_equal(recd_grid_check(both, 2, "bpr.reg=0.01;als.alpha=1", err, sizeof(err)), 0);
+    assert_int_equal(recd_grid_check(both, 2, "bpr.alpha=1", err, sizeof(err)), -1);
+    /* a qualified key applies to its algorithm only: shared names (reg) can have a range per algorithm */
+    n = recd_grid_expand(als, base, "bpr.reg=0.01,0.02;als.reg=30,40,50", NULL, &list, err, sizeof(err));
+    assert_int_equal(n, 3);
+    assert_true(recd_param_get(reg, list + 2 * als->params_size) == 50);
+    free(list);
 
     /* the default grid leaves fixed parameters alone */
     uint8_t fixed[8] = {0};
