@@ -150,7 +150,8 @@ static void usage(FILE *out, const char *argv0)
                  "  --sampled-negatives N   also rank each test item among N sampled unseen items (default 0, off)\n"
                  "  --artifact PATH         evaluate: score this artifact (trained on the train part of the same split)\n"
                  "  --report FILE           write the JSON report here instead of stdout\n"
-                 "  --chart FILE.svg        SVG chart of the training loss and the validation metric per iteration\n"
+                 "  --chart FILE.svg        SVG chart of the training loss and the held-out metric per iteration (the metric\n"
+                 "                          is computed only with --chart: one evaluation per iteration, inside the fit time)\n"
                  "Tuning:\n"
                  "  --metric M              selection metric: ndcg@K, precision@K, recall@K, map@K, hr@K, mrr@K, auc, coverage,\n"
                  "                          rmse, mae, r2 (default ndcg@10; rmse/mae are minimised)\n"
@@ -719,8 +720,12 @@ static int fit_model(const options_t *o, const algo_setup_t *s, const recd_csr_t
         hooks.on_progress = print_iteration;
         hooks.progress_data = &printer;
     }
-    if (curve != NULL)
+    if (curve != NULL) {
+        /* the per-iteration metric costs an evaluation per iteration (inside the fit time): only for a chart */
+        if (o->chart_path == NULL)
+            curve->test = NULL;
         recd_curve_attach(curve, &hooks);
+    }
     double t0 = recd_now(), c0 = cpu_now();
     int ret = recd_fit(s->a, m, s->params, &hooks, out);
     if (wall != NULL)
@@ -1025,8 +1030,10 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
     double t_start = recd_now(), wall, cpu;
     const recd_algorithm_t *a = single_algorithm(o);
 
-    if (a == NULL)
-        return EXIT_USAGE;
+    if (a == NULL) {
+        exit_code = EXIT_USAGE;
+        goto Exit;
+    }
     if ((exit_code = setup_algorithm(o, pf, a, 1, &s)) != 0)
         goto Exit;
     exit_code = 1;

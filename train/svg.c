@@ -39,7 +39,7 @@ static void xml_text(FILE *fp, const char *s)
 
 /* One panel at vertical offset top: frame, axis labels, min/max ticks and the polyline (or a note when there is no data). */
 static void panel(FILE *fp, int top, const char *label, const char *colour, const uint32_t *iters, const double *vals, size_t n,
-                  uint32_t max_iter, const char *empty_note)
+                  uint32_t max_iter, const char *x_label, const char *empty_note)
 {
     int x0 = MARGIN_L, x1 = WIDTH - MARGIN_R, y0 = top, y1 = top + PANEL_H;
     fprintf(fp, "  <g class=\"panel\">\n");
@@ -77,7 +77,7 @@ static void panel(FILE *fp, int top, const char *label, const char *colour, cons
     }
     fprintf(fp, "    <text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%u</text>\n", x0, y1 + 16, it_lo);
     fprintf(fp, "    <text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%u</text>\n", x1, y1 + 16, it_hi);
-    fprintf(fp, "    <text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">iteration</text>\n", (x0 + x1) / 2, y1 + 16);
+    fprintf(fp, "    <text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n", (x0 + x1) / 2, y1 + 16, x_label);
     fprintf(fp, "    <polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour);
     for (size_t i = 0; i != n; ++i) {
         double x = x0 + (double)(x1 - x0) * ((double)iters[i] - it_lo) / (double)(it_hi - it_lo);
@@ -107,10 +107,12 @@ int recd_chart_write_svg(const recd_curve_t *c, const char *title, const char *m
             WIDTH, height, WIDTH, height, MARGIN_L);
     xml_text(fp, title);
     fprintf(fp, "</text>\n");
-    panel(fp, MARGIN_T, "training loss", "#1f77b4", c->loss_iter, c->loss, c->n_loss, max_iter, "the trainer reported no loss");
     char label[128];
-    snprintf(label, sizeof(label), "%s per iteration", metric_label);
-    panel(fp, MARGIN_T + PANEL_H + GAP, label, "#d62728", c->metric_iter, c->metric, c->n_metric, max_iter,
+    const char *x_label = c->algorithm != NULL ? c->algorithm->iteration_name : "iteration";
+    panel(fp, MARGIN_T, "training loss", "#1f77b4", c->loss_iter, c->loss, c->n_loss, max_iter, x_label,
+          "the trainer reported no loss");
+    snprintf(label, sizeof(label), "%s per %s", metric_label, x_label);
+    panel(fp, MARGIN_T + PANEL_H + GAP, label, "#d62728", c->metric_iter, c->metric, c->n_metric, max_iter, x_label,
           "no per-iteration snapshots from this trainer: validation metric not charted");
     fprintf(fp, "</svg>\n");
     int bad = ferror(fp);
