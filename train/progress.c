@@ -28,6 +28,12 @@ void recd_progress_init(recd_progress_t *p, FILE *out, size_t total)
     p->total = total;
     p->done = 0;
     p->started = recd_now();
+    if (p->tty) {
+        char line[256];
+        recd_progress_format(0, total, 0, 30, line, sizeof(line));
+        fprintf(out, "%s", line);
+        fflush(out);
+    }
 }
 
 void recd_progress_step(recd_progress_t *p, const char *message)
@@ -39,7 +45,8 @@ void recd_progress_step(recd_progress_t *p, const char *message)
         /* the step's result on its own line, then the bar redrawn below it */
         fprintf(p->out, "\r\033[K%s\n%s", message, line);
     } else {
-        fprintf(p->out, "%s  (%zu/%zu)\n", message, p->done, p->total);
+        const char *eta = strstr(line, "ETA ");
+        fprintf(p->out, "%s  (%zu/%zu, %s)\n", message, p->done, p->total, eta != NULL ? eta : "");
     }
     fflush(p->out);
 }

@@ -954,6 +954,7 @@ static int publish(const options_t *o, const dataset_t *d, const recd_fitted_t *
     }
     if (pub->tuning != NULL)
         json_object_set(manifest, "tuning", pub->tuning);
+    json_object_set(manifest, "evaluation", pub->evaluation);
     { /* the ingest report (per-reason reject counts and samples) documents what was dropped */
         char *report_json = recd_ingest_report_json(&d->report);
         json_t *ingest = report_json != NULL ? json_loads(report_json, 0, NULL) : NULL;
@@ -1689,13 +1690,19 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
         goto Exit;
     }
 
-    /* the candidates table */
-    fprintf(stderr, "\n%-3s %-10s %-60s %12s %8s\n", "#", "algorithm", "params", o->metric.name, "fit s");
+    /* the candidates table, the params column as wide as its widest entry */
+    int width = 6;
+    for (size_t i = 0; i != n_cand; ++i) {
+        char desc[256];
+        recd_params_format(cand[i].setup.a, cand[i].setup.params, desc, sizeof(desc));
+        width = (int)strlen(desc) > width ? (int)strlen(desc) : width;
+    }
+    fprintf(stderr, "\n%-3s %-10s %-*s %12s %8s\n", "#", "algorithm", width, "params", o->metric.name, "fit s");
     json_t *cands = json_array();
     for (size_t i = 0; i != n_cand; ++i) {
         char desc[256];
         recd_params_format(cand[i].setup.a, cand[i].setup.params, desc, sizeof(desc));
-        fprintf(stderr, "%-3zu %-10s %-60s %12.4f %8.2f%s\n", i + 1, cand[i].setup.a->name, desc, cand[i].score,
+        fprintf(stderr, "%-3zu %-10s %-*s %12.4f %8.2f%s\n", i + 1, cand[i].setup.a->name, width, desc, cand[i].score,
                 cand[i].fit_seconds, i == best ? "  <- best" : "");
         json_array_append_new(cands, candidate_json(&cand[i], &o->metric));
     }
