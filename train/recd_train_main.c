@@ -852,6 +852,16 @@ static int make_split(const recd_entries_t *e, recd_protocol_t p, double ratio, 
                       split_t *s)
 {
     memset(s, 0, sizeof(*s));
+    if ((p == RECD_PROTOCOL_TEMPORAL || p == RECD_PROTOCOL_LEAVE_LAST_OUT) && e->n != 0) {
+        size_t j = 1;
+        while (j != e->n && e->ts[j] == e->ts[0])
+            ++j;
+        if (j == e->n)
+            fprintf(stderr,
+                    "recd-train: note: every interaction has the same timestamp (no --time-col?); the %s split "
+                    "follows the input order\n",
+                    recd_protocol_name(p));
+    }
     int ret = recd_entries_split(e, p, ratio, seed, fold, folds, &s->train_e, &s->test_e);
     if (ret == RECD_OK && (ret = recd_entries_csr(&s->train_e, &s->train)) == RECD_OK)
         ret = recd_entries_csr(&s->test_e, &s->test);
