@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "models/model.h"
 
@@ -63,12 +64,41 @@ static void test_idmap_many_ids_grow(void **state)
     recd_idmap_free(map);
 }
 
+/* The copies never move (recd_idmap_id's pointers stay valid while the map grows), and an id longer than an arena block
+ * is stored whole. */
+static void test_idmap_stable_pointers_and_long_ids(void **state)
+{
+    recd_idmap_t *map = recd_idmap_create();
+    char buf[32];
+    assert_int_equal(recd_idmap_intern(map, "first", 5), 0);
+    const char *first = recd_idmap_id(map, 0);
+    size_t big_len = (size_t)3 << 20;
+    char *big = malloc(big_len);
+    memset(big, 'x', big_len);
+    big[big_len - 1] = 'y';
+    assert_int_equal(recd_idmap_intern(map, big, big_len), 1);
+    for (int i = 0; i != 200000; ++i) {
+        int len = snprintf(buf, sizeof(buf), "id-%d", i);
+        assert_int_equal(recd_idmap_intern(map, buf, (size_t)len), (uint32_t)i + 2);
+    }
+    assert_ptr_equal(recd_idmap_id(map, 0), first);
+    assert_string_equal(first, "first");
+    assert_int_equal(recd_idmap_find(map, big, big_len), 1);
+    assert_int_equal(recd_idmap_find(map, big, big_len - 1), -1);
+    assert_int_equal(strlen(recd_idmap_id(map, 1)), big_len);
+    assert_memory_equal(recd_idmap_id(map, 1), big, big_len);
+    assert_int_equal(recd_idmap_find(map, "id-199999", 9), 200001);
+    free(big);
+    recd_idmap_free(map);
+}
+
 int test_idmap_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idmap_intern_and_find),
         cmocka_unit_test(test_idmap_copies_ids),
         cmocka_unit_test(test_idmap_many_ids_grow),
+        cmocka_unit_test(test_idmap_stable_pointers_and_long_ids),
     };
     return cmocka_run_group_tests_name("idmap", tests, NULL, NULL);
 }
