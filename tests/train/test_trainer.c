@@ -487,6 +487,46 @@ static void test_tune_selects_on_validation_and_publishes(void **state)
     json_decref(r);
 }
 
+static void test_tune_random_search_and_budget(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024];
+    make_log(f);
+    /* random search: --budget draws per algorithm, each inside the parameter's search range; flags stay fixed */
+    snprintf(args, sizeof(args),
+             "tune --input %s/log.csv --registry %s/reg --model rnd --algorithm bpr --search random --budget 3 --factors 4 "
+             "--epochs 3 --threads 1 --seed 9",
+             f->dir, f->dir);
+    json_t *r = run_json(f, "rnd", args);
+    json_t *cands = json_object_get(json_object_get(r, "tuning"), "candidates");
+    assert_int_equal(json_array_size(cands), 3);
+    double first_lr = -1;
+    int differ = 0;
+    for (size_t i = 0; i != 3; ++i) {
+        json_t *p = json_object_get(json_array_get(cands, i), "params");
+        double lr = num(p, "learning_rate");
+        assert_true(lr >= 0.005 * 0.999 && lr <= 0.1 * 1.001);
+        assert_int_equal(json_integer_value(json_object_get(p, "factors")), 4);
+        assert_int_equal(json_integer_value(json_object_get(p, "epochs")), 3);
+        differ |= i != 0 && lr != first_lr;
+        if (i == 0)
+            first_lr = lr;
+    }
+    assert_true(differ);
+    json_decref(r);
+    /* the default grid (48 ALS candidates) is sampled down to the budget */
+    snprintf(args, sizeof(args),
+             "tune --input %s/log.csv --registry %s/reg --model grid --algorithm als --budget 4 --factors 4 --iterations 2 "
+             "--threads 1",
+             f->dir, f->dir);
+    r = run_json(f, "grid", args);
+    cands = json_object_get(json_object_get(r, "tuning"), "candidates");
+    assert_int_equal(json_array_size(cands), 4);
+    for (size_t i = 0; i != 4; ++i)
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(json_array_get(cands, i), "params"), "factors")), 4);
+    json_decref(r);
+}
+
 static void test_train_holdout_test(void **state)
 {
     fixture_t *f = *state;
@@ -570,6 +610,7 @@ int test_trainer_run(void)
         cmocka_unit_test(test_evaluate_protocols),
         cmocka_unit_test(test_evaluate_report_shape_and_chart),
         cmocka_unit_test(test_tune_selects_on_validation_and_publishes),
+        cmocka_unit_test(test_tune_random_search_and_budget),
         cmocka_unit_test(test_train_holdout_test),
         cmocka_unit_test(test_cli_usage_errors),
     };
