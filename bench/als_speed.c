@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <cblas.h>
 #include "models/model.h"
@@ -51,6 +52,31 @@ static double peak_rss_mib(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+/* Linux: VmHWM (peak resident set) from /proc/self/status in MiB, or -1. */
+static double vm_hwm_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = -1;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmHWM: %lf kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
+/* Linux >= 4.0: resets VmHWM to the current resident set, so the next reading is the peak of what follows. */
+static int reset_hwm(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f == NULL)
+        return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 static size_t parse_list(const char *s, char out[][32], size_t cap)
@@ -132,11 +158,17 @@ int main(int argc, char **argv)
         all = (recd_csr_t){0};
     }
     t_ingest = wall_now() - t_ingest;
-    double rss_data = peak_rss_mib();
-    printf("# %s: %zu rows read, fit on %zu interactions (%zu users x %zu items%s); ingest + CSR %.2f s wall\n", input, x.n,
+    size_t n_rows_read = x.n;
+    recd_interactions_dispose(&x); /* only the CSR matrices stay for the fits */
+    recd_ingest_report_dispose(&report);
+    recd_csr_dispose(&all);
+    malloc_trim(0);
+    double rss_load = peak_rss_mib();
+    int hwm_reset = reset_hwm() == 0;
+    printf("# %s: %zu rows read, fit on %zu interactions (%zu users x %zu items%s); ingest + CSR %.2f s wall\n", input, n_rows_read,
            train.nnz, train.n_rows, train.n_cols, ml100k ? ", stratified 75/25 train part" : "", t_ingest);
-    printf("# %u factors, %u iterations, alpha/reg recd defaults, seed %llu, OpenBLAS core %s, peak RSS before fitting %.1f MiB\n",
-           factors, iterations, (unsigned long long)seed, openblas_get_corename(), rss_data);
+    printf("# %u factors, %u iterations, alpha/reg recd defaults, seed %llu, OpenBLAS core %s; peak RSS while loading %.1f MiB\n",
+           factors, iterations, (unsigned long long)seed, openblas_get_corename(), rss_load);
     printf("# solver threads  wall_s(min)  cpu_s(min)  wall_s/iter  cpu_s/iter  runs_wall_s\n");
 
     enum { MAX_CONF = 32 };
@@ -194,7 +226,10 @@ int main(int argc, char **argv)
             printf(" %.3f", runs[c][r]);
         printf("\n");
     }
-    printf("# peak RSS after fitting: %.1f MiB\n", peak_rss_mib());
+    if (hwm_reset) /* the CSR input stays resident throughout, so this is input + everything ALS allocates */
+        printf("# peak RSS while fitting (VmHWM reset after loading; the CSR input included): %.1f MiB\n", vm_hwm_mib());
+    else
+        printf("# peak RSS of the process (fitting alone not measurable here): %.1f MiB\n", peak_rss_mib());
 
     if (evaluate && ml100k) {
         printf("# quality on the test part (each configuration's last fit): solver threads P@10 R@10 nDCG@10 MAP@10 HR@10\n");
@@ -204,10 +239,7 @@ int main(int argc, char **argv)
     }
     free(X);
     free(Y);
-    recd_csr_dispose(&all);
     recd_csr_dispose(&train);
     recd_csr_dispose(&test);
-    recd_ingest_report_dispose(&report);
-    recd_interactions_dispose(&x);
     return 0;
 }
