@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include "config/config.h"
 #include "models/model.h"
+#include "models/sys.h"
 
 typedef enum en_option_type_t { OPT_STRING, OPT_U32, OPT_U64, OPT_BOOL } option_type_t;
 
@@ -65,16 +66,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
     va_start(args, fmt);
     vsnprintf(err, errlen, fmt, args);
     va_end(args);
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
-    return p;
 }
 
 static const option_t *find_option(const char *key)
@@ -241,7 +232,7 @@ static int store_string(recd_config_t *c, const option_t *o, const char *where, 
     }
     char **slot = field(c, o);
     free(*slot);
-    *slot = xstrdup(value);
+    *slot = recd_xstrdup(value);
     return RECD_OK;
 }
 

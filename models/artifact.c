@@ -50,6 +50,7 @@
 #include <cblas.h>
 #include <openssl/evp.h>
 #include "models/models_internal.h"
+#include "models/sys.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the artifact reader maps little-endian data in place");
 
@@ -98,26 +99,6 @@ _Static_assert(sizeof(header_t) == 264, "header layout is part of the file forma
 _Static_assert(offsetof(header_t, sections) == 72, "header layout is part of the file format");
 
 #define SHA_LEN 32
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n == 0 ? 1 : n);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory (allocating %zu bytes)\n", n);
-        abort();
-    }
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory (allocating %zu x %zu bytes)\n", n, size);
-        abort();
-    }
-    return p;
-}
 
 __attribute__((format(printf, 4, 5))) static void set_err(char *err, size_t errlen, const char *path, const char *fmt, ...)
 {
@@ -194,7 +175,7 @@ static recd_idslot_t *idslots_build(size_t n, id_get_cb get, const void *ctx, si
     size_t cap = 2;
     while (cap < 2 * n)
         cap *= 2;
-    recd_idslot_t *slots = xmalloc(cap * sizeof(*slots));
+    recd_idslot_t *slots = recd_xmalloc(cap * sizeof(*slots));
     for (size_t i = 0; i != cap; ++i)
         slots[i] = (recd_idslot_t){0, UINT32_MAX};
     for (size_t k = 0; k != n; ++k) {
@@ -458,11 +439,7 @@ static void wr_floats_or_zeros(writer_t *w, const float *v, size_t n)
 static int fsync_parent(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash == NULL ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    if (dir == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    char *dir = slash == NULL ? recd_xstrdup(".") : recd_xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
     int ret = -1, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         ret = fsync(fd);
@@ -530,7 +507,7 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
 
     /* Gram matrix Y^T Y: ssyrk fills the upper triangle, mirrored below so readers can use the full matrix. */
     if (f != 0) {
-        gram = xcalloc(f * f, sizeof(float));
+        gram = recd_xcalloc(f * f, sizeof(float));
         if (spec->n_items != 0) {
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)f, (int)spec->n_items, 1.0f, spec->item_factors, (int)f, 0.0f,
                         gram, (int)f);
@@ -541,7 +518,7 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
     }
 
     size_t pathlen = strlen(path);
-    tmp = xmalloc(pathlen + 5);
+    tmp = recd_xmalloc(pathlen + 5);
     memcpy(tmp, path, pathlen);
     memcpy(tmp + pathlen, ".tmp", 5);
     if ((w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
@@ -555,7 +532,7 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
         goto Error;
     }
     w.cap = 1 << 20;
-    w.buf = xmalloc(w.cap);
+    w.buf = recd_xmalloc(w.cap);
 
     uint64_t pos = 0;
 #define SECTION_START(s)                                                                                                           \
@@ -886,12 +863,12 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
         check_idtab(&m->items, base, &h.sections[SEC_ITEM_IDS], ni, "item", msg, msglen) != 0)
         return -1;
 
-    m->popular_order = xmalloc(m->n_items * sizeof(uint32_t));
+    m->popular_order = recd_xmalloc(m->n_items * sizeof(uint32_t));
     for (size_t i = 0; i != m->n_items; ++i)
         m->popular_order[i] = (uint32_t)i;
     qsort_r(m->popular_order, m->n_items, sizeof(uint32_t), cmp_popular, (void *)m->popularity);
     if (f != 0) {
-        m->item_norms = xmalloc(m->n_items * sizeof(float));
+        m->item_norms = recd_xmalloc(m->n_items * sizeof(float));
         for (size_t i = 0; i != m->n_items; ++i) {
             const float *y = m->item_factors + i * f;
             double ss = 0;
@@ -933,7 +910,7 @@ recd_model_t *recd_model_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, path, "not a regular file");
         goto Error;
     }
-    m = xcalloc(1, sizeof(*m));
+    m = recd_xcalloc(1, sizeof(*m));
     atomic_init(&m->_refcnt, 1);
     if (st.st_size == 0) {
         set_err(err, errlen, path, "empty file (0 bytes)");

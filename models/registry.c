@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "models/sys.h"
 
 /* How many version numbers a commit tries before giving up when concurrent publishers keep taking them. */
 #define COMMIT_ATTEMPTS 64
@@ -43,36 +44,6 @@ static int parse_version(const char *name, uint64_t *out)
     }
     *out = v;
     return v != 0;
-}
-
-/* mkdir -p; returns 0 or -1 with errno set. */
-static int mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p != '\0'; ++p) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return -1;
-    struct stat st;
-    if (stat(buf, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
 }
 
 static int fsync_path(const char *path, int flags)
@@ -126,9 +97,7 @@ int recd_registry_stage(const char *dir, const char *model, char *out, size_t ou
     if ((size_t)snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model) >= sizeof(model_dir) ||
         (size_t)snprintf(out, outlen, "%s/.staging-XXXXXX", model_dir) >= outlen)
         return RECD_EINVAL;
-    if (mkdir_p(model_dir) != 0)
-        return RECD_EIO;
-    if (mkdtemp(out) == NULL)
+    if (recd_mkdir_parents(out) != 0 || mkdtemp(out) == NULL) /* out's parents: the registry and model dirs */
         return RECD_EIO;
     return RECD_OK;
 }

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include "models/models_internal.h"
+#include "models/sys.h"
 
 /* Fold-in keeps its f x f system on the stack up to this many factors (64 KiB), so the common case never allocates. */
 #define FOLD_IN_STACK_FACTORS 128
@@ -123,10 +124,7 @@ int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float
         return RECD_OK;
 
     if (f > FOLD_IN_STACK_FACTORS) {
-        if ((a = malloc(f * f * sizeof(float))) == NULL) {
-            fprintf(stderr, "recd: out of memory (fold-in, %zu factors)\n", f);
-            abort();
-        }
+        a = recd_xmalloc(f * f * sizeof(float));
     }
     /* A = Y^T Y + reg I + sum_i (c_i - 1) y_i y_i^T (upper triangle is enough for the Cholesky), b = sum_i c_i y_i. */
     memcpy(a, m->gram, f * f * sizeof(float));

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "models/sys.h"
 #include "server/server.h"
 
 struct st_recd_eventlog_t {
@@ -13,30 +14,12 @@ struct st_recd_eventlog_t {
     int fsync;
 };
 
-static int make_parent_dirs(const char *path)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len >= sizeof(buf))
-        return -1;
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p != '\0'; ++p) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return 0;
-}
-
 recd_eventlog_t *recd_eventlog_open(const char *path, int fsync, char *err, size_t errlen)
 {
     recd_eventlog_t *el;
     int fd;
 
-    if (make_parent_dirs(path) != 0) {
+    if (recd_mkdir_parents(path) != 0) {
         snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
         return NULL;
     }
@@ -44,10 +27,7 @@ recd_eventlog_t *recd_eventlog_open(const char *path, int fsync, char *err, size
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
-    if ((el = malloc(sizeof(*el))) == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    el = recd_xmalloc(sizeof(*el));
     el->fd = fd;
     el->fsync = fsync;
     return el;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "models/sys.h"
 #include "server/server.h"
 
 struct st_recd_holder_t {
@@ -35,16 +36,6 @@ struct st_recd_holder_t {
     uint32_t interval_ms;
     int stop_pipe[2]; /* written by recd_holder_stop */
 };
-
-static void *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
-    return p;
-}
 
 static recd_model_t *open_version(recd_holder_t *h, uint64_t version, char *err, size_t errlen)
 {
@@ -75,12 +66,9 @@ recd_holder_t *recd_holder_create(const char *registry, const char *model, const
         snprintf(err, errlen, "no version of model \"%s\" in registry %s (%s)", model, registry, recd_strerror(ret));
         return NULL;
     }
-    if ((h = calloc(1, sizeof(*h))) == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
-    h->registry = xstrdup(registry);
-    h->name = xstrdup(model);
+    h = recd_xcalloc(1, sizeof(*h));
+    h->registry = recd_xstrdup(registry);
+    h->name = recd_xstrdup(model);
     h->log = log;
     h->metrics = metrics;
     pthread_mutex_init(&h->mutex, NULL);
@@ -168,11 +156,7 @@ int recd_holder_poll(recd_holder_t *h)
     recd_model_t *old = h->current;
     h->current = m;
     for (size_t i = 0; i < h->receivers.size; ++i) {
-        recd_model_message_t *msg = calloc(1, sizeof(*msg));
-        if (msg == NULL) {
-            fprintf(stderr, "recd: out of memory\n");
-            abort();
-        }
+        recd_model_message_t *msg = recd_xcalloc(1, sizeof(*msg));
         recd_model_retain(m);
         msg->model = m;
         h2o_multithread_send_message(h->receivers.entries[i], &msg->super);

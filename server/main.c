@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "models/sys.h"
 #include "api/api.h"
 #include "server/workers.h"
 
@@ -87,10 +88,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
-    if ((app.workers = calloc(app.n_workers, sizeof(*app.workers))) == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    app.workers = recd_xcalloc(app.n_workers, sizeof(*app.workers));
 
     h2o_config_init(&conf);
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */

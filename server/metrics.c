@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "models/sys.h"
 #include "server/server.h"
 
 const int recd_metrics_statuses[RECD_METRICS_N_STATUS - 1] = {200, 202, 400, 404, 405, 413, 415, 500, 503};
@@ -20,11 +21,8 @@ const char *recd_endpoint_name(recd_endpoint_t ep)
 
 recd_metrics_t *recd_metrics_create(size_t n_slots)
 {
-    recd_metrics_t *m = calloc(1, sizeof(*m));
-    if (m == NULL || (m->slots = aligned_alloc(64, sizeof(*m->slots) * (n_slots ? n_slots : 1))) == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    recd_metrics_t *m = recd_xcalloc(1, sizeof(*m));
+    m->slots = recd_xaligned_alloc(64, sizeof(*m->slots) * (n_slots ? n_slots : 1));
     memset(m->slots, 0, sizeof(*m->slots) * (n_slots ? n_slots : 1));
     m->n_slots = n_slots;
     return m;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "models/sys.h"
 #include "server/server.h"
 
 #define N_SHARDS 64
@@ -35,12 +36,12 @@ struct st_recd_userstate_t {
     shard_t shards[N_SHARDS];
 };
 
-static void *xalloc(void *p)
+/* A NUL-terminated copy of len bytes (ids may come straight from a request, not terminated). */
+static char *dup_id(const char *id, size_t len)
 {
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    char *p = recd_xmalloc(len + 1);
+    memcpy(p, id, len);
+    p[len] = '\0';
     return p;
 }
 
@@ -54,13 +55,13 @@ static uint64_t hash_id(const char *s, size_t len)
 
 recd_userstate_t *recd_userstate_create(uint32_t max_recent)
 {
-    recd_userstate_t *us = xalloc(aligned_alloc(64, sizeof(*us)));
+    recd_userstate_t *us = recd_xaligned_alloc(64, sizeof(*us));
     memset(us, 0, sizeof(*us));
     us->max_recent = max_recent > 0 ? max_recent : 1;
     for (size_t i = 0; i < N_SHARDS; ++i) {
         pthread_mutex_init(&us->shards[i].mutex, NULL);
         us->shards[i].n_buckets = 16;
-        us->shards[i].buckets = xalloc(calloc(16, sizeof(entry_t *)));
+        us->shards[i].buckets = recd_xcalloc(16, sizeof(entry_t *));
     }
     return us;
 }
@@ -107,7 +108,7 @@ static entry_t **find_slot(shard_t *sh, uint64_t hash, const char *user, size_t 
 static void grow(shard_t *sh)
 {
     size_t n = sh->n_buckets * 2;
-    entry_t **nb = xalloc(calloc(n, sizeof(*nb)));
+    entry_t **nb = recd_xcalloc(n, sizeof(*nb));
     for (size_t b = 0; b < sh->n_buckets; ++b) {
         entry_t *e = sh->buckets[b];
         while (e != NULL) {
@@ -128,23 +129,19 @@ void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, con
     uint64_t hash = hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     /* copy the ids before taking the lock */
-    char **copies = xalloc(malloc(sizeof(char *) * (n ? n : 1)));
+    char **copies = recd_xreallocarray(NULL, n, sizeof(char *));
     for (size_t i = 0; i < n; ++i) {
-        copies[i] = xalloc(malloc(items[i].item.len + 1));
-        memcpy(copies[i], items[i].item.base, items[i].item.len);
-        copies[i][items[i].item.len] = '\0';
+        copies[i] = dup_id(items[i].item.base, items[i].item.len);
     }
 
     pthread_mutex_lock(&sh->mutex);
     entry_t **slot = find_slot(sh, hash, user, ulen), *e = *slot;
     if (e == NULL) {
-        e = xalloc(calloc(1, sizeof(*e)));
+        e = recd_xcalloc(1, sizeof(*e));
         e->hash = hash;
-        e->user = xalloc(malloc(ulen + 1));
-        memcpy(e->user, user, ulen);
-        e->user[ulen] = '\0';
+        e->user = dup_id(user, ulen);
         e->ulen = ulen;
-        e->ring = xalloc(calloc(us->max_recent, sizeof(*e->ring)));
+        e->ring = recd_xcalloc(us->max_recent, sizeof(*e->ring));
         *slot = e;
         if (++sh->size > sh->n_buckets * 2)
             grow(sh);
@@ -202,7 +199,7 @@ void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ul
 {
     uint64_t hash = hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
-    float *copy = xalloc(malloc(sizeof(float) * (n_factors ? n_factors : 1)));
+    float *copy = recd_xreallocarray(NULL, n_factors, sizeof(float));
     memcpy(copy, vec, sizeof(float) * n_factors);
 
     pthread_mutex_lock(&sh->mutex);

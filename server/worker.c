@@ -1,6 +1,7 @@
 /* worker.c: the per-thread model pointer and scratch buffers a worker swaps on its own thread. */
 #include <stdio.h>
 #include <stdlib.h>
+#include "models/sys.h"
 #include "server/server.h"
 
 void recd_worker_set_model(recd_worker_t *w, recd_model_t *model)
@@ -8,18 +9,12 @@ void recd_worker_set_model(recd_worker_t *w, recd_model_t *model)
     size_t n = recd_model_n_items(model);
     if (n > w->scores_cap) {
         free(w->scores);
-        if ((w->scores = malloc(sizeof(float) * n)) == NULL) {
-            fprintf(stderr, "recd: out of memory\n");
-            abort();
-        }
+        w->scores = recd_xreallocarray(NULL, n, sizeof(float));
         w->scores_cap = n;
     }
     if (w->top == NULL) {
         uint32_t max_k = w->app->config->max_k > 0 ? w->app->config->max_k : 1;
-        if ((w->top = malloc(sizeof(*w->top) * max_k)) == NULL) {
-            fprintf(stderr, "recd: out of memory\n");
-            abort();
-        }
+        w->top = recd_xreallocarray(NULL, max_k, sizeof(*w->top));
     }
     recd_model_t *old = w->model;
     w->model = model;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "models/sys.h"
 #include "server/workers.h"
 
 static uint64_t now_ms(void)
@@ -166,10 +167,7 @@ int recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, const char *host
     }
     *bound_port = port;
 
-    if ((start = calloc(1, sizeof(*start))) == NULL) {
-        fprintf(stderr, "recd: out of memory\n");
-        abort();
-    }
+    start = recd_xcalloc(1, sizeof(*start));
     start->conf = conf;
     h2o_barrier_init(&start->ready, n + 1);
     for (size_t i = 0; i < n; ++i) {
@@ -198,11 +196,7 @@ Exit:
 void recd_workers_stop(recd_app_t *app, uint32_t grace_ms)
 {
     for (size_t i = 0; i < app->n_workers; ++i) {
-        recd_model_message_t *msg = calloc(1, sizeof(*msg));
-        if (msg == NULL) {
-            fprintf(stderr, "recd: out of memory\n");
-            abort();
-        }
+        recd_model_message_t *msg = recd_xcalloc(1, sizeof(*msg));
         app->workers[i].grace_ms = grace_ms;
         h2o_multithread_send_message(&app->workers[i].receiver, &msg->super);
     }

@@ -12,27 +12,10 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "train/ingest_internal.h"
+#include "models/sys.h"
 
 #define READ_CHUNK 65536
 #define PEEK_BYTES 65536
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n == 0 ? 1 : n);
-    if (q == NULL) {
-        fprintf(stderr, "recd ingest: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = xrealloc(NULL, n);
-    memcpy(p, s, n);
-    return p;
-}
 
 /* ---- reader ------------------------------------------------------------------------------------------------------- */
 
@@ -87,7 +70,7 @@ int ingest_reader_fill(ingest_reader_t *r)
             r->pos = 0;
         } else {
             r->cap = r->cap == 0 ? READ_CHUNK : r->cap * 2;
-            r->buf = xrealloc(r->buf, r->cap);
+            r->buf = recd_xrealloc(r->buf, r->cap);
         }
     }
     size_t room = r->cap - r->end;
@@ -150,7 +133,7 @@ static void line_append(ingest_reader_t *r, size_t *n, const char *p, size_t len
         size_t cap = r->line_cap == 0 ? 256 : r->line_cap;
         while (cap < *n + len + 1)
             cap *= 2;
-        r->line = xrealloc(r->line, cap);
+        r->line = recd_xrealloc(r->line, cap);
         r->line_cap = cap;
     }
     memcpy(r->line + *n, p, len);
@@ -300,10 +283,10 @@ void recd_interactions_add(recd_interactions_t *x, const char *user, size_t user
 {
     if (x->n == x->capacity) {
         size_t cap = x->capacity == 0 ? 1024 : x->capacity * 2;
-        x->user = xrealloc(x->user, cap * sizeof(*x->user));
-        x->item = xrealloc(x->item, cap * sizeof(*x->item));
-        x->value = xrealloc(x->value, cap * sizeof(*x->value));
-        x->ts = xrealloc(x->ts, cap * sizeof(*x->ts));
+        x->user = recd_xrealloc(x->user, cap * sizeof(*x->user));
+        x->item = recd_xrealloc(x->item, cap * sizeof(*x->item));
+        x->value = recd_xrealloc(x->value, cap * sizeof(*x->value));
+        x->ts = recd_xrealloc(x->ts, cap * sizeof(*x->ts));
         x->capacity = cap;
     }
     x->user[x->n] = recd_idmap_intern(x->users, user, user_len);
@@ -590,7 +573,7 @@ void ingest_reject(ingest_ctx_t *ctx, uint64_t line, recd_reject_t reason, const
     if (rep->n_samples < ctx->o->max_samples) {
         if (rep->n_samples == ctx->samples_cap) {
             ctx->samples_cap = ctx->samples_cap == 0 ? 16 : ctx->samples_cap * 2;
-            rep->samples = xrealloc(rep->samples, ctx->samples_cap * sizeof(*rep->samples));
+            rep->samples = recd_xrealloc(rep->samples, ctx->samples_cap * sizeof(*rep->samples));
         }
         recd_reject_sample_t *s = &rep->samples[rep->n_samples++];
         s->line = line;
@@ -700,8 +683,8 @@ Reject:
 
 static void add_weight(ingest_ctx_t *ctx, const char *type, double w, int use_value)
 {
-    ctx->weights = xrealloc(ctx->weights, (ctx->n_weights + 1) * sizeof(*ctx->weights));
-    ctx->weights[ctx->n_weights].type = xstrdup(type);
+    ctx->weights = recd_xrealloc(ctx->weights, (ctx->n_weights + 1) * sizeof(*ctx->weights));
+    ctx->weights[ctx->n_weights].type = recd_xstrdup(type);
     ctx->weights[ctx->n_weights].weight = w;
     ctx->weights[ctx->n_weights].use_value = use_value;
     ctx->n_weights++;

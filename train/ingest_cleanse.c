@@ -5,16 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "train/ingest.h"
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-    if (p == NULL) {
-        fprintf(stderr, "recd ingest: out of memory (%zu x %zu bytes)\n", n, size);
-        abort();
-    }
-    return p;
-}
+#include "models/sys.h"
 
 typedef struct st_pair_t {
     uint32_t user, item;
@@ -55,12 +46,12 @@ int recd_interactions_kcore(recd_interactions_t *x, uint32_t min_user, uint32_t 
         return RECD_OK;
 
     /* distinct (user, item) pairs: a user's count is its number of distinct items, and vice versa */
-    pair_t *pairs = xcalloc(n, sizeof(*pairs));
+    pair_t *pairs = recd_xcalloc(n, sizeof(*pairs));
     for (size_t r = 0; r < n; r++)
         pairs[r] = (pair_t){x->user[r], x->item[r], r};
     qsort(pairs, n, sizeof(*pairs), cmp_pair);
-    size_t *pair_of_row = xcalloc(n, sizeof(*pair_of_row)), n_pairs = 0;
-    uint32_t *pu = xcalloc(n, sizeof(*pu)), *pi = xcalloc(n, sizeof(*pi));
+    size_t *pair_of_row = recd_xcalloc(n, sizeof(*pair_of_row)), n_pairs = 0;
+    uint32_t *pu = recd_xcalloc(n, sizeof(*pu)), *pi = recd_xcalloc(n, sizeof(*pi));
     for (size_t k = 0; k < n; k++) {
         if (k == 0 || pairs[k].user != pairs[k - 1].user || pairs[k].item != pairs[k - 1].item) {
             pu[n_pairs] = pairs[k].user;
@@ -71,8 +62,8 @@ int recd_interactions_kcore(recd_interactions_t *x, uint32_t min_user, uint32_t 
     }
     free(pairs);
 
-    uint64_t *ucount = xcalloc(n_users, sizeof(*ucount)), *icount = xcalloc(n_items, sizeof(*icount));
-    uint8_t *alive = xcalloc(n_pairs, 1);
+    uint64_t *ucount = recd_xcalloc(n_users, sizeof(*ucount)), *icount = recd_xcalloc(n_items, sizeof(*icount));
+    uint8_t *alive = recd_xcalloc(n_pairs, 1);
     for (size_t p = 0; p < n_pairs; p++) {
         alive[p] = 1;
         ucount[pu[p]]++;
@@ -91,7 +82,7 @@ int recd_interactions_kcore(recd_interactions_t *x, uint32_t min_user, uint32_t 
     }
 
     /* keep the surviving rows in order, then compact the id maps */
-    uint8_t *uused = xcalloc(n_users, 1), *iused = xcalloc(n_items, 1);
+    uint8_t *uused = recd_xcalloc(n_users, 1), *iused = recd_xcalloc(n_items, 1);
     size_t w = 0;
     for (size_t r = 0; r < n; r++) {
         if (!alive[pair_of_row[r]])
@@ -106,7 +97,7 @@ int recd_interactions_kcore(recd_interactions_t *x, uint32_t min_user, uint32_t 
     if (removed != NULL)
         *removed = n - w;
     x->n = w;
-    uint32_t *uremap = xcalloc(n_users, sizeof(*uremap)), *iremap = xcalloc(n_items, sizeof(*iremap));
+    uint32_t *uremap = recd_xcalloc(n_users, sizeof(*uremap)), *iremap = recd_xcalloc(n_items, sizeof(*iremap));
     x->users = compact_map(x->users, uused, uremap);
     x->items = compact_map(x->items, iused, iremap);
     for (size_t r = 0; r < w; r++) {
@@ -165,8 +156,8 @@ int recd_interactions_normalize(recd_interactions_t *x, recd_normalize_t how)
     }
     case RECD_NORMALIZE_USER_MEAN: {
         size_t n_users = recd_idmap_size(x->users);
-        double *sum = xcalloc(n_users, sizeof(*sum));
-        uint64_t *count = xcalloc(n_users, sizeof(*count));
+        double *sum = recd_xcalloc(n_users, sizeof(*sum));
+        uint64_t *count = recd_xcalloc(n_users, sizeof(*count));
         for (size_t r = 0; r < x->n; r++) {
             sum[x->user[r]] += x->value[r];
             count[x->user[r]]++;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "train/ingest_internal.h"
+#include "models/sys.h"
 
 typedef struct st_dfield_t {
     const char *p;
@@ -19,16 +20,6 @@ typedef struct st_dstate_t {
     dfield_t *f;
     size_t f_cap;
 } dstate_t;
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n == 0 ? 1 : n);
-    if (q == NULL) {
-        fprintf(stderr, "recd ingest: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
 
 /*
  * Splits rec[0..len) at delim, honouring RFC 4180 quotes ("" inside quotes is a quote; a quote may follow spaces at the
@@ -74,7 +65,7 @@ static long split(char *rec, size_t len, char delim, dfield_t **fields, size_t *
         if (fields != NULL) {
             if ((size_t)nf == *cap) {
                 *cap = *cap == 0 ? 16 : *cap * 2;
-                *fields = xrealloc(*fields, *cap * sizeof(**fields));
+                *fields = recd_xrealloc(*fields, *cap * sizeof(**fields));
             }
             (*fields)[nf].p = rec + start;
             (*fields)[nf].len = w - start;
@@ -103,7 +94,7 @@ static char detect_delimiter(ingest_reader_t *r, char fallback)
     static const char candidates[] = {',', '\t', ';', '|'};
     size_t n;
     const char *p = ingest_reader_peek(r, 65536, &n);
-    char *copy = xrealloc(NULL, n + 1);
+    char *copy = recd_xmalloc(n + 1);
     memcpy(copy, p, n);
     long first[4] = {0, 0, 0, 0}, same[4] = {0, 0, 0, 0};
     size_t pos = 0;
@@ -265,7 +256,7 @@ static void rec_append(dstate_t *s, const char *p, size_t len)
         size_t cap = s->rec_cap == 0 ? 256 : s->rec_cap;
         while (cap < s->rec_len + len + 1)
             cap *= 2;
-        s->rec = xrealloc(s->rec, cap);
+        s->rec = recd_xrealloc(s->rec, cap);
         s->rec_cap = cap;
     }
     memcpy(s->rec + s->rec_len, p, len);

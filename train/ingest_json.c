@@ -5,16 +5,7 @@
 #include <strings.h>
 #include <jansson.h>
 #include "train/ingest_internal.h"
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n == 0 ? 1 : n);
-    if (q == NULL) {
-        fprintf(stderr, "recd ingest: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
+#include "models/sys.h"
 
 /* The member holding a column: the option's name (exact, then any case), else the first key that is a default alias. */
 static json_t *member(json_t *obj, const recd_ingest_options_t *o, int column)
@@ -192,7 +183,7 @@ int ingest_json_array(ingest_ctx_t *ctx)
             if (n < INGEST_MAX_RECORD) {
                 if (n + 1 > cap) {
                     cap = cap == 0 ? 4096 : cap * 2;
-                    buf = xrealloc(buf, cap);
+                    buf = recd_xrealloc(buf, cap);
                 }
                 buf[n++] = (char)c;
             } else {

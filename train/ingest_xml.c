@@ -13,6 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include "train/ingest_internal.h"
+#include "models/sys.h"
 
 #define MAX_FIELDS 64
 #define MAX_PROLOG (64u * 1024)
@@ -38,10 +39,7 @@ static void put(xbuf_t *b, int c)
     }
     if (b->n + 2 > b->cap) {
         b->cap = b->cap == 0 ? 1024 : b->cap * 2;
-        if ((b->p = realloc(b->p, b->cap)) == NULL) {
-            fprintf(stderr, "recd ingest: out of memory (%zu bytes)\n", b->cap);
-            abort();
-        }
+        b->p = recd_xrealloc(b->p, b->cap);
     }
     b->p[b->n++] = (char)c;
     b->p[b->n] = '\0';
