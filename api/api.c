@@ -11,7 +11,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     struct st_not_found_handler_t *h = (void *)self;
     recd_api_call_t call;
     recd_api_begin(&call, req, h->app, RECD_EP_OTHER);
-    recd_api_reply_error(req, 404, "not_found", "no such endpoint");
+    recd_api_reply_not_found(&call);
     recd_api_end(&call);
     return 0;
 }

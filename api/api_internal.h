@@ -172,6 +172,11 @@ void recd_api_reply(h2o_req_t *req, int status, const char *content_type, const 
 void recd_api_reply_json(h2o_req_t *req, int status, recd_jw_t *w);
 /** Sends {"error":{"code","message"}} with status. */
 void recd_api_reply_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/**
+ * Answers a path that a handler's prefix caught but no endpoint serves: a JSON 404 "not_found", the same for every path,
+ * counted under RECD_EP_OTHER (not under the handler's endpoint) when the call ends.
+ */
+void recd_api_reply_not_found(recd_api_call_t *call);
 /** Sends err. */
 void recd_api_reply_api_error(h2o_req_t *req, const recd_api_error_t *err);
 /** Returns 0 when the method is in allowed (RECD_API_* bits), else replies 405 with Allow and returns -1. */

@@ -17,8 +17,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     recd_api_begin(&call, req, h->app, h->ready ? RECD_EP_READYZ : RECD_EP_HEALTHZ);
     if (!(h->ready ? h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))
                    : h2o_memis(path.base, path.len, H2O_STRLIT("/healthz")))) {
-        call.ep = RECD_EP_OTHER;
-        recd_api_reply_error(req, 404, "not_found", "no such endpoint");
+        recd_api_reply_not_found(&call);
         goto Exit;
     }
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)

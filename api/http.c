@@ -94,6 +94,12 @@ void recd_api_reply_error(h2o_req_t *req, int status, const char *code, const ch
     reply_error_message(req, status, code, message);
 }
 
+void recd_api_reply_not_found(recd_api_call_t *call)
+{
+    call->ep = RECD_EP_OTHER;
+    reply_error_message(call->req, 404, "not_found", "no such endpoint");
+}
+
 void recd_api_reply_api_error(h2o_req_t *req, const recd_api_error_t *err)
 {
     reply_error_message(req, err->status, err->code, err->message);

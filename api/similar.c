@@ -24,8 +24,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (path.len <= sizeof(PREFIX) - 1 + sizeof(SUFFIX) - 1 || memcmp(path.base, PREFIX, sizeof(PREFIX) - 1) != 0 ||
         memcmp(path.base + path.len - (sizeof(SUFFIX) - 1), SUFFIX, sizeof(SUFFIX) - 1) != 0 ||
         memchr(path.base + sizeof(PREFIX) - 1, '/', path.len - (sizeof(PREFIX) - 1) - (sizeof(SUFFIX) - 1)) != NULL) {
-        call.ep = RECD_EP_OTHER;
-        recd_api_reply_error(req, 404, "not_found", "no such endpoint");
+        recd_api_reply_not_found(&call);
         goto Exit;
     }
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
