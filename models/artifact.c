@@ -440,11 +440,7 @@ static int fsync_parent(const char *path)
 {
     const char *slash = strrchr(path, '/');
     char *dir = slash == NULL ? recd_xstrdup(".") : recd_xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
-    int ret = -1, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        ret = fsync(fd);
-        close(fd);
-    }
+    int ret = recd_fsync_path(dir, O_DIRECTORY);
     free(dir);
     return ret;
 }

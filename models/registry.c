@@ -46,18 +46,6 @@ static int parse_version(const char *name, uint64_t *out)
     return v != 0;
 }
 
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
-    if (fd < 0)
-        return -1;
-    int ret = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return ret;
-}
-
 /* Largest version under model_dir; only_published requires a model.recd inside. Returns 0 (and *found) or -1 (errno). */
 static int scan_versions(const char *model_dir, int only_published, uint64_t *max, int *found)
 {
@@ -120,7 +108,7 @@ static int sync_staging(const char *staging)
         }
         if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (fsync_path(path, 0) != 0) {
+        if (recd_fsync_path(path, 0) != 0) {
             ret = -1;
             break;
         }
@@ -131,7 +119,7 @@ static int sync_staging(const char *staging)
     closedir(d);
     errno = saved;
     if (ret == 0)
-        ret = fsync_path(staging, O_DIRECTORY);
+        ret = recd_fsync_path(staging, O_DIRECTORY);
     return ret;
 }
 
@@ -179,7 +167,7 @@ int recd_registry_commit(const char *dir, const char *model, const char *staging
         if ((size_t)snprintf(target, sizeof(target), "%s/%llu", model_dir, (unsigned long long)next) >= sizeof(target))
             return RECD_EINVAL;
         if (rename_noreplace(staging, target) == 0) {
-            if (fsync_path(model_dir, O_DIRECTORY) != 0)
+            if (recd_fsync_path(model_dir, O_DIRECTORY) != 0)
                 return RECD_EIO;
             *version = next;
             return RECD_OK;

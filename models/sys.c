@@ -1,10 +1,12 @@
-/* sys.c: small system helpers shared by every module — allocation that aborts on out of memory, directory creation. */
+/* sys.c: small system helpers shared by every module — allocation that aborts on out of memory, directories, fsync. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "models/sys.h"
 
 __attribute__((noreturn, cold)) static void out_of_memory(size_t n, size_t size)
@@ -109,5 +111,16 @@ int recd_mkdir_parents(const char *path)
     free(buf);
     if (ret != 0)
         errno = saved;
+    return ret;
+}
+
+int recd_fsync_path(const char *path, int open_flags)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | open_flags);
+    if (fd < 0)
+        return -1;
+    int ret = fsync(fd), saved = errno;
+    close(fd);
+    errno = saved;
     return ret;
 }

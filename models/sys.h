@@ -1,4 +1,4 @@
-/* sys.h: small system helpers shared by every module — allocation that aborts on out of memory, directory creation. */
+/* sys.h: small system helpers shared by every module — allocation that aborts on out of memory, directories, fsync. */
 #ifndef RECD_MODELS_SYS_H
 #define RECD_MODELS_SYS_H
 
@@ -34,5 +34,11 @@ char *recd_xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonn
  * created. Returns 0 when every parent exists as a directory, or -1 with errno set (ENOTDIR when one is something else).
  */
 int recd_mkdir_parents(const char *path);
+
+/**
+ * fsyncs the file or directory at path, opened read-only with extra open(2) flags (O_DIRECTORY for a directory whose
+ * entries, such as a rename into it, must be durable). Returns 0, or -1 with errno from open or fsync.
+ */
+int recd_fsync_path(const char *path, int open_flags);
 
 #endif

@@ -130,12 +130,35 @@ static void test_sys_mkdir_parents_creates(void **state)
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+static void test_sys_fsync_path_checks_kind(void **state)
+{
+    char dir[] = "/tmp/recd-test-sys-XXXXXX", file[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/f", dir);
+    int fd = open(file, O_WRONLY | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "x", 1), 1);
+    close(fd);
+
+    assert_int_equal(recd_fsync_path(dir, O_DIRECTORY), 0);
+    assert_int_equal(recd_fsync_path(file, 0), 0);
+    errno = 0;
+    assert_int_equal(recd_fsync_path(file, O_DIRECTORY), -1);
+    assert_int_equal(errno, ENOTDIR);
+    assert_int_equal(unlink(file), 0);
+    errno = 0;
+    assert_int_equal(recd_fsync_path(file, 0), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int test_sys_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sys_xcalloc_zeroes),          cmocka_unit_test(test_sys_xrealloc_keeps_contents),
         cmocka_unit_test(test_sys_xaligned_alloc_aligned),  cmocka_unit_test(test_sys_xstrdup_copies),
         cmocka_unit_test(test_sys_xcalloc_overflow_aborts), cmocka_unit_test(test_sys_mkdir_parents_creates),
+        cmocka_unit_test(test_sys_fsync_path_checks_kind),
     };
     return cmocka_run_group_tests_name("sys", tests, NULL, NULL);
 }
