@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "models/sys.h"
 
 /*
  * The model behind the data: every user u and item i gets a unit taste vector in R^factors, near one of the factor axes
@@ -42,16 +43,6 @@ static double normal(uint64_t *s)
     return sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300)) * cos(6.283185307179586 * u2);
 }
 
-static void *xmalloc(size_t size)
-{
-    void *p = malloc(size != 0 ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "recd-datagen: out of memory (%zu bytes)\n", size);
-        exit(1);
-    }
-    return p;
-}
-
 /* Walker/Vose alias table: O(1) draws from a discrete distribution. */
 typedef struct st_alias_t {
     size_t n;
@@ -65,9 +56,9 @@ static void alias_init(alias_t *a, const double *w, size_t n)
     for (size_t i = 0; i != n; ++i)
         sum += w[i];
     a->n = n;
-    a->prob = xmalloc(n * sizeof(*a->prob));
-    a->alias = xmalloc(n * sizeof(*a->alias));
-    uint32_t *small = xmalloc(n * sizeof(*small)), *large = xmalloc(n * sizeof(*large));
+    a->prob = recd_xmalloc(n * sizeof(*a->prob));
+    a->alias = recd_xmalloc(n * sizeof(*a->alias));
+    uint32_t *small = recd_xmalloc(n * sizeof(*small)), *large = recd_xmalloc(n * sizeof(*large));
     size_t ns = 0, nl = 0;
     for (size_t i = 0; i != n; ++i) {
         a->prob[i] = w[i] * n / sum;
@@ -237,13 +228,13 @@ int main(int argc, char **argv)
 
     const uint32_t f = (uint32_t)factors;
     uint64_t state = seed;
-    float *U = xmalloc(n_users * f * sizeof(*U)), *V = xmalloc(n_items * f * sizeof(*V));
+    float *U = recd_xmalloc(n_users * f * sizeof(*U)), *V = recd_xmalloc(n_items * f * sizeof(*V));
     taste_vectors(U, n_users, f, &state);
     taste_vectors(V, n_items, f, &state);
     alias_t item_pop, user_act;
     {
-        double *w = xmalloc((n_items > n_users ? n_items : n_users) * sizeof(*w));
-        uint32_t *perm = xmalloc(n_items * sizeof(*perm));
+        double *w = recd_xmalloc((n_items > n_users ? n_items : n_users) * sizeof(*w));
+        uint32_t *perm = recd_xmalloc(n_items * sizeof(*perm));
         for (uint64_t i = 0; i != n_items; ++i)
             perm[i] = (uint32_t)i;
         for (uint64_t i = n_items - 1; i > 0; --i) {
@@ -267,7 +258,7 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t cap = 1 << 20, len = 0;
-    char *buf = xmalloc(cap + 128);
+    char *buf = recd_xmalloc(cap + 128);
     len = (size_t)snprintf(buf, cap, "user%citem%cvalue%ctimestamp\n", sep, sep, sep);
     double ts = (double)START_TS;
     int failed = 0;

@@ -6,27 +6,8 @@
 #include <string.h>
 #include <time.h>
 #include <cblas.h>
+#include "models/sys.h"
 #include "train/trainer.h"
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "recd-train: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size != 0 ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "recd-train: out of memory\n");
-        abort();
-    }
-    return p;
-}
 
 double recd_now(void)
 {
@@ -39,7 +20,7 @@ double recd_now(void)
 
 static float *popularity_of(const recd_csr_t *m)
 {
-    float *p = xcalloc(m->n_cols, sizeof(float));
+    float *p = recd_xcalloc(m->n_cols, sizeof(float));
     recd_popularity_compute(m, p);
     return p;
 }
@@ -412,10 +393,10 @@ static void entries_alloc(recd_entries_t *e, size_t n_rows, size_t n_cols, size_
     e->n_rows = n_rows;
     e->n_cols = n_cols;
     e->n = n;
-    e->row = xcalloc(n, sizeof(*e->row));
-    e->col = xcalloc(n, sizeof(*e->col));
-    e->val = xcalloc(n, sizeof(*e->val));
-    e->ts = xcalloc(n, sizeof(*e->ts));
+    e->row = recd_xcalloc(n, sizeof(*e->row));
+    e->col = recd_xcalloc(n, sizeof(*e->col));
+    e->val = recd_xcalloc(n, sizeof(*e->val));
+    e->ts = recd_xcalloc(n, sizeof(*e->ts));
 }
 
 int recd_entries_from_interactions(const recd_interactions_t *x, recd_merge_t merge, recd_entries_t *out)
@@ -505,7 +486,7 @@ const char *recd_protocol_description(recd_protocol_t p)
 int recd_entries_split(const recd_entries_t *e, recd_protocol_t protocol, double test_ratio, uint64_t seed, uint32_t fold,
                        uint32_t folds, recd_entries_t *train, recd_entries_t *test)
 {
-    uint8_t *is_test = xcalloc(e->n, 1);
+    uint8_t *is_test = recd_xcalloc(e->n, 1);
     int ret;
     memset(train, 0, sizeof(*train));
     memset(test, 0, sizeof(*test));
@@ -524,7 +505,7 @@ int recd_entries_split(const recd_entries_t *e, recd_protocol_t protocol, double
             ret = RECD_EINVAL;
             break;
         }
-        uint32_t *fold_of = xcalloc(e->n, sizeof(*fold_of));
+        uint32_t *fold_of = recd_xcalloc(e->n, sizeof(*fold_of));
         if ((ret = recd_split_kfold_mask(e->n, folds, seed, fold_of)) == RECD_OK)
             for (size_t i = 0; i != e->n; ++i)
                 is_test[i] = fold_of[i] == fold;
@@ -593,7 +574,7 @@ int recd_evaluate(const recd_csr_t *train, const recd_csr_t *test, const recd_ev
         out->has_sampled = 1;
     }
     if (o->rating_metrics && test->nnz != 0) {
-        rating_adapter_t r = {score, data, xcalloc(test->n_cols, sizeof(float)), -1, o->min_rating, o->max_rating};
+        rating_adapter_t r = {score, data, recd_xcalloc(test->n_cols, sizeof(float)), -1, o->min_rating, o->max_rating};
         ret = recd_eval_rating(test, predict_from_scores, &r, &out->rating);
         free(r.scores);
         if (ret != RECD_OK)
@@ -738,8 +719,8 @@ static void push(uint32_t **iters, double **vals, size_t *n, size_t *cap, uint32
 {
     if (*n == *cap) {
         *cap = *cap != 0 ? *cap * 2 : 32;
-        *iters = xrealloc(*iters, *cap * sizeof(**iters));
-        *vals = xrealloc(*vals, *cap * sizeof(**vals));
+        *iters = recd_xrealloc(*iters, *cap * sizeof(**iters));
+        *vals = recd_xrealloc(*vals, *cap * sizeof(**vals));
     }
     (*iters)[*n] = it;
     (*vals)[*n] = v;
@@ -957,7 +938,7 @@ long recd_grid_expand(const recd_algorithm_t *a, const void *base, const char *g
         }
     }
     size_t size = a->params_size != 0 ? a->params_size : 1;
-    char *all = xcalloc(total, size);
+    char *all = recd_xcalloc(total, size);
     for (size_t c = 0; c != total; ++c) {
         char *p = all + c * size;
         memcpy(p, base, a->params_size);
