@@ -17,7 +17,9 @@
  * (y_i . p) y_i computed sparsely from the row's stored entries, so a step costs O(f^2 + nnz_u f) instead of the
  * O(nnz_u f^2 + f^3) of building and factorising A. CG never raises a row's quadratic objective, so the loss still does not
  * rise from iteration to iteration. The per-row kernels use GCC vector extensions and are compiled twice, for baseline
- * x86-64 and for AVX2+FMA, picked at run time from the CPU (the binary runs on any x86-64).
+ * x86-64 and for AVX2+FMA, picked at run time from the CPU (the binary runs on any x86-64; -DRECD_ALS_NO_AVX2 builds the
+ * baseline copy only, to test it). The two copies round differently (FMA), so factors are bit-identical for a seed on
+ * one machine, not across CPUs -- as with OpenBLAS, whose kernels also depend on the CPU.
  *
  * X starts random and each iteration solves items then users, so the user factors returned satisfy their normal
  * equations for the item factors returned: folding a known user in from its training row reproduces its stored vector.
@@ -71,42 +73,42 @@ static double now(void)
 
 #define KERNEL static inline __attribute__((always_inline))
 
-/* 8 floats: one AVX register in the AVX2 copies, two SSE registers in the baseline ones (always inlined, so the
- * baseline ABI note GCC gives for 32-byte vector returns does not apply). */
-#pragma GCC diagnostic ignored "-Wpsabi"
+/* 8 floats: one AVX register in the AVX2 copies, two SSE registers in the baseline ones. */
 typedef float v8sf __attribute__((vector_size(32)));
 
-KERNEL v8sf load8(const float *p)
-{
-    v8sf v;
-    memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-KERNEL void store8(float *p, v8sf v)
-{
-    memcpy(p, &v, sizeof(v));
-}
-
-KERNEL float hsum8(v8sf v)
-{
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
+/* Unaligned loads and stores, and the sum of the lanes; macros, so no vector ever crosses a function boundary of the
+ * baseline copy (whose ABI passes 32-byte vectors differently). */
+#define LOAD8(p)                                                                                                                   \
+    ({                                                                                                                             \
+        v8sf v_;                                                                                                                   \
+        memcpy(&v_, (p), sizeof(v_));                                                                                              \
+        v_;                                                                                                                        \
+    })
+#define STORE8(p, v)                                                                                                               \
+    do {                                                                                                                           \
+        v8sf s_ = (v);                                                                                                             \
+        memcpy((p), &s_, sizeof(s_));                                                                                              \
+    } while (0)
+#define HSUM8(v)                                                                                                                   \
+    ({                                                                                                                             \
+        v8sf h_ = (v);                                                                                                             \
+        ((h_[0] + h_[4]) + (h_[1] + h_[5])) + ((h_[2] + h_[6]) + (h_[3] + h_[7]));                                                 \
+    })
 
 KERNEL float dot_k(const float *restrict a, const float *restrict b, uint32_t f)
 {
     v8sf s0 = {0}, s1 = {0};
     uint32_t k = 0;
     for (; k + 16 <= f; k += 16) {
-        s0 += load8(a + k) * load8(b + k);
-        s1 += load8(a + k + 8) * load8(b + k + 8);
+        s0 += LOAD8(a + k) * LOAD8(b + k);
+        s1 += LOAD8(a + k + 8) * LOAD8(b + k + 8);
     }
     for (; k + 8 <= f; k += 8)
-        s0 += load8(a + k) * load8(b + k);
+        s0 += LOAD8(a + k) * LOAD8(b + k);
     float t = 0;
     for (; k != f; ++k)
         t += a[k] * b[k];
-    return hsum8(s0 + s1) + t;
+    return HSUM8(s0 + s1) + t;
 }
 
 /* y += a x */
@@ -115,7 +117,7 @@ KERNEL void axpy_k(float a, const float *restrict x, float *restrict y, uint32_t
     v8sf va = {a, a, a, a, a, a, a, a};
     uint32_t k = 0;
     for (; k + 8 <= f; k += 8)
-        store8(y + k, load8(y + k) + va * load8(x + k));
+        STORE8(y + k, LOAD8(y + k) + va * LOAD8(x + k));
     for (; k != f; ++k)
         y[k] += a * x[k];
 }
@@ -126,7 +128,7 @@ KERNEL void xpay_k(const float *restrict x, float a, float *restrict y, uint32_t
     v8sf va = {a, a, a, a, a, a, a, a};
     uint32_t k = 0;
     for (; k + 8 <= f; k += 8)
-        store8(y + k, load8(x + k) + va * load8(y + k));
+        STORE8(y + k, LOAD8(x + k) + va * LOAD8(y + k));
     for (; k != f; ++k)
         y[k] = x[k] + a * y[k];
 }
@@ -142,23 +144,23 @@ KERNEL void symv_k(const float *restrict G, const float *restrict x, float *rest
             float xc = x[c];
             v8sf vx = {xc, xc, xc, xc, xc, xc, xc, xc};
             const float *g = G + (size_t)c * f + k;
-            a0 += vx * load8(g);
-            a1 += vx * load8(g + 8);
-            a2 += vx * load8(g + 16);
-            a3 += vx * load8(g + 24);
+            a0 += vx * LOAD8(g);
+            a1 += vx * LOAD8(g + 8);
+            a2 += vx * LOAD8(g + 16);
+            a3 += vx * LOAD8(g + 24);
         }
-        store8(y + k, a0);
-        store8(y + k + 8, a1);
-        store8(y + k + 16, a2);
-        store8(y + k + 24, a3);
+        STORE8(y + k, a0);
+        STORE8(y + k + 8, a1);
+        STORE8(y + k + 16, a2);
+        STORE8(y + k + 24, a3);
     }
     for (; k + 8 <= f; k += 8) {
         v8sf acc = {0};
         for (uint32_t c = 0; c != f; ++c) {
             float xc = x[c];
-            acc += (v8sf){xc, xc, xc, xc, xc, xc, xc, xc} * load8(G + (size_t)c * f + k);
+            acc += (v8sf){xc, xc, xc, xc, xc, xc, xc, xc} * LOAD8(G + (size_t)c * f + k);
         }
-        store8(y + k, acc);
+        STORE8(y + k, acc);
     }
     for (; k != f; ++k) {
         float acc = 0;
@@ -175,11 +177,11 @@ KERNEL void dot4_k(const float *restrict y0, const float *restrict y1, const flo
     v8sf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
     uint32_t k = 0;
     for (; k + 8 <= f; k += 8) {
-        v8sf vv = load8(v + k);
-        s0 += load8(y0 + k) * vv;
-        s1 += load8(y1 + k) * vv;
-        s2 += load8(y2 + k) * vv;
-        s3 += load8(y3 + k) * vv;
+        v8sf vv = LOAD8(v + k);
+        s0 += LOAD8(y0 + k) * vv;
+        s1 += LOAD8(y1 + k) * vv;
+        s2 += LOAD8(y2 + k) * vv;
+        s3 += LOAD8(y3 + k) * vv;
     }
     float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
     for (; k != f; ++k) {
@@ -188,10 +190,10 @@ KERNEL void dot4_k(const float *restrict y0, const float *restrict y1, const flo
         t2 += y2[k] * v[k];
         t3 += y3[k] * v[k];
     }
-    d[0] = hsum8(s0) + t0;
-    d[1] = hsum8(s1) + t1;
-    d[2] = hsum8(s2) + t2;
-    d[3] = hsum8(s3) + t3;
+    d[0] = HSUM8(s0) + t0;
+    d[1] = HSUM8(s1) + t1;
+    d[2] = HSUM8(s2) + t2;
+    d[3] = HSUM8(s3) + t3;
 }
 
 /* out += a0 y0 + a1 y1 + a2 y2 + a3 y3 (one load and store of out for four rows) */
@@ -202,7 +204,7 @@ KERNEL void axpy4_k(const float *a, const float *restrict y0, const float *restr
          v2 = {a[2], a[2], a[2], a[2], a[2], a[2], a[2], a[2]}, v3 = {a[3], a[3], a[3], a[3], a[3], a[3], a[3], a[3]};
     uint32_t k = 0;
     for (; k + 8 <= f; k += 8)
-        store8(out + k, load8(out + k) + ((v0 * load8(y0 + k) + v1 * load8(y1 + k)) + (v2 * load8(y2 + k) + v3 * load8(y3 + k))));
+        STORE8(out + k, LOAD8(out + k) + ((v0 * LOAD8(y0 + k) + v1 * LOAD8(y1 + k)) + (v2 * LOAD8(y2 + k) + v3 * LOAD8(y3 + k))));
     for (; k != f; ++k)
         out[k] += (a[0] * y0[k] + a[1] * y1[k]) + (a[2] * y2[k] + a[3] * y3[k]);
 }
@@ -213,9 +215,9 @@ KERNEL void accumulate_gather(uint32_t f, float c, float s, const float *restric
     v8sf vc = {c, c, c, c, c, c, c, c}, vs = {s, s, s, s, s, s, s, s};
     uint32_t k = 0;
     for (; k + 8 <= f; k += 8) {
-        v8sf v = load8(y + k);
-        store8(b + k, load8(b + k) + vc * v);
-        store8(g + k, vs * v);
+        v8sf v = LOAD8(y + k);
+        STORE8(b + k, LOAD8(b + k) + vc * v);
+        STORE8(g + k, vs * v);
     }
     for (; k != f; ++k) {
         b[k] += c * y[k];
@@ -365,7 +367,7 @@ static int solve_row_cg(half_step_t *hs, worker_t *w, size_t u)
     return solve_row_cg_body(hs, w, u);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(RECD_ALS_NO_AVX2)
 #define HAVE_AVX2_COPY 1
 __attribute__((target("avx2,fma"))) static int solve_row_cholesky_avx2(half_step_t *hs, worker_t *w, size_t u)
 {
