@@ -510,24 +510,24 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
     if (n_threads > 256)
         n_threads = 256;
 
-    X = train_xmalloc(n_users * f * sizeof(*X));
-    Y = train_xcalloc(n_items * f, sizeof(*Y)); /* CG's first item half-step starts from 0 */
-    Gx = train_xmalloc((size_t)f * f * sizeof(*Gx));
-    Gy = train_xmalloc((size_t)f * f * sizeof(*Gy));
+    X = recd_xmalloc(n_users * f * sizeof(*X));
+    Y = recd_xcalloc(n_items * f, sizeof(*Y)); /* CG's first item half-step starts from 0 */
+    Gx = recd_xmalloc((size_t)f * f * sizeof(*Gx));
+    Gy = recd_xmalloc((size_t)f * f * sizeof(*Gy));
     if (use_cg)
-        Gcg = train_xmalloc((size_t)f * f * sizeof(*Gcg));
-    user_loss = train_xcalloc(n_users, sizeof(*user_loss));
+        Gcg = recd_xmalloc((size_t)f * f * sizeof(*Gcg));
+    user_loss = recd_xcalloc(n_users, sizeof(*user_loss));
     { /* X ~ N(0, 0.01^2) from the seed; Y is solved first, so it needs no start */
         uint64_t state = p->seed;
         for (size_t i = 0; i != n_users * f; ++i)
             X[i] = (float)(0.01 * train_normal(&state));
     }
-    workers = train_xcalloc(n_threads, sizeof(*workers));
+    workers = recd_xcalloc(n_threads, sizeof(*workers));
     for (uint32_t t = 0; t != n_threads; ++t) {
-        workers[t].A = train_xmalloc((size_t)f * f * sizeof(float));
-        workers[t].b = train_xmalloc(f * sizeof(float));
-        workers[t].gather = train_xmalloc((size_t)GATHER_ROWS * f * sizeof(float));
-        workers[t].r = train_xmalloc(3 * (size_t)f * sizeof(float));
+        workers[t].A = recd_xmalloc((size_t)f * f * sizeof(float));
+        workers[t].b = recd_xmalloc(f * sizeof(float));
+        workers[t].gather = recd_xmalloc((size_t)GATHER_ROWS * f * sizeof(float));
+        workers[t].r = recd_xmalloc(3 * (size_t)f * sizeof(float));
         workers[t].p = workers[t].r + f;
         workers[t].Ap = workers[t].r + 2 * (size_t)f;
     }

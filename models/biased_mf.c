@@ -133,7 +133,7 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     if (threads > MAX_THREADS)
         threads = MAX_THREADS;
 
-    all = train_xmalloc(m->nnz * sizeof(*all));
+    all = recd_xmalloc(m->nnz * sizeof(*all));
     double total = 0;
     for (size_t u = 0; u != m->n_rows; ++u) {
         for (uint64_t j = m->row_ptr[u]; j != m->row_ptr[u + 1]; ++j) {
@@ -144,17 +144,17 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     const float mu = (float)(total / (double)m->nnz);
 
     uint64_t rng = p->seed ^ UINT64_C(0x6d662d696e697421); /* "mf-init!" */
-    x = train_xmalloc(m->n_rows * k * sizeof(*x));
-    y = train_xmalloc(m->n_cols * k * sizeof(*y));
-    bu = train_xcalloc(m->n_rows, sizeof(*bu));
-    bi = train_xcalloc(m->n_cols, sizeof(*bi));
+    x = recd_xmalloc(m->n_rows * k * sizeof(*x));
+    y = recd_xmalloc(m->n_cols * k * sizeof(*y));
+    bu = recd_xcalloc(m->n_rows, sizeof(*bu));
+    bi = recd_xcalloc(m->n_cols, sizeof(*bi));
     for (size_t i = 0; i != m->n_rows * k; ++i)
         x[i] = (float)(p->init_std * train_normal(&rng));
     for (size_t i = 0; i != m->n_cols * k; ++i)
         y[i] = (float)(p->init_std * train_normal(&rng));
 
     mf_shared_t shared = {x, y, bu, bi, mu, k, p->learning_rate, p->reg, p->bias_reg};
-    workers = train_xcalloc(threads, sizeof(*workers));
+    workers = recd_xcalloc(threads, sizeof(*workers));
     for (uint32_t epoch = 0; epoch != p->epochs; ++epoch) {
         double started = now_seconds(), sse = 0;
         for (size_t n = m->nnz; n > 1; --n) { /* Fisher-Yates */

@@ -166,16 +166,16 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
 
     /* start as implicit and Cornac do: uniform in (-0.5, 0.5) / factors, biases at zero */
     uint64_t init_rng = p->seed ^ UINT64_C(0x6270722d696e6974); /* "bpr-init" */
-    x = train_xmalloc(m->n_rows * k * sizeof(*x));
-    y = train_xmalloc(m->n_cols * k * sizeof(*y));
-    b = train_xcalloc(m->n_cols, sizeof(*b));
+    x = recd_xmalloc(m->n_rows * k * sizeof(*x));
+    y = recd_xmalloc(m->n_cols * k * sizeof(*y));
+    b = recd_xcalloc(m->n_cols, sizeof(*b));
     for (size_t i = 0; i != m->n_rows * k; ++i)
         x[i] = (float)((train_uniform(&init_rng) - 0.5) / k);
     for (size_t i = 0; i != m->n_cols * k; ++i)
         y[i] = (float)((train_uniform(&init_rng) - 0.5) / k);
 
     size_t n_users = 0;
-    users = train_xmalloc(m->n_rows * sizeof(*users));
+    users = recd_xmalloc(m->n_rows * sizeof(*users));
     for (size_t u = 0; u != m->n_rows; ++u) {
         uint64_t len = m->row_ptr[u + 1] - m->row_ptr[u];
         if (len != 0 && len < m->n_cols)
@@ -183,7 +183,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
     }
 
     bpr_shared_t shared = {m, users, n_users, x, y, b, k, p->learning_rate, p->reg, p->bias_reg};
-    workers = train_xcalloc(threads, sizeof(*workers));
+    workers = recd_xcalloc(threads, sizeof(*workers));
     for (uint32_t t = 0; t != threads; ++t) {
         uint64_t seed_state = p->seed + t * UINT64_C(0x9E3779B97F4A7C15);
         workers[t].shared = &shared;

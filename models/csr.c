@@ -21,23 +21,23 @@ int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint3
 
     /* Two stable counting sorts (by column, then by row) order the triples by (row, col) and keep input order among
      * duplicates, which RECD_MERGE_LAST relies on. */
-    col_count = train_xcalloc(n_cols + 1, sizeof(*col_count));
+    col_count = recd_xcalloc(n_cols + 1, sizeof(*col_count));
     for (size_t i = 0; i != n; ++i)
         ++col_count[cols[i] + 1];
     for (size_t c = 0; c != n_cols; ++c)
         col_count[c + 1] += col_count[c];
-    by_col = train_xmalloc(n * sizeof(*by_col));
+    by_col = recd_xmalloc(n * sizeof(*by_col));
     for (size_t i = 0; i != n; ++i)
         by_col[col_count[cols[i]]++] = i;
 
-    row_ptr = train_xcalloc(n_rows + 1, sizeof(*row_ptr));
+    row_ptr = recd_xcalloc(n_rows + 1, sizeof(*row_ptr));
     for (size_t i = 0; i != n; ++i)
         ++row_ptr[rows[i] + 1];
     for (size_t r = 0; r != n_rows; ++r)
         row_ptr[r + 1] += row_ptr[r];
-    order = train_xmalloc(n * sizeof(*order));
+    order = recd_xmalloc(n * sizeof(*order));
     { /* row_ptr[r] is advanced while filling, then restored from the shifted copy */
-        uint64_t *next = train_xmalloc((n_rows + 1) * sizeof(*next));
+        uint64_t *next = recd_xmalloc((n_rows + 1) * sizeof(*next));
         memcpy(next, row_ptr, (n_rows + 1) * sizeof(*next));
         for (size_t j = 0; j != n; ++j) {
             size_t i = by_col[j];
@@ -49,9 +49,9 @@ int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint3
     /* merge runs of equal (row, col) in place */
     out->n_rows = n_rows;
     out->n_cols = n_cols;
-    out->row_ptr = train_xmalloc((n_rows + 1) * sizeof(*out->row_ptr));
-    out->col = train_xmalloc(n * sizeof(*out->col));
-    out->val = train_xmalloc(n * sizeof(*out->val));
+    out->row_ptr = recd_xmalloc((n_rows + 1) * sizeof(*out->row_ptr));
+    out->col = recd_xmalloc(n * sizeof(*out->col));
+    out->val = recd_xmalloc(n * sizeof(*out->val));
     size_t nnz = 0;
     out->row_ptr[0] = 0;
     for (size_t r = 0; r != n_rows; ++r) {
@@ -82,8 +82,8 @@ int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint3
     }
     out->nnz = nnz;
     if (nnz != n && nnz != 0) { /* give back what merging freed */
-        out->col = train_xrealloc(out->col, nnz * sizeof(*out->col));
-        out->val = train_xrealloc(out->val, nnz * sizeof(*out->val));
+        out->col = recd_xrealloc(out->col, nnz * sizeof(*out->col));
+        out->val = recd_xrealloc(out->val, nnz * sizeof(*out->val));
     }
 
     free(col_count);
@@ -101,14 +101,14 @@ int recd_csr_transpose(const recd_csr_t *m, recd_csr_t *out)
     out->n_rows = m->n_cols;
     out->n_cols = m->n_rows;
     out->nnz = m->nnz;
-    out->row_ptr = train_xcalloc(out->n_rows + 1, sizeof(*out->row_ptr));
-    out->col = train_xmalloc(m->nnz * sizeof(*out->col));
-    out->val = train_xmalloc(m->nnz * sizeof(*out->val));
+    out->row_ptr = recd_xcalloc(out->n_rows + 1, sizeof(*out->row_ptr));
+    out->col = recd_xmalloc(m->nnz * sizeof(*out->col));
+    out->val = recd_xmalloc(m->nnz * sizeof(*out->val));
     for (size_t j = 0; j != m->nnz; ++j)
         ++out->row_ptr[m->col[j] + 1];
     for (size_t c = 0; c != out->n_rows; ++c)
         out->row_ptr[c + 1] += out->row_ptr[c];
-    uint64_t *next = train_xmalloc((out->n_rows + 1) * sizeof(*next));
+    uint64_t *next = recd_xmalloc((out->n_rows + 1) * sizeof(*next));
     memcpy(next, out->row_ptr, (out->n_rows + 1) * sizeof(*next));
     /* walking rows in order makes each transposed row come out sorted */
     for (size_t r = 0; r != m->n_rows; ++r) {

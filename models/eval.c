@@ -60,7 +60,7 @@ void eval_for_each_user(size_t n_users, uint32_t threads, eval_user_fn fn, void 
 {
     eval_loop_t loop = {.n_users = n_users, .fn = fn, .ctx = ctx};
     atomic_init(&loop.next, 0);
-    eval_loop_worker_t *workers = train_xcalloc(threads, sizeof(*workers));
+    eval_loop_worker_t *workers = recd_xcalloc(threads, sizeof(*workers));
     uint32_t started = 0;
     for (uint32_t t = 0; t != threads; ++t) {
         workers[t].loop = &loop;
@@ -201,13 +201,13 @@ int recd_eval_ranking(const recd_csr_t *train, const recd_csr_t *test, uint32_t 
     threads = eval_thread_count(threads);
 
     eval_job_t job = {.train = train, .test = test, .k = k, .score = score, .data = data};
-    job.per_user = train_xcalloc(test->n_rows, sizeof(*job.per_user));
-    job.scratch = train_xcalloc(threads, sizeof(*job.scratch));
+    job.per_user = recd_xcalloc(test->n_rows, sizeof(*job.per_user));
+    job.scratch = recd_xcalloc(threads, sizeof(*job.scratch));
     for (uint32_t t = 0; t != threads; ++t) {
-        job.scratch[t].scores = train_xmalloc(train->n_cols * sizeof(float));
-        job.scratch[t].positives = train_xmalloc(train->n_cols * sizeof(float));
-        job.scratch[t].top = train_xmalloc((size_t)k * sizeof(recd_scored_t));
-        job.scratch[t].covered = train_xcalloc(train->n_cols, 1);
+        job.scratch[t].scores = recd_xmalloc(train->n_cols * sizeof(float));
+        job.scratch[t].positives = recd_xmalloc(train->n_cols * sizeof(float));
+        job.scratch[t].top = recd_xmalloc((size_t)k * sizeof(recd_scored_t));
+        job.scratch[t].covered = recd_xcalloc(train->n_cols, 1);
     }
     eval_for_each_user(test->n_rows, threads, eval_user, &job);
 

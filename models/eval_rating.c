@@ -48,7 +48,7 @@ int recd_split_kfold(const recd_csr_t *m, uint32_t folds, uint32_t fold, uint64_
 
     /* shuffle the entry indexes; the entries landing at positions [start, stop) of the shuffled order form the test fold,
      * chunks cut as Surprise's KFold cuts them */
-    size_t *perm = train_xmalloc(m->nnz * sizeof(*perm));
+    size_t *perm = recd_xmalloc(m->nnz * sizeof(*perm));
     for (size_t j = 0; j != m->nnz; ++j)
         perm[j] = j;
     uint64_t rng = seed;
@@ -61,7 +61,7 @@ int recd_split_kfold(const recd_csr_t *m, uint32_t folds, uint32_t fold, uint64_
     size_t base = m->nnz / folds, extra = m->nnz % folds;
     size_t start = fold * base + (fold < extra ? fold : extra);
     size_t stop = start + base + (fold < extra);
-    unsigned char *in_test = train_xcalloc(m->nnz != 0 ? m->nnz : 1, 1);
+    unsigned char *in_test = recd_xcalloc(m->nnz != 0 ? m->nnz : 1, 1);
     for (size_t p = start; p != stop; ++p)
         in_test[perm[p]] = 1;
     free(perm);
@@ -72,9 +72,9 @@ int recd_split_kfold(const recd_csr_t *m, uint32_t folds, uint32_t fold, uint64_
         outs[o]->n_rows = m->n_rows;
         outs[o]->n_cols = m->n_cols;
         outs[o]->nnz = counts[o];
-        outs[o]->row_ptr = train_xmalloc((m->n_rows + 1) * sizeof(*outs[o]->row_ptr));
-        outs[o]->col = train_xmalloc(counts[o] * sizeof(*outs[o]->col));
-        outs[o]->val = train_xmalloc(counts[o] * sizeof(*outs[o]->val));
+        outs[o]->row_ptr = recd_xmalloc((m->n_rows + 1) * sizeof(*outs[o]->row_ptr));
+        outs[o]->col = recd_xmalloc(counts[o] * sizeof(*outs[o]->col));
+        outs[o]->val = recd_xmalloc(counts[o] * sizeof(*outs[o]->val));
         outs[o]->row_ptr[0] = 0;
     }
     /* walking m's rows in order keeps every output row sorted */

@@ -104,11 +104,11 @@ int recd_eval_sampled(const recd_csr_t *train, const recd_csr_t *test, uint32_t 
     threads = eval_thread_count(threads);
 
     sampled_job_t job = {.train = train, .test = test, .k = k, .proto = *proto, .score = score, .data = data};
-    job.per_user = train_xcalloc(test->n_rows, sizeof(*job.per_user));
-    job.scratch = train_xcalloc(threads, sizeof(*job.scratch));
+    job.per_user = recd_xcalloc(test->n_rows, sizeof(*job.per_user));
+    job.scratch = recd_xcalloc(threads, sizeof(*job.scratch));
     for (uint32_t t = 0; t != threads; ++t) {
-        job.scratch[t].scores = train_xmalloc(train->n_cols * sizeof(float));
-        job.scratch[t].candidates = train_xmalloc(train->n_cols * sizeof(uint32_t));
+        job.scratch[t].scores = recd_xmalloc(train->n_cols * sizeof(float));
+        job.scratch[t].candidates = recd_xmalloc(train->n_cols * sizeof(uint32_t));
     }
     eval_for_each_user(test->n_rows, threads, sampled_user, &job);
 

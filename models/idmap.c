@@ -53,7 +53,7 @@ static uint64_t hash_id(const char *s, size_t len)
 
 static slot_t *new_slots(size_t n)
 {
-    slot_t *slots = train_xmalloc(n * sizeof(*slots));
+    slot_t *slots = recd_xmalloc(n * sizeof(*slots));
     for (size_t i = 0; i != n; ++i)
         slots[i] = (slot_t){NULL, EMPTY, 0};
     return slots;
@@ -61,7 +61,7 @@ static slot_t *new_slots(size_t n)
 
 recd_idmap_t *recd_idmap_create(void)
 {
-    recd_idmap_t *map = train_xcalloc(1, sizeof(*map));
+    recd_idmap_t *map = recd_xcalloc(1, sizeof(*map));
     map->mask = 15;
     map->slots = new_slots(map->mask + 1);
     return map;
@@ -123,7 +123,7 @@ static char *arena_copy(recd_idmap_t *map, const char *id, size_t len)
     arena_block_t *b = map->arena;
     if (b == NULL || b->size - b->used < need) {
         size_t size = need > ARENA_BLOCK ? need : ARENA_BLOCK;
-        b = train_xmalloc(sizeof(*b) + size);
+        b = recd_xmalloc(sizeof(*b) + size);
         b->next = map->arena;
         b->used = 0;
         b->size = size;
@@ -149,8 +149,8 @@ uint32_t recd_idmap_intern(recd_idmap_t *map, const char *id, size_t len)
     }
     if (map->size == map->capacity) {
         map->capacity = map->capacity == 0 ? 16 : map->capacity * 2;
-        map->ids = train_xrealloc(map->ids, map->capacity * sizeof(*map->ids));
-        map->hashes = train_xrealloc(map->hashes, map->capacity * sizeof(*map->hashes));
+        map->ids = recd_xrealloc(map->ids, map->capacity * sizeof(*map->ids));
+        map->hashes = recd_xrealloc(map->hashes, map->capacity * sizeof(*map->hashes));
     }
     uint32_t idx = (uint32_t)map->size++;
     map->ids[idx] = arena_copy(map, id, len);

@@ -33,7 +33,7 @@ int recd_split_stratified_mask(const uint32_t *user, size_t n, size_t n_users, d
             return RECD_EINVAL;
 
     /* a stable counting sort groups each user's rows in input order */
-    size_t *start = train_xcalloc(n_users + 1, sizeof(*start));
+    size_t *start = recd_xcalloc(n_users + 1, sizeof(*start));
     for (size_t i = 0; i != n; ++i)
         ++start[user[i] + 1];
     size_t max_rows = 0;
@@ -42,9 +42,9 @@ int recd_split_stratified_mask(const uint32_t *user, size_t n, size_t n_users, d
             max_rows = start[u + 1];
         start[u + 1] += start[u];
     }
-    size_t *rows = train_xmalloc(n * sizeof(*rows)), *perm = train_xmalloc(max_rows * sizeof(*perm));
+    size_t *rows = recd_xmalloc(n * sizeof(*rows)), *perm = recd_xmalloc(max_rows * sizeof(*perm));
     {
-        size_t *next = train_xmalloc((n_users + 1) * sizeof(*next));
+        size_t *next = recd_xmalloc((n_users + 1) * sizeof(*next));
         memcpy(next, start, (n_users + 1) * sizeof(*next));
         for (size_t i = 0; i != n; ++i)
             rows[next[user[i]]++] = i;
@@ -78,8 +78,8 @@ int recd_split_stratified(const recd_csr_t *m, double test_ratio, uint64_t seed,
         return RECD_EINVAL;
 
     /* the CSR's entries in row-major order are coordinate rows grouped by user, columns ascending */
-    uint32_t *user = train_xmalloc(m->nnz * sizeof(*user));
-    uint8_t *is_test = train_xmalloc(m->nnz);
+    uint32_t *user = recd_xmalloc(m->nnz * sizeof(*user));
+    uint8_t *is_test = recd_xmalloc(m->nnz);
     for (size_t u = 0; u != m->n_rows; ++u)
         for (uint64_t j = m->row_ptr[u]; j != m->row_ptr[u + 1]; ++j)
             user[j] = (uint32_t)u;
@@ -92,9 +92,9 @@ int recd_split_stratified(const recd_csr_t *m, double test_ratio, uint64_t seed,
     for (int o = 0; o != 2; ++o) {
         outs[o]->n_rows = m->n_rows;
         outs[o]->n_cols = m->n_cols;
-        outs[o]->row_ptr = train_xmalloc((m->n_rows + 1) * sizeof(*outs[o]->row_ptr));
-        outs[o]->col = train_xmalloc(m->nnz * sizeof(*outs[o]->col));
-        outs[o]->val = train_xmalloc(m->nnz * sizeof(*outs[o]->val));
+        outs[o]->row_ptr = recd_xmalloc((m->n_rows + 1) * sizeof(*outs[o]->row_ptr));
+        outs[o]->col = recd_xmalloc(m->nnz * sizeof(*outs[o]->col));
+        outs[o]->val = recd_xmalloc(m->nnz * sizeof(*outs[o]->val));
         outs[o]->row_ptr[0] = 0;
     }
     /* walking m's rows in order keeps every output row sorted */
@@ -131,7 +131,7 @@ int recd_split_temporal_mask(const int64_t *ts, size_t n, double test_ratio, uin
     if ((n != 0 && (ts == NULL || is_test == NULL)) || !(test_ratio >= 0 && test_ratio <= 1))
         return RECD_EINVAL;
     /* (ts, row) is a total order, so qsort's instability does not matter */
-    timed_row_t *order = train_xmalloc(n * sizeof(*order));
+    timed_row_t *order = recd_xmalloc(n * sizeof(*order));
     for (size_t i = 0; i != n; ++i)
         order[i] = (timed_row_t){ts[i], i};
     qsort(order, n, sizeof(*order), compare_timed);
@@ -152,7 +152,7 @@ int recd_split_leave_last_out_mask(const uint32_t *user, const int64_t *ts, size
         if (user[i] >= n_users)
             return RECD_EINVAL;
 
-    size_t *last = train_xmalloc(n_users * sizeof(*last)), *count = train_xcalloc(n_users, sizeof(*count));
+    size_t *last = recd_xmalloc(n_users * sizeof(*last)), *count = recd_xcalloc(n_users, sizeof(*count));
     for (size_t i = 0; i != n; ++i) {
         uint32_t u = user[i];
         /* >= : a later row with the same timestamp replaces the earlier one */
@@ -175,7 +175,7 @@ int recd_split_kfold_mask(size_t n, uint32_t folds, uint64_t seed, uint32_t *fol
         return RECD_EINVAL;
     /* The shuffle and the cut are recd_split_kfold's (models/eval_rating.c), step for step, so that a CSR's entries in
      * row-major order land in the same folds through either function; tests/models/test_eval.c checks it. */
-    size_t *perm = train_xmalloc(n * sizeof(*perm));
+    size_t *perm = recd_xmalloc(n * sizeof(*perm));
     for (size_t j = 0; j != n; ++j)
         perm[j] = j;
     uint64_t rng = seed;
@@ -207,10 +207,10 @@ int recd_csr_split_by_mask(size_t n_rows, size_t n_cols, const uint32_t *rows, c
     uint32_t *r[2], *c[2];
     float *v[2] = {NULL, NULL};
     for (int s = 0; s != 2; ++s) {
-        r[s] = train_xmalloc(counts[s] * sizeof(uint32_t));
-        c[s] = train_xmalloc(counts[s] * sizeof(uint32_t));
+        r[s] = recd_xmalloc(counts[s] * sizeof(uint32_t));
+        c[s] = recd_xmalloc(counts[s] * sizeof(uint32_t));
         if (vals != NULL)
-            v[s] = train_xmalloc(counts[s] * sizeof(float));
+            v[s] = recd_xmalloc(counts[s] * sizeof(float));
     }
     /* input order is kept within each side, so RECD_MERGE_LAST means the same as for the whole log */
     for (size_t i = 0; i != n; ++i) {

@@ -1,4 +1,4 @@
-/* train_internal.h: helpers shared by the training and evaluation files of recd_models (allocation, seeded PRNG). */
+/* train_internal.h: helpers shared by the training and evaluation files of recd_models (seeded PRNG). */
 #ifndef RECD_MODELS_TRAIN_INTERNAL_H
 #define RECD_MODELS_TRAIN_INTERNAL_H
 
@@ -6,39 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/** malloc that aborts with a message on out of memory (never returns NULL; size 0 allocates 1 byte). */
-static inline void *train_xmalloc(size_t size)
-{
-    void *p = malloc(size != 0 ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory (%zu bytes)\n", size);
-        abort();
-    }
-    return p;
-}
-
-/** calloc that aborts with a message on out of memory. */
-static inline void *train_xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
-    if (p == NULL) {
-        fprintf(stderr, "recd: out of memory (%zu x %zu bytes)\n", n, size);
-        abort();
-    }
-    return p;
-}
-
-/** realloc that aborts with a message on out of memory. */
-static inline void *train_xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size != 0 ? size : 1);
-    if (q == NULL) {
-        fprintf(stderr, "recd: out of memory (%zu bytes)\n", size);
-        abort();
-    }
-    return q;
-}
+#include "models/sys.h"
 
 /** splitmix64 (Steele, Lea, Flood 2014): a tiny seeded generator; its state is one uint64_t the caller owns. */
 static inline uint64_t train_splitmix64(uint64_t *state)
