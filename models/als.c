@@ -33,6 +33,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include "models/model.h"
+#include "models/sys.h"
 #include "models/train_internal.h"
 
 #define CHUNK_ROWS 8
@@ -61,13 +62,6 @@ struct st_worker_t {
     float *r, *p, *Ap;     /* CG */
     pthread_t tid;
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- vector kernels: always inlined into the baseline and the AVX2+FMA copies of the row solvers ---- */
 
@@ -535,7 +529,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
     openblas_set_num_threads(1);
     gram(X, n_users, f, Gx);
     for (uint32_t it = 0; it != p->iterations; ++it) {
-        double t0 = now();
+        double t0 = recd_monotonic_seconds();
         /* with CG, the last iteration's users are solved exactly so that fold-in reproduces them */
         const int exact_users = !use_cg || it + 1 == p->iterations;
         half_step_t items = {.m = &item_users, .fixed = X, .out = Y, .gram = Gx, .alpha = p->alpha, .reg = p->reg, .f = f};
@@ -574,7 +568,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
             double loss = gram_loss(Gx, Gy, f, p->reg);
             for (size_t u = 0; u != n_users; ++u)
                 loss += user_loss[u];
-            if (p->on_progress(p->progress_data, it + 1, loss, now() - t0) != 0) {
+            if (p->on_progress(p->progress_data, it + 1, loss, recd_monotonic_seconds() - t0) != 0) {
                 if (!exact_users) { /* stopped early: solve the users exactly once more, as the last iteration would */
                     half_step_t last = {.m = user_items,
                                         .fixed = Y,

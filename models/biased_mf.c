@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "models/sys.h"
 #include "models/sgd_internal.h"
 #include "models/train_internal.h"
 
@@ -51,13 +52,6 @@ void recd_mf_params_init(recd_mf_params_t *p)
     p->init_std = 0.02f;
     p->threads = 0;
     p->seed = 42;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 SGD_HOGWILD static void run_ratings(mf_worker_t *w)
@@ -156,7 +150,7 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     mf_shared_t shared = {x, y, bu, bi, mu, k, p->learning_rate, p->reg, p->bias_reg};
     workers = recd_xcalloc(threads, sizeof(*workers));
     for (uint32_t epoch = 0; epoch != p->epochs; ++epoch) {
-        double started = now_seconds(), sse = 0;
+        double started = recd_monotonic_seconds(), sse = 0;
         for (size_t n = m->nnz; n > 1; --n) { /* Fisher-Yates */
             size_t j = (size_t)train_below(&rng, n);
             rating_t t = all[n - 1];
@@ -189,7 +183,7 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
         double loss = (sse + penalty) / (double)m->nnz;
         if (p->on_snapshot != NULL) /* item biases, not user biases or mu: enough to rank items for a user */
             p->on_snapshot(p->snapshot_data, epoch + 1, x, y, bi);
-        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, now_seconds() - started) != 0)
+        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
             break;
     }
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "models/sys.h"
 #include "models/sgd_internal.h"
 #include "models/train_internal.h"
 
@@ -48,13 +49,6 @@ void recd_bpr_params_init(recd_bpr_params_t *p)
     p->bias_reg = 0.01f;
     p->threads = 0;
     p->seed = 42;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* The r-th (0-based) item not in the sorted row cols[0..len): with k row items before it, it is r + k, and k is the number
@@ -192,7 +186,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
 
     const size_t samples = n_users != 0 ? m->nnz : 0;
     for (uint32_t epoch = 0; epoch != p->epochs; ++epoch) {
-        double started = now_seconds(), loss = 0;
+        double started = recd_monotonic_seconds(), loss = 0;
         uint32_t started_threads = 0;
         for (uint32_t t = 0; t != threads; ++t)
             workers[t].samples = samples / threads + (t < samples % threads);
@@ -217,7 +211,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
         }
         if (p->on_snapshot != NULL)
             p->on_snapshot(p->snapshot_data, epoch + 1, x, y, b);
-        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, now_seconds() - started) != 0)
+        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
             break;
     }
 

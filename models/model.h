@@ -12,15 +12,15 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------------------------------------------------------ */
 
 #define RECD_OK 0
-#define RECD_EINVAL (-1)     /* invalid argument */
-#define RECD_ENOMEM (-2)     /* out of memory */
-#define RECD_EIO (-3)        /* I/O error (errno is kept) */
-#define RECD_EFORMAT (-4)    /* malformed file or input */
-#define RECD_ECHECKSUM (-5)  /* SHA-256 mismatch */
-#define RECD_EVERSION (-6)   /* unsupported format version */
-#define RECD_ENOTFOUND (-7)  /* no such user, item, model or version */
-#define RECD_EEXIST (-8)     /* already exists */
-#define RECD_ENUMERIC (-9)   /* numerical failure (e.g. matrix not positive definite) */
+#define RECD_EINVAL (-1)    /* invalid argument */
+#define RECD_ENOMEM (-2)    /* out of memory */
+#define RECD_EIO (-3)       /* I/O error (errno is kept) */
+#define RECD_EFORMAT (-4)   /* malformed file or input */
+#define RECD_ECHECKSUM (-5) /* SHA-256 mismatch */
+#define RECD_EVERSION (-6)  /* unsupported format version */
+#define RECD_ENOTFOUND (-7) /* no such user, item, model or version */
+#define RECD_EEXIST (-8)    /* already exists */
+#define RECD_ENUMERIC (-9)  /* numerical failure (e.g. matrix not positive definite) */
 
 /** Returns a static English description of a RECD_E* code. */
 const char *recd_strerror(int err);
@@ -60,8 +60,8 @@ typedef enum en_recd_merge_t { RECD_MERGE_SUM = 0, RECD_MERGE_MAX, RECD_MERGE_LA
  * Builds a CSR matrix from n coordinate triples (rows[i], cols[i], vals[i]); vals may be NULL (all 1).
  * Duplicates are merged by `merge` (LAST = the later triple in input order wins).
  */
-int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint32_t *rows, const uint32_t *cols,
-                      const float *vals, size_t n, recd_merge_t merge);
+int recd_csr_from_coo(recd_csr_t *out, size_t n_rows, size_t n_cols, const uint32_t *rows, const uint32_t *cols, const float *vals,
+                      size_t n, recd_merge_t merge);
 /** Writes the transpose of m into out. */
 int recd_csr_transpose(const recd_csr_t *m, recd_csr_t *out);
 /** Frees the arrays and zeroes the struct; accepts a zeroed struct. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "models/sys.h"
 
@@ -123,4 +124,11 @@ int recd_fsync_path(const char *path, int open_flags)
     close(fd);
     errno = saved;
     return ret;
+}
+
+double recd_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -41,4 +41,7 @@ int recd_mkdir_parents(const char *path);
  */
 int recd_fsync_path(const char *path, int open_flags);
 
+/** Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, never for dates. */
+double recd_monotonic_seconds(void);
+
 #endif

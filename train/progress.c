@@ -27,7 +27,7 @@ void recd_progress_init(recd_progress_t *p, FILE *out, size_t total)
     p->tty = isatty(fileno(out));
     p->total = total;
     p->done = 0;
-    p->started = recd_now();
+    p->started = recd_monotonic_seconds();
     if (p->tty) {
         char line[256];
         recd_progress_format(0, total, 0, 30, line, sizeof(line));
@@ -40,7 +40,7 @@ void recd_progress_step(recd_progress_t *p, const char *message)
 {
     char line[256];
     ++p->done;
-    recd_progress_format(p->done, p->total, recd_now() - p->started, 30, line, sizeof(line));
+    recd_progress_format(p->done, p->total, recd_monotonic_seconds() - p->started, 30, line, sizeof(line));
     if (p->tty) {
         /* the step's result on its own line, then the bar redrawn below it */
         fprintf(p->out, "\r\033[K%s\n%s", message, line);

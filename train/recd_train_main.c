@@ -613,7 +613,7 @@ static int load_dataset(const options_t *o, dataset_t *d)
 {
     char err[1024] = "";
     int ret;
-    double t0 = recd_now();
+    double t0 = recd_monotonic_seconds();
     d->from_stdin = strcmp(o->input, "-") == 0;
     if (!d->from_stdin && sha256_file(o->input, d->fingerprint) != 0) {
         fprintf(stderr, "recd-train: cannot read %s: %s\n", o->input, strerror(errno));
@@ -656,7 +656,7 @@ static int load_dataset(const options_t *o, dataset_t *d)
     }
     fprintf(stderr, "matrix: %zu users x %zu items, %zu distinct interactions\n", d->entries.n_rows, d->entries.n_cols,
             d->entries.n);
-    d->seconds = recd_now() - t0;
+    d->seconds = recd_monotonic_seconds() - t0;
     return 0;
 }
 
@@ -726,10 +726,10 @@ static int fit_model(const options_t *o, const algo_setup_t *s, const recd_csr_t
             curve->test = NULL;
         recd_curve_attach(curve, &hooks);
     }
-    double t0 = recd_now(), c0 = cpu_now();
+    double t0 = recd_monotonic_seconds(), c0 = cpu_now();
     int ret = recd_fit(s->a, m, s->params, &hooks, out);
     if (wall != NULL)
-        *wall = recd_now() - t0;
+        *wall = recd_monotonic_seconds() - t0;
     if (cpu != NULL)
         *cpu = cpu_now() - c0;
     if (ret != RECD_OK)
@@ -1038,7 +1038,7 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
     json_t *params = NULL, *evaluation = json_object(), *data_info = NULL, *summary = NULL, *seconds = json_object();
     char created[32], artifact[4096];
     int exit_code = 1;
-    double t_start = recd_now(), wall, cpu;
+    double t_start = recd_monotonic_seconds(), wall, cpu;
     const recd_algorithm_t *a = single_algorithm(o);
 
     if (a == NULL) {
@@ -1063,7 +1063,7 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
     const recd_csr_t *published_rows = &all;
     const char *trained_on = "all interactions";
     if (o->evaluate || o->holdout_test) {
-        double t0 = recd_now();
+        double t0 = recd_monotonic_seconds();
         if (make_split(&d.entries, o->protocol, o->test_ratio, o->seed, 0, o->folds, &split) != RECD_OK)
             goto Exit;
         recd_eval_options_t eo = eval_options(o, a, &split.train);
@@ -1085,7 +1085,7 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
         json_object_set_new(evaluation, "fit_cpu_seconds", json_real(cpu));
         json_object_set_new(evaluation, "model_trained_on", json_string("the train part of the split"));
         json_object_set_new(evaluation, "curve", recd_curve_json(&curve));
-        json_object_set_new(seconds, "evaluate", json_real(recd_now() - t0));
+        json_object_set_new(seconds, "evaluate", json_real(recd_monotonic_seconds() - t0));
         const char *label = "test";
         fprintf(stderr, "evaluation (%s split, %zu train / %zu test interactions):\n", recd_protocol_name(o->protocol),
                 split.train.nnz, split.test.nnz);
@@ -1120,14 +1120,14 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
         recd_curve_dispose(&all_curve);
     }
 
-    double t0 = recd_now();
+    double t0 = recd_monotonic_seconds();
     data_info = data_info_json(o, &d);
     publication_t pub = {a->name, params, data_info, evaluation, NULL, trained_on, created};
     uint64_t version;
     if (publish(o, &d, &f, published_rows, &pub, &version, artifact, sizeof(artifact)) != 0)
         goto Exit;
-    json_object_set_new(seconds, "publish", json_real(recd_now() - t0));
-    json_object_set_new(seconds, "total", json_real(recd_now() - t_start));
+    json_object_set_new(seconds, "publish", json_real(recd_monotonic_seconds() - t0));
+    json_object_set_new(seconds, "total", json_real(recd_monotonic_seconds() - t_start));
     summary = json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:O, s:O, s:O, s:s, s:s}", "command", "train", "model", o->model,
                         "version", (json_int_t)version, "algorithm", a->name, "users", (json_int_t)all.n_rows, "items",
                         (json_int_t)all.n_cols, "interactions", (json_int_t)all.nnz, "params", params, "seconds", seconds,
@@ -1600,7 +1600,7 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     json_t *report = json_object(), *tuning = NULL, *evaluation = NULL, *data_info = NULL, *params = NULL;
     char created[32], artifact[4096], err[512];
     int exit_code = EXIT_USAGE;
-    double t_start = recd_now();
+    double t_start = recd_monotonic_seconds();
 
     /* the algorithms: one, a comma list, or all */
     const char *spec = o->algorithm != NULL ? o->algorithm : "als";
@@ -1789,7 +1789,7 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     json_object_set(report, "evaluation", evaluation);
     json_object_set(report, "data", data_info);
     json_object_set_new(report, "trained_on", json_string(trained_on));
-    json_object_set_new(report, "seconds", json_real(recd_now() - t_start));
+    json_object_set_new(report, "seconds", json_real(recd_monotonic_seconds() - t_start));
     exit_code = write_report(o, report);
 Exit:
     free(cand);

@@ -9,13 +9,6 @@
 #include "models/sys.h"
 #include "train/trainer.h"
 
-double recd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- the table ------------------------------------------------------------------------------------------------------ */
 
 static float *popularity_of(const recd_csr_t *m)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include "models/model.h"
+#include "models/sys.h"
 #include "train/ingest.h"
 
 /* ---- the algorithm table --------------------------------------------------------------------------------------------- */
@@ -240,8 +241,5 @@ void recd_progress_step(recd_progress_t *p, const char *message);
 void recd_progress_finish(recd_progress_t *p);
 /** Writes "[#####.....]  5/20  25%  ETA 0:12" for done/total after elapsed seconds into buf. */
 void recd_progress_format(size_t done, size_t total, double elapsed, int width, char *buf, size_t len);
-
-/** Monotonic seconds. */
-double recd_now(void);
 
 #endif
