@@ -93,14 +93,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static double sum_squares(const float *v, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i != n; ++i)
-        s += (double)v[i] * v[i];
-    return s;
-}
-
 int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **user_factors, float **item_factors,
                   float **user_bias, float **item_bias, float *global_mean)
 {
@@ -178,8 +170,8 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
         }
         for (uint32_t t = 0; t != threads; ++t)
             sse += workers[t].sse;
-        double penalty = p->reg * (sum_squares(x, m->n_rows * k) + sum_squares(y, m->n_cols * k)) +
-                         p->bias_reg * (sum_squares(bu, m->n_rows) + sum_squares(bi, m->n_cols));
+        double penalty = p->reg * (sgd_sum_squares(x, m->n_rows * k) + sgd_sum_squares(y, m->n_cols * k)) +
+                         p->bias_reg * (sgd_sum_squares(bu, m->n_rows) + sgd_sum_squares(bi, m->n_cols));
         double loss = (sse + penalty) / (double)m->nnz;
         if (p->on_snapshot != NULL) /* item biases, not user biases or mu: enough to rank items for a user */
             p->on_snapshot(p->snapshot_data, epoch + 1, x, y, bi);

@@ -125,14 +125,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static double sum_squares(const float *v, size_t n)
-{
-    double s = 0;
-    for (size_t i = 0; i != n; ++i)
-        s += (double)v[i] * v[i];
-    return s;
-}
-
 int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, float **user_factors, float **item_factors,
                    float **item_bias)
 {
@@ -205,8 +197,8 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
         for (uint32_t t = 0; t != threads; ++t)
             loss += workers[t].loss;
         if (samples != 0) {
-            double penalty = 0.5 * p->reg * (sum_squares(x, m->n_rows * k) + sum_squares(y, m->n_cols * k)) +
-                             0.5 * p->bias_reg * sum_squares(b, m->n_cols);
+            double penalty = 0.5 * p->reg * (sgd_sum_squares(x, m->n_rows * k) + sgd_sum_squares(y, m->n_cols * k)) +
+                             0.5 * p->bias_reg * sgd_sum_squares(b, m->n_cols);
             loss = (loss + penalty) / (double)samples;
         }
         if (p->on_snapshot != NULL)

@@ -51,4 +51,13 @@ SGD_HOGWILD static inline float sgd_dot_diff(const float *a, const float *b, con
     return tail + (((acc0[0] + acc0[1]) + (acc0[2] + acc0[3])) + ((acc1[0] + acc1[1]) + (acc1[2] + acc1[3])));
 }
 
+/** Sum of squares of n floats, accumulated in double (for the L2 term of the reported loss). */
+static inline double sgd_sum_squares(const float *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i != n; ++i)
+        s += (double)v[i] * v[i];
+    return s;
+}
+
 #endif
