@@ -44,8 +44,9 @@ static int teardown(void **state)
 
 static void put_file(const char *dir, const char *name, const char *content)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(path));
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fputs(content, fp);
