@@ -48,6 +48,8 @@ static const option_t options[] = {
     {"max_k", OPT_U32, OFF(max_k), "1000", 1, 100000, NULL, "K", "Largest k a request may ask for (at least default_k)."},
     {"max_recent_items", OPT_U32, OFF(max_recent_items), "50", 1, 100000, NULL, "N",
      "Recent items kept in memory per user for fold-in."},
+    {"max_users", OPT_U32, OFF(max_users), "1000000", 1, 1000000000, NULL, "N",
+     "Users kept in memory by the embedded user state; beyond it the least recently updated user of a shard is evicted."},
     {"reload_interval_ms", OPT_U32, OFF(reload_interval_ms), "1000", 10, 3600000, NULL, "MS",
      "How often the registry is checked for new model versions."},
     {"log_level", OPT_STRING, OFF(log_level), "info", 0, 0, check_log_level, "LEVEL",

@@ -18,6 +18,7 @@ typedef struct st_recd_config_t {
     uint32_t default_k;          /* k when the request has none */
     uint32_t max_k;              /* largest k accepted */
     uint32_t max_recent_items;   /* per-user recent events kept in memory */
+    uint32_t max_users;          /* users kept in the in-memory user state (LRU eviction beyond it) */
     uint32_t reload_interval_ms; /* registry poll period */
     char *log_level;             /* debug, info, warn, error */
 } recd_config_t;

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
                  recd_model_sha256(m));
         recd_model_release(m);
     }
-    app.users = recd_userstate_create(config.max_recent_items);
+    app.users = recd_userstate_create(config.max_recent_items, config.max_users, app.metrics);
     if ((app.events = recd_eventlog_open(config.events_path, config.events_fsync, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));

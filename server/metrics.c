@@ -154,9 +154,12 @@ char *recd_metrics_render(const recd_metrics_t *m, const char *model_name, uint6
             "# HELP recd_events_accepted_total Events accepted by POST /v1/events.\n"
             "# TYPE recd_events_accepted_total counter\n"
             "recd_events_accepted_total %llu\n"
+            "# HELP recd_users_evicted_total Users dropped from the in-memory user state to stay within max_users.\n"
+            "# TYPE recd_users_evicted_total counter\n"
+            "recd_users_evicted_total %llu\n"
             "# HELP recd_build_info Build information.\n# TYPE recd_build_info gauge\n"
             "recd_build_info{version=\"%s\"} 1\n",
-            (unsigned long long)events, RECD_VERSION);
+            (unsigned long long)events, (unsigned long long)get(&m->users_evicted), RECD_VERSION);
 
     if (fclose(fp) != 0 || buf == NULL) {
         fprintf(stderr, "recd: out of memory\n");

@@ -79,6 +79,7 @@ typedef struct st_recd_metrics_t {
     recd_metrics_slot_t *slots;
     _Atomic uint64_t model_loads;
     _Atomic uint64_t model_load_failures;
+    _Atomic uint64_t users_evicted; /* written by the user state when a shard is full */
 } recd_metrics_t;
 
 /** Creates metrics with n_slots per-thread slots, all zero. Aborts on out of memory. */
@@ -96,7 +97,8 @@ extern const double recd_metrics_bucket_bounds[RECD_METRICS_N_BUCKETS - 1];
 
 /**
  * Renders Prometheus text format (0.0.4): requests by endpoint and status, the latency histogram per endpoint, the loaded
- * model (name and version; skipped when model_name is NULL), model loads and failures, accepted events and build info.
+ * model (name and version; skipped when model_name is NULL), model loads and failures, accepted events, evicted users and
+ * build info.
  * Counters are summed over the slots when read. Returns a malloc'ed NUL-terminated string the caller frees (*len its
  * length). Aborts on out of memory.
  */
@@ -164,11 +166,19 @@ typedef struct st_recd_user_snapshot_t {
 
 typedef struct st_recd_userstate_t recd_userstate_t;
 
-/** Creates an empty sharded map keeping at most max_recent items per user. Aborts on out of memory. */
-recd_userstate_t *recd_userstate_create(uint32_t max_recent);
+/**
+ * Creates an empty sharded map keeping at most max_recent items per user and about max_users users: each of its 64
+ * shards holds at most ceil(max_users / 64) (at least 1), and adding a new user to a full shard evicts that shard's least
+ * recently added-to user (recd_userstate_add counts as use; get and set_vector do not). Evictions are counted in
+ * metrics->users_evicted when metrics is not NULL (borrowed, must outlive the map). Aborts on out of memory.
+ */
+recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics);
 /** Frees every user; accepts NULL. */
 void recd_userstate_free(recd_userstate_t *us);
-/** Appends n interactions to a user (creating it), dropping the oldest beyond max_recent. Copies everything. */
+/**
+ * Appends n interactions to a user (creating it, which may evict the shard's least recently updated user), dropping the
+ * oldest items beyond max_recent, and marks the user most recently updated. Copies everything.
+ */
 void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, const recd_user_item_t *items, size_t n);
 /**
  * Copies a user's state into out (memory from pool). The vector is copied only when it was folded for model_version with

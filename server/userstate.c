@@ -3,7 +3,12 @@
  * DESIGN: every worker thread reads and writes this map, so it is split into shards by the user id's hash and each shard
  * has its own mutex held only for short copies in and out (no allocation proportional to the model, no BLAS under the
  * lock). Readers take a snapshot into their request pool and work on it unlocked. A per-user sequence number orders the
- * snapshots so a fold computed from an older snapshot never overwrites a newer one. */
+ * snapshots so a fold computed from an older snapshot never overwrites a newer one.
+ *
+ * Memory is bounded: each shard keeps at most ceil(max_users / 64) users on an intrusive LRU list (most recently added
+ * at the head); adding a new user to a full shard evicts the shard's tail, so one flood of distinct users cannot grow
+ * the map without limit. Every operation stays O(1) apart from the bucket chain walk. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +18,8 @@
 #define N_SHARDS 64
 
 typedef struct st_entry_t {
-    struct st_entry_t *next;
+    struct st_entry_t *next;                /* bucket chain */
+    struct st_entry_t *lru_prev, *lru_next; /* shard's LRU list, most recently added first */
     uint64_t hash;
     char *user;
     size_t ulen;
@@ -29,10 +35,13 @@ typedef struct st_shard_t {
     pthread_mutex_t mutex;
     entry_t **buckets;
     size_t n_buckets, size;
+    entry_t *lru_head, *lru_tail;
 } __attribute__((aligned(64))) shard_t;
 
 struct st_recd_userstate_t {
     uint32_t max_recent;
+    size_t shard_cap;        /* users per shard */
+    recd_metrics_t *metrics; /* users_evicted is counted here; may be NULL */
     shard_t shards[N_SHARDS];
 };
 
@@ -53,11 +62,15 @@ static uint64_t hash_id(const char *s, size_t len)
     return h ^ (h >> 29);
 }
 
-recd_userstate_t *recd_userstate_create(uint32_t max_recent)
+recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics)
 {
     recd_userstate_t *us = recd_xaligned_alloc(64, sizeof(*us));
     memset(us, 0, sizeof(*us));
     us->max_recent = max_recent > 0 ? max_recent : 1;
+    us->shard_cap = ((size_t)max_users + N_SHARDS - 1) / N_SHARDS;
+    if (us->shard_cap == 0)
+        us->shard_cap = 1;
+    us->metrics = metrics;
     for (size_t i = 0; i < N_SHARDS; ++i) {
         pthread_mutex_init(&us->shards[i].mutex, NULL);
         us->shards[i].n_buckets = 16;
@@ -105,6 +118,42 @@ static entry_t **find_slot(shard_t *sh, uint64_t hash, const char *user, size_t 
     return slot;
 }
 
+static void lru_unlink(shard_t *sh, entry_t *e)
+{
+    if (e->lru_prev != NULL)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        sh->lru_head = e->lru_next;
+    if (e->lru_next != NULL)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        sh->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_head(shard_t *sh, entry_t *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = sh->lru_head;
+    if (sh->lru_head != NULL)
+        sh->lru_head->lru_prev = e;
+    else
+        sh->lru_tail = e;
+    sh->lru_head = e;
+}
+
+/* Drops the shard's least recently added user; called with the shard locked and the shard not empty. */
+static void evict_tail(recd_userstate_t *us, shard_t *sh)
+{
+    entry_t *victim = sh->lru_tail, **slot = find_slot(sh, victim->hash, victim->user, victim->ulen);
+    *slot = victim->next;
+    lru_unlink(sh, victim);
+    --sh->size;
+    free_entry(victim, us->max_recent);
+    if (us->metrics != NULL)
+        atomic_fetch_add_explicit(&us->metrics->users_evicted, 1, memory_order_relaxed);
+}
+
 static void grow(shard_t *sh)
 {
     size_t n = sh->n_buckets * 2;
@@ -137,14 +186,22 @@ void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, con
     pthread_mutex_lock(&sh->mutex);
     entry_t **slot = find_slot(sh, hash, user, ulen), *e = *slot;
     if (e == NULL) {
+        if (sh->size >= us->shard_cap) {
+            evict_tail(us, sh);
+            slot = find_slot(sh, hash, user, ulen); /* the victim may have been the slot's predecessor */
+        }
         e = recd_xcalloc(1, sizeof(*e));
         e->hash = hash;
         e->user = dup_id(user, ulen);
         e->ulen = ulen;
         e->ring = recd_xcalloc(us->max_recent, sizeof(*e->ring));
         *slot = e;
+        lru_push_head(sh, e);
         if (++sh->size > sh->n_buckets * 2)
             grow(sh);
+    } else if (sh->lru_head != e) {
+        lru_unlink(sh, e);
+        lru_push_head(sh, e);
     }
     for (size_t i = 0; i < n; ++i) {
         recd_user_item_t *it;

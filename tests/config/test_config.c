@@ -74,6 +74,7 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.default_k, 10);
     assert_int_equal(c.max_k, 1000);
     assert_int_equal(c.max_recent_items, 50);
+    assert_int_equal(c.max_users, 1000000);
     assert_int_equal(c.reload_interval_ms, 1000);
     assert_string_equal(c.log_level, "info");
     char err[256];
@@ -263,7 +264,7 @@ static void test_config_help_mentions_every_key(void **state)
     assert_int_equal(recd_config_to_json(&c, buf, sizeof(buf)), RECD_OK);
     json_t *obj = json_loads(buf, 0, NULL);
     assert_non_null(obj);
-    assert_int_equal(json_object_size(obj), 12);
+    assert_int_equal(json_object_size(obj), 13);
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
@@ -336,6 +337,7 @@ static void test_config_to_json_round_trip(void **state)
                            {"default_k", "7"},
                            {"max_k", "70"},
                            {"max_recent_items", "9"},
+                           {"max_users", "12345"},
                            {"reload_interval_ms", "250"},
                            {"log_level", "error"}};
     for (size_t i = 0; i != sizeof(kv) / sizeof(kv[0]); ++i)
@@ -370,6 +372,8 @@ static void test_config_file_errors(void **state)
     expect_file_error("{\"threads\": -1}", RECD_EINVAL, "threads must be 0..256, got -1", NULL);
     expect_file_error("{\"max_k\": 0}", RECD_EINVAL, "max_k must be 1..100000, got 0", NULL);
     expect_file_error("{\"max_k\": 100001}", RECD_EINVAL, "max_k must be 1..100000", NULL);
+    expect_file_error("{\"max_users\": 0}", RECD_EINVAL, "max_users must be 1..1000000000, got 0", NULL);
+    expect_file_error("{\"max_users\": 1000000001}", RECD_EINVAL, "max_users must be 1..1000000000", NULL);
     expect_file_error("{\"max_body_bytes\": 1023}", RECD_EINVAL, "max_body_bytes must be 1024..", NULL);
     expect_file_error("{\"log_level\": \"verbose\"}", RECD_EINVAL, "log_level must be one of debug, info, warn, error", NULL);
     expect_file_error("{\"model\": \"\"}", RECD_EINVAL, "model must not be empty", NULL);
@@ -460,6 +464,8 @@ static void test_config_env_errors(void **state)
     expect_parse_error(argv, 1, e2, "RECD_THREADS: threads must be an integer", NULL);
     char *e3[] = {"RECD_LISTEN=nowhere", NULL};
     expect_parse_error(argv, 1, e3, "RECD_LISTEN: listen must be HOST:PORT", NULL);
+    char *e5[] = {"RECD_MAX_USERS=0", NULL};
+    expect_parse_error(argv, 1, e5, "RECD_MAX_USERS: max_users must be 1..1000000000, got 0", NULL);
     char *e4[] = {"RECD_DEFAULT_K=2000", NULL};
     expect_parse_error(argv, 1, e4, "default_k (2000) must not exceed max_k (1000)", NULL);
     /* an env error is fixed by a flag only if the env value is valid on its own: invalid values fail early */
@@ -485,6 +491,13 @@ static void test_config_set(void **state)
     assert_non_null(strstr(err, "reload_interval_ms must be 10..3600000, got 5"));
     assert_int_equal(recd_config_set(&c, "modle", "x", err, sizeof(err)), RECD_EINVAL);
     assert_non_null(strstr(err, "did you mean \"model\""));
+    assert_int_equal(recd_config_set(&c, "max-users", "64", err, sizeof(err)), RECD_OK);
+    assert_int_equal(c.max_users, 64);
+    assert_int_equal(recd_config_set(&c, "max_users", "1000000000", err, sizeof(err)), RECD_OK);
+    assert_int_equal(c.max_users, 1000000000);
+    assert_int_equal(recd_config_set(&c, "max_users", "1000000001", err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "max_users must be 1..1000000000, got 1000000001"));
+    assert_int_equal(c.max_users, 1000000000);
     assert_int_equal(recd_config_set(&c, "max_body_bytes", "4294967296", err, sizeof(err)), RECD_EINVAL);
     assert_int_equal(recd_config_set(&c, "max_body_bytes", "1073741824", err, sizeof(err)), RECD_OK);
     assert_int_equal(c.max_body_bytes, UINT64_C(1073741824));
