@@ -7,25 +7,13 @@
 #include <cblas.h>
 #include "models/model.h"
 #include "train/ingest.h"
+#include "bench/bench_common.h"
 
 /*
  * Reads u.data as recd-train does (recd_ingest_file, ids in order of appearance, duplicates summed), splits it per user
  * 75/25 with --seed (recd-train --evaluate's split), and with --validate SEED splits the train part again 75/25 and scores
  * on that validation part, so the test part is never read. Prints one line per (alpha, reg) with P/R/nDCG/MAP/HR@10.
  */
-
-typedef struct st_scorer_t {
-    const float *X, *Y;
-    uint32_t f;
-    size_t n_items;
-} scorer_t;
-
-static void score(void *data, uint32_t user, float *scores)
-{
-    scorer_t *s = data;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)s->n_items, (int)s->f, 1.0f, s->Y, (int)s->f, s->X + (size_t)user * s->f, 1, 0.0f,
-                scores, 1);
-}
 
 static size_t parse_list(const char *s, double *out, size_t cap)
 {
@@ -39,7 +27,6 @@ static size_t parse_list(const char *s, double *out, size_t cap)
 
 int main(int argc, char **argv)
 {
-    const char *data_dir = getenv("RECD_DATA_DIR");
     char path[4096], err[512];
     double alphas[64], regs[64];
     size_t n_alpha = parse_list("0.5,1,1.5,2,3,5,10,40", alphas, 64), n_reg = parse_list("0.1,1,5,10,20,30,40,50,70,100", regs, 64);
@@ -72,24 +59,14 @@ int main(int argc, char **argv)
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
-    snprintf(path, sizeof(path), "%s/ml-100k/u.data", data_dir != NULL ? data_dir : RECD_SOURCE_DIR "/../shared/data");
+    bench_ml100k_path(path, sizeof(path));
 
-    recd_ingest_options_t o;
-    recd_ingest_options_init(&o);
-    recd_interactions_t x;
-    recd_interactions_init(&x);
-    recd_ingest_report_t report = {0};
-    if (recd_ingest_file(path, &o, &x, &report, err, sizeof(err)) != RECD_OK) {
+    recd_csr_t all, train, test;
+    if (bench_load_csr(path, binary, &all, NULL, err, sizeof(err)) != RECD_OK) {
         printf("als_grid_ml100k: skipped: %s: %s\n", path, err);
         return 0;
     }
-    if (binary)
-        for (size_t i = 0; i != x.n; ++i)
-            x.value[i] = 1;
-    recd_csr_t all, train, test;
-    if (recd_csr_from_coo(&all, recd_idmap_size(x.users), recd_idmap_size(x.items), x.user, x.item, x.value, x.n, RECD_MERGE_SUM) !=
-            RECD_OK ||
-        recd_split_stratified(&all, 0.25, seed, &train, &test) != RECD_OK)
+    if (recd_split_stratified(&all, 0.25, seed, &train, &test) != RECD_OK)
         return 1;
     if (use_validate) { /* replace (train, test) by (inner train, validation): the test part is dropped unread */
         recd_csr_t inner, valid;
@@ -120,9 +97,9 @@ int main(int argc, char **argv)
                 printf("%g %g failed\n", alphas[a], regs[r]);
                 continue;
             }
-            scorer_t s = {X, Y, factors, train.n_cols};
+            bench_factors_t s = {X, Y, factors, train.n_cols};
             recd_ranking_metrics_t m;
-            recd_eval_ranking(&train, &test, 10, score, &s, threads, &m);
+            recd_eval_ranking(&train, &test, 10, bench_score_factors, &s, threads, &m);
             printf("%g %g %.4f %.4f %.4f %.4f %.4f\n", alphas[a], regs[r], m.precision, m.recall, m.ndcg, m.map, m.hit_rate);
             fflush(stdout);
             free(X);
@@ -132,7 +109,5 @@ int main(int argc, char **argv)
     recd_csr_dispose(&all);
     recd_csr_dispose(&train);
     recd_csr_dispose(&test);
-    recd_ingest_report_dispose(&report);
-    recd_interactions_dispose(&x);
     return 0;
 }

@@ -9,6 +9,8 @@
 #include <cblas.h>
 #include "models/model.h"
 #include "train/ingest.h"
+#include "bench/bench_common.h"
+#include "models/sys.h"
 
 /*
  * Data: --ml100k (default) reads u.data as recd-train does and fits on the per-user stratified 75/25 train part (seed 42
@@ -19,26 +21,6 @@
  * etc.) with each configuration's factors from its last round (outside the clocks), so speed and quality come from the
  * same run.
  */
-
-typedef struct st_scorer_t {
-    const float *X, *Y;
-    uint32_t f;
-    size_t n_items;
-} scorer_t;
-
-static void score(void *data, uint32_t user, float *scores)
-{
-    scorer_t *s = data;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)s->n_items, (int)s->f, 1.0f, s->Y, (int)s->f, s->X + (size_t)user * s->f, 1, 0.0f,
-                scores, 1);
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double cpu_now(void)
 {
@@ -91,7 +73,7 @@ static size_t parse_list(const char *s, char out[][32], size_t cap)
 
 int main(int argc, char **argv)
 {
-    const char *data_dir = getenv("RECD_DATA_DIR"), *input = NULL;
+    const char *input = NULL;
     char path[4096], err[512], solvers[4][32], threads_s[8][32];
     size_t n_solvers = parse_list("cholesky,cg", solvers, 4), n_threads = parse_list("1,2", threads_s, 8);
     uint32_t factors = 64, iterations = 15, repeat = 3, cg_steps = 3;
@@ -131,25 +113,18 @@ int main(int argc, char **argv)
     if (repeat == 0 || factors == 0)
         return 2;
     if (input == NULL) {
-        snprintf(path, sizeof(path), "%s/ml-100k/u.data", data_dir != NULL ? data_dir : RECD_SOURCE_DIR "/../shared/data");
+        bench_ml100k_path(path, sizeof(path));
         input = path;
     }
     int ml100k = strstr(input, "ml-100k") != NULL && argc >= 1 && (strcmp(input, path) == 0);
 
-    double t_ingest = wall_now();
-    recd_ingest_options_t o;
-    recd_ingest_options_init(&o);
-    recd_interactions_t x;
-    recd_interactions_init(&x);
-    recd_ingest_report_t report = {0};
-    if (recd_ingest_file(input, &o, &x, &report, err, sizeof(err)) != RECD_OK) {
+    double t_ingest = recd_monotonic_seconds();
+    recd_csr_t all, train = {0}, test = {0};
+    size_t n_rows_read = 0;
+    if (bench_load_csr(input, 0, &all, &n_rows_read, err, sizeof(err)) != RECD_OK) {
         printf("als_speed: skipped: %s: %s\n", input, err);
         return 0;
     }
-    recd_csr_t all, train = {0}, test = {0};
-    if (recd_csr_from_coo(&all, recd_idmap_size(x.users), recd_idmap_size(x.items), x.user, x.item, x.value, x.n, RECD_MERGE_SUM) !=
-        RECD_OK)
-        return 1;
     if (ml100k) {
         if (recd_split_stratified(&all, 0.25, seed, &train, &test) != RECD_OK)
             return 1;
@@ -157,11 +132,8 @@ int main(int argc, char **argv)
         train = all;
         all = (recd_csr_t){0};
     }
-    t_ingest = wall_now() - t_ingest;
-    size_t n_rows_read = x.n;
-    recd_interactions_dispose(&x); /* only the CSR matrices stay for the fits */
-    recd_ingest_report_dispose(&report);
-    recd_csr_dispose(&all);
+    t_ingest = recd_monotonic_seconds() - t_ingest;
+    recd_csr_dispose(&all); /* only the train (and test) matrices stay for the fits */
     malloc_trim(0);
     double rss_load = peak_rss_mib();
     int hwm_reset = reset_hwm() == 0;
@@ -201,9 +173,9 @@ int main(int argc, char **argv)
             }
             free(X);
             free(Y);
-            double w0 = wall_now(), c0 = cpu_now();
+            double w0 = recd_monotonic_seconds(), c0 = cpu_now();
             int ret = recd_als_train(&train, &p, &X, &Y);
-            double w = wall_now() - w0, cpu = cpu_now() - c0;
+            double w = recd_monotonic_seconds() - w0, cpu = cpu_now() - c0;
             if (ret != RECD_OK) {
                 fprintf(stderr, "als_speed: %s\n", recd_strerror(ret));
                 return 1;
@@ -214,8 +186,8 @@ int main(int argc, char **argv)
             if (cpu < best_cpu[c])
                 best_cpu[c] = cpu;
             if (evaluate && ml100k && r + 1 == repeat) {
-                scorer_t sc = {X, Y, factors, train.n_cols};
-                recd_eval_ranking(&train, &test, 10, score, &sc, 2, &metrics[c]);
+                bench_factors_t sc = {X, Y, factors, train.n_cols};
+                recd_eval_ranking(&train, &test, 10, bench_score_factors, &sc, 2, &metrics[c]);
             }
         }
     }

@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include "models/sys.h"
 #include "train/ingest.h"
+#include "bench/bench_common.h"
 
 /*
  * Reads u.data as recd-train does (recd_ingest_file, duplicates summed), splits it per user 75/25 with --seed (the
@@ -113,7 +114,6 @@ int main(int argc, char **argv)
 {
     static const size_t neighbour_grid[] = {20, 50, 100, 0}; /* 0 = all */
     static const float shrink_grid[] = {0, 10, 50};
-    const char *data_dir = getenv("RECD_DATA_DIR");
     char path[4096], err[512];
     uint64_t seed = 42, validate = 43;
     uint32_t threads = 2;
@@ -132,21 +132,14 @@ int main(int argc, char **argv)
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
-    snprintf(path, sizeof(path), "%s/ml-100k/u.data", data_dir != NULL ? data_dir : RECD_SOURCE_DIR "/../shared/data");
+    bench_ml100k_path(path, sizeof(path));
 
-    recd_ingest_options_t o;
-    recd_ingest_options_init(&o);
-    recd_interactions_t x;
-    recd_interactions_init(&x);
-    recd_ingest_report_t report = {0};
-    if (recd_ingest_file(path, &o, &x, &report, err, sizeof(err)) != RECD_OK) {
+    recd_csr_t all, train, test, inner, valid;
+    if (bench_load_csr(path, 0, &all, NULL, err, sizeof(err)) != RECD_OK) {
         printf("knn_ml100k: skipped: %s: %s\n", path, err);
         return 0;
     }
-    recd_csr_t all, train, test, inner, valid;
-    if (recd_csr_from_coo(&all, recd_idmap_size(x.users), recd_idmap_size(x.items), x.user, x.item, x.value, x.n, RECD_MERGE_SUM) !=
-            RECD_OK ||
-        recd_split_stratified(&all, 0.25, seed, &train, &test) != RECD_OK ||
+    if (recd_split_stratified(&all, 0.25, seed, &train, &test) != RECD_OK ||
         recd_split_stratified(&train, 0.25, validate, &inner, &valid) != RECD_OK)
         return 1;
 
@@ -194,7 +187,5 @@ int main(int argc, char **argv)
     recd_csr_dispose(&test);
     recd_csr_dispose(&inner);
     recd_csr_dispose(&valid);
-    recd_ingest_report_dispose(&report);
-    recd_interactions_dispose(&x);
     return 0;
 }
