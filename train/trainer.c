@@ -18,6 +18,17 @@ static float *popularity_of(const recd_csr_t *m)
     return p;
 }
 
+/* The ALS, BPR and MF parameter structs share these field names but not a type: one macro sets them from the hooks. */
+#define APPLY_FIT_HOOKS(params, hooks)                                                                                             \
+    do {                                                                                                                           \
+        (params)->threads = (hooks)->threads;                                                                                      \
+        (params)->seed = (hooks)->seed;                                                                                            \
+        (params)->on_progress = (hooks)->on_progress;                                                                              \
+        (params)->progress_data = (hooks)->progress_data;                                                                          \
+        (params)->on_snapshot = (hooks)->on_snapshot;                                                                              \
+        (params)->snapshot_data = (hooks)->snapshot_data;                                                                          \
+    } while (0)
+
 static void als_init(void *p)
 {
     recd_als_params_init(p);
@@ -26,12 +37,7 @@ static void als_init(void *p)
 static int als_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_als_params_t p = *(const recd_als_params_t *)params;
-    p.threads = h->threads;
-    p.seed = h->seed;
-    p.on_progress = h->on_progress;
-    p.progress_data = h->progress_data;
-    p.on_snapshot = h->on_snapshot;
-    p.snapshot_data = h->snapshot_data;
+    APPLY_FIT_HOOKS(&p, h);
     int ret = recd_als_train(m, &p, &out->user_factors, &out->item_factors);
     if (ret != RECD_OK)
         return ret;
@@ -49,12 +55,7 @@ static void bpr_init(void *p)
 static int bpr_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_bpr_params_t p = *(const recd_bpr_params_t *)params;
-    p.threads = h->threads;
-    p.seed = h->seed;
-    p.on_progress = h->on_progress;
-    p.progress_data = h->progress_data;
-    p.on_snapshot = h->on_snapshot;
-    p.snapshot_data = h->snapshot_data;
+    APPLY_FIT_HOOKS(&p, h);
     int ret = recd_bpr_train(m, &p, &out->user_factors, &out->item_factors, &out->item_bias);
     if (ret != RECD_OK)
         return ret;
@@ -73,12 +74,7 @@ static void mf_init(void *p)
 static int mf_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_mf_params_t p = *(const recd_mf_params_t *)params;
-    p.threads = h->threads;
-    p.seed = h->seed;
-    p.on_progress = h->on_progress;
-    p.progress_data = h->progress_data;
-    p.on_snapshot = h->on_snapshot;
-    p.snapshot_data = h->snapshot_data;
+    APPLY_FIT_HOOKS(&p, h);
     int ret = recd_mf_train(m, &p, &out->user_factors, &out->item_factors, &out->user_bias, &out->item_bias, &out->global_bias);
     if (ret != RECD_OK)
         return ret;
