@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include "base/jsonw.h"
+#include "base/text.h"
+#include "models/event.h"
 #include "api/api.h"
 
 #define RECD_API_MAX_ID_BYTES 256
@@ -27,25 +30,16 @@ int recd_api_error_set(recd_api_error_t *err, int status, const char *code, cons
 
 /* ---- JSON writer into pool memory ---------------------------------------------------------------------------------- */
 
-/** An append-only buffer in request-pool memory (grows by copying into a bigger pool chunk). */
-typedef struct st_recd_jw_t {
-    char *buf;
-    size_t len, cap;
-    h2o_mem_pool_t *pool;
-} recd_jw_t;
+static inline void *recd_api_pool_alloc(void *pool, size_t size)
+{
+    return h2o_mem_alloc_pool((h2o_mem_pool_t *)pool, size);
+}
 
-/** Starts an empty buffer of cap bytes from pool. */
-void recd_jw_init(recd_jw_t *w, h2o_mem_pool_t *pool, size_t cap);
-/** Appends raw bytes. */
-void recd_jw_raw(recd_jw_t *w, const char *s, size_t len);
-#define recd_jw_lit(w, s) recd_jw_raw((w), (s), sizeof(s) - 1)
-/** Appends s as a quoted JSON string (quotes, backslashes and control characters escaped; UTF-8 passed through). */
-void recd_jw_str(recd_jw_t *w, const char *s, size_t len);
-/** Appends an unsigned integer. */
-void recd_jw_u64(recd_jw_t *w, uint64_t v);
-/** Appends a number: 6 decimals (trailing zeros trimmed) for magnitudes in [0.01, 1e9), else 7 significant digits; non-finite
- * values are written as 0 (JSON has no NaN/Inf). */
-void recd_jw_double(recd_jw_t *w, double v);
+/** Starts a JSON writer of cap bytes in request-pool memory (grows by copying into a bigger pool chunk). */
+static inline void recd_jw_init_pool(recd_jw_t *w, h2o_mem_pool_t *pool, size_t cap)
+{
+    recd_jw_init(w, recd_api_pool_alloc, pool, cap);
+}
 
 /* ---- validation and query strings (query.c) -------------------------------------------------------------------------- */
 
@@ -67,8 +61,6 @@ int recd_query_parse(const char *q, size_t len, h2o_mem_pool_t *pool, recd_query
 const h2o_iovec_t *recd_query_find(const recd_query_param_t *params, size_t n, const char *name);
 /** Percent-decodes s into pool memory (NUL-terminated); plus_is_space for query strings. Returns 0 or -1 on a bad escape. */
 int recd_percent_decode(const char *s, size_t len, int plus_is_space, h2o_mem_pool_t *pool, h2o_iovec_t *out);
-/** Whether s is well-formed UTF-8 without NUL bytes. */
-int recd_utf8_valid(const char *s, size_t len);
 /** Checks an id (user, item): non-empty, at most 256 bytes, valid UTF-8, no NUL. field names it in the message. */
 int recd_api_check_id(const char *field, h2o_iovec_t id, recd_api_error_t *err);
 /** Parses k from a query value: a decimal integer in 1..max_k. */
@@ -95,18 +87,6 @@ int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k,
 /** Parses the k of a similar-items query (other parameters are errors). */
 int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
                                    recd_api_error_t *err);
-
-/** The kinds of user events POST /v1/events accepts. */
-typedef enum en_recd_event_type_t {
-    RECD_EVENT_VIEW = 0,
-    RECD_EVENT_CLICK,
-    RECD_EVENT_ADD_TO_CART,
-    RECD_EVENT_PURCHASE,
-    RECD_EVENT_RATING,
-} recd_event_type_t;
-
-/** "view", "click", "add_to_cart", "purchase" or "rating". */
-const char *recd_event_type_name(recd_event_type_t t);
 
 /** One validated event; strings in pool memory. */
 typedef struct st_recd_event_t {

@@ -5,125 +5,6 @@
 #include <string.h>
 #include "api/api_internal.h"
 
-/* ---- JSON writer ------------------------------------------------------------------------------------------------- */
-
-void recd_jw_init(recd_jw_t *w, h2o_mem_pool_t *pool, size_t cap)
-{
-    w->pool = pool;
-    w->cap = cap > 0 ? cap : 64;
-    w->buf = h2o_mem_alloc_pool(pool, w->cap);
-    w->len = 0;
-}
-
-static void reserve(recd_jw_t *w, size_t extra)
-{
-    if (w->len + extra <= w->cap)
-        return;
-    size_t cap = w->cap * 2;
-    while (cap < w->len + extra)
-        cap *= 2;
-    char *nb = h2o_mem_alloc_pool(w->pool, cap);
-    memcpy(nb, w->buf, w->len);
-    w->buf = nb;
-    w->cap = cap;
-}
-
-void recd_jw_raw(recd_jw_t *w, const char *s, size_t len)
-{
-    reserve(w, len);
-    memcpy(w->buf + w->len, s, len);
-    w->len += len;
-}
-
-/* Appends the escaped characters of s, without quotes. */
-static void escape(recd_jw_t *w, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    reserve(w, len);
-    size_t start = 0;
-    for (size_t i = 0; i < len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        recd_jw_raw(w, s + start, i - start);
-        start = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        switch (c) {
-        case '"':
-            recd_jw_lit(w, "\\\"");
-            break;
-        case '\\':
-            recd_jw_lit(w, "\\\\");
-            break;
-        case '\n':
-            recd_jw_lit(w, "\\n");
-            break;
-        case '\r':
-            recd_jw_lit(w, "\\r");
-            break;
-        case '\t':
-            recd_jw_lit(w, "\\t");
-            break;
-        default:
-            recd_jw_raw(w, esc, 6);
-            break;
-        }
-    }
-    recd_jw_raw(w, s + start, len - start);
-}
-
-void recd_jw_str(recd_jw_t *w, const char *s, size_t len)
-{
-    recd_jw_lit(w, "\"");
-    escape(w, s, len);
-    recd_jw_lit(w, "\"");
-}
-
-void recd_jw_u64(recd_jw_t *w, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    recd_jw_raw(w, tmp + i, sizeof(tmp) - i);
-}
-
-void recd_jw_double(recd_jw_t *w, double v)
-{
-    char tmp[32];
-    double x = fabs(v);
-    int n;
-
-    if (!isfinite(v))
-        v = 0, x = 0;
-    if (x == 0 || (x >= 0.01 && x < 1e9)) {
-        /* the common case (scores): fixed point with 6 decimals, trailing zeros trimmed, without printf's cost */
-        uint64_t scaled = (uint64_t)(x * 1e6 + 0.5), ip = scaled / 1000000, fp = scaled % 1000000;
-        char *p = tmp + sizeof(tmp), *end;
-        end = p;
-        if (fp != 0) {
-            int digits = 6;
-            while (fp % 10 == 0)
-                fp /= 10, --digits;
-            for (int i = 0; i < digits; ++i, fp /= 10)
-                *--p = (char)('0' + fp % 10);
-            *--p = '.';
-        }
-        do {
-            *--p = (char)('0' + ip % 10);
-            ip /= 10;
-        } while (ip != 0);
-        if (v < 0 && scaled != 0)
-            *--p = '-';
-        recd_jw_raw(w, p, (size_t)(end - p));
-        return;
-    }
-    n = snprintf(tmp, sizeof(tmp), "%.7g", v);
-    recd_jw_raw(w, tmp, (size_t)n);
-}
-
 /* ---- request parsing ------------------------------------------------------------------------------------------- */
 
 static json_t *load_object(const char *body, size_t len, recd_api_error_t *err)
@@ -264,77 +145,16 @@ int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k
 
 /* ---- events ------------------------------------------------------------------------------------------------------ */
 
-static const char *const event_type_names[] = {"view", "click", "add_to_cart", "purchase", "rating"};
-
-const char *recd_event_type_name(recd_event_type_t t)
-{
-    return (unsigned)t <= RECD_EVENT_RATING ? event_type_names[t] : "unknown";
-}
-
 float recd_event_weight(const recd_event_t *ev)
 {
-    static const float weights[] = {1, 2, 3, 5};
     if (ev->type == RECD_EVENT_RATING)
         return (float)ev->value;
-    return weights[ev->type];
-}
-
-static int digits(const char *s, size_t n, int *out)
-{
-    int v = 0;
-    for (size_t i = 0; i < n; ++i) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 0;
+    return (float)recd_event_default_weight(ev->type);
 }
 
 int recd_codec_parse_iso8601(const char *s, size_t len, double *epoch)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int year, mon, day, hour, min, sec, off = 0;
-    double frac = 0;
-    size_t i = 19;
-
-    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
-        return -1;
-    if (digits(s, 4, &year) || digits(s + 5, 2, &mon) || digits(s + 8, 2, &day) || digits(s + 11, 2, &hour) ||
-        digits(s + 14, 2, &min) || digits(s + 17, 2, &sec))
-        return -1;
-    if (mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 60 || year < 1970)
-        return -1;
-    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (day > mdays[mon - 1] + (mon == 2 && leap))
-        return -1;
-    if (s[i] == '.') {
-        double scale = 0.1;
-        size_t start = ++i;
-        for (; i < len && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10)
-            frac += (s[i] - '0') * scale;
-        if (i == start)
-            return -1;
-    }
-    if (i == len - 1 && (s[i] == 'Z' || s[i] == 'z')) {
-        off = 0;
-    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-        int oh, om;
-        if (digits(s + i + 1, 2, &oh) || digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
-            return -1;
-        off = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
-    } else {
-        return -1;
-    }
-    /* days from civil (Howard Hinnant), valid for the proleptic Gregorian calendar */
-    int y = year - (mon <= 2);
-    int era = y / 400;
-    int yoe = y - era * 400;
-    int doy = (153 * (mon + (mon > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    long long days = (long long)era * 146097 + doe - 719468;
-    *epoch = (double)(days * 86400 + hour * 3600 + min * 60 + sec - off) + frac;
-    return 0;
+    return recd_iso8601_parse(s, len, RECD_ISO8601_STRICT, epoch);
 }
 
 static int parse_event(json_t *obj, const char *prefix, double now, h2o_mem_pool_t *pool, recd_event_t *ev, recd_api_error_t *err)
@@ -365,11 +185,8 @@ static int parse_event(json_t *obj, const char *prefix, double now, h2o_mem_pool
     if ((v = json_object_get(obj, "type")) == NULL)
         return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("type"));
     {
-        size_t t;
-        for (t = 0; t <= RECD_EVENT_RATING; ++t)
-            if (json_is_string(v) && strcmp(json_string_value(v), event_type_names[t]) == 0)
-                break;
-        if (t > RECD_EVENT_RATING)
+        int t = json_is_string(v) ? recd_event_type_parse(json_string_value(v), json_string_length(v)) : -1;
+        if (t < 0)
             return recd_api_error_set(err, 400, "invalid_argument", "%s must be one of view, click, add_to_cart, purchase, rating",
                                       FIELD("type"));
         ev->type = (recd_event_type_t)t;
@@ -451,7 +268,7 @@ void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double r
     recd_jw_lit(w, ",\"item\":");
     recd_jw_str(w, ev->item.base, ev->item.len);
     recd_jw_lit(w, ",\"type\":\"");
-    recd_jw_raw(w, event_type_names[ev->type], strlen(event_type_names[ev->type]));
+    recd_jw_raw(w, recd_event_type_name(ev->type), strlen(recd_event_type_name(ev->type)));
     recd_jw_lit(w, "\"");
     if (ev->has_value) {
         n = snprintf(tmp, sizeof(tmp), ",\"value\":%.17g", ev->value);
@@ -471,7 +288,7 @@ void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double r
 static void render_model(recd_jw_t *w, h2o_iovec_t model, uint64_t version)
 {
     recd_jw_lit(w, "\"");
-    escape(w, model.base, model.len);
+    recd_jw_escaped(w, model.base, model.len);
     recd_jw_lit(w, "@");
     recd_jw_u64(w, version);
     recd_jw_lit(w, "\"");
@@ -540,7 +357,7 @@ void recd_codec_render_error(recd_jw_t *w, const char *code, const char *message
         recd_jw_str(w, message, len);
     } else {
         /* messages may quote client bytes; keep the answer valid JSON */
-        char *copy = h2o_mem_alloc_pool(w->pool, len);
+        char *copy = h2o_mem_alloc_pool((h2o_mem_pool_t *)w->ctx, len);
         for (size_t i = 0; i < len; ++i)
             copy[i] = (unsigned char)message[i] >= 0x80 ? '?' : message[i];
         recd_jw_str(w, copy, len);

@@ -86,7 +86,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 
     recd_jw_t jw;
-    recd_jw_init(&jw, &req->pool, req->entity.len + n * 96 + 64);
+    recd_jw_init_pool(&jw, &req->pool, req->entity.len + n * 96 + 64);
     for (size_t i = 0; i < n; ++i)
         recd_codec_render_event_line(&jw, &events[i], received_at);
     if (recd_eventlog_append(h->app->events, jw.buf, jw.len) != 0) {
@@ -99,7 +99,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     recd_metrics_add_events(h->app->metrics, call.worker->index, n);
     update_users(&call, events, n);
 
-    recd_jw_init(&jw, &req->pool, 32);
+    recd_jw_init_pool(&jw, &req->pool, 32);
     recd_jw_lit(&jw, "{\"accepted\":");
     recd_jw_u64(&jw, n);
     recd_jw_lit(&jw, "}");

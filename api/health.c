@@ -29,7 +29,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     recd_model_t *m = call.worker->model;
     recd_jw_t jw;
-    recd_jw_init(&jw, &req->pool, 128);
+    recd_jw_init_pool(&jw, &req->pool, 128);
     if (m == NULL || req->conn->ctx->shutdown_requested) {
         recd_jw_lit(&jw, "{\"status\":\"not_ready\",\"reason\":");
         if (m == NULL)

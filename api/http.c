@@ -79,7 +79,7 @@ void recd_api_reply_json(h2o_req_t *req, int status, recd_jw_t *w)
 static void reply_error_message(h2o_req_t *req, int status, const char *code, const char *message)
 {
     recd_jw_t w;
-    recd_jw_init(&w, &req->pool, 128 + strlen(message));
+    recd_jw_init_pool(&w, &req->pool, 128 + strlen(message));
     recd_codec_render_error(&w, code, message);
     recd_api_reply_json(req, status, &w);
 }

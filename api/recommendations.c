@@ -107,7 +107,7 @@ static void recommend(recd_api_call_t *call, const recd_recs_request_t *rq)
 
     const char *name = recd_model_name(m);
     recd_jw_t jw;
-    recd_jw_init(&jw, &req->pool, 256 + n * 64 + rq->user.len * 6);
+    recd_jw_init_pool(&jw, &req->pool, 256 + n * 64 + rq->user.len * 6);
     recd_codec_render_recs(&jw, recd_api_request_id(w, &req->pool), rq->user, h2o_iovec_init(name, strlen(name)), version, out, n,
                            fallback, ignored, n_ignored);
     recd_api_reply_json(req, 200, &jw);

@@ -59,7 +59,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     const char *name = recd_model_name(m);
     recd_jw_t jw;
-    recd_jw_init(&jw, &req->pool, 256 + n * 64 + id.len * 6);
+    recd_jw_init_pool(&jw, &req->pool, 256 + n * 64 + id.len * 6);
     recd_codec_render_similar(&jw, id, h2o_iovec_init(name, strlen(name)), recd_model_version(m), out, n);
     recd_api_reply_json(req, 200, &jw);
 Exit:

@@ -10,7 +10,7 @@
 #include "models/model.h"
 #include "train/ingest.h"
 #include "bench/bench_common.h"
-#include "models/sys.h"
+#include "base/clock.h"
 
 /*
  * Data: --ml100k (default) reads u.data as recd-train does and fits on the per-user stratified 75/25 train part (seed 42

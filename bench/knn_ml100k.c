@@ -5,7 +5,7 @@
 #include <string.h>
 #include <cblas.h>
 #include "models/model.h"
-#include "models/sys.h"
+#include "base/clock.h"
 #include "train/ingest.h"
 #include "bench/bench_common.h"
 

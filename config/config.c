@@ -6,8 +6,9 @@
 #include <string.h>
 #include <jansson.h>
 #include "config/config.h"
-#include "models/model.h"
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
 
 typedef enum en_option_type_t { OPT_STRING, OPT_U32, OPT_U64, OPT_BOOL } option_type_t;
 
@@ -57,8 +58,6 @@ static const option_t options[] = {
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
-
-static const char *const log_levels[] = {"debug", "info", "warn", "error"};
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -139,9 +138,8 @@ static int check_nonempty(const char *value, char *err, size_t errlen)
 
 static int check_log_level(const char *value, char *err, size_t errlen)
 {
-    for (size_t i = 0; i != sizeof(log_levels) / sizeof(log_levels[0]); ++i)
-        if (strcmp(value, log_levels[i]) == 0)
-            return RECD_OK;
+    if (recd_log_parse_level(value) >= 0)
+        return RECD_OK;
     set_err(err, errlen, "must be one of debug, info, warn, error, got \"%s\"", value);
     return RECD_EINVAL;
 }

@@ -33,7 +33,8 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include "models/model.h"
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "models/train_internal.h"
 
 #define CHUNK_ROWS 8
@@ -514,7 +515,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
     { /* X ~ N(0, 0.01^2) from the seed; Y is solved first, so it needs no start */
         uint64_t state = p->seed;
         for (size_t i = 0; i != n_users * f; ++i)
-            X[i] = (float)(0.01 * train_normal(&state));
+            X[i] = (float)(0.01 * recd_rand_normal(&state));
     }
     workers = recd_xcalloc(n_threads, sizeof(*workers));
     for (uint32_t t = 0; t != n_threads; ++t) {

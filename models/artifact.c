@@ -49,8 +49,10 @@
 #include <unistd.h>
 #include <cblas.h>
 #include <openssl/evp.h>
+#include "base/hash.h"
 #include "models/models_internal.h"
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/fs.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the artifact reader maps little-endian data in place");
 
@@ -138,24 +140,9 @@ const char *recd_model_kind_name(uint32_t kind)
 
 typedef const char *(*id_get_cb)(const void *ctx, size_t index, size_t *len);
 
-static uint64_t hash_id(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then a murmur3 finaliser so both halves of the word are mixed */
-    for (size_t i = 0; i != len; ++i) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 static int64_t idslots_find(const recd_idslot_t *slots, size_t mask, id_get_cb get, const void *ctx, const char *id, size_t len)
 {
-    uint64_t h = hash_id(id, len);
+    uint64_t h = recd_hash_id(id, len);
     uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         if (slots[i].index == UINT32_MAX)
@@ -181,7 +168,7 @@ static recd_idslot_t *idslots_build(size_t n, id_get_cb get, const void *ctx, si
     for (size_t k = 0; k != n; ++k) {
         size_t len;
         const char *id = get(ctx, k, &len);
-        uint64_t h = hash_id(id, len);
+        uint64_t h = recd_hash_id(id, len);
         uint32_t tag = (uint32_t)(h >> 32);
         size_t i = h & (cap - 1);
         for (; slots[i].index != UINT32_MAX; i = (i + 1) & (cap - 1)) {

@@ -13,7 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "models/sgd_internal.h"
 #include "models/train_internal.h"
 
@@ -135,16 +136,16 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     bu = recd_xcalloc(m->n_rows, sizeof(*bu));
     bi = recd_xcalloc(m->n_cols, sizeof(*bi));
     for (size_t i = 0; i != m->n_rows * k; ++i)
-        x[i] = (float)(p->init_std * train_normal(&rng));
+        x[i] = (float)(p->init_std * recd_rand_normal(&rng));
     for (size_t i = 0; i != m->n_cols * k; ++i)
-        y[i] = (float)(p->init_std * train_normal(&rng));
+        y[i] = (float)(p->init_std * recd_rand_normal(&rng));
 
     mf_shared_t shared = {x, y, bu, bi, mu, k, p->learning_rate, p->reg, p->bias_reg};
     workers = recd_xcalloc(threads, sizeof(*workers));
     for (uint32_t epoch = 0; epoch != p->epochs; ++epoch) {
         double started = recd_monotonic_seconds(), sse = 0;
         for (size_t n = m->nnz; n > 1; --n) { /* Fisher-Yates */
-            size_t j = (size_t)train_below(&rng, n);
+            size_t j = (size_t)recd_rand_below(&rng, n);
             rating_t t = all[n - 1];
             all[n - 1] = all[j];
             all[j] = t;

@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "models/sgd_internal.h"
 #include "models/train_internal.h"
 
@@ -75,11 +76,11 @@ SGD_HOGWILD static void run_samples(bpr_worker_t *w)
     double loss = 0;
 
     for (size_t n = 0; n != w->samples; ++n) {
-        uint32_t u = s->users[train_below(&w->rng, s->n_users)];
+        uint32_t u = s->users[recd_rand_below(&w->rng, s->n_users)];
         const uint32_t *row = m->col + m->row_ptr[u];
         size_t len = (size_t)(m->row_ptr[u + 1] - m->row_ptr[u]);
-        uint32_t i = row[train_below(&w->rng, len)];
-        uint32_t j = nth_absent(row, len, train_below(&w->rng, m->n_cols - len));
+        uint32_t i = row[recd_rand_below(&w->rng, len)];
+        uint32_t j = nth_absent(row, len, recd_rand_below(&w->rng, m->n_cols - len));
 
         float *restrict xu = s->x + (size_t)u * k;
         float *restrict yi = s->y + (size_t)i * k;
@@ -156,9 +157,9 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
     y = recd_xmalloc(m->n_cols * k * sizeof(*y));
     b = recd_xcalloc(m->n_cols, sizeof(*b));
     for (size_t i = 0; i != m->n_rows * k; ++i)
-        x[i] = (float)((train_uniform(&init_rng) - 0.5) / k);
+        x[i] = (float)((recd_rand_uniform(&init_rng) - 0.5) / k);
     for (size_t i = 0; i != m->n_cols * k; ++i)
-        y[i] = (float)((train_uniform(&init_rng) - 0.5) / k);
+        y[i] = (float)((recd_rand_uniform(&init_rng) - 0.5) / k);
 
     size_t n_users = 0;
     users = recd_xmalloc(m->n_rows * sizeof(*users));
@@ -173,7 +174,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
     for (uint32_t t = 0; t != threads; ++t) {
         uint64_t seed_state = p->seed + t * UINT64_C(0x9E3779B97F4A7C15);
         workers[t].shared = &shared;
-        workers[t].rng = train_splitmix64(&seed_state);
+        workers[t].rng = recd_splitmix64(&seed_state);
     }
 
     const size_t samples = n_users != 0 ? m->nnz : 0;

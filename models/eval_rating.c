@@ -53,7 +53,7 @@ int recd_split_kfold(const recd_csr_t *m, uint32_t folds, uint32_t fold, uint64_
         perm[j] = j;
     uint64_t rng = seed;
     for (size_t n = m->nnz; n > 1; --n) {
-        size_t j = (size_t)train_below(&rng, n);
+        size_t j = (size_t)recd_rand_below(&rng, n);
         size_t t = perm[n - 1];
         perm[n - 1] = perm[j];
         perm[j] = t;

@@ -37,7 +37,7 @@ static float rank_key(float s)
 static uint64_t user_state(uint64_t seed, size_t user)
 {
     uint64_t mix = seed ^ (UINT64_C(0xD1B54A32D192ED03) * ((uint64_t)user + 1));
-    return train_splitmix64(&mix);
+    return recd_splitmix64(&mix);
 }
 
 static void sampled_user(void *ctx, uint32_t worker, size_t u)
@@ -76,7 +76,7 @@ static void sampled_user(void *ctx, uint32_t worker, size_t u)
         float x = rank_key(s->scores[positive]);
         size_t above = 0;
         for (size_t p = 0; p != n_neg; ++p) {
-            size_t q = p + (size_t)train_below(&state, n_cand - p);
+            size_t q = p + (size_t)recd_rand_below(&state, n_cand - p);
             uint32_t t = s->candidates[p];
             s->candidates[p] = s->candidates[q];
             s->candidates[q] = t;

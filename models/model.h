@@ -4,26 +4,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "base/error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- errors ------------------------------------------------------------------------------------------------------------ */
-
-#define RECD_OK 0
-#define RECD_EINVAL (-1)    /* invalid argument */
-#define RECD_ENOMEM (-2)    /* out of memory */
-#define RECD_EIO (-3)       /* I/O error (errno is kept) */
-#define RECD_EFORMAT (-4)   /* malformed file or input */
-#define RECD_ECHECKSUM (-5) /* SHA-256 mismatch */
-#define RECD_EVERSION (-6)  /* unsupported format version */
-#define RECD_ENOTFOUND (-7) /* no such user, item, model or version */
-#define RECD_EEXIST (-8)    /* already exists */
-#define RECD_ENUMERIC (-9)  /* numerical failure (e.g. matrix not positive definite) */
-
-/** Returns a static English description of a RECD_E* code. */
-const char *recd_strerror(int err);
 
 /* ---- id maps: external string id <-> dense index ------------------------------------------------------------------- */
 

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "models/model.h"
-#include "models/sys.h"
+#include "base/fs.h"
 
 /* How many version numbers a commit tries before giving up when concurrent publishers keep taking them. */
 #define COMMIT_ATTEMPTS 64

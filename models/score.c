@@ -6,7 +6,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include "models/models_internal.h"
-#include "models/sys.h"
+#include "base/alloc.h"
 
 /* Fold-in keeps its f x f system on the stack up to this many factors (64 KiB), so the common case never allocates. */
 #define FOLD_IN_STACK_FACTORS 128

@@ -18,7 +18,7 @@ static void shuffle(size_t *perm, size_t n, uint64_t *state)
     for (size_t i = 0; i != n; ++i)
         perm[i] = i;
     for (size_t i = n; i > 1; --i) {
-        size_t j = (size_t)train_below(state, i), t = perm[i - 1];
+        size_t j = (size_t)recd_rand_below(state, i), t = perm[i - 1];
         perm[i - 1] = perm[j];
         perm[j] = t;
     }
@@ -180,7 +180,7 @@ int recd_split_kfold_mask(size_t n, uint32_t folds, uint64_t seed, uint32_t *fol
         perm[j] = j;
     uint64_t rng = seed;
     for (size_t m = n; m > 1; --m) {
-        size_t j = (size_t)train_below(&rng, m), t = perm[m - 1];
+        size_t j = (size_t)recd_rand_below(&rng, m), t = perm[m - 1];
         perm[m - 1] = perm[j];
         perm[j] = t;
     }

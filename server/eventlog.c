@@ -6,7 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/fs.h"
 #include "server/server.h"
 
 struct st_recd_eventlog_t {

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 #include "server/server.h"
 
 struct st_recd_holder_t {

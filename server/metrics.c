@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 #include "server/server.h"
 
 const int recd_metrics_statuses[RECD_METRICS_N_STATUS - 1] = {200, 202, 400, 404, 405, 413, 415, 500, 503};

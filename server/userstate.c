@@ -12,7 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/sys.h"
+#include "base/hash.h"
+#include "base/alloc.h"
 #include "server/server.h"
 
 #define N_SHARDS 64
@@ -52,14 +53,6 @@ static char *dup_id(const char *id, size_t len)
     memcpy(p, id, len);
     p[len] = '\0';
     return p;
-}
-
-static uint64_t hash_id(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; ++i)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
 }
 
 recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics)
@@ -175,7 +168,7 @@ static void grow(shard_t *sh)
 
 void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, const recd_user_item_t *items, size_t n)
 {
-    uint64_t hash = hash_id(user, ulen);
+    uint64_t hash = recd_hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     /* copy the ids before taking the lock */
     char **copies = recd_xreallocarray(NULL, n, sizeof(char *));
@@ -224,7 +217,7 @@ void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, con
 int recd_userstate_get(recd_userstate_t *us, const char *user, size_t ulen, uint64_t model_version, uint32_t n_factors,
                        h2o_mem_pool_t *pool, recd_user_snapshot_t *out)
 {
-    uint64_t hash = hash_id(user, ulen);
+    uint64_t hash = recd_hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     int ret = RECD_ENOTFOUND;
 
@@ -254,7 +247,7 @@ int recd_userstate_get(recd_userstate_t *us, const char *user, size_t ulen, uint
 void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
                                const float *vec, uint32_t n_factors)
 {
-    uint64_t hash = hash_id(user, ulen);
+    uint64_t hash = recd_hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     float *copy = recd_xreallocarray(NULL, n_factors, sizeof(float));
     memcpy(copy, vec, sizeof(float) * n_factors);

@@ -1,7 +1,7 @@
 /* worker.c: the per-thread model pointer and scratch buffers a worker swaps on its own thread. */
 #include <stdio.h>
 #include <stdlib.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 #include "server/server.h"
 
 void recd_worker_set_model(recd_worker_t *w, recd_model_t *model)

@@ -12,7 +12,9 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "train/ingest_internal.h"
-#include "models/sys.h"
+#include "base/text.h"
+#include "models/event.h"
+#include "base/alloc.h"
 
 #define READ_CHUNK 65536
 #define PEEK_BYTES 65536
@@ -345,83 +347,12 @@ static int epoch_from_number(double v, int64_t *out)
     return 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int digits(const char *p, size_t len, size_t *i, size_t n, int *out)
-{
-    int v = 0;
-    for (size_t k = 0; k < n; k++, (*i)++) {
-        if (*i >= len || !isdigit((unsigned char)p[*i]))
-            return -1;
-        v = v * 10 + (p[*i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_iso8601(const char *p, size_t len, int64_t *out)
 {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    size_t i = 0;
-    int y, mo, d, h = 0, mi = 0, s = 0, off = 0;
-    if (digits(p, len, &i, 4, &y) || i >= len || p[i++] != '-' || digits(p, len, &i, 2, &mo) || i >= len || p[i++] != '-' ||
-        digits(p, len, &i, 2, &d))
+    double epoch;
+    if (recd_iso8601_parse(p, len, 0, &epoch) != 0)
         return -1;
-    if (mo < 1 || mo > 12 || d < 1)
-        return -1;
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[mo - 1] + (mo == 2 && leap))
-        return -1;
-    if (i < len) {
-        if (p[i] != 'T' && p[i] != 't' && p[i] != ' ')
-            return -1;
-        i++;
-        if (digits(p, len, &i, 2, &h) || i >= len || p[i++] != ':' || digits(p, len, &i, 2, &mi))
-            return -1;
-        if (i < len && p[i] == ':') {
-            i++;
-            if (digits(p, len, &i, 2, &s))
-                return -1;
-            if (i < len && (p[i] == '.' || p[i] == ',')) {
-                i++;
-                size_t start = i;
-                while (i < len && isdigit((unsigned char)p[i]))
-                    i++;
-                if (i == start)
-                    return -1;
-            }
-        }
-        if (h > 23 || mi > 59 || s > 60)
-            return -1;
-        if (i < len) {
-            if ((p[i] == 'Z' || p[i] == 'z') && i + 1 == len) {
-                i++;
-            } else if (p[i] == '+' || p[i] == '-') {
-                int sign = p[i++] == '-' ? -1 : 1, oh, om;
-                if (digits(p, len, &i, 2, &oh))
-                    return -1;
-                if (i < len && p[i] == ':')
-                    i++;
-                if (digits(p, len, &i, 2, &om) || oh > 23 || om > 59)
-                    return -1;
-                off = sign * (oh * 3600 + om * 60);
-            } else {
-                return -1;
-            }
-        }
-    }
-    if (i != len)
-        return -1;
-    *out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s - off;
+    *out = (int64_t)floor(epoch);
     return 0;
 }
 
@@ -448,41 +379,6 @@ int ingest_parse_timestamp(const char *p, size_t len, int64_t *out)
         return epoch_from_number(v, out);
     }
     return parse_iso8601(p, len, out);
-}
-
-int ingest_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *e = p + len;
-    while (p < e) {
-        unsigned c = *p;
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t n;
-        unsigned min;
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, min = 0x80, c &= 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, min = 0x800, c &= 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, min = 0x10000, c &= 0x07;
-        else
-            return 0;
-        if ((size_t)(e - p) <= n)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[k] & 0xc0) != 0x80)
-                return 0;
-            c = (c << 6) | (p[k] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
 }
 
 static const char *const aliases[4][6] = {
@@ -550,7 +446,7 @@ static void sample_text(char *dst, size_t cap, const char *text, size_t len)
                 n++;
             size_t good = 0;
             for (size_t k = n; k >= 2; k--) {
-                if (ingest_utf8_valid(dst + i, k)) {
+                if (recd_utf8_valid(dst + i, k)) {
                     good = k;
                     break;
                 }
@@ -629,7 +525,7 @@ void ingest_record(ingest_ctx_t *ctx, uint64_t line, const char *text, size_t te
         why = RECD_REJECT_MISSING_ITEM;
         goto Reject;
     }
-    if (!ingest_utf8_valid(u, ulen) || !ingest_utf8_valid(it, ilen)) {
+    if (!recd_utf8_valid(u, ulen) || !recd_utf8_valid(it, ilen)) {
         why = RECD_REJECT_BAD_UTF8;
         goto Reject;
     }
@@ -693,11 +589,10 @@ static void add_weight(ingest_ctx_t *ctx, const char *type, double w, int use_va
 static int load_weights(ingest_ctx_t *ctx)
 {
     if (ctx->o->event_weights_json == NULL) {
-        add_weight(ctx, "view", 1, 0);
-        add_weight(ctx, "click", 2, 0);
-        add_weight(ctx, "add_to_cart", 3, 0);
-        add_weight(ctx, "purchase", 5, 0);
-        add_weight(ctx, "rating", 0, 1);
+        for (int t = 0; t != RECD_EVENT_N_TYPES; ++t) {
+            double w = recd_event_default_weight((recd_event_type_t)t);
+            add_weight(ctx, recd_event_type_name((recd_event_type_t)t), w < 0 ? 0 : w, w < 0);
+        }
         return RECD_OK;
     }
     json_error_t jerr;

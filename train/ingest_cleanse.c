@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "train/ingest.h"
-#include "models/sys.h"
+#include "base/alloc.h"
 
 typedef struct st_pair_t {
     uint32_t user, item;

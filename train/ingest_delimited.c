@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "train/ingest_internal.h"
-#include "models/sys.h"
+#include "base/alloc.h"
 
 typedef struct st_dfield_t {
     const char *p;

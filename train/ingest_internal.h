@@ -102,8 +102,6 @@ void ingest_error(ingest_ctx_t *ctx, const char *fmt, ...) __attribute__((format
 int ingest_parse_number(const char *p, size_t len, double *out);
 /** Parses epoch seconds, epoch milliseconds (>= 1e11) or ISO-8601 into epoch seconds; 0 or -1. */
 int ingest_parse_timestamp(const char *p, size_t len, int64_t *out);
-/** 1 when p[0..len) is valid UTF-8 without NUL bytes. */
-int ingest_utf8_valid(const char *p, size_t len);
 /** Whether a (trimmed, case-insensitive) name is one of the default aliases of a column (0 user, 1 item, 2 value, 3 time). */
 int ingest_default_alias(int column, const char *name, size_t len);
 /** The option naming column (0 user .. 3 time), or NULL. */

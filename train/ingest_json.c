@@ -5,7 +5,7 @@
 #include <strings.h>
 #include <jansson.h>
 #include "train/ingest_internal.h"
-#include "models/sys.h"
+#include "base/alloc.h"
 
 /* The member holding a column: the option's name (exact, then any case), else the first key that is a default alias. */
 static json_t *member(json_t *obj, const recd_ingest_options_t *o, int column)

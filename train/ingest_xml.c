@@ -13,7 +13,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include "train/ingest_internal.h"
-#include "models/sys.h"
+#include "base/alloc.h"
 
 #define MAX_FIELDS 64
 #define MAX_PROLOG (64u * 1024)

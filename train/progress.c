@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/clock.h"
 #include "train/trainer.h"
 
 void recd_progress_format(size_t done, size_t total, double elapsed, int width, char *buf, size_t len)

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <time.h>
 #include <cblas.h>
-#include "models/sys.h"
+#include "base/hash.h"
+#include "base/alloc.h"
 #include "train/trainer.h"
 
 /* ---- the table ------------------------------------------------------------------------------------------------------ */
@@ -946,20 +947,12 @@ long recd_grid_expand(const recd_algorithm_t *a, const void *base, const char *g
     return (long)total;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void recd_random_params(const recd_algorithm_t *a, const void *base, const uint8_t *fixed, uint64_t *rng, void *out)
 {
     memcpy(out, base, a->params_size);
     for (size_t i = 0; i != a->n_params; ++i) {
         const recd_param_def_t *d = &a->params[i];
-        double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53, v;
+        double u = (double)(recd_splitmix64(rng) >> 11) * 0x1.0p-53, v;
         if ((fixed != NULL && fixed[i]) || !(d->lo < d->hi))
             continue;
         if (d->log_scale && d->lo > 0)

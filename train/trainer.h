@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include "models/model.h"
-#include "models/sys.h"
+
 #include "train/ingest.h"
 
 /* ---- the algorithm table --------------------------------------------------------------------------------------------- */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 #include "train/trainer.h"
 
 /* The pairs tried: a log grid wide enough for BPR's and MF's factor scales, plus the fixed pair recd used before. */

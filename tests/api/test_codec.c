@@ -141,7 +141,7 @@ static void test_codec_events_valid(void **state)
 
     /* the log line carries the schema version, receive time and every given field */
     recd_jw_t w;
-    recd_jw_init(&w, &pool, 8);
+    recd_jw_init_pool(&w, &pool, 8);
     recd_codec_render_event_line(&w, &ev[0], 1714564801.5);
     assert_true(h2o_memis(w.buf, w.len,
                           H2O_STRLIT("{\"v\":1,\"received_at\":1714564801.500,\"user\":\"u\",\"item\":\"i\",\"type\":\"rating\","
@@ -224,7 +224,7 @@ static void test_codec_render_recs(void **state)
     recd_api_item_t items[] = {{h2o_iovec_init(H2O_STRLIT("a\"b")), 0.5f}, {h2o_iovec_init(H2O_STRLIT("c\\d\n")), -0.25f}};
     h2o_iovec_t ignored[] = {h2o_iovec_init(H2O_STRLIT("zz"))};
     recd_jw_t w;
-    recd_jw_init(&w, &pool, 16); /* small, so the writer has to grow */
+    recd_jw_init_pool(&w, &pool, 16); /* small, so the writer has to grow */
     recd_codec_render_recs(&w, h2o_iovec_init(H2O_STRLIT("0123456789abcdef")), h2o_iovec_init(H2O_STRLIT("u\x01")),
                            h2o_iovec_init(H2O_STRLIT("demo")), 3, items, 2, "fold_in", ignored, 1);
     assert_true(h2o_memis(
@@ -238,7 +238,7 @@ static void test_codec_render_recs(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "items"), 1), "item")), "c\\d\n");
     json_decref(j);
 
-    recd_jw_init(&w, &pool, 16);
+    recd_jw_init_pool(&w, &pool, 16);
     recd_codec_render_recs(&w, h2o_iovec_init(H2O_STRLIT("r")), h2o_iovec_init(H2O_STRLIT("u")), h2o_iovec_init(H2O_STRLIT("m")), 1,
                            NULL, 0, "popular", NULL, 0);
     assert_true(
@@ -251,16 +251,16 @@ static void test_codec_render_similar_and_error(void **state)
 {
     recd_api_item_t items[] = {{h2o_iovec_init(H2O_STRLIT("b")), 0.875f}};
     recd_jw_t w;
-    recd_jw_init(&w, &pool, 64);
+    recd_jw_init_pool(&w, &pool, 64);
     recd_codec_render_similar(&w, h2o_iovec_init(H2O_STRLIT("a")), h2o_iovec_init(H2O_STRLIT("demo")), 12, items, 1);
     assert_true(
         h2o_memis(w.buf, w.len, H2O_STRLIT("{\"item\":\"a\",\"model\":\"demo@12\",\"items\":[{\"item\":\"b\",\"score\":0.875}]}")));
 
-    recd_jw_init(&w, &pool, 64);
+    recd_jw_init_pool(&w, &pool, 64);
     recd_codec_render_error(&w, "invalid_argument", "bad \"k\" \xff");
     assert_true(h2o_memis(w.buf, w.len, H2O_STRLIT("{\"error\":{\"code\":\"invalid_argument\",\"message\":\"bad \\\"k\\\" ?\"}}")));
 
-    recd_jw_init(&w, &pool, 8);
+    recd_jw_init_pool(&w, &pool, 8);
     recd_jw_double(&w, NAN);
     recd_jw_lit(&w, " ");
     recd_jw_u64(&w, 18446744073709551615ULL);
@@ -282,7 +282,7 @@ static void test_codec_render_similar_and_error(void **state)
                 {1e12, "1e+12"},
                 {999999.9999996, "1000000"}};
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); ++i) {
-        recd_jw_init(&w, &pool, 8);
+        recd_jw_init_pool(&w, &pool, 8);
         recd_jw_double(&w, nums[i].v);
         if (!h2o_memis(w.buf, w.len, nums[i].want, strlen(nums[i].want)))
             fail_msg("%.17g rendered as %.*s, want %s", nums[i].v, (int)w.len, w.buf, nums[i].want);

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include "train/ingest.h"
 #include "train/ingest_internal.h"
+#include "base/text.h"
 
 typedef struct st_run_t {
     recd_interactions_t x;
@@ -737,15 +738,15 @@ static void test_ingest_timestamps(void **state)
 
 static void test_ingest_utf8(void **state)
 {
-    assert_true(ingest_utf8_valid("abc", 3));
-    assert_true(ingest_utf8_valid("\xc3\xa9t\xc3\xa9", 5));
-    assert_true(ingest_utf8_valid("\xf0\x9f\x8e\xac", 4));
-    assert_false(ingest_utf8_valid("\xc0\x80", 2));         /* overlong */
-    assert_false(ingest_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    assert_false(ingest_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-    assert_false(ingest_utf8_valid("\xe2\x82", 2));         /* cut short */
-    assert_false(ingest_utf8_valid("a\0b", 3));
-    assert_false(ingest_utf8_valid("\xff", 1));
+    assert_true(recd_utf8_valid("abc", 3));
+    assert_true(recd_utf8_valid("\xc3\xa9t\xc3\xa9", 5));
+    assert_true(recd_utf8_valid("\xf0\x9f\x8e\xac", 4));
+    assert_false(recd_utf8_valid("\xc0\x80", 2));         /* overlong */
+    assert_false(recd_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(recd_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+    assert_false(recd_utf8_valid("\xe2\x82", 2));         /* cut short */
+    assert_false(recd_utf8_valid("a\0b", 3));
+    assert_false(recd_utf8_valid("\xff", 1));
 }
 
 static void test_ingest_movielens(void **state)

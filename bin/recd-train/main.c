@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include "base/clock.h"
+#include "base/hash.h"
 #include "models/model.h"
 #include "train/ingest.h"
 #include "train/trainer.h"
@@ -1583,14 +1585,6 @@ static int better(const recd_metric_t *m, double a, double b)
     return m->lower_is_better ? a < b : a > b;
 }
 
-static uint64_t next_random(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -1643,7 +1637,7 @@ static int add_candidates(const options_t *o, const algo_setup_t *base, uint64_t
     size_t take = n_pick;
     if (!o->random_search && n_pick > room) { /* a seeded sample of the grid, kept in grid order */
         for (size_t i = 0; i != room; ++i) {
-            size_t j = i + (size_t)(next_random(rng) % (n_pick - i)), t = pick[i];
+            size_t j = i + (size_t)(recd_splitmix64(rng) % (n_pick - i)), t = pick[i];
             pick[i] = pick[j];
             pick[j] = t;
         }

@@ -1,6 +1,6 @@
-/* sys.h: small system helpers shared by every module — allocation that aborts on out of memory, directories, fsync. */
-#ifndef RECD_MODELS_SYS_H
-#define RECD_MODELS_SYS_H
+/* alloc.h: allocation that aborts with a message on out of memory. */
+#ifndef RECD_BASE_ALLOC_H
+#define RECD_BASE_ALLOC_H
 
 #include <stddef.h>
 
@@ -28,20 +28,5 @@ void *recd_xaligned_alloc(size_t align, size_t size) __attribute__((malloc, retu
 char *recd_xstrdup(const char *s) __attribute__((malloc, returns_nonnull, warn_unused_result));
 /** strndup (at most n bytes of s, always NUL-terminated) that aborts with a message on out of memory. */
 char *recd_xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnull, warn_unused_result));
-
-/**
- * Creates every missing parent directory of path (mode 0755), like `mkdir -p "$(dirname path)"`; path itself is not
- * created. Returns 0 when every parent exists as a directory, or -1 with errno set (ENOTDIR when one is something else).
- */
-int recd_mkdir_parents(const char *path);
-
-/**
- * fsyncs the file or directory at path, opened read-only with extra open(2) flags (O_DIRECTORY for a directory whose
- * entries, such as a rename into it, must be durable). Returns 0, or -1 with errno from open or fsync.
- */
-int recd_fsync_path(const char *path, int open_flags);
-
-/** Seconds on the monotonic clock (CLOCK_MONOTONIC): for measuring durations, never for dates. */
-double recd_monotonic_seconds(void);
 
 #endif

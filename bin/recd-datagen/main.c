@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/sys.h"
+#include "base/hash.h"
+#include "base/alloc.h"
 
 /*
  * The model behind the data: every user u and item i gets a unit taste vector in R^factors, near one of the factor axes
@@ -23,25 +24,6 @@
 #define MEAN_GAP_SECONDS 15.0
 
 #define EXIT_USAGE 2
-
-static uint64_t next_u64(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-static double uniform(uint64_t *s)
-{
-    return (double)(next_u64(s) >> 11) * 0x1.0p-53;
-}
-
-static double normal(uint64_t *s)
-{
-    double u1 = uniform(s), u2 = uniform(s);
-    return sqrt(-2.0 * log(u1 > 1e-300 ? u1 : 1e-300)) * cos(6.283185307179586 * u2);
-}
 
 /* Walker/Vose alias table: O(1) draws from a discrete distribution. */
 typedef struct st_alias_t {
@@ -87,9 +69,9 @@ static void alias_init(alias_t *a, const double *w, size_t n)
 
 static uint32_t alias_draw(const alias_t *a, uint64_t *s)
 {
-    uint64_t r = next_u64(s);
+    uint64_t r = recd_splitmix64(s);
     size_t i = (size_t)(((unsigned __int128)r * a->n) >> 64);
-    return uniform(s) < a->prob[i] ? (uint32_t)i : a->alias[i];
+    return recd_rand_uniform(s) < a->prob[i] ? (uint32_t)i : a->alias[i];
 }
 
 /* Unit vectors near the axes: v = normalise(e_c + noise), c uniform in 0..f-1, noise N(0, (NOISE^2 / f) I). Users and
@@ -97,10 +79,10 @@ static uint32_t alias_draw(const alias_t *a, uint64_t *s)
 static void taste_vectors(float *v, size_t n, uint32_t f, uint64_t *s)
 {
     for (size_t i = 0; i != n; ++i) {
-        uint32_t c = (uint32_t)(next_u64(s) % f);
+        uint32_t c = (uint32_t)(recd_splitmix64(s) % f);
         double norm = 0;
         for (uint32_t k = 0; k != f; ++k) {
-            double x = (k == c ? 1.0 : 0.0) + NOISE / sqrt((double)f) * normal(s);
+            double x = (k == c ? 1.0 : 0.0) + NOISE / sqrt((double)f) * recd_rand_normal(s);
             v[i * f + k] = (float)x;
             norm += x * x;
         }
@@ -238,7 +220,7 @@ int main(int argc, char **argv)
         for (uint64_t i = 0; i != n_items; ++i)
             perm[i] = (uint32_t)i;
         for (uint64_t i = n_items - 1; i > 0; --i) {
-            uint64_t j = next_u64(&state) % (i + 1);
+            uint64_t j = recd_splitmix64(&state) % (i + 1);
             uint32_t t = perm[i];
             perm[i] = perm[j], perm[j] = t;
         }
@@ -246,7 +228,7 @@ int main(int argc, char **argv)
             w[perm[r]] = pow((double)(r + 1), -ZIPF_S);
         alias_init(&item_pop, w, n_items);
         for (uint64_t u = 0; u != n_users; ++u)
-            w[u] = exp(normal(&state)); /* log-normal activity */
+            w[u] = exp(recd_rand_normal(&state)); /* log-normal activity */
         alias_init(&user_act, w, n_users);
         free(w);
         free(perm);
@@ -272,12 +254,12 @@ int main(int argc, char **argv)
             match = 0;
             for (uint32_t k = 0; k != f; ++k)
                 match += (double)x[k] * y[k];
-            if (uniform(&state) < exp(BETA * (match - 1)))
+            if (recd_rand_uniform(&state) < exp(BETA * (match - 1)))
                 break;
         }
-        long value = lround(3.0 + 4.0 * match + 0.8 * normal(&state));
+        long value = lround(3.0 + 4.0 * match + 0.8 * recd_rand_normal(&state));
         value = value < 1 ? 1 : value > 5 ? 5 : value;
-        ts += -MEAN_GAP_SECONDS * log(1 - uniform(&state));
+        ts += -MEAN_GAP_SECONDS * log(1 - recd_rand_uniform(&state));
 
         char *p = buf + len;
         *p++ = 'u';

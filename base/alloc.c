@@ -1,14 +1,9 @@
-/* sys.c: small system helpers shared by every module — allocation that aborts on out of memory, directories, fsync. */
-#include <errno.h>
-#include <fcntl.h>
+/* alloc.c: the recd_x* allocators, which abort with a message on out of memory. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 
 __attribute__((noreturn, cold)) static void out_of_memory(size_t n, size_t size)
 {
@@ -78,57 +73,4 @@ char *recd_xstrndup(const char *s, size_t n)
     if (p == NULL)
         out_of_memory(1, strnlen(s, n) + 1);
     return p;
-}
-
-/* Makes one directory unless it exists; an existing non-directory is ENOTDIR. */
-static int make_dir(const char *dir)
-{
-    struct stat st;
-    if (mkdir(dir, 0755) == 0)
-        return 0;
-    if (errno != EEXIST || stat(dir, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-int recd_mkdir_parents(const char *path)
-{
-    char *buf = recd_xstrdup(path);
-    int ret = 0, saved = 0;
-
-    /* each '/' after the first character ends a parent; a run of slashes ends it once */
-    for (char *p = buf; *p != '\0' && ret == 0; ++p) {
-        if (*p != '/' || p == buf || p[-1] == '/')
-            continue;
-        *p = '\0';
-        if ((ret = make_dir(buf)) != 0)
-            saved = errno;
-        *p = '/';
-    }
-    free(buf);
-    if (ret != 0)
-        errno = saved;
-    return ret;
-}
-
-int recd_fsync_path(const char *path, int open_flags)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | open_flags);
-    if (fd < 0)
-        return -1;
-    int ret = fsync(fd), saved = errno;
-    close(fd);
-    errno = saved;
-    return ret;
-}
-
-double recd_monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -1,4 +1,4 @@
-/* test_sys.c: the shared out-of-memory-aborting allocators and recd_mkdir_parents. */
+/* test_sys.c: base's out-of-memory-aborting allocators and recd_mkdir_parents. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "models/sys.h"
+#include "base/alloc.h"
+#include "base/fs.h"
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

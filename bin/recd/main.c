@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "models/sys.h"
+#include "base/alloc.h"
 #include "api/api.h"
-#include "server/workers.h"
+#include "bin/recd/workers.h"
 
 extern char **environ;
 

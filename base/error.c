@@ -1,5 +1,5 @@
-/* error.c: the descriptions of the RECD_E* codes shared by every module. */
-#include "models/model.h"
+/* error.c: the descriptions of the RECD_E* codes that every module returns. */
+#include "base/error.h"
 
 const char *recd_strerror(int err)
 {
@@ -24,6 +24,8 @@ const char *recd_strerror(int err)
         return "already exists";
     case RECD_ENUMERIC:
         return "numerical failure";
+    case RECD_EBUSY:
+        return "resource busy";
     default:
         return "unknown error";
     }

@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include "models/sys.h"
-#include "server/workers.h"
+#include "base/alloc.h"
+#include "bin/recd/workers.h"
 
 static uint64_t now_ms(void)
 {
