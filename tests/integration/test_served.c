@@ -87,7 +87,7 @@ static void test_served_metrics_equal_reported(void **state)
     assert_non_null(mkdtemp(dir));
     if (bin == NULL)
         bin = ".";
-    assert_int_equal(run("'%s/recd-datagen' --users 150 --items 80 --interactions 4000 --seed 11 --output %s/log.csv", bin, dir),
+    assert_int_equal(run("'%s/recd-datagen' --users 80 --items 200 --interactions 8000 --seed 11 --output %s/log.csv", bin, dir),
                      0);
     assert_int_equal(run("'%s/recd-train' train --input %s/log.csv --registry %s/reg --model served --holdout-test --factors 8 "
                          "--iterations 6 --threads 2 --seed 5 --k %d > %s/train.json 2> %s/train.err",
@@ -148,7 +148,7 @@ static void test_served_metrics_equal_reported(void **state)
     }
     assert_int_equal(harness_stop(&server), 0);
 
-    assert_true(users > 50);
+    assert_true(users > 60);
     assert_int_equal(users, (size_t)num(ev, "users"));
     double p = sum_p / users, r = sum_r / users, ndcg = sum_ndcg / users, map = sum_map / users;
     print_message("served over HTTP: P@%d %.6f R@%d %.6f nDCG@%d %.6f MAP@%d %.6f over %zu users; evaluation.json: %.6f %.6f "
