@@ -1,4 +1,4 @@
-/* datagen_main.c: recd-datagen — a synthetic interaction log with planted low-rank tastes, popularity skew and timestamps. */
+/* main.c: recd-datagen — a synthetic interaction log with planted low-rank tastes, popularity skew and timestamps. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
