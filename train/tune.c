@@ -8,8 +8,8 @@
 #include "train/trainer.h"
 
 /* The pairs tried: a log grid wide enough for BPR's and MF's factor scales, plus the fixed pair recd used before. */
-static const float fold_in_alphas[] = {0.5f, 2.0f, 8.0f, 32.0f};
-static const float fold_in_regs[] = {0.1f, 1.0f, 10.0f, 100.0f};
+static const float fold_in_alphas[] = {2.0f, 8.0f, 32.0f, 128.0f};
+static const float fold_in_regs[] = {1.0f, 10.0f, 100.0f, 1000.0f};
 #define FOLD_IN_DEFAULT_ALPHA 1.0f
 #define FOLD_IN_DEFAULT_REG 1.0f
 
