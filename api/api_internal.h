@@ -136,7 +136,7 @@ enum { RECD_API_GET = 1, RECD_API_POST = 2 };
 typedef struct st_recd_api_call_t {
     h2o_req_t *req;
     recd_app_t *app;
-    recd_worker_t *worker;
+    recd_worker_state_t *worker;
     recd_endpoint_t ep;
     struct timespec t0;
 } recd_api_call_t;
@@ -168,7 +168,7 @@ h2o_iovec_t recd_api_query(h2o_req_t *req);
 /** The path without the query string. */
 h2o_iovec_t recd_api_path(h2o_req_t *req);
 /** A fresh request id (16 hex characters) in pool memory from the worker's generator. */
-h2o_iovec_t recd_api_request_id(recd_worker_t *w, h2o_mem_pool_t *pool);
+h2o_iovec_t recd_api_request_id(recd_worker_state_t *w, h2o_mem_pool_t *pool);
 
 /**
  * Folds a user into model m from its training history (user index, or -1) plus extra interactions given by external item

@@ -23,7 +23,7 @@ static void update_users(recd_api_call_t *call, recd_event_t *events, size_t n)
 {
     h2o_req_t *req = call->req;
     recd_app_t *app = call->app;
-    recd_model_t *m = call->worker->model;
+    recd_model_t *m = recd_worker_model(call->worker);
     uint32_t nf = recd_model_n_factors(m);
     uint64_t version = recd_model_version(m);
     recd_event_t **sorted = h2o_mem_alloc_pool(&req->pool, sizeof(*sorted) * n);
@@ -96,7 +96,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply_error(req, 503, "unavailable", "the event log cannot be written; nothing was accepted");
         goto Exit;
     }
-    recd_metrics_add_events(h->app->metrics, call.worker->index, n);
+    recd_http_metrics_add_events(h->app->metrics, call.worker->index, n);
     update_users(&call, events, n);
 
     recd_jw_init_pool(&jw, &req->pool, 32);

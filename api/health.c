@@ -27,7 +27,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply(req, 200, "application/json", body, sizeof(body) - 1);
         goto Exit;
     }
-    recd_model_t *m = call.worker->model;
+    recd_model_t *m = recd_worker_model(call.worker);
     recd_jw_t jw;
     recd_jw_init_pool(&jw, &req->pool, 128);
     if (m == NULL || req->conn->ctx->shutdown_requested) {

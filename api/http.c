@@ -22,7 +22,7 @@ void recd_api_begin(recd_api_call_t *call, h2o_req_t *req, recd_app_t *app, recd
 void recd_api_end(recd_api_call_t *call)
 {
     uint64_t ns = elapsed_ns(&call->t0);
-    recd_metrics_observe(call->app->metrics, call->worker->index, call->ep, call->req->res.status, ns);
+    recd_http_metrics_observe(call->app->metrics, call->worker->index, call->ep, call->req->res.status, ns);
     if (recd_log_enabled(&call->app->log, RECD_LOG_DEBUG)) {
         char qpath[600], qmethod[40];
         recd_log_write(&call->app->log, RECD_LOG_DEBUG, "request",
@@ -173,7 +173,7 @@ h2o_iovec_t recd_api_path(h2o_req_t *req)
     return h2o_iovec_init(req->path.base, req->query_at == SIZE_MAX ? req->path.len : req->query_at);
 }
 
-h2o_iovec_t recd_api_request_id(recd_worker_t *w, h2o_mem_pool_t *pool)
+h2o_iovec_t recd_api_request_id(recd_worker_state_t *w, h2o_mem_pool_t *pool)
 {
     static const char hex[] = "0123456789abcdef";
     /* xorshift64*: ids only need to be unique in practice, not unpredictable */

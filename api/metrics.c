@@ -1,4 +1,4 @@
-/* metrics.c: GET /metrics — Prometheus text rendered from the per-thread counters and this worker's model. */
+/* metrics.c: GET /metrics — Prometheus text rendered from the per-thread HTTP counters and the metrics registry. */
 #include <stdlib.h>
 #include <string.h>
 #include "api/api_internal.h"
@@ -21,13 +21,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
         goto Exit;
-    recd_model_t *m = call.worker->model;
-    size_t len;
-    char *text =
-        recd_metrics_render(h->app->metrics, m != NULL ? recd_model_name(m) : NULL, m != NULL ? recd_model_version(m) : 0, &len);
+    /* the HTTP counters, then every family other modules registered (the catalog's model loads and versions) */
+    size_t http_len, families_len;
+    char *http = recd_http_metrics_render(h->app->metrics, NULL, 0, &http_len);
+    char *families = recd_metrics_render(h->app->metrics_registry, &families_len);
+    size_t len = http_len + families_len;
     char *body = h2o_mem_alloc_pool(&req->pool, len);
-    memcpy(body, text, len);
-    free(text);
+    memcpy(body, http, http_len);
+    memcpy(body + http_len, families, families_len);
+    free(http);
+    free(families);
     recd_api_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
 Exit:
     recd_api_end(&call);

@@ -20,8 +20,8 @@ static void exclude_ids(const recd_model_t *m, float *scores, const h2o_iovec_t 
 static void recommend(recd_api_call_t *call, const recd_recs_request_t *rq)
 {
     h2o_req_t *req = call->req;
-    recd_worker_t *w = call->worker;
-    recd_model_t *m = w->model;
+    recd_worker_state_t *w = call->worker;
+    recd_model_t *m = recd_worker_model(w);
     size_t n_items = recd_model_n_items(m);
     uint32_t nf = recd_model_n_factors(m);
     uint64_t version = recd_model_version(m);

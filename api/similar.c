@@ -44,8 +44,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto Exit;
     }
 
-    recd_worker_t *w = call.worker;
-    recd_model_t *m = w->model;
+    recd_worker_state_t *w = call.worker;
+    recd_model_t *m = recd_worker_model(w);
     int64_t item = recd_model_find_item(m, id.base, id.len);
     if (item < 0) {
         recd_api_reply_error(req, 404, "not_found", "unknown item");

@@ -19,16 +19,16 @@ const char *recd_endpoint_name(recd_endpoint_t ep)
     return (unsigned)ep < RECD_EP_COUNT ? endpoint_names[ep] : "other";
 }
 
-recd_metrics_t *recd_metrics_create(size_t n_slots)
+recd_http_metrics_t *recd_http_metrics_create(size_t n_slots)
 {
-    recd_metrics_t *m = recd_xcalloc(1, sizeof(*m));
+    recd_http_metrics_t *m = recd_xcalloc(1, sizeof(*m));
     m->slots = recd_xaligned_alloc(64, sizeof(*m->slots) * (n_slots ? n_slots : 1));
     memset(m->slots, 0, sizeof(*m->slots) * (n_slots ? n_slots : 1));
     m->n_slots = n_slots;
     return m;
 }
 
-void recd_metrics_free(recd_metrics_t *m)
+void recd_http_metrics_free(recd_http_metrics_t *m)
 {
     if (m == NULL)
         return;
@@ -47,7 +47,7 @@ static inline uint64_t get(const _Atomic uint64_t *c)
     return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
 }
 
-void recd_metrics_observe(recd_metrics_t *m, size_t slot, recd_endpoint_t ep, int status, uint64_t duration_ns)
+void recd_http_metrics_observe(recd_http_metrics_t *m, size_t slot, recd_endpoint_t ep, int status, uint64_t duration_ns)
 {
     recd_metrics_slot_t *s = &m->slots[slot];
     size_t si, b;
@@ -65,7 +65,7 @@ void recd_metrics_observe(recd_metrics_t *m, size_t slot, recd_endpoint_t ep, in
     bump(&s->duration_ns[ep], duration_ns);
 }
 
-void recd_metrics_add_events(recd_metrics_t *m, size_t slot, uint64_t n)
+void recd_http_metrics_add_events(recd_http_metrics_t *m, size_t slot, uint64_t n)
 {
     bump(&m->slots[slot].events_accepted, n);
 }
@@ -82,7 +82,7 @@ static void print_label_value(FILE *fp, const char *s)
     }
 }
 
-char *recd_metrics_render(const recd_metrics_t *m, const char *model_name, uint64_t model_version, size_t *len)
+char *recd_http_metrics_render(const recd_http_metrics_t *m, const char *model_name, uint64_t model_version, size_t *len)
 {
     char *buf = NULL;
     size_t size = 0;
@@ -138,14 +138,14 @@ char *recd_metrics_render(const recd_metrics_t *m, const char *model_name, uint6
         fputs("recd_model_version{model=\"", fp);
         print_label_value(fp, model_name);
         fprintf(fp, "\"} %llu\n", (unsigned long long)model_version);
+        fprintf(fp,
+                "# HELP recd_model_loads_total Model versions loaded from the registry.\n# TYPE recd_model_loads_total counter\n"
+                "recd_model_loads_total %llu\n"
+                "# HELP recd_model_load_failures_total Model versions rejected when loading.\n"
+                "# TYPE recd_model_load_failures_total counter\n"
+                "recd_model_load_failures_total %llu\n",
+                (unsigned long long)get(&m->model_loads), (unsigned long long)get(&m->model_load_failures));
     }
-    fprintf(fp,
-            "# HELP recd_model_loads_total Model versions loaded from the registry.\n# TYPE recd_model_loads_total counter\n"
-            "recd_model_loads_total %llu\n"
-            "# HELP recd_model_load_failures_total Model versions rejected when loading.\n"
-            "# TYPE recd_model_load_failures_total counter\n"
-            "recd_model_load_failures_total %llu\n",
-            (unsigned long long)get(&m->model_loads), (unsigned long long)get(&m->model_load_failures));
 
     uint64_t events = 0;
     for (size_t t = 0; t < m->n_slots; ++t)

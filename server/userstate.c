@@ -42,7 +42,7 @@ typedef struct st_shard_t {
 struct st_recd_userstate_t {
     uint32_t max_recent;
     size_t shard_cap;        /* users per shard */
-    recd_metrics_t *metrics; /* users_evicted is counted here; may be NULL */
+    recd_http_metrics_t *metrics; /* users_evicted is counted here; may be NULL */
     shard_t shards[N_SHARDS];
 };
 
@@ -55,7 +55,7 @@ static char *dup_id(const char *id, size_t len)
     return p;
 }
 
-recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics)
+recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_http_metrics_t *metrics)
 {
     recd_userstate_t *us = recd_xaligned_alloc(64, sizeof(*us));
     memset(us, 0, sizeof(*us));

@@ -1,12 +1,16 @@
-/* worker.c: the per-thread model pointer and scratch buffers a worker swaps on its own thread. */
+/* worker.c: the per-thread catalog snapshot and scratch buffers a worker swaps on its own thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "base/alloc.h"
 #include "server/server.h"
 
-void recd_worker_set_model(recd_worker_t *w, recd_model_t *model)
+void recd_worker_set_catalog(recd_worker_state_t *w, recd_catalog_t *snapshot)
 {
-    size_t n = recd_model_n_items(model);
+    if (w->catalog != NULL && recd_catalog_generation(snapshot) < recd_catalog_generation(w->catalog)) {
+        recd_catalog_release(snapshot);
+        return;
+    }
+    size_t n = recd_catalog_max_items(snapshot);
     if (n > w->scores_cap) {
         free(w->scores);
         w->scores = recd_xreallocarray(NULL, n, sizeof(float));
@@ -16,15 +20,20 @@ void recd_worker_set_model(recd_worker_t *w, recd_model_t *model)
         uint32_t max_k = w->app->config->max_k > 0 ? w->app->config->max_k : 1;
         w->top = recd_xreallocarray(NULL, max_k, sizeof(*w->top));
     }
-    recd_model_t *old = w->model;
-    w->model = model;
-    recd_model_release(old);
+    recd_catalog_t *old = w->catalog;
+    w->catalog = snapshot;
+    recd_catalog_release(old);
 }
 
-void recd_worker_dispose(recd_worker_t *w)
+recd_model_t *recd_worker_model(const recd_worker_state_t *w)
 {
-    recd_model_release(w->model);
-    w->model = NULL;
+    return w->catalog != NULL ? recd_catalog_active(w->catalog, NULL, 0) : NULL;
+}
+
+void recd_worker_dispose(recd_worker_state_t *w)
+{
+    recd_catalog_release(w->catalog);
+    w->catalog = NULL;
     free(w->scores);
     w->scores = NULL;
     w->scores_cap = 0;

@@ -17,20 +17,20 @@ static void assert_line(const char *text, const char *line)
 
 static void test_metrics_render_sums_slots(void **state)
 {
-    recd_metrics_t *m = recd_metrics_create(2);
+    recd_http_metrics_t *m = recd_http_metrics_create(2);
     size_t len;
 
-    recd_metrics_observe(m, 0, RECD_EP_RECOMMENDATIONS, 200, 300000);     /* 0.3 ms */
-    recd_metrics_observe(m, 1, RECD_EP_RECOMMENDATIONS, 200, 2000000);    /* 2 ms */
-    recd_metrics_observe(m, 1, RECD_EP_RECOMMENDATIONS, 400, 500000);     /* exactly 0.5 ms: le is inclusive */
-    recd_metrics_observe(m, 0, RECD_EP_RECOMMENDATIONS, 418, 3000000000); /* 3 s, an unlisted status */
-    recd_metrics_observe(m, 0, RECD_EP_OTHER, 404, 1000);
-    recd_metrics_add_events(m, 0, 3);
-    recd_metrics_add_events(m, 1, 4);
+    recd_http_metrics_observe(m, 0, RECD_EP_RECOMMENDATIONS, 200, 300000);     /* 0.3 ms */
+    recd_http_metrics_observe(m, 1, RECD_EP_RECOMMENDATIONS, 200, 2000000);    /* 2 ms */
+    recd_http_metrics_observe(m, 1, RECD_EP_RECOMMENDATIONS, 400, 500000);     /* exactly 0.5 ms: le is inclusive */
+    recd_http_metrics_observe(m, 0, RECD_EP_RECOMMENDATIONS, 418, 3000000000); /* 3 s, an unlisted status */
+    recd_http_metrics_observe(m, 0, RECD_EP_OTHER, 404, 1000);
+    recd_http_metrics_add_events(m, 0, 3);
+    recd_http_metrics_add_events(m, 1, 4);
     atomic_store(&m->model_loads, 2);
     atomic_store(&m->model_load_failures, 1);
 
-    char *text = recd_metrics_render(m, "de\"mo", 7, &len);
+    char *text = recd_http_metrics_render(m, "de\"mo", 7, &len);
     assert_int_equal(strlen(text), len);
     assert_line(text, "recd_http_requests_total{endpoint=\"recommendations\",status=\"200\"} 2");
     assert_line(text, "recd_http_requests_total{endpoint=\"recommendations\",status=\"400\"} 1");
@@ -54,10 +54,10 @@ static void test_metrics_render_sums_slots(void **state)
     free(text);
 
     /* without a model the gauge is left out */
-    text = recd_metrics_render(m, NULL, 0, &len);
+    text = recd_http_metrics_render(m, NULL, 0, &len);
     assert_null(strstr(text, "recd_model_version{"));
     free(text);
-    recd_metrics_free(m);
+    recd_http_metrics_free(m);
 }
 
 int test_metrics_run(void)

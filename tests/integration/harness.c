@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "registry/registry.h"
 #include "tests/integration/harness.h"
 
 static void sleep_ms(int ms)
@@ -140,7 +141,7 @@ int harness_start(harness_t *h, const char *const *extra_args)
     snprintf(h->log, sizeof(h->log), "%s/recd.log", h->dir);
     if (harness_publish(h->registry, 0, 0) != 1)
         return -1;
-    snprintf(binary, sizeof(binary), "%s/server/recd", bindir != NULL ? bindir : ".");
+    snprintf(binary, sizeof(binary), "%s/recd", bindir != NULL ? bindir : ".");
 
     argv[argc++] = binary;
     const char *fixed[] = {"--registry", h->registry,     "--model", HARNESS_MODEL,          "--listen", "127.0.0.1:0", "--threads",

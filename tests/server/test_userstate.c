@@ -57,7 +57,7 @@ static void find_shard_mates(char mate1[32], char mate2[32])
 
 static void test_userstate_count_never_exceeds_cap(void **state)
 {
-    recd_metrics_t *m = recd_metrics_create(1);
+    recd_http_metrics_t *m = recd_http_metrics_create(1);
     recd_userstate_t *us = recd_userstate_create(3, N_SHARDS, m);
     uint64_t created = 0;
     char user[32];
@@ -83,14 +83,14 @@ static void test_userstate_count_never_exceeds_cap(void **state)
     }
     assert_int_equal(found, N_SHARDS);
     size_t len;
-    char *text = recd_metrics_render(m, NULL, 0, &len);
+    char *text = recd_http_metrics_render(m, NULL, 0, &len);
     char line[64];
     snprintf(line, sizeof(line), "\nrecd_users_evicted_total %llu\n", (unsigned long long)(created - N_SHARDS));
     if (strstr(text, line) == NULL)
         fail_msg("missing%s--- in ---\n%s", line, text);
     free(text);
     recd_userstate_free(us);
-    recd_metrics_free(m);
+    recd_http_metrics_free(m);
 }
 
 static void test_userstate_evicts_least_recently_updated(void **state)

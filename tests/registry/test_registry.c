@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include "models/model.h"
+#include "registry/registry.h"
 
 typedef struct st_fixture_t {
     char dir[64];
