@@ -41,7 +41,7 @@ typedef struct st_shard_t {
 
 struct st_recd_userstate_t {
     uint32_t max_recent;
-    size_t shard_cap;        /* users per shard */
+    size_t shard_cap;             /* users per shard */
     recd_http_metrics_t *metrics; /* users_evicted is counted here; may be NULL */
     shard_t shards[N_SHARDS];
 };
