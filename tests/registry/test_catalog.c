@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,13 +434,36 @@ static int wait_calls(received_t *r, int calls)
     return ok;
 }
 
+typedef struct st_reader_t {
+    recd_catalog_loader_t *loader;
+    atomic_int stop;
+    size_t reads, empty;
+} reader_t;
+
+/* Takes snapshots and reads them while the watcher publishes new ones (a request thread's view). */
+static void *reader_main(void *arg)
+{
+    reader_t *rd = arg;
+    while (!atomic_load(&rd->stop)) {
+        recd_catalog_t *c = recd_catalog_loader_current(rd->loader);
+        recd_model_t *m = recd_catalog_active(c, NULL, 0);
+        rd->empty += m == NULL || recd_model_n_items(m) != recd_catalog_max_items(c);
+        ++rd->reads;
+        recd_catalog_release(c);
+    }
+    return NULL;
+}
+
 static void test_catalog_watcher_thread_publishes_new_versions(void **state)
 {
     fixture_t *fx = *state;
     received_t r = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+    pthread_t reader;
     publish(fx, "demo", 3, 0);
     recd_catalog_loader_t *l = create(fx);
+    reader_t rd = {.loader = l};
     recd_catalog_loader_subscribe(l, on_snapshot, &r);
+    assert_int_equal(pthread_create(&reader, NULL, reader_main, &rd), 0);
     assert_int_equal(recd_catalog_loader_start(l, 20), 0);
     assert_int_equal(recd_catalog_loader_poll(l), RECD_EBUSY);
 
@@ -461,6 +485,10 @@ static void test_catalog_watcher_thread_publishes_new_versions(void **state)
         recd_catalog_release(c);
     }
     recd_catalog_loader_stop(l);
+    atomic_store(&rd.stop, 1);
+    pthread_join(reader, NULL);
+    assert_true(rd.reads > 0);
+    assert_int_equal(rd.empty, 0);
     pthread_mutex_lock(&r.mutex);
     assert_int_equal(recd_model_version(recd_catalog_active(r.last, NULL, 0)), 1);
     assert_int_equal(recd_catalog_control_generation(r.last, NULL, 0), 2);
