@@ -361,14 +361,14 @@ static recd_model_t *choose(recd_catalog_loader_t *l, model_state_t *ms, const e
         ms->unavailable_logged = 0;
         *generation = control_generation;
     }
-    for (size_t i = n; i-- > 0;) {
-        if (versions[i] == version_or_zero(serving))
-            goto Keep;
+    /* Newest first, and never older than what serves: going back is the control file's job, so a version directory that
+     * disappears (or a listing caught in the middle of a deletion) does not switch anything by itself. */
+    for (size_t i = n; i-- > 0 && versions[i] > version_or_zero(serving);) {
         if ((m = try_open(l, ms, versions[i], serving)) != NULL)
             goto Exit;
     }
     if (serving != NULL)
-        goto Keep; /* its directory is gone and nothing else opens: the mapping stays valid, keep serving it */
+        goto Keep; /* even when its directory is gone: the mapping stays valid */
     goto Exit;
 
 Keep:

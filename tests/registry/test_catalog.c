@@ -348,6 +348,20 @@ static void test_catalog_control_file_chooses_the_active_version(void **state)
     assert_int_equal(unlink(path), 0);
     assert_int_equal(recd_catalog_loader_poll(l), 1);
     assert_int_equal(active_version(l), 3);
+
+    /* removing the serving version's files switches nothing by itself (the mapping stays valid): going back to an older
+     * version is the control file's job */
+    char artifact[600];
+    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 3, artifact, sizeof(artifact)), RECD_OK);
+    assert_int_equal(unlink(artifact), 0);
+    assert_int_equal(recd_catalog_loader_poll(l), 0);
+    c = recd_catalog_loader_current(l);
+    assert_int_equal(recd_model_version(recd_catalog_active(c, NULL, 0)), 3);
+    assert_string_equal(recd_model_item_id(recd_catalog_active(c, NULL, 0), 4, NULL), "i4");
+    recd_catalog_release(c);
+    set_control(fx, 2, 8);
+    assert_int_equal(recd_catalog_loader_poll(l), 1);
+    assert_int_equal(active_version(l), 2);
     recd_catalog_loader_free(l);
 }
 
