@@ -92,8 +92,11 @@ void recd_catalog_loader_subscribe(recd_catalog_loader_t *l, recd_catalog_cb cb,
 /**
  * Checks the registry once on the calling thread: re-reads each model's control file and versions, opens the version that
  * should serve when it is not loaded yet (mmap + SHA-256 check), and publishes a new snapshot to the subscribers when
- * anything changed. A rejected version is not opened again until its file changes (size, mtime, inode). Returns 1 when a
- * snapshot was published, 0 when nothing changed, RECD_EBUSY while the watcher thread runs (it alone polls then).
+ * anything changed. Without an "active" in the control file a newer version that opens replaces the serving one; nothing
+ * goes back to an older version but the control file (a deleted version directory keeps serving from its mapping). A
+ * control file naming a version that cannot serve is logged and the serving version stays. A rejected version is not
+ * opened again until its file changes (device, inode, size, mtime). Returns 1 when a snapshot was published, 0 when
+ * nothing changed, RECD_EBUSY while the watcher thread runs (it alone polls then).
  */
 int recd_catalog_loader_poll(recd_catalog_loader_t *l);
 /**
