@@ -1,10 +1,10 @@
 /* workers.c: worker threads of the recd executable — listeners, h2o loops, catalog snapshots by message, graceful stop.
  *
- * DESIGN: each worker owns an h2o_evloop_t, an h2o_context_t (embedded in its recd_worker_state_t so handlers find their
- * worker) and its own listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared
- * between loops. The only way into a running worker is its h2o_multithread receiver: the catalog loader's thread posts every
- * new snapshot there (the worker swaps it in on its own thread and holds exactly one), and recd_workers_stop posts a NULL
- * snapshot that means "stop". Shutdown closes the listener, asks h2o to close
+ * DESIGN: each worker owns an h2o_evloop_t, an h2o_context_t (attached to the API with its serving state) and its own
+ * listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared between loops. The
+ * only way into a running worker is its h2o_multithread receiver: the catalog loader's thread posts every new snapshot
+ * there (the worker swaps it in on its own thread and holds exactly one), and recd_workers_stop posts a NULL snapshot
+ * that means "stop". Shutdown closes the listener, asks h2o to close
  * connections after their current request, runs the loop until they are gone or the grace period ends, then tears down. */
 #include <errno.h>
 #include <netdb.h>
@@ -15,12 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/alloc.h"
+#include "api/api.h"
 #include "bin/recd/workers.h"
 
-/* One worker thread: what handlers use first, then what only this file touches. */
+/* One worker thread; only this file and the thread itself touch it. */
 typedef struct st_recd_worker_t {
-    recd_worker_state_t state;
+    h2o_context_t ctx;
     recd_workers_t *group;
+    size_t index;
+    recd_serve_worker_t *serve;
+    recd_catalog_t *catalog; /* the one snapshot this worker holds, swapped only on its thread */
     h2o_multithread_receiver_t receiver;
     int stopping;
     uint32_t grace_ms; /* set before the stop message is sent */
@@ -28,6 +32,7 @@ typedef struct st_recd_worker_t {
     int listen_fd;
     h2o_socket_t *listener;
     h2o_accept_ctx_t accept_ctx;
+    uint64_t seed; /* of the request-id generator */
 } recd_worker_t;
 
 /* A new catalog snapshot for a worker (one reference, which the worker takes over), or NULL: stop. */
@@ -92,6 +97,24 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(&w->accept_ctx, sock);
 }
 
+/*
+ * Installs a snapshot (on the worker's thread): takes over the reference and gives the serving state the default model's
+ * active version. A snapshot older than the one held (a late message) is dropped, so the worker never goes back in time.
+ */
+static void set_catalog(recd_worker_t *w, recd_catalog_t *snapshot)
+{
+    if (w->catalog != NULL && recd_catalog_generation(snapshot) < recd_catalog_generation(w->catalog)) {
+        recd_catalog_release(snapshot);
+        return;
+    }
+    recd_model_t *m = recd_catalog_active(snapshot, NULL, 0);
+    if (m != NULL)
+        recd_model_retain(m);
+    recd_serve_worker_set_model(w->serve, m);
+    recd_catalog_release(w->catalog);
+    w->catalog = snapshot;
+}
+
 static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     recd_worker_t *w = H2O_STRUCT_FROM_MEMBER(recd_worker_t, receiver, receiver);
@@ -99,7 +122,7 @@ static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         catalog_message_t *msg = H2O_STRUCT_FROM_MEMBER(catalog_message_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
         if (msg->snapshot != NULL)
-            recd_worker_set_catalog(&w->state, msg->snapshot);
+            set_catalog(w, msg->snapshot);
         else
             w->stopping = 1;
         free(msg);
@@ -120,14 +143,15 @@ static void *worker_main(void *arg)
     recd_worker_t *w = arg;
     recd_workers_t *ws = w->group;
     recd_app_t *app = ws->app;
-    h2o_context_t *ctx = &w->state.ctx;
     h2o_evloop_t *loop = h2o_evloop_create();
 
-    h2o_context_init(ctx, loop, ws->conf);
-    w->accept_ctx.ctx = ctx;
+    h2o_context_init(&w->ctx, loop, ws->conf);
+    w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = ws->conf->hosts;
-    recd_worker_set_catalog(&w->state, recd_catalog_loader_current(app->catalog));
-    h2o_multithread_register_receiver(ctx->queue, &w->receiver, on_message);
+    w->serve = recd_serve_worker_create(app->serve, w->index, w->seed);
+    set_catalog(w, recd_catalog_loader_current(app->catalog));
+    recd_api_attach(app->api, &w->ctx, w->serve, w->index);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
@@ -140,26 +164,27 @@ static void *worker_main(void *arg)
     h2o_socket_read_stop(w->listener);
     h2o_socket_close(w->listener);
     w->listener = NULL;
-    h2o_context_request_shutdown(ctx);
+    h2o_context_request_shutdown(&w->ctx);
     /* Idle keep-alive connections would otherwise wait out their idle timeout: expire those timers now. Connections in the
      * middle of sending a response are not on these timers and finish normally. */
-    ctx->http1.req_timeout.timeout = 0;
-    ctx->http2.idle_timeout.timeout = 0;
+    w->ctx.http1.req_timeout.timeout = 0;
+    w->ctx.http2.idle_timeout.timeout = 0;
     uint64_t deadline = now_ms() + w->grace_ms;
-    while (has_connections(ctx) && now_ms() < deadline)
+    while (has_connections(&w->ctx) && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
     /* drain leftover messages (none are sent after the loader stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
-    h2o_multithread_unregister_receiver(ctx->queue, &w->receiver);
-    if (has_connections(ctx)) {
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
+    recd_api_detach(app->api, &w->ctx);
+    if (has_connections(&w->ctx)) {
         /* h2o cannot dispose a context that still has connections; the process is about to exit, so leave it */
-        recd_log(&app->log, RECD_LOG_WARN, "connections still open after the grace period", "\"thread\":%zu", w->state.index);
+        recd_log(&app->log, RECD_LOG_WARN, "connections still open after the grace period", "\"thread\":%zu", w->index);
     } else {
         /* h2o's HTTP/2 graceful-shutdown timer stays armed after the last connection is gone; disarm it before disposing */
-        if (h2o_timeout_is_linked(&ctx->http2._graceful_shutdown_timeout))
-            h2o_timeout_unlink(&ctx->http2._graceful_shutdown_timeout);
-        h2o_multithread_queue_t *queue = ctx->queue;
-        h2o_context_dispose(ctx);
+        if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
+        h2o_multithread_queue_t *queue = w->ctx.queue;
+        h2o_context_dispose(&w->ctx);
         h2o_evloop_destroy(loop);
         /* libh2o 2.2.5 (evloop) closes the queue's pipe but never frees the queue itself */
         free(queue);
@@ -167,7 +192,10 @@ static void *worker_main(void *arg)
         while (h2o_socket_buffer_prototype.allocator.cnt > 0)
             free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
     }
-    recd_worker_dispose(&w->state);
+    recd_serve_worker_free(w->serve);
+    w->serve = NULL;
+    recd_catalog_release(w->catalog);
+    w->catalog = NULL;
     return NULL;
 }
 
@@ -210,11 +238,8 @@ recd_workers_t *recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, cons
     for (size_t i = 0; i < n; ++i) {
         recd_worker_t *w = &ws->workers[i];
         w->group = ws;
-        w->state.app = app;
-        w->state.index = i;
-        w->state.rng = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
-        if (w->state.rng == 0)
-            w->state.rng = 1;
+        w->index = i;
+        w->seed = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
         recd_catalog_loader_subscribe(app->catalog, on_snapshot, w);
         h2o_multithread_create_thread(&w->tid, NULL, worker_main, w); /* aborts on failure */
     }

@@ -124,28 +124,52 @@ static int read_port(const char *log)
     return port;
 }
 
-int harness_start(harness_t *h, const char *const *extra_args)
+/* Makes the temp dir (log, events) and, unless registry is given, a registry there. */
+static int make_dir(harness_t *h, const char *registry)
 {
-    const char *bindir = getenv("RECD_BINARY_DIR");
-    char binary[1024], tmpl[] = "/tmp/recd-it-XXXXXX";
-    const char *argv[64];
-    int argc = 0;
-
+    char tmpl[] = "/tmp/recd-it-XXXXXX";
     memset(h, 0, sizeof(*h));
     h->pid = -1;
     if (mkdtemp(tmpl) == NULL)
         return -1;
     snprintf(h->dir, sizeof(h->dir), "%s", tmpl);
-    snprintf(h->registry, sizeof(h->registry), "%s/registry", h->dir);
+    if (registry != NULL)
+        snprintf(h->registry, sizeof(h->registry), "%s", registry);
+    else
+        snprintf(h->registry, sizeof(h->registry), "%s/registry", h->dir);
     snprintf(h->events, sizeof(h->events), "%s/events.jsonl", h->dir);
     snprintf(h->log, sizeof(h->log), "%s/recd.log", h->dir);
-    if (harness_publish(h->registry, 0, 0) != 1)
-        return -1;
-    snprintf(binary, sizeof(binary), "%s/recd", bindir != NULL ? bindir : ".");
+    return 0;
+}
 
+static int launch(harness_t *h, const char *model, const char *const *extra_args);
+
+int harness_start(harness_t *h, const char *const *extra_args)
+{
+    if (make_dir(h, NULL) != 0 || harness_publish(h->registry, 0, 0) != 1)
+        return -1;
+    return launch(h, HARNESS_MODEL, extra_args);
+}
+
+int harness_start_registry(harness_t *h, const char *registry, const char *model, const char *const *extra_args)
+{
+    if (make_dir(h, registry) != 0)
+        return -1;
+    return launch(h, model, extra_args);
+}
+
+static int launch(harness_t *h, const char *model, const char *const *extra_args)
+{
+    const char *bindir = getenv("RECD_BINARY_DIR");
+    char binary[1024];
+    const char *argv[64];
+    int argc = 0;
+
+    snprintf(binary, sizeof(binary), "%s/recd", bindir != NULL ? bindir : ".");
     argv[argc++] = binary;
-    const char *fixed[] = {"--registry", h->registry,     "--model", HARNESS_MODEL,          "--listen", "127.0.0.1:0", "--threads",
-                           "2",          "--events-path", h->events, "--reload-interval-ms", "100"};
+    const char *fixed[] = {"--registry",           h->registry, "--model", model,           "--listen",
+                           "127.0.0.1:0",          "--threads", "2",       "--events-path", h->events,
+                           "--reload-interval-ms", "100"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); ++i)
         argv[argc++] = fixed[i];
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && argc < 62; ++i)
