@@ -242,7 +242,8 @@ int recd_registry_versions(const char *dir, const char *model, uint64_t **versio
         errno = saved;
         return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
     }
-    qsort(list, len, sizeof(*list), cmp_u64);
+    if (len > 1)
+        qsort(list, len, sizeof(*list), cmp_u64);
     *versions = list;
     *n = len;
     return RECD_OK;
