@@ -72,6 +72,19 @@ void recd_catalog_release(recd_catalog_t *c)
     free(c);
 }
 
+recd_catalog_t *recd_catalog_of_model(recd_model_t *model)
+{
+    recd_catalog_t *c = catalog_new(1, 0);
+    entry_t *e = &c->models[0];
+    e->name = recd_xstrdup(recd_model_name(model));
+    e->name_len = strlen(e->name);
+    e->n_versions = 1;
+    e->versions = recd_xcalloc(1, sizeof(*e->versions));
+    e->versions[0] = (recd_catalog_version_t){recd_model_version(model), model, RECD_CATALOG_ACTIVE};
+    c->max_items = recd_model_n_items(model);
+    return c;
+}
+
 static const entry_t *find_entry(const recd_catalog_t *c, const char *name, size_t len)
 {
     if (name == NULL)

@@ -31,6 +31,12 @@ typedef struct st_recd_catalog_version_t {
     unsigned roles;      /* RECD_CATALOG_* bits */
 } recd_catalog_version_t;
 
+/**
+ * A snapshot serving exactly one version (model's name, as its active and only version), for programs that serve an
+ * artifact without a registry: offline evaluation ("as recd serves it") and tests. Takes over the caller's reference on
+ * model. Its generation is 0. Aborts on out of memory.
+ */
+recd_catalog_t *recd_catalog_of_model(recd_model_t *model);
 /** Takes one more reference. */
 void recd_catalog_retain(recd_catalog_t *c);
 /** Drops a reference; the last one drops the snapshot's model references and frees it. Accepts NULL. */

@@ -98,8 +98,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 }
 
 /*
- * Installs a snapshot (on the worker's thread): takes over the reference and gives the serving state the default model's
- * active version. A snapshot older than the one held (a late message) is dropped, so the worker never goes back in time.
+ * Installs a snapshot (on the worker's thread): takes over the reference and hands the serving state its own. A snapshot older than
+ * the one held (a late message) is dropped, so the worker never goes back in time.
  */
 static void set_catalog(recd_worker_t *w, recd_catalog_t *snapshot)
 {
@@ -107,10 +107,8 @@ static void set_catalog(recd_worker_t *w, recd_catalog_t *snapshot)
         recd_catalog_release(snapshot);
         return;
     }
-    recd_model_t *m = recd_catalog_active(snapshot, NULL, 0);
-    if (m != NULL)
-        recd_model_retain(m);
-    recd_serve_worker_set_model(w->serve, m);
+    recd_catalog_retain(snapshot); /* one reference for the serving state, one kept here */
+    recd_serve_worker_set_catalog(w->serve, snapshot);
     recd_catalog_release(w->catalog);
     w->catalog = snapshot;
 }
