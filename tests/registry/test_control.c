@@ -201,7 +201,7 @@ static void test_control_malformed(void **state)
         {NULL, "holds 8000 slots but its weight is 9000"},
         {NULL, "weights sum to 9999"},
         {NULL, "two arms named"},
-        {NULL, "arms[1]: name"},
+        {NULL, "arm 1: name is not"},
         {NULL, "\"version\""},
         {NULL, "\"status\""},
         {NULL, "guardrails must name"},
