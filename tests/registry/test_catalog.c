@@ -146,7 +146,7 @@ static recd_catalog_loader_t *create(const fixture_t *fx)
 {
     const char *models[] = {"demo"};
     char err[1024];
-    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 1, &fx->log, fx->metrics, err, sizeof(err));
+    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 1, 0, &fx->log, fx->metrics, err, sizeof(err));
     if (l == NULL)
         fail_msg("loader: %s", err);
     return l;
@@ -221,12 +221,12 @@ static void test_catalog_startup_fails_without_a_loadable_version(void **state)
     const char *models[] = {"demo"}, *absent[] = {"absent"}, *invalid[] = {"../x"};
     char err[1024];
 
-    assert_null(recd_catalog_loader_create(fx->dir, absent, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, absent, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "\"absent\""));
-    assert_null(recd_catalog_loader_create(fx->dir, invalid, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, invalid, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "invalid model name"));
     publish(fx, "demo", 3, 1);
-    assert_null(recd_catalog_loader_create(fx->dir, models, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, models, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "\"demo\""));
     assert_non_null(strstr(err, "version 1:")); /* says why */
     assert_int_equal(counter(fx, "recd_model_load_failures_total"), 1);
@@ -281,27 +281,59 @@ static int mapped(const char *path)
 static void test_catalog_old_version_lives_until_its_last_snapshot_goes(void **state)
 {
     fixture_t *fx = *state;
-    char path1[600];
     publish(fx, "demo", 3, 0);
+    size_t base_count = recd_model_live_count(), base_bytes = recd_model_live_bytes();
     recd_catalog_loader_t *l = create(fx);
     recd_catalog_t *held1 = recd_catalog_loader_current(l), *held2 = recd_catalog_loader_current(l);
     recd_model_t *v1 = recd_catalog_active(held1, NULL, 0);
-    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 1, path1, sizeof(path1)), RECD_OK);
-    assert_true(mapped(path1));
+    assert_int_equal(recd_model_live_count(), base_count + 1);
+    assert_int_equal(recd_model_live_bytes(), base_bytes + recd_model_bytes(v1));
 
     publish(fx, "demo", 4, 0);
     assert_int_equal(recd_catalog_loader_poll(l), 1);
     assert_int_equal(active_version(l), 2);
-    /* the loader has moved on, but two snapshots still hold version 1: it stays mapped and readable */
-    assert_true(mapped(path1));
+    /* the loader has moved on, but two snapshots still hold version 1: it stays in memory and readable */
+    assert_int_equal(recd_model_live_count(), base_count + 2);
     recd_catalog_release(held1);
-    assert_true(mapped(path1));
+    assert_int_equal(recd_model_live_count(), base_count + 2);
     assert_int_equal(recd_model_n_items(v1), 3);
     assert_string_equal(recd_model_item_id(v1, 2, NULL), "i2");
     recd_catalog_release(held2);
-    /* the last snapshot holding version 1 is gone: so is the mapping */
-    assert_false(mapped(path1));
+    /* the last snapshot holding version 1 is gone: so is its memory */
+    assert_int_equal(recd_model_live_count(), base_count + 1);
+    recd_catalog_t *now = recd_catalog_loader_current(l);
+    assert_int_equal(recd_model_live_bytes(), base_bytes + recd_model_bytes(recd_catalog_active(now, NULL, 0)));
+    recd_catalog_release(now);
     recd_catalog_release(NULL);
+    recd_catalog_loader_free(l);
+    assert_int_equal(recd_model_live_count(), base_count);
+}
+
+/* Row "the active model.recd was truncated, or copied over in place": the loaded version is a copy in memory, not a
+ * mapping of the file, so reading it after the file shrank cannot raise SIGBUS. */
+static void test_catalog_truncated_artifact_keeps_serving(void **state)
+{
+    fixture_t *fx = *state;
+    char path[600];
+    publish(fx, "demo", 8, 0);
+    recd_catalog_loader_t *l = create(fx);
+    recd_catalog_t *c = recd_catalog_loader_current(l);
+    recd_model_t *m = recd_catalog_active(c, NULL, 0);
+    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 1, path, sizeof(path)), RECD_OK);
+    assert_false(mapped(path));
+    assert_int_equal(truncate(path, 0), 0);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "garbage", 7), 7); /* overwritten in place, as cp onto it would */
+    close(fd);
+    size_t sum = 0;
+    for (uint32_t i = 0; i < recd_model_n_items(m); ++i)
+        sum += strlen(recd_model_item_id(m, i, NULL));
+    assert_true(sum > 0);
+    /* the next poll sees a changed file that does not open: it is rejected and the copy keeps serving */
+    recd_catalog_loader_poll(l);
+    assert_int_equal(active_version(l), 1);
+    recd_catalog_release(c);
     recd_catalog_loader_free(l);
 }
 
@@ -404,7 +436,7 @@ static void test_catalog_version_appearing_later_is_picked_up_by_poll(void **sta
     const char *models[] = {"demo", "other"};
     char err[1024];
     publish(fx, "demo", 3, 0);
-    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 2, &fx->log, fx->metrics, err, sizeof(err));
+    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 2, 0, &fx->log, fx->metrics, err, sizeof(err));
     assert_non_null(l);
     recd_catalog_loader_subscribe(l, on_snapshot, &r);
     recd_catalog_t *c = recd_catalog_loader_current(l);
@@ -522,6 +554,7 @@ int test_catalog_run(void)
         cmocka_unit_test_setup_teardown(test_catalog_startup_fails_without_a_loadable_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_rejected_version_not_retried_until_its_file_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_old_version_lives_until_its_last_snapshot_goes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_truncated_artifact_keeps_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_control_file_chooses_the_active_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_control_naming_a_corrupt_version_at_startup_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_appearing_later_is_picked_up_by_poll, setup, teardown),
