@@ -39,16 +39,6 @@ typedef struct st_recd_fitted_t {
     float alpha, reg; /* fold-in parameters recorded in the artifact */
 } recd_fitted_t;
 
-/** The per-run settings every algorithm takes besides its own parameters. */
-typedef struct st_recd_fit_hooks_t {
-    uint32_t threads;
-    uint64_t seed;
-    recd_train_progress_cb on_progress;
-    void *progress_data;
-    recd_train_snapshot_cb on_snapshot;
-    void *snapshot_data;
-} recd_fit_hooks_t;
-
 /** Upper bound of any algorithm's params struct, so callers can keep one on the stack. */
 #define RECD_PARAMS_MAX_SIZE 256
 
@@ -88,9 +78,11 @@ void recd_params_format(const recd_algorithm_t *a, const void *params, char *buf
 int recd_fit(const recd_algorithm_t *a, const recd_csr_t *m, const void *params, const recd_fit_hooks_t *hooks, recd_fitted_t *out);
 /** Frees the arrays and zeroes the struct; accepts a zeroed struct. */
 void recd_fitted_dispose(recd_fitted_t *f);
-/** Scores every item for a user exactly as recd_model_score scores the artifact made from f. */
+/** The scorer of f (arrays borrowed from f): the kernel recd_model_score runs on the artifact made from f. */
+void recd_fitted_scorer(const recd_fitted_t *f, recd_scorer_t *out);
+/** Scores every item for a user through recd_scorer_score, exactly as recd_model_score scores the artifact made from f. */
 void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores);
-/** Scores every item for a user vector as recd_model_score does; user is the user's index for its bias, or -1 (a user
+/** Scores every item for a user vector through recd_scorer_score; user is the user's index for its bias, or -1 (a user
  * folded in from interactions: no user bias). */
 void recd_fitted_score_vector(const recd_fitted_t *f, const float *user_vec, int64_t user, float *scores);
 /** The artifact spec of f (arrays borrowed from f and the arguments). */
