@@ -595,7 +595,7 @@ json_t *recd_eval_result_json(const recd_eval_result_t *r)
 
 enum { M_PRECISION = 0, M_RECALL, M_NDCG, M_MAP, M_HR, M_MRR, M_AUC, M_COVERAGE, M_RMSE, M_MAE, M_R2 };
 
-int recd_metric_parse(const char *s, recd_metric_t *out)
+int recd_eval_metric_parse(const char *s, recd_eval_metric_t *out)
 {
     static const struct {
         const char *name;
@@ -645,7 +645,7 @@ int recd_metric_parse(const char *s, recd_metric_t *out)
     return -1;
 }
 
-double recd_metric_value(const recd_metric_t *m, const recd_eval_result_t *r)
+double recd_eval_metric_value(const recd_eval_metric_t *m, const recd_eval_result_t *r)
 {
     const recd_ranking_metrics_t *x = &r->ranking;
     switch (m->which) {
@@ -727,7 +727,7 @@ static void curve_on_snapshot(void *data, uint32_t iteration, const float *user_
     o.rating_metrics = 0;
     recd_eval_result_t r;
     if (recd_evaluate_fitted(&view, c->train, c->test, &o, &r) == RECD_OK) {
-        double v = recd_metric_value(&c->selected, &r);
+        double v = recd_eval_metric_value(&c->selected, &r);
         if (isfinite(v))
             push(&c->metric_iter, &c->metric, &c->n_metric, &c->cap_metric, iteration, v);
     }
