@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include "base/alloc.h"
 #include "train/cli.h"
+#include "registry/registry.h"
 #include "train/cli_internal.h"
 
 static const char *const command_names[] = {"train", "evaluate", "tune"};

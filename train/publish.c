@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "registry/registry.h"
 #include "train/cli_internal.h"
 
 /* Writes value as DIR/NAME; prints what went wrong. */

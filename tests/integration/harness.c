@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "registry/registry.h"
 #include "tests/integration/harness.h"
 
 static void sleep_ms(int ms)
