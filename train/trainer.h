@@ -1,5 +1,5 @@
 /* trainer.h: recd-train's algorithm table, fitted models, split protocols, evaluation, search spaces, charts and the progress
- * line — the parts of the trainer that the subcommands (recd_train_main.c) and the tests share. */
+ * line — the parts of the trainer that the subcommands (train/cmd_*.c) and the tests share. */
 #ifndef RECD_TRAIN_TRAINER_H
 #define RECD_TRAIN_TRAINER_H
 
