@@ -1,5 +1,5 @@
 /* events.c: POST /v1/events — validate all, append to the event log before answering 202, then update user state. */
-#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "api/api_internal.h"
@@ -8,6 +8,41 @@ struct st_events_handler_t {
     h2o_handler_t super;
     recd_app_t *app;
 };
+
+/* The sink's answer to one batch, handed from the sink's thread to the waiting handler. */
+typedef struct st_append_wait_t {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int answered;
+    int err;
+} append_wait_t;
+
+static void on_appended(void *data, int err)
+{
+    append_wait_t *w = data;
+    pthread_mutex_lock(&w->lock);
+    w->err = err;
+    w->answered = 1;
+    pthread_cond_signal(&w->done);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Appends the batch and waits for the sink's answer. This blocks the loop until the batch is written; the serving
+ * pipeline replaces it with an asynchronous reply. */
+static int append_and_wait(recd_event_sink_t *sink, const char *buf, size_t len)
+{
+    append_wait_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    int ret;
+
+    if ((ret = recd_event_sink_append(sink, buf, len, on_appended, &w)) != 0)
+        return ret;
+    pthread_mutex_lock(&w.lock);
+    while (!w.answered)
+        pthread_cond_wait(&w.done, &w.lock);
+    ret = w.err;
+    pthread_mutex_unlock(&w.lock);
+    return ret;
+}
 
 static int cmp_user(const void *a, const void *b)
 {
@@ -89,10 +124,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     recd_jw_init_pool(&jw, &req->pool, req->entity.len + n * 96 + 64);
     for (size_t i = 0; i < n; ++i)
         recd_codec_render_event_line(&jw, &events[i], received_at);
-    if (recd_eventlog_append(h->app->events, jw.buf, jw.len) != 0) {
+    int rc;
+    if ((rc = append_and_wait(h->app->events, jw.buf, jw.len)) != 0) {
         char qerr[256];
         recd_log(&h->app->log, RECD_LOG_ERROR, "cannot append to the event log", "\"error\":%s",
-                 recd_json_quote(qerr, sizeof(qerr), strerror(errno), strlen(strerror(errno))));
+                 recd_json_quote(qerr, sizeof(qerr), recd_strerror(rc), strlen(recd_strerror(rc))));
         recd_api_reply_error(req, 503, "unavailable", "the event log cannot be written; nothing was accepted");
         goto Exit;
     }

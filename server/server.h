@@ -12,6 +12,7 @@
 #include "base/text.h"
 #include "config/config.h"
 #include "models/model.h"
+#include "store/event_sink.h"
 
 /* ---- metrics ----------------------------------------------------------------------------------------------------- */
 
@@ -163,23 +164,6 @@ void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ul
 /** Number of users with state. */
 size_t recd_userstate_count(recd_userstate_t *us);
 
-/* ---- event log sink ------------------------------------------------------------------------------------------------ */
-
-typedef struct st_recd_eventlog_t recd_eventlog_t;
-
-/**
- * Opens (creating it and its parent directory) the JSON-lines event log at path for appending. fsync: fdatasync after
- * each append. Returns NULL with a message in err.
- */
-recd_eventlog_t *recd_eventlog_open(const char *path, int fsync, char *err, size_t errlen);
-/** Closes; accepts NULL. */
-void recd_eventlog_close(recd_eventlog_t *el);
-/**
- * Appends len bytes (whole lines) with one write(2) on the O_APPEND descriptor (so concurrent appends never interleave),
- * then fdatasync when configured. Returns 0 or RECD_EIO (errno kept).
- */
-int recd_eventlog_append(recd_eventlog_t *el, const char *buf, size_t len);
-
 /* ---- app context and workers ------------------------------------------------------------------------------------- */
 
 typedef struct st_recd_app_t recd_app_t;
@@ -218,7 +202,7 @@ struct st_recd_app_t {
     recd_metrics_t *metrics;
     recd_holder_t *holder;
     recd_userstate_t *users;
-    recd_eventlog_t *events;
+    recd_event_sink_t *events;
     size_t n_workers;
     recd_worker_t *workers;
 };

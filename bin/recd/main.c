@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "store/file_sink.h"
 
 extern char **environ;
 
@@ -17,6 +18,7 @@ char *openblas_get_corename(void);
 void openblas_set_num_threads(int num_threads);
 
 #define GRACE_MS 2000
+#define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
 #if defined(__SANITIZE_ADDRESS__)
 /* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
@@ -82,7 +84,7 @@ int main(int argc, char **argv)
         recd_model_release(m);
     }
     app.users = recd_userstate_create(config.max_recent_items, config.max_users, app.metrics);
-    if ((app.events = recd_eventlog_open(config.events_path, config.events_fsync, err, sizeof(err))) == NULL) {
+    if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
@@ -125,7 +127,7 @@ int main(int argc, char **argv)
 
 Exit:
     free(app.workers);
-    recd_eventlog_close(app.events);
+    recd_event_sink_free(app.events);
     recd_userstate_free(app.users);
     recd_holder_free(app.holder);
     recd_metrics_free(app.metrics);
