@@ -211,6 +211,13 @@ static void free_tickets(ticket_t *t, size_t n)
         free(t[i].buf);
 }
 
+/* Frees the sink (writing and answering what it still holds); teardown does it when a test failed before. */
+static void close_sink(collector_t *c)
+{
+    recd_event_sink_free(c->sink);
+    c->sink = NULL;
+}
+
 /* ---- fixtures -------------------------------------------------------------------------------------------------------- */
 
 typedef struct st_fixture_t {
@@ -236,6 +243,8 @@ static int teardown(void **state)
     snprintf(mnt, sizeof(mnt), "%s/mnt", f->dir);
     setrlimit(RLIMIT_FSIZE, &f->fsize);
     umount2(mnt, MNT_DETACH); /* fails harmlessly when nothing is mounted there */
+    open_gate(&f->c);
+    close_sink(&f->c);
     collector_dispose(&f->c);
     support_remove_tree(f->dir);
     free(f);
@@ -294,7 +303,7 @@ static void test_file_sink_concurrent_appenders_whole_lines_in_order(void **stat
     for (int i = 0; i < N_APPENDERS; ++i)
         pthread_join(tids[i], NULL);
     wait_answers(&f->c, N_APPENDERS * BATCHES_PER_APPENDER);
-    recd_event_sink_free(s);
+    close_sink(&f->c);
 
     lines_t got;
     read_lines(f->c.path, &got);
@@ -335,21 +344,26 @@ static void test_file_sink_fsync_answers_after_sync_and_groups_commits(void **st
     off_t total;
     recd_file_sink_stats_t st;
 
+    int rc[N];
+    size_t accepted = 0;
+
     make_batch(&first, &f->c, "first", 2, 100);
     first.hold = 1;
     f->c.gate_closed = 1;
     assert_int_equal(append(s, &first), 0);
     wait_held(&f->c); /* the writer is now stuck in first's callback: everything below queues up */
     total = (off_t)first.len;
-    for (int i = 0; i < N; ++i) {
+    for (int i = 0; i < N; ++i) { /* no assertion while the writer is held: a failure must not leave it stuck */
         char tag[16];
         snprintf(tag, sizeof(tag), "r%02d", i);
         make_batch(&rest[i], &f->c, tag, 1, 80);
-        assert_int_equal(append(s, &rest[i]), 0);
+        accepted += (rc[i] = append(s, &rest[i])) == 0;
         total += (off_t)rest[i].len;
     }
     open_gate(&f->c);
-    wait_answers(&f->c, N + 1);
+    wait_answers(&f->c, 1 + accepted);
+    for (int i = 0; i < N; ++i)
+        assert_int_equal(rc[i], 0);
 
     assert_int_equal(first.err, 0);
     assert_true(first.size_at_answer >= (off_t)first.len);
@@ -364,7 +378,7 @@ static void test_file_sink_fsync_answers_after_sync_and_groups_commits(void **st
     assert_int_equal(st.batches_written, N + 1);
     assert_int_equal(st.fsyncs, 2);
     assert_true(st.fsyncs < st.batches_written);
-    recd_event_sink_free(s);
+    close_sink(&f->c);
 
     ticket_t *all[N + 1] = {&first};
     for (int i = 0; i < N; ++i)
@@ -383,30 +397,38 @@ static void test_file_sink_full_queue_answers_busy(void **state)
     recd_event_sink_t *s = open_sink(&f->c, 0, QUEUE);
     ticket_t first, queued[FIT], refused, huge, later;
 
+    int rc[FIT], rc_refused, rc_huge;
+    size_t accepted = 0;
+
     make_batch(&first, &f->c, "first", 1, 100);
     first.hold = 1;
     f->c.gate_closed = 1;
     assert_int_equal(append(s, &first), 0);
-    wait_held(&f->c);
-    for (int i = 0; i < FIT; ++i) {
+    wait_held(&f->c);               /* the writer is stuck in first's callback, so nothing leaves the queue */
+    for (int i = 0; i < FIT; ++i) { /* no assertion while the writer is held: a failure must not leave it stuck */
         char tag[16];
         snprintf(tag, sizeof(tag), "q%d", i);
         make_batch(&queued[i], &f->c, tag, 1, QUEUE / FIT);
-        assert_int_equal(queued[i].len, QUEUE / FIT);
-        assert_int_equal(append(s, &queued[i]), 0);
+        accepted += (rc[i] = append(s, &queued[i])) == 0;
     }
     make_batch(&refused, &f->c, "refused", 1, 10);
-    assert_int_equal(append(s, &refused), RECD_EBUSY);
+    accepted += (rc_refused = append(s, &refused)) == 0;
     make_batch(&huge, &f->c, "huge", 1, QUEUE + 1);
-    assert_int_equal(append(s, &huge), RECD_EBUSY);
+    accepted += (rc_huge = append(s, &huge)) == 0;
     open_gate(&f->c);
-    wait_answers(&f->c, 1 + FIT);
+    wait_answers(&f->c, 1 + accepted);
+    for (int i = 0; i < FIT; ++i) {
+        assert_int_equal(queued[i].len, QUEUE / FIT);
+        assert_int_equal(rc[i], 0);
+    }
+    assert_int_equal(rc_refused, RECD_EBUSY);
+    assert_int_equal(rc_huge, RECD_EBUSY);
 
     /* the queue drained: there is room again */
     make_batch(&later, &f->c, "later", 1, 100);
     assert_int_equal(append(s, &later), 0);
     wait_answers(&f->c, 1 + FIT + 1);
-    recd_event_sink_free(s);
+    close_sink(&f->c);
     assert_false(refused.answered);
     assert_false(huge.answered);
 
@@ -436,7 +458,7 @@ static void test_file_sink_free_flushes_and_answers(void **state)
         assert_int_equal(append(s, &t[i]), 0);
         all[i] = &t[i];
     }
-    recd_event_sink_free(s);
+    close_sink(&f->c);
     assert_int_equal(f->c.n_answered, N);
     for (int i = 0; i < N; ++i)
         assert_int_equal(t[i].err, 0);
@@ -455,7 +477,7 @@ static void test_file_sink_open_cuts_unfinished_line(void **state)
     ticket_t t;
     make_batch(&t, &f->c, "new", 1, 50);
     assert_int_equal(append(s, &t), 0);
-    recd_event_sink_free(s);
+    close_sink(&f->c);
     assert_int_equal(t.err, 0);
 
     lines_t got;
@@ -582,7 +604,7 @@ static void run_disk_full(fixture_t *f, const char *dir, space_t *sp, int fsync)
     }
     recd_file_sink_stats_t stats;
     recd_file_sink_stats(s, &stats);
-    recd_event_sink_free(s);
+    close_sink(&f->c);
     uint64_t answered_error = 0;
     for (size_t i = 0; i < n_all; ++i)
         answered_error += all[i]->err != 0;

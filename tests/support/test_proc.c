@@ -113,6 +113,31 @@ static void test_proc_exit_before_ready_fails(void **state)
     assert_int_equal(WEXITSTATUS(p.status), 127);
 }
 
+/* The recd probe checks /healthz's pid too: a sleeping impostor on a running recd's port is refused. */
+static void test_proc_recd_probe_refuses_another_recd(void **state)
+{
+    fixture_t *f = *state;
+    support_proc_t recd, impostor;
+    char registry[300], events[300], binary[1024], listen[32];
+    int port = support_free_port();
+
+    snprintf(registry, sizeof(registry), "%s/registry", f->dir);
+    snprintf(events, sizeof(events), "%s/events.jsonl", f->dir);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    support_binary_path("recd", binary, sizeof(binary));
+    assert_int_equal(support_fixture_publish(registry, "demo", 0, 0), 1);
+    const char *argv[] = {binary, "--registry", registry, "--model",       "demo", "--listen",
+                          listen, "--threads",  "1",      "--events-path", events, NULL};
+    support_proc_spec_t spec = {.argv = argv, .log = f->log, .port = port, .probe = support_probe_recd};
+    assert_int_equal(support_proc_start(&recd, &spec), 0);
+
+    const char *sleep_argv[] = {"/bin/sleep", "30", NULL};
+    support_proc_spec_t imp = {.argv = sleep_argv, .port = port, .probe = support_probe_recd};
+    assert_int_equal(support_proc_start(&impostor, &imp), -1);
+    assert_int_equal(impostor.pid, -1);
+    assert_int_equal(support_proc_stop(&recd, 15000), 0);
+}
+
 /* Ready once the script has printed the token it was given in its environment. */
 static int probe_token_printed(const support_proc_t *p, void *data)
 {
@@ -148,6 +173,7 @@ int test_proc_run(void)
         cmocka_unit_test_setup_teardown(test_proc_redis_starts_answers_and_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proc_probe_refuses_another_server_on_the_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proc_exit_before_ready_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proc_recd_probe_refuses_another_recd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proc_stop_kills_what_ignores_sigterm, setup, teardown),
     };
     return cmocka_run_group_tests_name("support", tests, NULL, NULL);
