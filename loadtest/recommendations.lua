@@ -3,7 +3,8 @@
 --   RECD_USERS_FILE=users.txt wrk -t1 -c32 -d10s --latency -s loadtest/recommendations.lua http://127.0.0.1:8080
 --
 -- RECD_USERS_FILE: one user id per line (without it, ids "1".."943" are used: MovieLens 100K's users).
--- RECD_K: k of every request (default 10). Each wrk thread starts at a different offset of the list.
+-- RECD_K: k of every request (default 10). Every request picks a user at random (seeded per wrk thread, so runs repeat),
+-- not ids in order: a server's caches see the same spread a real population gives.
 -- At the end it prints one machine-readable line:
 --   RESULT requests=N duration_us=N rps=X p50_us=N p90_us=N p99_us=N non2xx=N socket_errors=N
 
@@ -42,7 +43,7 @@ function setup(thread)
 end
 
 local paths = {}
-local next_index = 1
+local rng_state = 1
 
 function init(args)
     users = load_users()
@@ -50,14 +51,17 @@ function init(args)
     for i, u in ipairs(users) do
         paths[i] = "/v1/recommendations?user=" .. u .. "&k=" .. k
     end
-    local offset = tonumber(thread_index) or 0
-    next_index = (offset * 7919) % #paths + 1
+    rng_state = (tonumber(thread_index) or 0) * 7919 + 12345
+end
+
+-- MINSTD (Park-Miller), exact in doubles: LuaJIT's math.random cannot be seeded per thread reproducibly
+local function next_random(n)
+    rng_state = (rng_state * 48271) % 2147483647
+    return rng_state % n + 1
 end
 
 function request()
-    local p = paths[next_index]
-    next_index = next_index % #paths + 1
-    return wrk.format("GET", p)
+    return wrk.format("GET", paths[next_random(#paths)])
 end
 
 function done(summary, latency, requests)

@@ -1,6 +1,5 @@
-/* datagen_main.c: recd-datagen — a synthetic interaction log with planted low-rank tastes, popularity skew and timestamps. */
+/* main.c: recd-datagen — a synthetic interaction log with planted low-rank tastes, popularity skew and timestamps. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +7,8 @@
 #include <string.h>
 #include "base/hash.h"
 #include "base/alloc.h"
+#include "base/error.h"
+#include "config/options.h"
 
 /*
  * The model behind the data: every user u and item i gets a unit taste vector in R^factors, near one of the factor axes
@@ -105,6 +106,33 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
+/* The flags, parsed by the same option engine as recd's configuration. */
+typedef struct st_datagen_options_t {
+    uint64_t users, items, interactions, seed;
+    uint32_t factors;
+    char *format, *output;
+} datagen_options_t;
+
+static int check_format(const char *value, char *err, size_t errlen)
+{
+    if (strcmp(value, "csv") == 0 || strcmp(value, "tsv") == 0)
+        return RECD_OK;
+    snprintf(err, errlen, "must be csv or tsv, got \"%s\"", value);
+    return RECD_EINVAL;
+}
+
+#define OFF(field) offsetof(datagen_options_t, field)
+static const recd_option_t options[] = {
+    {"users", RECD_OPT_U64, OFF(users), NULL, 1, UINT32_MAX - 1, NULL, "N", "Number of users (u0, u1, ...)."},
+    {"items", RECD_OPT_U64, OFF(items), NULL, 1, UINT32_MAX - 1, NULL, "M", "Number of items (i0, i1, ...)."},
+    {"interactions", RECD_OPT_U64, OFF(interactions), NULL, 1, UINT64_C(1) << 40, NULL, "K", "Number of lines written."},
+    {"factors", RECD_OPT_U32, OFF(factors), "8", 1, 256, NULL, "F", "Dimension of the planted tastes."},
+    {"seed", RECD_OPT_U64, OFF(seed), "42", 0, UINT64_MAX, NULL, "S", "The same seed gives the same bytes."},
+    {"format", RECD_OPT_STRING, OFF(format), "csv", 0, 0, check_format, "csv|tsv", "Field separator: comma or tab."},
+    {"output", RECD_OPT_STRING, OFF(output), "-", 0, 0, NULL, "FILE", "Where to write; - is standard output."},
+};
+static const recd_options_t spec = {options, sizeof(options) / sizeof(options[0]), NULL, 0};
+
 static void usage(FILE *out, const char *argv0)
 {
     fprintf(out,
@@ -114,101 +142,32 @@ static void usage(FILE *out, const char *argv0)
             "(\"i0\"...) have planted latent tastes (unit vectors near one of --factors axes); items follow a Zipf\n"
             "popularity; a user picks item i with probability proportional to popularity(i) * exp(%.0f * taste match); values\n"
             "1..5 rise with the match; timestamps increase. The same seed gives the same bytes. Output goes to stdout unless\n"
-            "--output is given. Exit status: 0 written, 1 failure, 2 usage error.\n",
+            "--output is given. Exit status: 0 written, 1 failure, 2 usage error.\n\nOptions:\n",
             argv0, BETA);
-}
-
-static int parse_count(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v == 0 || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    recd_options_print(&spec, out);
+    fprintf(out, "  -h, --help\n      Print this help and exit.\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_USERS = 256, O_ITEMS, O_INTERACTIONS, O_FACTORS, O_SEED, O_FORMAT, O_OUTPUT };
-    static const struct option longopts[] = {{"users", required_argument, NULL, O_USERS},
-                                             {"items", required_argument, NULL, O_ITEMS},
-                                             {"interactions", required_argument, NULL, O_INTERACTIONS},
-                                             {"factors", required_argument, NULL, O_FACTORS},
-                                             {"seed", required_argument, NULL, O_SEED},
-                                             {"format", required_argument, NULL, O_FORMAT},
-                                             {"output", required_argument, NULL, O_OUTPUT},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    uint64_t n_users = 0, n_items = 0, n_interactions = 0, factors = 8, seed = 42;
-    const char *output = NULL;
-    char sep = ',';
-    int c;
+    datagen_options_t o = {0};
+    char err[512];
+    int want_help = 0, ret;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (c) {
-        case 'h':
+    recd_options_init(&spec, &o);
+    if ((ret = recd_options_parse(&spec, &o, argc, argv, NULL, &want_help, err, sizeof(err))) != RECD_OK || want_help) {
+        if (want_help)
             usage(stdout, argv[0]);
-            return 0;
-        case O_USERS:
-            if (parse_count(optarg, UINT32_MAX - 1, &n_users) != 0)
-                bad = "--users must be a positive integer";
-            break;
-        case O_ITEMS:
-            if (parse_count(optarg, UINT32_MAX - 1, &n_items) != 0)
-                bad = "--items must be a positive integer";
-            break;
-        case O_INTERACTIONS:
-            if (parse_count(optarg, UINT64_C(1) << 40, &n_interactions) != 0)
-                bad = "--interactions must be a positive integer";
-            break;
-        case O_FACTORS:
-            if (parse_count(optarg, 256, &factors) != 0)
-                bad = "--factors must be an integer in 1..256";
-            break;
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-')
-                bad = "--seed must be a non-negative integer";
-        } break;
-        case O_FORMAT:
-            if (strcmp(optarg, "csv") == 0)
-                sep = ',';
-            else if (strcmp(optarg, "tsv") == 0)
-                sep = '\t';
-            else
-                bad = "--format must be csv or tsv";
-            break;
-        case O_OUTPUT:
-            output = optarg;
-            break;
-        case ':':
-            fprintf(stderr, "recd-datagen: %s needs a value (see --help)\n", argv[optind - 1]);
-            return EXIT_USAGE;
-        default:
-            fprintf(stderr, "recd-datagen: unknown option %s (see --help)\n", argv[optind - 1]);
-            return EXIT_USAGE;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "recd-datagen: %s (got \"%s\")\n", bad, optarg);
-            return EXIT_USAGE;
-        }
+        else
+            fprintf(stderr, "recd-datagen: %s\n", err);
+        recd_options_dispose(&spec, &o);
+        return want_help ? 0 : EXIT_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "recd-datagen: unexpected argument \"%s\" (see --help)\n", argv[optind]);
-        return EXIT_USAGE;
-    }
-    if (n_users == 0 || n_items == 0 || n_interactions == 0) {
-        fprintf(stderr, "recd-datagen: --users, --items and --interactions are required (see --help)\n");
-        return EXIT_USAGE;
-    }
+    const uint64_t n_users = o.users, n_items = o.items, n_interactions = o.interactions, seed = o.seed;
+    const char sep = strcmp(o.format, "tsv") == 0 ? '\t' : ',';
+    const char *output = strcmp(o.output, "-") == 0 ? NULL : o.output;
 
-    const uint32_t f = (uint32_t)factors;
+    const uint32_t f = o.factors;
     uint64_t state = seed;
     float *U = recd_xmalloc(n_users * f * sizeof(*U)), *V = recd_xmalloc(n_items * f * sizeof(*V));
     taste_vectors(U, n_users, f, &state);
@@ -237,6 +196,7 @@ int main(int argc, char **argv)
     FILE *out = stdout;
     if (output != NULL && (out = fopen(output, "w")) == NULL) {
         fprintf(stderr, "recd-datagen: cannot open %s: %s\n", output, strerror(errno));
+        recd_options_dispose(&spec, &o);
         return 1;
     }
     size_t cap = 1 << 20, len = 0;
@@ -290,5 +250,6 @@ int main(int argc, char **argv)
     free(U);
     free(V);
     free(item_pop.prob), free(item_pop.alias), free(user_act.prob), free(user_act.alias);
+    recd_options_dispose(&spec, &o);
     return failed ? 1 : 0;
 }

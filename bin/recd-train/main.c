@@ -1,4 +1,4 @@
-/* recd_train_main.c: recd-train — ingest an interaction log; train, evaluate or tune ALS, BPR, biased MF or popularity;
+/* main.c: recd-train — ingest an interaction log; train, evaluate or tune ALS, BPR, biased MF or popularity;
  * publish the model to a registry. Subcommands: train (the default), evaluate, tune. */
 #include <errno.h>
 #include <getopt.h>
