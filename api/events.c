@@ -41,6 +41,8 @@ static int append_and_wait(recd_event_sink_t *sink, const char *buf, size_t len)
         pthread_cond_wait(&w.done, &w.lock);
     ret = w.err;
     pthread_mutex_unlock(&w.lock);
+    pthread_cond_destroy(&w.done);
+    pthread_mutex_destroy(&w.lock);
     return ret;
 }
 

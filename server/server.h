@@ -1,4 +1,4 @@
-/* server: the public face of recd_server — logging, metrics, model holder, user state, event log and the app context. */
+/* server: the public face of recd_server — logging, metrics, model holder, user state and the app context. */
 #ifndef RECD_SERVER_SERVER_H
 #define RECD_SERVER_SERVER_H
 
