@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -242,7 +241,7 @@ static int teardown(void **state)
     char mnt[300];
     snprintf(mnt, sizeof(mnt), "%s/mnt", f->dir);
     setrlimit(RLIMIT_FSIZE, &f->fsize);
-    umount2(mnt, MNT_DETACH); /* fails harmlessly when nothing is mounted there */
+    support_tmpfs_unmount(mnt); /* fails harmlessly when nothing is mounted there */
     open_gate(&f->c);
     close_sink(&f->c);
     collector_dispose(&f->c);
@@ -653,12 +652,12 @@ static void test_file_sink_disk_full_file_size_limit(void **state)
 static int tmpfs_take(space_t *sp, const char *path)
 {
     /* the file uses one page so far; four more pages are left */
-    return mount(NULL, sp->mnt, NULL, MS_REMOUNT, "size=20k");
+    return support_tmpfs_resize(sp->mnt, "20k");
 }
 
 static int tmpfs_give_back(space_t *sp)
 {
-    return mount(NULL, sp->mnt, NULL, MS_REMOUNT, "size=1m");
+    return support_tmpfs_resize(sp->mnt, "1m");
 }
 
 /* A small tmpfs that really runs out of space (ENOSPC), with fsync on; skipped where mounting is not allowed. */
@@ -667,13 +666,12 @@ static void test_file_sink_disk_full_tmpfs(void **state)
     fixture_t *f = *state;
     space_t sp = {.take = tmpfs_take, .give_back = tmpfs_give_back};
     snprintf(sp.mnt, sizeof(sp.mnt), "%s/mnt", f->dir);
-    assert_int_equal(mkdir(sp.mnt, 0755), 0);
-    if (mount("tmpfs", sp.mnt, "tmpfs", 0, "size=1m") != 0) {
+    if (support_tmpfs_mount(sp.mnt, "1m") != 0) {
         fprintf(stderr, "cannot mount a tmpfs (%s): the file-size limit test covers disk full\n", strerror(errno));
         skip();
     }
     run_disk_full(f, sp.mnt, &sp, 1);
-    assert_int_equal(umount2(sp.mnt, MNT_DETACH), 0);
+    assert_int_equal(support_tmpfs_unmount(sp.mnt), 0);
 }
 
 int test_file_sink_run(void)

@@ -3,6 +3,8 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "models/model.h"
@@ -29,6 +31,27 @@ int support_remove_tree(const char *dir)
         return -1;
     }
     return 0;
+}
+
+int support_tmpfs_mount(const char *dir, const char *size)
+{
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%s,mode=0755", size);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+}
+
+int support_tmpfs_resize(const char *dir, const char *size)
+{
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%s", size);
+    return mount(NULL, dir, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts);
+}
+
+int support_tmpfs_unmount(const char *dir)
+{
+    return umount2(dir, MNT_DETACH);
 }
 
 void support_binary_path(const char *name, char *out, size_t outlen)

@@ -11,6 +11,16 @@ int support_tmpdir_create(char *out, size_t outlen, const char *prefix);
 /** Removes dir and everything under it (not following symlinks) unless RECD_KEEP_TMP is set. Returns 0 or -1. */
 int support_remove_tree(const char *dir);
 
+/**
+ * Mounts a tmpfs of size bytes ("64k", "1m": tmpfs counts whole pages) on dir, creating dir when missing: a disk that
+ * can really fill up. Returns 0, or -1 with errno set (EPERM without the privilege to mount: callers skip).
+ */
+int support_tmpfs_mount(const char *dir, const char *size);
+/** Changes the size of the tmpfs mounted on dir (not below what it holds). Returns 0 or -1 with errno set. */
+int support_tmpfs_resize(const char *dir, const char *size);
+/** Detaches the tmpfs mounted on dir; -1 (harmless) when nothing is mounted there. */
+int support_tmpfs_unmount(const char *dir);
+
 /** Writes the path of the built executable name (in $RECD_BINARY_DIR, else the working directory) to out. */
 void support_binary_path(const char *name, char *out, size_t outlen);
 
