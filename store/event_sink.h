@@ -7,7 +7,8 @@
 /**
  * Completion of one appended batch, called exactly once on the sink's own thread (never on the caller's). err is 0 when
  * the batch is stored as durably as the sink promises (for the file sink with fsync on: after an fdatasync covering it),
- * or a negative RECD_E* code when it was not stored at all: an error answer leaves no bytes of the batch behind.
+ * or a negative RECD_E* code when it was not stored at all: an error answer leaves no bytes of the batch behind. Keep it
+ * short (post a message to the caller's loop): the sink stores nothing else while a callback runs.
  */
 typedef void (*recd_event_sink_cb)(void *data, int err);
 
