@@ -1,15 +1,39 @@
-/* api: the public face of recd_api — registers every HTTP endpoint of API v1 on an h2o host. */
+/* api: the public face of recd_api — the HTTP endpoints of API v1 on an h2o host, over the serving pipeline. */
 #ifndef RECD_API_API_H
 #define RECD_API_API_H
 
 #include <h2o.h>
+#include "base/log.h"
+#include "base/metrics.h"
+#include "config/config.h"
+#include "serve/serve.h"
 #include "server/server.h"
+
+typedef struct st_recd_api_t recd_api_t;
+
+/**
+ * Creates the API over serve: config, log, metrics, serve and events are borrowed and must outlive it. Registers the
+ * API's metric families in metrics (requests by endpoint and status, latency per endpoint, accepted events, build info).
+ * Aborts on out of memory.
+ */
+recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *log, recd_metrics_t *metrics, recd_serve_t *serve,
+                            recd_event_sink_t *events);
+/** Frees; accepts NULL. Detach every context first. */
+void recd_api_free(recd_api_t *api);
 
 /**
  * Registers /v1/recommendations, /v1/items/{id}/similar, /v1/events, /healthz, /readyz, /metrics and a catch-all that
- * answers unknown paths with a JSON 404. The handlers keep app (borrowed; it must outlive the host's contexts) and find
- * their worker through req->conn->ctx, so every context serving host must be embedded in a recd_worker_t.
+ * answers unknown paths with a JSON 404. The handlers keep api (borrowed; it must outlive the host's contexts) and serve
+ * only on contexts attached with recd_api_attach.
  */
-void recd_api_register(h2o_hostconf_t *host, recd_app_t *app);
+void recd_api_register(h2o_hostconf_t *host, recd_api_t *api);
+
+/**
+ * Binds a worker's h2o context (after h2o_context_init, on the worker's thread, before it accepts) to its serving state
+ * sw (borrowed) and metrics slot, and registers the receiver that brings event-sink completions back to this loop.
+ */
+void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *sw, size_t slot);
+/** Undoes recd_api_attach (on the worker's thread, before h2o_context_dispose, once no request is in flight). */
+void recd_api_detach(recd_api_t *api, h2o_context_t *ctx);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
+#include <pthread.h>
 #include "base/jsonw.h"
 #include "base/text.h"
 #include "models/event.h"
@@ -14,6 +14,8 @@
 #define RECD_API_MAX_ID_BYTES 256
 #define RECD_API_MAX_LIST 1000   /* recent_items / exclude entries */
 #define RECD_API_MAX_EVENTS 1000 /* events per POST */
+
+enum { RECD_API_GET = 1, RECD_API_POST = 2 };
 
 /* ---- errors -------------------------------------------------------------------------------------------------------- */
 
@@ -128,23 +130,59 @@ void recd_codec_render_similar(recd_jw_t *w, h2o_iovec_t item, h2o_iovec_t model
 /** Renders {"error":{"code","message"}}. */
 void recd_codec_render_error(recd_jw_t *w, const char *code, const char *message);
 
-/* ---- HTTP helpers (http.c) -------------------------------------------------------------------------------------- */
+/* ---- the API, its contexts and its calls (http.c) ------------------------------------------------------------------- */
 
-enum { RECD_API_GET = 1, RECD_API_POST = 2 };
+#define RECD_API_STATUS_OTHER 500 /* index of the "other" status counter: statuses 100..599 have their own */
 
-/** Per-request bookkeeping for metrics and the access log. */
+/** One endpoint's metrics: its latency histogram and its request counters, registered per status on first use. */
+typedef struct st_recd_api_endpoint_t {
+    struct st_recd_api_endpoint_t *next;
+    char *name;
+    recd_metric_t *duration;
+    recd_metric_t *_Atomic by_status[RECD_API_STATUS_OTHER + 1];
+} recd_api_endpoint_t;
+
+struct st_recd_api_t {
+    const recd_config_t *config;
+    const recd_logger_t *log;
+    recd_metrics_t *metrics;
+    recd_serve_t *serve;
+    recd_event_sink_t *events;
+    recd_metric_t *events_accepted;
+    recd_api_endpoint_t *endpoints; /* every endpoint registered, newest first */
+    recd_api_endpoint_t *other;     /* where unknown paths are counted */
+    size_t storage_key;             /* of the per-context state in h2o_context_t.storage */
+    pthread_mutex_t attach_mutex;   /* h2o assigns a storage key on first use: not thread-safe by itself */
+};
+
+/** What the API keeps per worker context. */
+typedef struct st_recd_api_context_t {
+    recd_api_t *api;
+    recd_serve_worker_t *serve;
+    size_t slot;
+    h2o_multithread_receiver_t events_receiver; /* event-sink completions, marshalled back to this loop */
+} recd_api_context_t;
+
+/** Registers an endpoint's metrics under name (its histogram at once, so every endpoint renders). Call at start-up. */
+recd_api_endpoint_t *recd_api_endpoint(recd_api_t *api, const char *name);
+/** The API state of the context req runs on (attached with recd_api_attach). */
+recd_api_context_t *recd_api_context_of(recd_api_t *api, h2o_req_t *req);
+
+/** Per-request bookkeeping for metrics and the access log; in request-pool memory, so it lives as long as the request. */
 typedef struct st_recd_api_call_t {
     h2o_req_t *req;
-    recd_app_t *app;
-    recd_worker_t *worker;
-    recd_endpoint_t ep;
-    struct timespec t0;
+    recd_api_t *api;
+    recd_api_context_t *ctx;
+    recd_api_endpoint_t *ep;
+    uint64_t t0_ns;
 } recd_api_call_t;
 
-/** Starts timing a request. */
-void recd_api_begin(recd_api_call_t *call, h2o_req_t *req, recd_app_t *app, recd_endpoint_t ep);
+/** Starts timing a request counted under ep. */
+recd_api_call_t *recd_api_begin(h2o_req_t *req, recd_api_t *api, recd_api_endpoint_t *ep);
 /** Records the request's status and latency in the worker's metrics slot and, at debug level, logs it. */
 void recd_api_end(recd_api_call_t *call);
+/** Counts one answer of status on ep in slot (registering the series on first use). */
+void recd_api_count(recd_api_t *api, recd_api_endpoint_t *ep, size_t slot, int status, uint64_t duration_ns);
 
 /** Sends body (memory that lives as long as the request) with Content-Type and Content-Length. */
 void recd_api_reply(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
@@ -154,7 +192,7 @@ void recd_api_reply_json(h2o_req_t *req, int status, recd_jw_t *w);
 void recd_api_reply_error(h2o_req_t *req, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /**
  * Answers a path that a handler's prefix caught but no endpoint serves: a JSON 404 "not_found", the same for every path,
- * counted under RECD_EP_OTHER (not under the handler's endpoint) when the call ends.
+ * counted under the "other" endpoint (not under the handler's) when the call ends.
  */
 void recd_api_reply_not_found(recd_api_call_t *call);
 /** Sends err. */
@@ -162,35 +200,40 @@ void recd_api_reply_api_error(h2o_req_t *req, const recd_api_error_t *err);
 /** Returns 0 when the method is in allowed (RECD_API_* bits), else replies 405 with Allow and returns -1. */
 int recd_api_method_or_reply(h2o_req_t *req, unsigned allowed);
 /** For POST bodies: 413 over max_body_bytes, 415 unless Content-Type is application/json (charset allowed). 0 or -1. */
-int recd_api_json_body_or_reply(h2o_req_t *req, const recd_app_t *app);
+int recd_api_json_body_or_reply(h2o_req_t *req, uint64_t max_body_bytes);
 /** The query string of req without '?', as (base, len); len 0 when there is none. */
 h2o_iovec_t recd_api_query(h2o_req_t *req);
 /** The path without the query string. */
 h2o_iovec_t recd_api_path(h2o_req_t *req);
+/** The reason phrase of an HTTP status ("Unknown" for one recd never sends). */
+const char *recd_api_reason(int status);
 /** A fresh request id (16 hex characters) in pool memory from the worker's generator. */
-h2o_iovec_t recd_api_request_id(recd_worker_t *w, h2o_mem_pool_t *pool);
+h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool);
 
-/**
- * Folds a user into model m from its training history (user index, or -1) plus extra interactions given by external item
- * id (values summed per item; ids unknown to m are skipped). vec receives n_factors floats. Returns 0, RECD_ENOTFOUND when
- * no interaction is known to m, or the fold-in error.
- */
-int recd_api_fold_user(const recd_model_t *m, int64_t user, const recd_user_item_t *extra, size_t n_extra, h2o_mem_pool_t *pool,
-                       float *vec);
+/* ---- the bridge to the pipeline -------------------------------------------------------------------------------- */
+
+/** A pipeline id viewing an h2o string (no copy). */
+static inline recd_serve_id_t recd_api_id(h2o_iovec_t s)
+{
+    return (recd_serve_id_t){s.base, s.len};
+}
 
 /* ---- endpoint registration (one file each) --------------------------------------------------------------------- */
 
 /*
- * Each creates its endpoint's handler on pathconf (owned by h2o's configuration from then on); the handler keeps app,
+ * Each creates its endpoint's handler on pathconf (owned by h2o's configuration from then on); the handler keeps api,
  * borrowed. A request whose path is not exactly the endpoint's (h2o matches prefixes) gets a JSON 404.
  */
 
-void recd_api_register_recommendations(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_events(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_metrics(h2o_pathconf_t *pathconf, recd_app_t *app);
-void recd_api_register_not_found(h2o_pathconf_t *pathconf, recd_app_t *app);
+void recd_api_register_recommendations(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_events(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_metrics(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_not_found(h2o_pathconf_t *pathconf, recd_api_t *api);
+
+/** The events endpoint's receiver: event-sink completions posted to this worker's loop (events.c). */
+void recd_api_on_events_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 
 #endif

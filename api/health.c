@@ -7,20 +7,20 @@
 
 struct st_health_handler_t {
     h2o_handler_t super;
-    recd_app_t *app;
+    recd_api_t *api;
+    recd_api_endpoint_t *ep;
     int ready; /* 0: /healthz, 1: /readyz */
 };
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct st_health_handler_t *h = (void *)self;
-    recd_api_call_t call;
+    recd_api_call_t *call = recd_api_begin(req, h->api, h->ep);
     h2o_iovec_t path = recd_api_path(req);
 
-    recd_api_begin(&call, req, h->app, h->ready ? RECD_EP_READYZ : RECD_EP_HEALTHZ);
     if (!(h->ready ? h2o_memis(path.base, path.len, H2O_STRLIT("/readyz"))
                    : h2o_memis(path.base, path.len, H2O_STRLIT("/healthz")))) {
-        recd_api_reply_not_found(&call);
+        recd_api_reply_not_found(call);
         goto Exit;
     }
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
@@ -32,7 +32,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply(req, 200, "application/json", h2o_strdup(&req->pool, body, (size_t)len).base, (size_t)len);
         goto Exit;
     }
-    recd_model_t *m = call.worker->model;
+    recd_model_t *m = recd_serve_worker_model(call->ctx->serve);
     recd_jw_t jw;
     recd_jw_init_pool(&jw, &req->pool, 128);
     if (m == NULL || req->conn->ctx->shutdown_requested) {
@@ -56,24 +56,25 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     recd_jw_lit(&jw, "}");
     recd_api_reply_json(req, 200, &jw);
 Exit:
-    recd_api_end(&call);
+    recd_api_end(call);
     return 0;
 }
 
-static void register_health(h2o_pathconf_t *pathconf, recd_app_t *app, int ready)
+static void register_health(h2o_pathconf_t *pathconf, recd_api_t *api, int ready)
 {
     struct st_health_handler_t *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
-    h->app = app;
+    h->api = api;
+    h->ep = recd_api_endpoint(api, ready ? "readyz" : "healthz");
     h->ready = ready;
 }
 
-void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_app_t *app)
+void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_api_t *api)
 {
-    register_health(pathconf, app, 0);
+    register_health(pathconf, api, 0);
 }
 
-void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_app_t *app)
+void recd_api_register_readyz(h2o_pathconf_t *pathconf, recd_api_t *api)
 {
-    register_health(pathconf, app, 1);
+    register_health(pathconf, api, 1);
 }

@@ -1,39 +1,71 @@
-/* http.c: reply helpers shared by the endpoints — JSON bodies with Content-Length, JSON errors, 405/413/415 checks, metrics. */
+/* http.c: what the endpoints share — per-context state, per-endpoint metrics, JSON replies with Content-Length, 405/413/415. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include "base/alloc.h"
+#include "base/clock.h"
 #include "api/api_internal.h"
 
-static uint64_t elapsed_ns(const struct timespec *t0)
+recd_api_endpoint_t *recd_api_endpoint(recd_api_t *api, const char *name)
 {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000000u + (uint64_t)(t1.tv_nsec - t0->tv_nsec);
+    static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
+    char labels[160];
+    recd_api_endpoint_t *ep = recd_xcalloc(1, sizeof(*ep));
+    ep->name = recd_xstrdup(name);
+    snprintf(labels, sizeof(labels), "endpoint=\"%s\"", name);
+    ep->duration =
+        recd_metrics_histogram(api->metrics, "recd_http_request_duration_seconds", "Time from request to response by endpoint.",
+                               labels, bounds, sizeof(bounds) / sizeof(bounds[0]));
+    ep->next = api->endpoints;
+    api->endpoints = ep;
+    return ep;
 }
 
-void recd_api_begin(recd_api_call_t *call, h2o_req_t *req, recd_app_t *app, recd_endpoint_t ep)
+recd_api_context_t *recd_api_context_of(recd_api_t *api, h2o_req_t *req)
 {
-    call->req = req;
-    call->app = app;
-    call->worker = recd_worker_of(req);
-    call->ep = ep;
-    clock_gettime(CLOCK_MONOTONIC, &call->t0);
+    return *h2o_context_get_storage(req->conn->ctx, &api->storage_key, NULL);
+}
+
+void recd_api_count(recd_api_t *api, recd_api_endpoint_t *ep, size_t slot, int status, uint64_t duration_ns)
+{
+    size_t si = status >= 100 && status <= 599 ? (size_t)(status - 100) : RECD_API_STATUS_OTHER;
+    recd_metric_t *c = atomic_load_explicit(&ep->by_status[si], memory_order_acquire);
+    if (c == NULL) {
+        /* first answer with this status here: register its series (the registry's mutex makes racing threads agree) */
+        char labels[200];
+        if (si == RECD_API_STATUS_OTHER)
+            snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"other\"", ep->name);
+        else
+            snprintf(labels, sizeof(labels), "endpoint=\"%s\",status=\"%d\"", ep->name, status);
+        c = recd_metrics_counter(api->metrics, "recd_http_requests_total", "HTTP requests by endpoint and status code.", labels);
+        atomic_store_explicit(&ep->by_status[si], c, memory_order_release);
+    }
+    recd_metric_add(c, slot, 1);
+    recd_metric_observe(ep->duration, slot, duration_ns / 1e9);
+}
+
+recd_api_call_t *recd_api_begin(h2o_req_t *req, recd_api_t *api, recd_api_endpoint_t *ep)
+{
+    recd_api_call_t *call = h2o_mem_alloc_pool(&req->pool, sizeof(*call));
+    *call = (recd_api_call_t){req, api, recd_api_context_of(api, req), ep, recd_monotonic_ns()};
+    return call;
 }
 
 void recd_api_end(recd_api_call_t *call)
 {
-    uint64_t ns = elapsed_ns(&call->t0);
-    recd_metrics_observe(call->app->metrics, call->worker->index, call->ep, call->req->res.status, ns);
-    if (recd_log_enabled(&call->app->log, RECD_LOG_DEBUG)) {
+    uint64_t ns = recd_monotonic_ns() - call->t0_ns;
+    recd_api_count(call->api, call->ep, call->ctx->slot, call->req->res.status, ns);
+    if (recd_log_enabled(call->api->log, RECD_LOG_DEBUG)) {
         char qpath[600], qmethod[40];
-        recd_log_write(&call->app->log, RECD_LOG_DEBUG, "request",
+        recd_log_write(call->api->log, RECD_LOG_DEBUG, "request",
                        "\"method\":%s,\"path\":%s,\"status\":%d,\"us\":%.1f,\"thread\":%zu",
                        recd_json_quote(qmethod, sizeof(qmethod), call->req->method.base, call->req->method.len),
                        recd_json_quote(qpath, sizeof(qpath), call->req->path.base, call->req->path.len), call->req->res.status,
-                       ns / 1000.0, call->worker->index);
+                       ns / 1000.0, call->ctx->slot);
     }
 }
 
-static const char *reason_of(int status)
+const char *recd_api_reason(int status)
 {
     switch (status) {
     case 200:
@@ -64,7 +96,7 @@ void recd_api_reply(h2o_req_t *req, int status, const char *content_type, const 
     static h2o_generator_t generator = {NULL, NULL};
     h2o_iovec_t iov = h2o_iovec_init(body, len);
     req->res.status = status;
-    req->res.reason = reason_of(status);
+    req->res.reason = recd_api_reason(status);
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_start_response(req, &generator);
@@ -96,7 +128,7 @@ void recd_api_reply_error(h2o_req_t *req, int status, const char *code, const ch
 
 void recd_api_reply_not_found(recd_api_call_t *call)
 {
-    call->ep = RECD_EP_OTHER;
+    call->ep = call->api->other;
     reply_error_message(call->req, 404, "not_found", "no such endpoint");
 }
 
@@ -118,9 +150,8 @@ int recd_api_method_or_reply(h2o_req_t *req, unsigned allowed)
     return -1;
 }
 
-int recd_api_json_body_or_reply(h2o_req_t *req, const recd_app_t *app)
+int recd_api_json_body_or_reply(h2o_req_t *req, uint64_t limit)
 {
-    uint64_t limit = app->config->max_body_bytes;
     ssize_t idx;
 
     if (req->entity.len > limit) {
@@ -173,17 +204,9 @@ h2o_iovec_t recd_api_path(h2o_req_t *req)
     return h2o_iovec_init(req->path.base, req->query_at == SIZE_MAX ? req->path.len : req->query_at);
 }
 
-h2o_iovec_t recd_api_request_id(recd_worker_t *w, h2o_mem_pool_t *pool)
+h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool)
 {
-    static const char hex[] = "0123456789abcdef";
-    /* xorshift64*: ids only need to be unique in practice, not unpredictable */
-    uint64_t x = w->rng;
-    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
-    w->rng = x;
-    x *= 0x2545f4914f6cdd1dULL;
     char *s = h2o_mem_alloc_pool(pool, 17);
-    for (int i = 15; i >= 0; --i, x >>= 4)
-        s[i] = hex[x & 15];
-    s[16] = '\0';
+    recd_serve_worker_request_id(sw, s);
     return h2o_iovec_init(s, 16);
 }

@@ -1,10 +1,11 @@
-/* similar.c: GET /v1/items/{id}/similar — items closest to an item by cosine of their factors. */
+/* similar.c: GET /v1/items/{id}/similar — parse, ask the pipeline for the items closest to an item, render. */
 #include <string.h>
 #include "api/api_internal.h"
 
 struct st_similar_handler_t {
     h2o_handler_t super;
-    recd_app_t *app;
+    recd_api_t *api;
+    recd_api_endpoint_t *ep;
 };
 
 #define PREFIX "/v1/items/"
@@ -13,18 +14,18 @@ struct st_similar_handler_t {
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct st_similar_handler_t *h = (void *)self;
-    const recd_config_t *cfg = h->app->config;
-    recd_api_call_t call;
+    const recd_config_t *cfg = h->api->config;
+    recd_api_call_t *call = recd_api_begin(req, h->api, h->ep);
+    recd_serve_ctx_t *ctx = NULL;
     recd_api_error_t err;
     h2o_iovec_t path = recd_api_path(req), raw_id, id, q;
     uint32_t k;
 
-    recd_api_begin(&call, req, h->app, RECD_EP_SIMILAR);
     /* the id is taken from the raw path so an encoded '/' (%2F) stays part of it */
     if (path.len <= sizeof(PREFIX) - 1 + sizeof(SUFFIX) - 1 || memcmp(path.base, PREFIX, sizeof(PREFIX) - 1) != 0 ||
         memcmp(path.base + path.len - (sizeof(SUFFIX) - 1), SUFFIX, sizeof(SUFFIX) - 1) != 0 ||
         memchr(path.base + sizeof(PREFIX) - 1, '/', path.len - (sizeof(PREFIX) - 1) - (sizeof(SUFFIX) - 1)) != NULL) {
-        recd_api_reply_not_found(&call);
+        recd_api_reply_not_found(call);
         goto Exit;
     }
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
@@ -44,32 +45,34 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto Exit;
     }
 
-    recd_worker_t *w = call.worker;
-    recd_model_t *m = w->model;
-    int64_t item = recd_model_find_item(m, id.base, id.len);
-    if (item < 0) {
-        recd_api_reply_error(req, 404, "not_found", "unknown item");
+    ctx = recd_serve_ctx_create(call->ctx->serve);
+    if (recd_serve_similar(ctx, id.base, id.len, k) != 0) {
+        if (recd_serve_ctx_model(ctx) == NULL)
+            recd_api_reply_error(req, 503, "unavailable", "no model is loaded");
+        else
+            recd_api_reply_error(req, 404, "not_found", "unknown item");
         goto Exit;
     }
-    size_t n = recd_model_similar(m, (uint32_t)item, k, w->scores, w->top), idlen;
-    recd_api_item_t *out = h2o_mem_alloc_pool(&req->pool, sizeof(*out) * (n ? n : 1));
-    for (size_t i = 0; i < n; ++i) {
-        const char *s = recd_model_item_id(m, w->top[i].index, &idlen);
-        out[i] = (recd_api_item_t){h2o_iovec_init(s, idlen), w->top[i].score};
-    }
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+    recd_model_t *m = recd_serve_ctx_model(ctx);
+    recd_api_item_t *out = h2o_mem_alloc_pool(&req->pool, sizeof(*out) * (res->n_items ? res->n_items : 1));
+    for (size_t i = 0; i < res->n_items; ++i)
+        out[i] = (recd_api_item_t){h2o_iovec_init(res->items[i].id, res->items[i].len), res->items[i].score};
     const char *name = recd_model_name(m);
     recd_jw_t jw;
-    recd_jw_init_pool(&jw, &req->pool, 256 + n * 64 + id.len * 6);
-    recd_codec_render_similar(&jw, id, h2o_iovec_init(name, strlen(name)), recd_model_version(m), out, n);
+    recd_jw_init_pool(&jw, &req->pool, 256 + res->n_items * 64 + id.len * 6);
+    recd_codec_render_similar(&jw, id, h2o_iovec_init(name, strlen(name)), recd_model_version(m), out, res->n_items);
     recd_api_reply_json(req, 200, &jw);
 Exit:
-    recd_api_end(&call);
+    recd_serve_ctx_release(ctx);
+    recd_api_end(call);
     return 0;
 }
 
-void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_app_t *app)
+void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_api_t *api)
 {
     struct st_similar_handler_t *h = (void *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
-    h->app = app;
+    h->api = api;
+    h->ep = recd_api_endpoint(api, "similar");
 }

@@ -173,6 +173,13 @@ size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out);
 int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float *values, size_t n, float *vec);
 
 /**
+ * The solve behind recd_model_fold_in on bare arrays, for code that holds factors but no loaded model (the trainer chooses
+ * alpha and reg with it): gram is the full f x f Y^T Y of the n_items x f row-major item_factors. Same results and errors.
+ */
+int recd_fold_in_solve(const float *gram, const float *item_factors, size_t n_items, size_t n_factors, float alpha, float reg,
+                       const uint32_t *items, const float *values, size_t n, float *vec);
+
+/**
  * Items most similar to item by cosine of their factors (the item itself excluded); for a popularity model, the most
  * popular other items. scores is scratch of n_items floats. Returns how many were written (<= k).
  */

@@ -107,17 +107,18 @@ size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
     return len;
 }
 
-int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float *values, size_t n, float *vec)
+int recd_fold_in_solve(const float *gram, const float *item_factors, size_t n_items, size_t n_factors, float alpha, float reg,
+                       const uint32_t *items, const float *values, size_t n, float *vec)
 {
-    size_t f = m->n_factors;
+    size_t f = n_factors;
     float stack_a[FOLD_IN_STACK_FACTORS * FOLD_IN_STACK_FACTORS];
     float *a = stack_a;
     int ret = RECD_OK;
 
-    if (f == 0 || m->item_factors == NULL)
+    if (f == 0 || item_factors == NULL || gram == NULL)
         return RECD_EINVAL;
     for (size_t k = 0; k != n; ++k)
-        if (items[k] >= m->n_items || !isfinite(values[k]))
+        if (items[k] >= n_items || !isfinite(values[k]))
             return RECD_EINVAL;
     memset(vec, 0, f * sizeof(float));
     if (n == 0)
@@ -127,12 +128,12 @@ int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float
         a = recd_xmalloc(f * f * sizeof(float));
     }
     /* A = Y^T Y + reg I + sum_i (c_i - 1) y_i y_i^T (upper triangle is enough for the Cholesky), b = sum_i c_i y_i. */
-    memcpy(a, m->gram, f * f * sizeof(float));
+    memcpy(a, gram, f * f * sizeof(float));
     for (size_t j = 0; j != f; ++j)
-        a[j * f + j] += m->reg;
+        a[j * f + j] += reg;
     for (size_t k = 0; k != n; ++k) {
-        const float *y = m->item_factors + (size_t)items[k] * f;
-        float c = 1.0f + m->alpha * values[k];
+        const float *y = item_factors + (size_t)items[k] * f;
+        float c = 1.0f + alpha * values[k];
         if (c != 1.0f)
             cblas_ssyr(CblasRowMajor, CblasUpper, (int)f, c - 1.0f, y, 1, a, (int)f);
         cblas_saxpy((int)f, c, y, 1, vec, 1);
@@ -153,6 +154,11 @@ int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float
     if (a != stack_a)
         free(a);
     return ret;
+}
+
+int recd_model_fold_in(const recd_model_t *m, const uint32_t *items, const float *values, size_t n, float *vec)
+{
+    return recd_fold_in_solve(m->gram, m->item_factors, m->n_items, m->n_factors, m->alpha, m->reg, items, values, n, vec);
 }
 
 size_t recd_model_similar(const recd_model_t *m, uint32_t item, size_t k, float *scores, recd_scored_t *out)

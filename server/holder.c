@@ -24,8 +24,8 @@ struct st_recd_holder_t {
     char *registry;
     char *name;
     const recd_logger_t *log;
-    recd_metrics_t *metrics;
-    pthread_mutex_t mutex; /* guards current */
+    recd_metric_t *loads, *load_failures; /* the watcher and the constructor add to the shared slot */
+    pthread_mutex_t mutex;                /* guards current */
     recd_model_t *current;
     uint64_t rejected; /* newest version that failed to open, and its file's identity then */
     struct stat rejected_st;
@@ -70,15 +70,17 @@ recd_holder_t *recd_holder_create(const char *registry, const char *model, const
     h->registry = recd_xstrdup(registry);
     h->name = recd_xstrdup(model);
     h->log = log;
-    h->metrics = metrics;
+    h->loads = recd_metrics_counter(metrics, "recd_model_loads_total", "Model versions loaded from the registry.", NULL);
+    h->load_failures =
+        recd_metrics_counter(metrics, "recd_model_load_failures_total", "Model versions rejected when loading.", NULL);
     pthread_mutex_init(&h->mutex, NULL);
     h->stop_pipe[0] = h->stop_pipe[1] = -1;
     if ((h->current = open_version(h, version, err, errlen)) == NULL) {
-        atomic_fetch_add(&metrics->model_load_failures, 1);
+        recd_metric_add(h->load_failures, RECD_METRICS_SHARED, 1);
         recd_holder_free(h);
         return NULL;
     }
-    atomic_fetch_add(&metrics->model_loads, 1);
+    recd_metric_add(h->loads, RECD_METRICS_SHARED, 1);
     return h;
 }
 
@@ -144,13 +146,13 @@ int recd_holder_poll(recd_holder_t *h)
         memset(&h->rejected_st, 0, sizeof(h->rejected_st));
         if (recd_registry_artifact_path(h->registry, h->name, latest, path, sizeof(path)) == 0)
             stat(path, &h->rejected_st);
-        atomic_fetch_add(&h->metrics->model_load_failures, 1);
+        recd_metric_add(h->load_failures, RECD_METRICS_SHARED, 1);
         recd_log(h->log, RECD_LOG_ERROR, "model version rejected", "\"model\":%s,\"version\":%llu,\"serving\":%llu,\"error\":%s",
                  recd_json_quote(qname, sizeof(qname), h->name, strlen(h->name)), (unsigned long long)latest,
                  (unsigned long long)current, recd_json_quote(qerr, sizeof(qerr), err, strlen(err)));
         return RECD_EFORMAT;
     }
-    atomic_fetch_add(&h->metrics->model_loads, 1);
+    recd_metric_add(h->loads, RECD_METRICS_SHARED, 1);
 
     pthread_mutex_lock(&h->mutex);
     recd_model_t *old = h->current;

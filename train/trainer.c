@@ -323,7 +323,7 @@ void recd_fitted_dispose(recd_fitted_t *f)
     memset(f, 0, sizeof(*f));
 }
 
-void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores)
+void recd_fitted_score_vector(const recd_fitted_t *f, const float *user_vec, int64_t user, float *scores)
 {
     size_t n = f->n_items;
     int k = (int)f->n_factors;
@@ -342,7 +342,7 @@ void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores)
         }
         break;
     case RECD_MODEL_BIASED_MF: {
-        float offset = f->global_bias + (f->user_bias != NULL ? f->user_bias[user] : 0.0f);
+        float offset = f->global_bias + (f->user_bias != NULL && user >= 0 ? f->user_bias[user] : 0.0f);
         for (size_t i = 0; i != n; ++i)
             scores[i] = (f->item_bias != NULL ? f->item_bias[i] : 0.0f) + offset;
         beta = 1.0f;
@@ -350,8 +350,12 @@ void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores)
     default:
         break;
     }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, k, 1.0f, f->item_factors, k, f->user_factors + (size_t)user * k, 1, beta,
-                scores, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, k, 1.0f, f->item_factors, k, user_vec, 1, beta, scores, 1);
+}
+
+void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores)
+{
+    recd_fitted_score_vector(f, f->user_factors != NULL ? f->user_factors + (size_t)user * f->n_factors : NULL, user, scores);
 }
 
 void recd_fitted_spec(const recd_fitted_t *f, const char *const *user_ids, const char *const *item_ids,

@@ -90,6 +90,9 @@ int recd_fit(const recd_algorithm_t *a, const recd_csr_t *m, const void *params,
 void recd_fitted_dispose(recd_fitted_t *f);
 /** Scores every item for a user exactly as recd_model_score scores the artifact made from f. */
 void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores);
+/** Scores every item for a user vector as recd_model_score does; user is the user's index for its bias, or -1 (a user
+ * folded in from interactions: no user bias). */
+void recd_fitted_score_vector(const recd_fitted_t *f, const float *user_vec, int64_t user, float *scores);
 /** The artifact spec of f (arrays borrowed from f and the arguments). */
 void recd_fitted_spec(const recd_fitted_t *f, const char *const *user_ids, const char *const *item_ids,
                       const recd_csr_t *user_items, const char *metadata_json, recd_model_spec_t *spec);
@@ -223,6 +226,27 @@ int recd_grid_check(const recd_algorithm_t *const *algos, size_t n, const char *
 /** Draws params for a random-search candidate: each parameter not fixed drawn from [lo, hi] (log-uniform when
  * log_scale), from the generator *rng. */
 void recd_random_params(const recd_algorithm_t *a, const void *base, const uint8_t *fixed, uint64_t *rng, void *out);
+
+/* ---- fold-in parameters chosen on validation (tune.c) ----------------------------------------------------------------- */
+
+/** The fold-in pair chosen for a factor model and how it scored. */
+typedef struct st_recd_fold_in_choice_t {
+    float alpha, reg;     /* confidence c = 1 + alpha * value; L2 regularisation */
+    double score;         /* validation metric at (alpha, reg) */
+    double default_score; /* at the fixed pair used before (1, 1), which is always tried */
+    size_t tried;
+    char metric[32];
+} recd_fold_in_choice_t;
+
+/**
+ * Chooses recd's fold-in (alpha, reg) for f, a BPR or biased-MF model trained on train: every validation user is folded in
+ * from its train row with each pair of a small log grid and scored as recd scores a folded-in user; the pair with the best
+ * metric (nDCG@k when metric is a rating metric) wins. Returns RECD_OK, or RECD_EINVAL (no factors, shapes disagree).
+ */
+int recd_fold_in_choose(const recd_fitted_t *f, const recd_csr_t *train, const recd_csr_t *validation, const recd_eval_options_t *o,
+                        const recd_metric_t *metric, recd_fold_in_choice_t *out);
+/** {"alpha", "reg", "metric", "validation_score", ...}; new reference. */
+json_t *recd_fold_in_choice_json(const recd_fold_in_choice_t *c);
 
 /* ---- the progress line -------------------------------------------------------------------------------------------- */
 

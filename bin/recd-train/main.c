@@ -30,7 +30,7 @@ typedef struct st_options_t {
     recd_ingest_options_t ingest;
     uint32_t threads;
     uint64_t seed;
-    int evaluate, holdout_test, random_search, k_given, protocol_given;
+    int evaluate, holdout_test, random_search, k_given, protocol_given, validation_given;
     recd_protocol_t protocol;
     double test_ratio, validation_ratio;
     uint32_t folds, k, sampled_negatives, budget;
@@ -118,8 +118,10 @@ static void usage(FILE *out, const char *argv0)
             "          (DIR/NAME/<version>/{model.recd,manifest.json,evaluation.json}).\n"
             "evaluate  splits the log (--protocol), trains on the train part and scores the test part; or, with --artifact,\n"
             "          scores a published artifact exactly as recd serves it on the test part of the same split.\n"
-            "tune      splits test off, carves a validation split out of the train part, scores every candidate on\n"
-            "          validation, refits the best on the whole train part, evaluates it once on test and publishes it.\n"
+            "tune      scores the default configuration and a grid or random sample of others on validation carved once\n"
+            "          from the rows the published model learns from (K folds when small: every candidate on one fold, the\n"
+            "          best third on all), refits the winner on a train part for test figures, then publishes it refitted\n"
+            "          on every row (--holdout-test: publishes the train-part model with its own test figures).\n"
             "Progress and a readable table go to stderr, a JSON report to stdout (or --report FILE).\n"
             "\n"
             "Input:\n"
@@ -144,10 +146,11 @@ static void usage(FILE *out, const char *argv0)
     fprintf(out, "Evaluation:\n"
                  "  --evaluate              train: also evaluate a model trained on the train part of a split (the published\n"
                  "                          model is trained on all the data)\n"
-                 "  --holdout-test          train: publish the model trained on the train part only, with its test metrics\n"
+                 "  --holdout-test          train, tune: publish the model trained on the train part only, with its test\n"
+                 "                          metrics (default: the model trained on every accepted row)\n"
                  "  --protocol P            stratified|temporal|leave-last-out|kfold (default stratified; tune: not kfold)\n"
                  "  --test-ratio R          held-out fraction for stratified and temporal (default 0.25)\n"
-                 "  --folds N               kfold: number of folds (default 5)\n"
+                 "  --folds N               kfold, and tune's validation: number of folds (default 5)\n"
                  "  --k K                   cut-off of the ranking metrics (default 10)\n"
                  "  --sampled-negatives N   also rank each test item among N sampled unseen items (default 0, off)\n"
                  "  --artifact PATH         evaluate: score this artifact (trained on the train part of the same split)\n"
@@ -161,7 +164,8 @@ static void usage(FILE *out, const char *argv0)
                  "  --budget N              candidates per algorithm (default 12); a larger grid is sampled down to N\n"
                  "  --grid SPEC             'name=v1,v2;name=v1,...'; 'als.reg=...' limits a key to one algorithm (default:\n"
                  "                          each algorithm's built-in grid over the parameters no flag fixed)\n"
-                 "  --validation-ratio R    share of the train part held out for validation (default: the test ratio)\n"
+                 "  --validation-ratio R    one validation split of this share instead of K folds (default: --folds folds\n"
+                 "                          up to 2M interactions with the stratified protocol, else the test ratio)\n"
                  "  -h, --help              this text\n"
                  "\n"
                  "Exit status: 0 success, 1 failure, 2 usage error.\n");
@@ -358,6 +362,7 @@ static int parse_args(options_t *o, const param_flags_t *pf, int argc, char **ar
         case O_VALIDATION_RATIO:
             if (parse_double(optarg, 0.01, 0.99, &o->validation_ratio) != 0)
                 bad = "--validation-ratio must be a number in 0.01..0.99";
+            o->validation_given = 1;
             break;
         case O_K:
             if (parse_u32(optarg, 1, 1000, &o->k) != 0)
@@ -493,7 +498,7 @@ static int parse_args(options_t *o, const param_flags_t *pf, int argc, char **ar
         snprintf(o->metric.name, sizeof(o->metric.name), "%.20s@%u", base, o->k);
     }
     const char *misplaced = NULL;
-    if (o->cmd != CMD_TRAIN && (o->evaluate || o->holdout_test))
+    if ((o->cmd != CMD_TRAIN && o->evaluate) || (o->cmd == CMD_EVALUATE && o->holdout_test))
         misplaced = o->evaluate ? "--evaluate" : "--holdout-test";
     else if (o->cmd != CMD_EVALUATE && o->artifact != NULL)
         misplaced = "--artifact";
@@ -915,7 +920,33 @@ typedef struct st_publication_t {
     json_t *params, *data_info, *evaluation, *tuning; /* borrowed; tuning may be NULL */
     const char *trained_on;                           /* which rows the published model saw */
     const char *created;
+    int all_rows; /* the model claims every accepted row: publishing fails if any is missing from its matrix */
 } publication_t;
+
+static int contains_sorted(const uint32_t *a, size_t n, uint32_t v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v;
+}
+
+/* How many accepted input rows (before duplicates merge) have their (user, item) in m: the rows a model trained on m saw. */
+static size_t rows_in_matrix(const recd_interactions_t *x, const recd_csr_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i != x->n; ++i) {
+        uint32_t u = x->user[i];
+        if (u < m->n_rows && contains_sorted(m->col + m->row_ptr[u], m->row_ptr[u + 1] - m->row_ptr[u], x->item[i]))
+            ++n;
+    }
+    return n;
+}
 
 /* Writes the artifact, manifest.json and evaluation.json to a staging directory and publishes it as the next version.
  * On success *version and artifact receive the version and its artifact path. Returns 0 or 1 (message printed). */
@@ -927,6 +958,13 @@ static int publish(const options_t *o, const dataset_t *d, const recd_fitted_t *
     json_t *metadata = NULL, *manifest = NULL;
     int exit_code = 1, ret;
 
+    /* no published artifact drops rows silently: the manifest counts what the model saw */
+    size_t rows = rows_in_matrix(&d->data, user_items);
+    if (pub->all_rows && rows != d->data.n) {
+        fprintf(stderr, "recd-train: the model would be trained on %zu of the %zu accepted rows; refusing to publish it\n", rows,
+                d->data.n);
+        return 1;
+    }
     metadata = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:s, s:s}", "trainer", "recd-train", "trainer_version", RECD_VERSION,
                          "algorithm", pub->algorithm, "kind", recd_model_kind_name(f->kind), "params", pub->params, "data",
                          pub->data_info, "evaluation", pub->evaluation, "trained_on", pub->trained_on, "created", pub->created);
@@ -967,6 +1005,16 @@ static int publish(const options_t *o, const dataset_t *d, const recd_fitted_t *
     if (pub->tuning != NULL)
         json_object_set(manifest, "tuning", pub->tuning);
     json_object_set(manifest, "evaluation", pub->evaluation);
+    json_object_set_new(manifest, "trained_on_rows", json_integer((json_int_t)rows));
+    json_object_set_new(manifest, "trained_on_interactions", json_integer((json_int_t)user_items->nnz));
+    json_object_set_new(manifest, "accepted_rows", json_integer((json_int_t)d->data.n));
+    json_object_set_new(manifest, "trained_on_every_accepted_row", json_boolean(rows == d->data.n));
+    json_object_set_new(manifest, "held_out_figures",
+                        json_string(rows == d->data.n ? "none: every accepted row trained this model (see evaluation.json for "
+                                                        "what its figures are of)"
+                                                      : "evaluation.json: the rows this model did not see"));
+    if (f->kind == RECD_MODEL_BPR || f->kind == RECD_MODEL_BIASED_MF || f->kind == RECD_MODEL_ALS)
+        json_object_set_new(manifest, "fold_in", json_pack("{s:f, s:f}", "alpha", (double)f->alpha, "reg", (double)f->reg));
     { /* the ingest report (per-reason reject counts and samples) documents what was dropped */
         char *report_json = recd_ingest_report_json(&d->report);
         json_t *ingest = report_json != NULL ? json_loads(report_json, 0, NULL) : NULL;
@@ -1025,6 +1073,30 @@ static const recd_algorithm_t *single_algorithm(const options_t *o)
     if (a == NULL)
         fprintf(stderr, "recd-train: --algorithm must be als, bpr, biased_mf or popularity (got \"%s\")\n", o->algorithm);
     return a;
+}
+
+/* BPR and biased MF: recd's fold-in pair, chosen on the first validation fold with the winner's parameters. */
+static int choose_fold_in(const options_t *o, const algo_setup_t *s, const split_t *fold, recd_fold_in_choice_t *choice)
+{
+    recd_fitted_t f = {0};
+    int ret = fit_model(o, s, &fold->train, NULL, NULL, &f, NULL, NULL);
+    if (ret == RECD_OK) {
+        recd_eval_options_t eo = eval_options(o, s->a, &fold->train);
+        ret = recd_fold_in_choose(&f, &fold->train, &fold->test, &eo, &o->metric, choice);
+        if (ret != RECD_OK)
+            fprintf(stderr, "recd-train: choosing the fold-in parameters failed: %s\n", recd_strerror(ret));
+        else
+            fprintf(stderr, "fold-in: alpha=%g reg=%g (validation %s %.4f; %.4f at alpha=1 reg=1, %zu pairs tried)\n",
+                    (double)choice->alpha, (double)choice->reg, choice->metric, choice->score, choice->default_score,
+                    choice->tried);
+    }
+    recd_fitted_dispose(&f);
+    return ret;
+}
+
+static int has_fold_in_choice(const recd_algorithm_t *a)
+{
+    return a->kind == RECD_MODEL_BPR || a->kind == RECD_MODEL_BIASED_MF;
 }
 
 /* ---- train --------------------------------------------------------------------------------------------------------- */
@@ -1122,9 +1194,24 @@ static int cmd_train(const options_t *o, const param_flags_t *pf)
         recd_curve_dispose(&all_curve);
     }
 
+    if (has_fold_in_choice(a)) { /* on a validation split of the rows the published model learned from */
+        split_t val;
+        recd_fold_in_choice_t choice;
+        if (make_split(o->holdout_test ? &split.train_e : &d.entries,
+                       o->protocol == RECD_PROTOCOL_KFOLD ? RECD_PROTOCOL_STRATIFIED : o->protocol, o->test_ratio, o->seed + 1, 0,
+                       0, &val) != RECD_OK)
+            goto Exit;
+        int ret = choose_fold_in(o, &s, &val, &choice);
+        split_dispose(&val);
+        if (ret != RECD_OK)
+            goto Exit;
+        f.alpha = choice.alpha;
+        f.reg = choice.reg;
+        json_object_set_new(evaluation, "fold_in", recd_fold_in_choice_json(&choice));
+    }
     double t0 = recd_monotonic_seconds();
     data_info = data_info_json(o, &d);
-    publication_t pub = {a->name, params, data_info, evaluation, NULL, trained_on, created};
+    publication_t pub = {a->name, params, data_info, evaluation, NULL, trained_on, created, !o->holdout_test};
     uint64_t version;
     if (publish(o, &d, &f, published_rows, &pub, &version, artifact, sizeof(artifact)) != 0)
         goto Exit;
@@ -1192,19 +1279,6 @@ static void score_artifact(void *data, uint32_t user, float *scores)
     for (size_t i = 0; i != s->n_items; ++i)
         scores[i] = s->item_map[i] >= 0 ? buf[s->item_map[i]] : -INFINITY;
     free(buf);
-}
-
-static int contains_sorted(const uint32_t *a, size_t n, uint32_t v)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && a[lo] == v;
 }
 
 static int evaluate_artifact(const options_t *o, const dataset_t *d, json_t *report)
@@ -1494,11 +1568,16 @@ Exit:
 
 /* ---- tune ---------------------------------------------------------------------------------------------------------- */
 
+/* K-fold validation costs K fits per surviving candidate: used up to this many interactions, one split above it. */
+#define TUNE_KFOLD_MAX_INTERACTIONS 2000000
+
 typedef struct st_candidate_t {
     algo_setup_t setup;
-    recd_eval_result_t validation;
-    double score, fit_seconds;
-    int failed;
+    recd_eval_result_t validation; /* on the first validation fold */
+    double score;                  /* the metric averaged over the folds it was scored on */
+    double fit_seconds;            /* on the first fold */
+    uint32_t folds_scored;
+    int failed, is_default;
 } candidate_t;
 
 static int better(const recd_metric_t *m, double a, double b)
@@ -1516,16 +1595,36 @@ static int cmp_size(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Appends an algorithm's candidates (grid, sampled down to the budget, or random draws) to *c. Returns 0 or EXIT_USAGE. */
+static candidate_t *push_candidate(candidate_t **c, size_t *n, size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap != 0 ? *cap * 2 : 16;
+        *c = realloc(*c, *cap * sizeof(**c));
+        if (*c == NULL) {
+            fprintf(stderr, "recd-train: out of memory\n");
+            abort();
+        }
+    }
+    candidate_t *x = &(*c)[(*n)++];
+    memset(x, 0, sizeof(*x));
+    return x;
+}
+
+/* Appends an algorithm's candidates to *c: its default configuration (the flags applied) always first, then the grid
+ * (sampled down so that default + sample fit the budget) or random draws. Returns 0 or EXIT_USAGE. */
 static int add_candidates(const options_t *o, const algo_setup_t *base, uint64_t *rng, candidate_t **c, size_t *n, size_t *cap)
 {
     const recd_algorithm_t *a = base->a;
     char *list = NULL, err[512];
     size_t count;
-    if (a->n_params == 0) { /* popularity: a single candidate */
-        count = 1;
-    } else if (o->random_search) {
-        count = o->budget;
+    candidate_t *d = push_candidate(c, n, cap);
+    d->setup = *base;
+    d->is_default = 1;
+    if (a->n_params == 0) /* popularity: the default is the only candidate */
+        return 0;
+    size_t room = o->budget > 1 ? o->budget - 1 : 0;
+    if (o->random_search) {
+        count = room;
     } else {
         long g = recd_grid_expand(a, base->params, o->grid, base->fixed, &list, err, sizeof(err));
         if (g < 0) {
@@ -1534,34 +1633,26 @@ static int add_candidates(const options_t *o, const algo_setup_t *base, uint64_t
         }
         count = (size_t)g;
     }
-    size_t *pick = calloc(count, sizeof(size_t));
+    /* the grid without the default, which is already in */
+    size_t *pick = calloc(count + 1, sizeof(size_t)), n_pick = 0;
     for (size_t i = 0; i != count; ++i)
-        pick[i] = i;
-    size_t take = count;
-    if (!o->random_search && count > o->budget) { /* a seeded sample of the grid, kept in grid order */
-        for (size_t i = 0; i != o->budget; ++i) {
-            size_t j = i + (size_t)(recd_splitmix64(rng) % (count - i)), t = pick[i];
+        if (o->random_search || memcmp(list + i * a->params_size, base->params, a->params_size) != 0)
+            pick[n_pick++] = i;
+    size_t take = n_pick;
+    if (!o->random_search && n_pick > room) { /* a seeded sample of the grid, kept in grid order */
+        for (size_t i = 0; i != room; ++i) {
+            size_t j = i + (size_t)(recd_splitmix64(rng) % (n_pick - i)), t = pick[i];
             pick[i] = pick[j];
             pick[j] = t;
         }
-        take = o->budget;
+        take = room;
         qsort(pick, take, sizeof(size_t), cmp_size);
-        fprintf(stderr, "tune: %s grid has %zu candidates; sampling %zu of them (--budget)\n", a->name, count, take);
+        fprintf(stderr, "tune: %s grid has %zu candidates besides the default; sampling %zu of them (--budget %u)\n", a->name,
+                n_pick, take, o->budget);
     }
     for (size_t i = 0; i != take; ++i) {
-        if (*n == *cap) {
-            *cap = *cap != 0 ? *cap * 2 : 16;
-            *c = realloc(*c, *cap * sizeof(**c));
-            if (*c == NULL) {
-                fprintf(stderr, "recd-train: out of memory\n");
-                abort();
-            }
-        }
-        candidate_t *x = &(*c)[(*n)++];
-        memset(x, 0, sizeof(*x));
+        candidate_t *x = push_candidate(c, n, cap);
         x->setup = *base;
-        if (a->n_params == 0)
-            continue;
         if (o->random_search)
             recd_random_params(a, base->params, base->fixed, rng, x->setup.params);
         else
@@ -1574,11 +1665,55 @@ static int add_candidates(const options_t *o, const algo_setup_t *base, uint64_t
 
 static json_t *candidate_json(const candidate_t *c, const recd_metric_t *m)
 {
-    json_t *j = json_pack("{s:s, s:o, s:o, s:f, s:b}", "algorithm", c->setup.a->name, "params",
-                          recd_params_json(c->setup.a, c->setup.params), "validation", recd_eval_result_json(&c->validation),
-                          "fit_seconds", c->fit_seconds, "failed", c->failed);
+    json_t *j =
+        json_pack("{s:s, s:o, s:o, s:f, s:b, s:b, s:i}", "algorithm", c->setup.a->name, "params",
+                  recd_params_json(c->setup.a, c->setup.params), "validation", recd_eval_result_json(&c->validation), "fit_seconds",
+                  c->fit_seconds, "failed", c->failed, "default", c->is_default, "folds_scored", (int)c->folds_scored);
     json_object_set_new(j, m->name, isfinite(c->score) ? json_real(c->score) : json_null());
     return j;
+}
+
+/* Fits a candidate on one validation fold and adds its metric to the candidate's mean. */
+static void score_candidate(const options_t *o, candidate_t *c, const split_t *fold, int first)
+{
+    recd_fitted_t f = {0};
+    recd_eval_result_t r = {0};
+    double wall = 0;
+    if (fit_model(o, &c->setup, &fold->train, NULL, NULL, &f, &wall, NULL) != RECD_OK) {
+        c->failed = 1;
+    } else {
+        recd_eval_options_t eo = eval_options(o, c->setup.a, &fold->train);
+        eo.sampled_negatives = 0;
+        if (recd_evaluate_fitted(&f, &fold->train, &fold->test, &eo, &r) != RECD_OK)
+            c->failed = 1;
+    }
+    recd_fitted_dispose(&f);
+    double v = c->failed ? NAN : recd_metric_value(&o->metric, &r);
+    if (!isfinite(v))
+        c->failed = 1;
+    if (first) {
+        c->validation = r;
+        c->fit_seconds = wall;
+    }
+    if (!c->failed) {
+        c->score = (c->score * c->folds_scored + v) / (c->folds_scored + 1);
+        ++c->folds_scored;
+    } else {
+        c->score = NAN;
+    }
+}
+
+/* Sorts candidate indices best first by score (failed last). */
+static const candidate_t *sort_cands;
+static const recd_metric_t *sort_metric;
+static int cmp_by_score(const void *pa, const void *pb)
+{
+    const candidate_t *a = &sort_cands[*(const size_t *)pa], *b = &sort_cands[*(const size_t *)pb];
+    if (better(sort_metric, a->score, b->score))
+        return -1;
+    if (better(sort_metric, b->score, a->score))
+        return 1;
+    return cmp_size(pa, pb);
 }
 
 static int cmd_tune(const options_t *o, const param_flags_t *pf)
@@ -1586,10 +1721,11 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     dataset_t d = {0};
     algo_setup_t setups[MAX_ALGOS];
     const recd_algorithm_t *algos[MAX_ALGOS];
-    size_t n_algos = 0, n_cand = 0, cap = 0;
+    size_t n_algos = 0, n_cand = 0, cap = 0, n_folds = 0, *order = NULL;
     candidate_t *cand = NULL;
-    split_t outer = {0}, inner = {0};
-    recd_fitted_t best_fit = {0};
+    split_t outer = {0}, *folds = NULL;
+    recd_csr_t all = {0};
+    recd_fitted_t test_fit = {0}, published_fit = {0};
     recd_curve_t curve = {0};
     json_t *report = json_object(), *tuning = NULL, *evaluation = NULL, *data_info = NULL, *params = NULL;
     char created[32], artifact[4096], err[512];
@@ -1650,45 +1786,70 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     recd_interactions_init(&d.data);
     if (load_dataset(o, &d) != 0)
         goto Exit;
-    /* test split first; the validation split comes out of the train part only, so no candidate ever sees a test row */
+    /* the outer split gives the test figures; the published model learns from every row, or with --holdout-test from the
+     * train part only. Validation is carved once out of exactly those rows: K folds when the data is small enough and
+     * the protocol is the random one, else one split by the protocol. */
     if (make_split(&d.entries, o->protocol, o->test_ratio, o->seed, 0, 0, &outer) != RECD_OK)
         goto Exit;
+    const recd_entries_t *learn = o->holdout_test ? &outer.train_e : &d.entries;
     uint64_t validation_seed = o->seed + 1;
-    if (make_split(&outer.train_e, o->protocol, o->validation_ratio, validation_seed, 0, 0, &inner) != RECD_OK)
-        goto Exit;
+    int kfold = o->protocol == RECD_PROTOCOL_STRATIFIED && !o->validation_given && learn->n <= TUNE_KFOLD_MAX_INTERACTIONS;
+    n_folds = kfold ? o->folds : 1;
+    folds = calloc(n_folds, sizeof(*folds));
+    for (size_t i = 0; i != n_folds; ++i)
+        if (make_split(learn, kfold ? RECD_PROTOCOL_KFOLD : o->protocol, o->validation_ratio, validation_seed, (uint32_t)i,
+                       (uint32_t)n_folds, &folds[i]) != RECD_OK)
+            goto Exit;
+    /* successive halving: every candidate on the first fold, the best third on the others; the mean over all folds decides */
+    size_t n_keep = n_folds > 1 ? (n_cand + 2) / 3 : n_cand;
+    if (n_keep < 2 && n_cand >= 2) /* a pair at least, so the folds still compare */
+        n_keep = 2;
     fprintf(stderr,
-            "tune: %s split: %zu train / %zu test interactions; validation out of the train part: %zu inner train / %zu "
-            "validation; %zu candidates, selecting on validation %s\n",
-            recd_protocol_name(o->protocol), outer.train.nnz, outer.test.nnz, inner.train.nnz, inner.test.nnz, n_cand,
+            "tune: %s split: %zu train / %zu test interactions (test figures); validation: %s of the %zu interactions the "
+            "published model learns from (%zu train / %zu validation in the first); %zu candidates on the first fold%s, "
+            "selecting on validation %s\n",
+            recd_protocol_name(o->protocol), outer.train.nnz, outer.test.nnz, kfold ? "K-fold" : recd_protocol_name(o->protocol),
+            learn->n, folds[0].train.nnz, folds[0].test.nnz, n_cand, n_folds > 1 ? ", the best third on every fold" : "",
             o->metric.name);
 
     recd_progress_t progress;
-    recd_progress_init(&progress, stderr, n_cand);
+    recd_progress_init(&progress, stderr, n_cand + n_keep * (n_folds - 1));
     size_t best = SIZE_MAX;
     for (size_t i = 0; i != n_cand; ++i) {
         candidate_t *c = &cand[i];
-        recd_fitted_t f = {0};
         char desc[256], line[512];
         recd_params_format(c->setup.a, c->setup.params, desc, sizeof(desc));
-        c->score = NAN;
-        if (fit_model(o, &c->setup, &inner.train, NULL, NULL, &f, &c->fit_seconds, NULL) != RECD_OK) {
-            c->failed = 1;
-        } else {
-            recd_eval_options_t eo = eval_options(o, c->setup.a, &inner.train);
-            eo.sampled_negatives = 0;
-            if (recd_evaluate_fitted(&f, &inner.train, &inner.test, &eo, &c->validation) == RECD_OK)
-                c->score = recd_metric_value(&o->metric, &c->validation);
-            else
-                c->failed = 1;
-        }
-        recd_fitted_dispose(&f);
+        score_candidate(o, c, &folds[0], 1);
         if (!c->failed && (best == SIZE_MAX || better(&o->metric, c->score, cand[best].score)))
             best = i;
-        snprintf(line, sizeof(line), "candidate %zu/%zu %s %s: validation %s=%.4f (%.2fs)%s", i + 1, n_cand, c->setup.a->name, desc,
-                 o->metric.name, c->score, c->fit_seconds, best == i ? " best so far" : "");
+        snprintf(line, sizeof(line), "candidate %zu/%zu %s %s%s: validation %s=%.4f (%.2fs)%s", i + 1, n_cand, c->setup.a->name,
+                 desc, c->is_default ? " (default)" : "", o->metric.name, c->score, c->fit_seconds,
+                 best == i ? " best so far" : "");
         recd_progress_step(&progress, line);
     }
+    order = calloc(n_cand, sizeof(size_t));
+    for (size_t i = 0; i != n_cand; ++i)
+        order[i] = i;
+    sort_cands = cand;
+    sort_metric = &o->metric;
+    qsort(order, n_cand, sizeof(size_t), cmp_by_score);
+    for (size_t r = 0; r != n_keep && n_folds > 1; ++r) {
+        candidate_t *c = &cand[order[r]];
+        char desc[256], line[512];
+        recd_params_format(c->setup.a, c->setup.params, desc, sizeof(desc));
+        for (size_t k = 1; k != n_folds && !c->failed; ++k) {
+            score_candidate(o, c, &folds[k], 0);
+            snprintf(line, sizeof(line), "fold %zu/%zu %s %s: mean validation %s=%.4f", k + 1, n_folds, c->setup.a->name, desc,
+                     o->metric.name, c->score);
+            recd_progress_step(&progress, line);
+        }
+    }
     recd_progress_finish(&progress);
+    best = SIZE_MAX; /* among the candidates scored on every fold */
+    for (size_t i = 0; i != n_cand; ++i)
+        if (!cand[i].failed && cand[i].folds_scored == n_folds &&
+            (best == SIZE_MAX || better(&o->metric, cand[i].score, cand[best].score)))
+            best = i;
     if (best == SIZE_MAX || !isfinite(cand[best].score)) {
         fprintf(stderr, "recd-train: no candidate produced a finite validation %s\n", o->metric.name);
         goto Exit;
@@ -1701,18 +1862,27 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
         recd_params_format(cand[i].setup.a, cand[i].setup.params, desc, sizeof(desc));
         width = (int)strlen(desc) > width ? (int)strlen(desc) : width;
     }
-    fprintf(stderr, "\n%-3s %-10s %-*s %12s %8s\n", "#", "algorithm", width, "params", o->metric.name, "fit s");
+    fprintf(stderr, "\n%-3s %-10s %-*s %12s %6s %8s\n", "#", "algorithm", width, "params", o->metric.name, "folds", "fit s");
     json_t *cands = json_array();
     for (size_t i = 0; i != n_cand; ++i) {
         char desc[256];
         recd_params_format(cand[i].setup.a, cand[i].setup.params, desc, sizeof(desc));
-        fprintf(stderr, "%-3zu %-10s %-*s %12.4f %8.2f%s\n", i + 1, cand[i].setup.a->name, width, desc, cand[i].score,
-                cand[i].fit_seconds, i == best ? "  <- best" : "");
+        fprintf(stderr, "%-3zu %-10s %-*s %12.4f %6u %8.2f%s%s\n", i + 1, cand[i].setup.a->name, width, desc, cand[i].score,
+                cand[i].folds_scored, cand[i].fit_seconds, cand[i].is_default ? "  (default)" : "", i == best ? "  <- best" : "");
         json_array_append_new(cands, candidate_json(&cand[i], &o->metric));
     }
-
-    /* refit the winner on the whole train part; score it once on test */
     const candidate_t *w = &cand[best];
+    recd_fold_in_choice_t fold_in = {0};
+    int fold_in_chosen = 0;
+    if (has_fold_in_choice(w->setup.a)) {
+        if (choose_fold_in(o, &w->setup, &folds[0], &fold_in) != RECD_OK) {
+            json_decref(cands);
+            goto Exit;
+        }
+        fold_in_chosen = 1;
+    }
+
+    /* the test figures: the winner refitted on the outer train part, scored once on the outer test part */
     recd_eval_options_t eo = eval_options(o, w->setup.a, &outer.train);
     curve = (recd_curve_t){.algorithm = w->setup.a,
                            .n_factors = factors_of(&w->setup),
@@ -1721,11 +1891,14 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
                            .eval = eo,
                            .selected = o->metric};
     double wall, cpu;
-    fprintf(stderr, "tune: refitting %s on the whole train part (%zu interactions)\n", w->setup.a->name, outer.train.nnz);
-    if (fit_model(o, &w->setup, &outer.train, "refit: ", &curve, &best_fit, &wall, &cpu) != RECD_OK)
+    fprintf(stderr, "tune: refitting %s on the outer train part (%zu interactions) for the test figures\n", w->setup.a->name,
+            outer.train.nnz);
+    if (fit_model(o, &w->setup, &outer.train, "refit: ", &curve, &test_fit, &wall, &cpu) != RECD_OK) {
+        json_decref(cands);
         goto Exit;
+    }
     recd_eval_result_t test;
-    int ret = recd_evaluate_fitted(&best_fit, &outer.train, &outer.test, &eo, &test);
+    int ret = recd_evaluate_fitted(&test_fit, &outer.train, &outer.test, &eo, &test);
     if (ret != RECD_OK) {
         fprintf(stderr, "recd-train: evaluation failed: %s\n", recd_strerror(ret));
         json_decref(cands);
@@ -1737,41 +1910,84 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     if (test.has_sampled) { /* candidates are scored without the sampled protocol; print only what both columns have */
         both[1].has_sampled = 0;
     }
-    fprintf(stderr, "\nbest: %s (validation: model trained on the inner train part; test: refit on the whole train part)\n",
+    fprintf(stderr, "\nbest: %s (validation: first fold; test: refit on the outer train part, scored on the outer test part)\n",
             w->setup.a->name);
     print_metrics_table(stderr, labels, both, 2);
 
     tuning = json_pack("{s:s, s:s, s:i, s:o, s:i, s:s, s:f, s:I, s:I, s:I}", "metric", o->metric.name, "search",
                        o->random_search ? "random" : "grid", "budget_per_algorithm", (int)o->budget, "candidates", cands, "best",
                        (int)best, "best_algorithm", w->setup.a->name, "best_validation_score", w->score, "validation_seed",
-                       (json_int_t)validation_seed, "inner_train_interactions", (json_int_t)inner.train.nnz,
-                       "validation_interactions", (json_int_t)inner.test.nnz);
-    json_object_set_new(tuning, "validation_ratio", json_real(o->validation_ratio));
+                       (json_int_t)validation_seed, "inner_train_interactions", (json_int_t)folds[0].train.nnz,
+                       "validation_interactions", (json_int_t)folds[0].test.nnz);
+    json_object_set_new(tuning, "validation_scheme",
+                        json_pack("{s:s, s:i, s:I, s:s, s:s}", "kind", kfold ? "kfold" : recd_protocol_name(o->protocol), "folds",
+                                  (int)n_folds, "carved_from_interactions", (json_int_t)learn->n, "carved_from",
+                                  o->holdout_test ? "the outer train part (what the published model learns from)"
+                                                  : "every interaction (what the published model learns from)",
+                                  "budget",
+                                  n_folds > 1 ? "every candidate on fold 1; the best third on every fold; the best mean wins"
+                                              : "every candidate on the one validation split"));
+    if (!kfold)
+        json_object_set_new(tuning, "validation_ratio", json_real(o->validation_ratio));
     if (o->grid != NULL)
         json_object_set_new(tuning, "grid", json_string(o->grid));
     json_object_set_new(tuning, "best_validation", recd_eval_result_json(&w->validation));
+    json_object_set_new(tuning, "best_is_default", json_boolean(w->is_default));
+    if (fold_in_chosen)
+        json_object_set_new(tuning, "fold_in", recd_fold_in_choice_json(&fold_in));
+
     evaluation = json_object();
     json_object_set_new(evaluation, "evaluated", json_true());
     protocol_json(o, evaluation, &outer);
     merge_metrics(evaluation, &test);
     json_object_set_new(evaluation, "fit_seconds", json_real(wall));
     json_object_set_new(evaluation, "fit_cpu_seconds", json_real(cpu));
-    json_object_set_new(evaluation, "model_trained_on", json_string("the train part of the split (the published model itself)"));
-    json_object_set_new(evaluation, "validation", json_pack("{s:s, s:f}", "metric", o->metric.name, "value", w->score));
+    json_object_set_new(evaluation, "model_trained_on",
+                        json_string("test figures: the chosen parameters refitted on the train part of the split, scored once "
+                                    "on its test part"));
+    json_object_set_new(evaluation, "validation",
+                        json_pack("{s:s, s:f, s:i, s:s}", "metric", o->metric.name, "value", w->score, "folds", (int)n_folds,
+                                  "figures", "candidates trained on the validation folds' train parts, mean over the folds"));
     json_object_set_new(evaluation, "curve", recd_curve_json(&curve));
     char chart_label[64];
     snprintf(chart_label, sizeof(chart_label), "test %s", o->metric.name);
     if (write_chart(o, &curve, w->setup.a->name, chart_label) != 0)
         goto Exit;
 
+    const recd_csr_t *published_rows = &outer.train;
+    const char *trained_on = "the train part of the split only (test part held out; validation rows included)";
+    if (o->holdout_test) {
+        json_object_set_new(evaluation, "published_model",
+                            json_string("this model: trained on the train part, the test figures are its own"));
+        json_object_set_new(evaluation, "published_model_held_out", json_true());
+        published_fit = test_fit;
+        memset(&test_fit, 0, sizeof(test_fit));
+    } else {
+        if (recd_entries_csr(&d.entries, &all) != RECD_OK)
+            goto Exit;
+        fprintf(stderr, "tune: fitting %s on all %zu interactions (the published model)\n", w->setup.a->name, all.nnz);
+        if (fit_model(o, &w->setup, &all, "", NULL, &published_fit, NULL, NULL) != RECD_OK)
+            goto Exit;
+        published_rows = &all;
+        trained_on = "all interactions";
+        json_object_set_new(evaluation, "published_model",
+                            json_string("trained on every interaction with the chosen parameters: it has no held-out figure of "
+                                        "its own. The test figures are of the same parameters refitted on the train part; the "
+                                        "validation folds covered every interaction, these test rows included"));
+        json_object_set_new(evaluation, "published_model_held_out", json_false());
+    }
+    if (fold_in_chosen) {
+        published_fit.alpha = fold_in.alpha;
+        published_fit.reg = fold_in.reg;
+    }
+
     params = recd_params_json(w->setup.a, w->setup.params);
     json_object_set_new(params, "threads", json_integer(o->threads));
     json_object_set_new(params, "seed", json_integer((json_int_t)o->seed));
     data_info = data_info_json(o, &d);
-    const char *trained_on = "the train part of the split only (test part held out; validation rows included)";
-    publication_t pub = {w->setup.a->name, params, data_info, evaluation, tuning, trained_on, created};
+    publication_t pub = {w->setup.a->name, params, data_info, evaluation, tuning, trained_on, created, !o->holdout_test};
     uint64_t version;
-    if (publish(o, &d, &best_fit, &outer.train, &pub, &version, artifact, sizeof(artifact)) != 0)
+    if (publish(o, &d, &published_fit, published_rows, &pub, &version, artifact, sizeof(artifact)) != 0)
         goto Exit;
     json_object_set_new(report, "command", json_string("tune"));
     json_object_set_new(report, "model", json_string(o->model));
@@ -1783,14 +1999,20 @@ static int cmd_tune(const options_t *o, const param_flags_t *pf)
     json_object_set(report, "evaluation", evaluation);
     json_object_set(report, "data", data_info);
     json_object_set_new(report, "trained_on", json_string(trained_on));
+    json_object_set_new(report, "trained_on_interactions", json_integer((json_int_t)published_rows->nnz));
     json_object_set_new(report, "seconds", json_real(recd_monotonic_seconds() - t_start));
     exit_code = write_report(o, report);
 Exit:
     free(cand);
+    free(order);
     recd_curve_dispose(&curve);
-    recd_fitted_dispose(&best_fit);
+    recd_fitted_dispose(&test_fit);
+    recd_fitted_dispose(&published_fit);
     split_dispose(&outer);
-    split_dispose(&inner);
+    for (size_t i = 0; folds != NULL && i != n_folds; ++i)
+        split_dispose(&folds[i]);
+    free(folds);
+    recd_csr_dispose(&all);
     json_decref(report);
     json_decref(tuning);
     json_decref(evaluation);

@@ -83,7 +83,8 @@ int main(int argc, char **argv)
                  recd_model_sha256(m));
         recd_model_release(m);
     }
-    app.users = recd_userstate_create(config.max_recent_items, config.max_users, app.metrics);
+    app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
+    app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
     if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
@@ -96,7 +97,8 @@ int main(int argc, char **argv)
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
     conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    recd_api_register(hostconf, &app);
+    app.api = recd_api_create(&config, &app.log, app.metrics, app.serve, app.events);
+    recd_api_register(hostconf, app.api);
 
     /* signals are taken by sigwait on this thread only: block them before any thread starts */
     signal(SIGPIPE, SIG_IGN);
@@ -128,7 +130,9 @@ int main(int argc, char **argv)
 Exit:
     free(app.workers);
     recd_event_sink_free(app.events);
-    recd_userstate_free(app.users);
+    recd_api_free(app.api);
+    recd_serve_free(app.serve);
+    recd_feature_store_free(app.store);
     recd_holder_free(app.holder);
     recd_metrics_free(app.metrics);
     recd_config_dispose(&config);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/alloc.h"
+#include "api/api.h"
 #include "bin/recd/workers.h"
 
 static uint64_t now_ms(void)
@@ -70,7 +71,7 @@ static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
         recd_model_message_t *msg = H2O_STRUCT_FROM_MEMBER(recd_model_message_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
         if (msg->model != NULL)
-            recd_worker_set_model(w, msg->model);
+            recd_serve_worker_set_model(w->serve, msg->model);
         else
             w->stopping = 1;
         free(msg);
@@ -93,7 +94,9 @@ static void *worker_main(void *arg)
     h2o_context_init(&w->ctx, loop, st->conf);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = st->conf->hosts;
-    recd_worker_set_model(w, recd_holder_acquire(app->holder));
+    w->serve = recd_serve_worker_create(app->serve, w->index, w->_seed);
+    recd_serve_worker_set_model(w->serve, recd_holder_acquire(app->holder));
+    recd_api_attach(app->api, &w->ctx, w->serve, w->index);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
@@ -118,6 +121,7 @@ static void *worker_main(void *arg)
     /* drain leftover messages (none are sent after the holder stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
+    recd_api_detach(app->api, &w->ctx);
     if (has_connections(&w->ctx)) {
         /* h2o cannot dispose a context that still has connections; the process is about to exit, so leave it */
         recd_log(&app->log, RECD_LOG_WARN, "connections still open after the grace period", "\"thread\":%zu", w->index);
@@ -134,7 +138,8 @@ static void *worker_main(void *arg)
         while (h2o_socket_buffer_prototype.allocator.cnt > 0)
             free(h2o_mem_alloc_recycle(&h2o_socket_buffer_prototype.allocator, 1));
     }
-    recd_worker_dispose(w);
+    recd_serve_worker_free(w->serve);
+    w->serve = NULL;
     return NULL;
 }
 
@@ -174,9 +179,7 @@ int recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, const char *host
         recd_worker_t *w = &app->workers[i];
         w->app = app;
         w->index = i;
-        w->rng = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
-        if (w->rng == 0)
-            w->rng = 1;
+        w->_seed = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
         recd_holder_subscribe(app->holder, &w->receiver);
         w->_start = start;
         h2o_multithread_create_thread(&w->tid, NULL, worker_main, w); /* aborts on failure */

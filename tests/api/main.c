@@ -1,4 +1,4 @@
-/* main.c: runs every test group of the api module (query parsing, codecs, metrics rendering). */
+/* main.c: runs every test group of the api module (query parsing, codecs, metrics, HTTP helpers). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,6 +7,7 @@
 int test_query_run(void);
 int test_codec_run(void);
 int test_metrics_run(void);
+int test_http_run(void);
 
 int main(void)
 {
@@ -14,5 +15,6 @@ int main(void)
     failed += test_query_run();
     failed += test_codec_run();
     failed += test_metrics_run();
+    failed += test_http_run();
     return failed != 0;
 }

@@ -18,27 +18,36 @@ uint64_t harness_publish(const char *registry, int variant, int corrupt)
     return support_fixture_publish(registry, HARNESS_MODEL, variant, corrupt);
 }
 
-int harness_start(harness_t *h, const char *const *extra_args)
+/* Makes the temp dir (log, events) and, unless registry is given, names a registry there. */
+static int make_dir(harness_t *h, const char *registry)
+{
+    memset(h, 0, sizeof(*h));
+    h->pid = -1;
+    if (support_tmpdir_create(h->dir, sizeof(h->dir), "recd-it") != 0)
+        return -1;
+    if (registry != NULL)
+        snprintf(h->registry, sizeof(h->registry), "%s", registry);
+    else
+        snprintf(h->registry, sizeof(h->registry), "%s/registry", h->dir);
+    snprintf(h->events, sizeof(h->events), "%s/events.jsonl", h->dir);
+    snprintf(h->log, sizeof(h->log), "%s/recd.log", h->dir);
+    return 0;
+}
+
+static int launch(harness_t *h, const char *model, const char *const *extra_args)
 {
     char binary[1024], listen[32];
     const char *argv[64];
     int argc = 0;
 
-    memset(h, 0, sizeof(*h));
-    h->pid = -1;
-    if (support_tmpdir_create(h->dir, sizeof(h->dir), "recd-it") != 0)
-        return -1;
-    snprintf(h->registry, sizeof(h->registry), "%s/registry", h->dir);
-    snprintf(h->events, sizeof(h->events), "%s/events.jsonl", h->dir);
-    snprintf(h->log, sizeof(h->log), "%s/recd.log", h->dir);
-    if (harness_publish(h->registry, 0, 0) != 1 || (h->port = support_free_port()) < 0)
+    if ((h->port = support_free_port()) < 0)
         return -1;
     support_binary_path("recd", binary, sizeof(binary));
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", h->port);
-
     argv[argc++] = binary;
-    const char *fixed[] = {"--registry", h->registry,     "--model", HARNESS_MODEL,          "--listen", listen, "--threads",
-                           "2",          "--events-path", h->events, "--reload-interval-ms", "100"};
+    const char *fixed[] = {
+        "--registry",           h->registry, "--model", model, "--listen", listen, "--threads", "2", "--events-path", h->events,
+        "--reload-interval-ms", "100"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); ++i)
         argv[argc++] = fixed[i];
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && argc < 62; ++i)
@@ -50,6 +59,20 @@ int harness_start(harness_t *h, const char *const *extra_args)
         return -1;
     h->pid = h->proc.pid;
     return 0;
+}
+
+int harness_start(harness_t *h, const char *const *extra_args)
+{
+    if (make_dir(h, NULL) != 0 || harness_publish(h->registry, 0, 0) != 1)
+        return -1;
+    return launch(h, HARNESS_MODEL, extra_args);
+}
+
+int harness_start_registry(harness_t *h, const char *registry, const char *model, const char *const *extra_args)
+{
+    if (make_dir(h, registry) != 0)
+        return -1;
+    return launch(h, model, extra_args);
 }
 
 int harness_stop(harness_t *h)

@@ -37,6 +37,8 @@ int harness_write_artifact(const char *path, int variant, int corrupt);
  * until harness_stop).
  */
 int harness_start(harness_t *h, const char *const *extra_args);
+/** The same for a registry the caller filled (kept by harness_stop): recd serves its model `model`. Returns 0 or -1. */
+int harness_start_registry(harness_t *h, const char *registry, const char *model, const char *const *extra_args);
 /** Sends SIGTERM, waits and returns the exit status (-1 when it did not exit normally); removes the temp dir. */
 int harness_stop(harness_t *h);
 

@@ -7,6 +7,7 @@
 int test_server_run(void);
 int test_hotswap_run(void);
 int test_events_disk_run(void);
+int test_served_run(void);
 
 int main(void)
 {
@@ -14,5 +15,6 @@ int main(void)
     failed += test_server_run();
     failed += test_hotswap_run();
     failed += test_events_disk_run();
+    failed += test_served_run();
     return failed != 0;
 }

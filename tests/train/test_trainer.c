@@ -406,26 +406,35 @@ static void test_tune_selects_on_validation_and_publishes(void **state)
     fixture_t *f = *state;
     char args[1024], path[512], errbuf[256];
     make_log(f);
-    /* factors=1 cannot represent the planted tastes; 16 can: the search must pick 16 */
+    /* factors=1 cannot represent the planted tastes; 16 can: the search must not pick 1. --holdout-test publishes the model
+     * the test figures are of (the train part) */
     snprintf(args, sizeof(args),
              "tune --input %s/log.csv --registry %s/reg --model tuned --algorithm als --grid 'factors=1,16;reg=20' "
-             "--iterations 5 --threads 2 --metric ndcg@10 --chart %s/tune.svg",
+             "--iterations 5 --threads 2 --metric ndcg@10 --chart %s/tune.svg --holdout-test",
              f->dir, f->dir, f->dir);
     json_t *r = run_json(f, "tune", args);
     json_t *tuning = json_object_get(r, "tuning");
     json_t *cands = json_object_get(tuning, "candidates");
-    assert_int_equal(json_array_size(cands), 2);
-    double s1 = num(json_array_get(cands, 0), "ndcg@10"), s16 = num(json_array_get(cands, 1), "ndcg@10");
+    /* the default configuration (the flags applied) is always a candidate, first */
+    assert_int_equal(json_array_size(cands), 3);
+    assert_true(json_is_true(json_object_get(json_array_get(cands, 0), "default")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(json_array_get(cands, 0), "params"), "factors")), 64);
+    double s1 = num(json_array_get(cands, 1), "ndcg@10"), s16 = num(json_array_get(cands, 2), "ndcg@10");
     assert_true(s16 > s1);
-    assert_int_equal(json_integer_value(json_object_get(tuning, "best")), 1);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "params"), "factors")), 16);
-    assert_true(json_real_value(json_object_get(json_object_get(r, "params"), "reg")) == 20);
+    size_t best = (size_t)json_integer_value(json_object_get(tuning, "best"));
+    assert_true(best != 1);
+    double s_best = num(json_array_get(cands, best), "ndcg@10");
+    assert_true(num(json_object_get(r, "params"), "factors") ==
+                num(json_object_get(json_array_get(cands, best), "params"), "factors"));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "params"), "iterations")), 5);
-    /* validation came out of the train part only, and the published model saw exactly the train part */
+    /* validation came out of the train part only (K folds of it), and the published model saw exactly the train part */
     json_t *ev = json_object_get(r, "evaluation");
     double train = num(ev, "train_interactions"), test = num(ev, "test_interactions");
     assert_true(train + test == num(json_object_get(r, "data"), "interactions"));
     assert_true(num(tuning, "inner_train_interactions") + num(tuning, "validation_interactions") == train);
+    assert_true(num(json_object_get(tuning, "validation_scheme"), "carved_from_interactions") == train);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(tuning, "validation_scheme"), "folds")), 5);
+    assert_true(json_is_true(json_object_get(ev, "published_model_held_out")));
     const char *artifact = json_string_value(json_object_get(r, "artifact"));
     snprintf(path, sizeof(path), "%s/reg/tuned/1/model.recd", f->dir);
     assert_string_equal(artifact, path);
@@ -445,25 +454,26 @@ static void test_tune_selects_on_validation_and_publishes(void **state)
     const char *meta = recd_model_metadata(m, &len);
     json_t *mj = json_loadb(meta, len, 0, NULL);
     assert_non_null(mj);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(mj, "params"), "factors")), 16);
-    assert_true(num(json_object_get(mj, "tuning"), "best_validation_score") == s16);
+    assert_true(num(json_object_get(mj, "params"), "factors") == num(json_object_get(r, "params"), "factors"));
+    assert_true(num(json_object_get(mj, "tuning"), "best_validation_score") == s_best);
     assert_true(num(json_object_get(mj, "evaluation"), "ndcg") == num(ev, "ndcg"));
     json_decref(mj);
     recd_model_release(m);
     snprintf(path, sizeof(path), "%s/reg/tuned/1/manifest.json", f->dir);
     json_t *man = load_json(path);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(man, "tuning"), "candidates")), 2);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(man, "tuning"), "candidates")), 3);
     json_decref(man);
     snprintf(path, sizeof(path), "%s/reg/tuned/1/evaluation.json", f->dir);
     json_t *evf = load_json(path);
     assert_true(num(evf, "ndcg") == num(ev, "ndcg"));
-    assert_true(num(json_object_get(evf, "validation"), "value") == s16);
+    assert_true(num(json_object_get(evf, "validation"), "value") == s_best);
     json_decref(evf);
     /* plain progress lines (stderr is a file here), one per candidate */
     snprintf(path, sizeof(path), "%s/tune.err", f->dir);
     char *err = slurp(path, NULL);
-    assert_non_null(strstr(err, "candidate 1/2 als factors=1 "));
-    assert_non_null(strstr(err, "candidate 2/2 als factors=16 "));
+    assert_non_null(strstr(err, "candidate 1/3 als factors=64 "));
+    assert_non_null(strstr(err, "candidate 2/3 als factors=1 "));
+    assert_non_null(strstr(err, "candidate 3/3 als factors=16 "));
     assert_null(strchr(err, '\r'));
     free(err);
 
@@ -484,6 +494,115 @@ static void test_tune_selects_on_validation_and_publishes(void **state)
     err = slurp(path, NULL);
     assert_non_null(strstr(err, "test interactions of this split"));
     free(err);
+    json_decref(r);
+}
+
+/* Counts the log's well-formed rows and distinct (user, item) pairs by its own reading of the datagen format. */
+static void count_log(const char *path, size_t *rows, size_t *pairs)
+{
+    char *text = slurp(path, NULL);
+    static uint8_t seen[1000][1000];
+    memset(seen, 0, sizeof(seen));
+    *rows = *pairs = 0;
+    for (char *line = strchr(text, '\n') + 1; line != NULL && *line != '\0';) {
+        char *next = strchr(line, '\n');
+        unsigned u, i, v;
+        long long ts;
+        int used = 0;
+        if (next != NULL)
+            *next = '\0';
+        if (sscanf(line, "u%u,i%u,%u,%lld%n", &u, &i, &v, &ts, &used) == 4 && line[used] == '\0' && u < 1000 && i < 1000) {
+            ++*rows;
+            *pairs += !seen[u][i];
+            seen[u][i] = 1;
+        }
+        line = next != NULL ? next + 1 : NULL;
+    }
+    free(text);
+}
+
+/* The rows an artifact was trained on: the sum of its users' seen items. */
+static size_t artifact_rows(const char *path)
+{
+    char errbuf[256];
+    recd_model_t *m = recd_model_open(path, errbuf, sizeof(errbuf));
+    assert_non_null(m);
+    size_t seen = 0;
+    for (uint32_t u = 0; u != recd_model_n_users(m); ++u) {
+        const uint32_t *items;
+        const float *values;
+        size_t n;
+        recd_model_user_items(m, u, &items, &values, &n);
+        seen += n;
+    }
+    recd_model_release(m);
+    return seen;
+}
+
+static void test_tune_publishes_every_accepted_row(void **state)
+{
+    fixture_t *f = *state;
+    char args[1024], path[512];
+    size_t rows, pairs;
+    /* repeated (user, item) rows and three rejected lines: the published model must still count every accepted row */
+    assert_int_equal(run("'%s' --users 200 --items 90 --interactions 6000 --seed 4 --output %s/dup.csv && "
+                         "printf 'u1,,3,5\\nu2,i3,abc,7\\nnot a row\\n' >> %s/dup.csv",
+                         f->datagen, f->dir, f->dir),
+                     0);
+    snprintf(path, sizeof(path), "%s/dup.csv", f->dir);
+    count_log(path, &rows, &pairs);
+    assert_int_equal(rows, 6000);
+    assert_true(pairs < rows);
+    snprintf(args, sizeof(args),
+             "tune --input %s/dup.csv --registry %s/reg --model all --algorithm als,bpr --grid 'als.factors=4,8;bpr.factors=4' "
+             "--iterations 3 --epochs 5 --threads 2",
+             f->dir, f->dir);
+    json_t *r = run_json(f, "all", args);
+    assert_true(num(r, "trained_on_interactions") == (double)pairs);
+    assert_string_equal(json_string_value(json_object_get(r, "trained_on")), "all interactions");
+    assert_int_equal(artifact_rows(json_string_value(json_object_get(r, "artifact"))), pairs);
+    json_t *ev = json_object_get(r, "evaluation");
+    assert_true(json_is_false(json_object_get(ev, "published_model_held_out")));
+    /* the test figures are of a model that saw fewer rows: the split's train part */
+    assert_true(num(ev, "train_interactions") < (double)pairs);
+    /* validation was carved from every interaction, the rows the published model learned from */
+    assert_true(num(json_object_get(json_object_get(r, "tuning"), "validation_scheme"), "carved_from_interactions") ==
+                (double)pairs);
+    snprintf(path, sizeof(path), "%s/reg/all/1/manifest.json", f->dir);
+    json_t *man = load_json(path);
+    assert_true(num(man, "trained_on_rows") == (double)rows);
+    assert_true(num(man, "accepted_rows") == (double)rows);
+    assert_true(num(man, "trained_on_interactions") == (double)pairs);
+    assert_true(json_is_true(json_object_get(man, "trained_on_every_accepted_row")));
+    assert_non_null(strstr(json_string_value(json_object_get(man, "held_out_figures")), "none"));
+    json_decref(man);
+    snprintf(path, sizeof(path), "%s/reg/all/1/evaluation.json", f->dir);
+    json_t *evf = load_json(path);
+    assert_non_null(strstr(json_string_value(json_object_get(evf, "published_model")), "no held-out figure"));
+    json_decref(evf);
+    json_decref(r);
+
+    /* train publishes every row too; BPR's fold-in pair is chosen on validation and stored in the artifact recd loads */
+    snprintf(args, sizeof(args),
+             "train --input %s/dup.csv --registry %s/reg --model bpr --algorithm bpr --factors 8 --epochs 10 --threads 1", f->dir,
+             f->dir);
+    r = run_json(f, "bpr", args);
+    const char *artifact = json_string_value(json_object_get(r, "artifact"));
+    assert_int_equal(artifact_rows(artifact), pairs);
+    json_t *fold_in = json_object_get(json_object_get(r, "evaluation"), "fold_in");
+    assert_non_null(fold_in);
+    assert_true(num(fold_in, "validation_score") >= num(fold_in, "validation_score_at_alpha1_reg1"));
+    char errbuf[256];
+    recd_model_t *m = recd_model_open(artifact, errbuf, sizeof(errbuf));
+    assert_non_null(m);
+    assert_true(recd_model_alpha(m) == (float)num(fold_in, "alpha"));
+    assert_true(recd_model_reg(m) == (float)num(fold_in, "reg"));
+    recd_model_release(m);
+    snprintf(path, sizeof(path), "%s/reg/bpr/1/manifest.json", f->dir);
+    man = load_json(path);
+    assert_true(num(man, "trained_on_rows") == (double)rows);
+    assert_true(num(json_object_get(man, "fold_in"), "alpha") == num(fold_in, "alpha"));
+    json_decref(man);
     json_decref(r);
 }
 
@@ -611,6 +730,7 @@ int test_trainer_run(void)
         cmocka_unit_test(test_evaluate_report_shape_and_chart),
         cmocka_unit_test(test_tune_selects_on_validation_and_publishes),
         cmocka_unit_test(test_tune_random_search_and_budget),
+        cmocka_unit_test(test_tune_publishes_every_accepted_row),
         cmocka_unit_test(test_train_holdout_test),
         cmocka_unit_test(test_cli_usage_errors),
     };

@@ -1,20 +1,21 @@
-/* userstate.c: in-memory user state (recent items, re-folded vectors) in a sharded hash map, one mutex per shard.
+/* memory_store.c: the in-memory feature store (recent items, re-folded vectors) in a sharded hash map, one mutex per shard.
  *
  * DESIGN: every worker thread reads and writes this map, so it is split into shards by the user id's hash and each shard
  * has its own mutex held only for short copies in and out (no allocation proportional to the model, no BLAS under the
- * lock). Readers take a snapshot into their request pool and work on it unlocked. A per-user sequence number orders the
- * snapshots so a fold computed from an older snapshot never overwrites a newer one.
+ * lock). Readers take a snapshot into memory from their own allocator and work on it unlocked. A per-user sequence number orders
+ * the snapshots so a fold computed from an older snapshot never overwrites a newer one.
  *
  * Memory is bounded: each shard keeps at most ceil(max_users / 64) users on an intrusive LRU list (most recently added
  * at the head); adding a new user to a full shard evicts the shard's tail, so one flood of distinct users cannot grow
  * the map without limit. Every operation stays O(1) apart from the bucket chain walk. */
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "base/hash.h"
 #include "base/alloc.h"
-#include "server/server.h"
+#include "base/error.h"
+#include "base/hash.h"
+#include "store/feature_store.h"
 
 #define N_SHARDS 64
 
@@ -24,8 +25,8 @@ typedef struct st_entry_t {
     uint64_t hash;
     char *user;
     size_t ulen;
-    recd_user_item_t *ring; /* max_recent slots, item.base malloc'ed */
-    size_t head, n;         /* oldest at head */
+    recd_feature_item_t *ring; /* max_recent slots, id malloc'ed */
+    size_t head, n;            /* oldest at head */
     uint64_t seq;
     uint64_t vec_seq, vec_version;
     uint32_t n_factors;
@@ -39,12 +40,13 @@ typedef struct st_shard_t {
     entry_t *lru_head, *lru_tail;
 } __attribute__((aligned(64))) shard_t;
 
-struct st_recd_userstate_t {
+typedef struct st_memory_store_t {
+    recd_feature_store_t super;
     uint32_t max_recent;
-    size_t shard_cap;        /* users per shard */
-    recd_metrics_t *metrics; /* users_evicted is counted here; may be NULL */
+    size_t shard_cap;       /* users per shard */
+    recd_metric_t *evicted; /* recd_users_evicted_total, or NULL */
     shard_t shards[N_SHARDS];
-};
+} memory_store_t;
 
 /* A NUL-terminated copy of len bytes (ids may come straight from a request, not terminated). */
 static char *dup_id(const char *id, size_t len)
@@ -55,37 +57,41 @@ static char *dup_id(const char *id, size_t len)
     return p;
 }
 
-recd_userstate_t *recd_userstate_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics)
+static const recd_feature_store_ops_t memory_store_ops;
+
+recd_feature_store_t *recd_memory_store_create(uint32_t max_recent, uint32_t max_users, recd_metrics_t *metrics)
 {
-    recd_userstate_t *us = recd_xaligned_alloc(64, sizeof(*us));
+    memory_store_t *us = recd_xaligned_alloc(64, sizeof(*us));
     memset(us, 0, sizeof(*us));
     us->max_recent = max_recent > 0 ? max_recent : 1;
     us->shard_cap = ((size_t)max_users + N_SHARDS - 1) / N_SHARDS;
     if (us->shard_cap == 0)
         us->shard_cap = 1;
-    us->metrics = metrics;
+    us->super.ops = &memory_store_ops;
+    if (metrics != NULL)
+        us->evicted = recd_metrics_counter(metrics, "recd_users_evicted_total",
+                                           "Users dropped from the in-memory user state to stay within max_users.", NULL);
     for (size_t i = 0; i < N_SHARDS; ++i) {
         pthread_mutex_init(&us->shards[i].mutex, NULL);
         us->shards[i].n_buckets = 16;
         us->shards[i].buckets = recd_xcalloc(16, sizeof(entry_t *));
     }
-    return us;
+    return &us->super;
 }
 
 static void free_entry(entry_t *e, uint32_t max_recent)
 {
     for (size_t i = 0; i < e->n; ++i)
-        free(e->ring[(e->head + i) % max_recent].item.base);
+        free((char *)e->ring[(e->head + i) % max_recent].id);
     free(e->ring);
     free(e->vec);
     free(e->user);
     free(e);
 }
 
-void recd_userstate_free(recd_userstate_t *us)
+static void store_free(recd_feature_store_t *s)
 {
-    if (us == NULL)
-        return;
+    memory_store_t *us = (memory_store_t *)s;
     for (size_t s = 0; s < N_SHARDS; ++s) {
         shard_t *sh = &us->shards[s];
         for (size_t b = 0; b < sh->n_buckets; ++b) {
@@ -136,15 +142,15 @@ static void lru_push_head(shard_t *sh, entry_t *e)
 }
 
 /* Drops the shard's least recently added user; called with the shard locked and the shard not empty. */
-static void evict_tail(recd_userstate_t *us, shard_t *sh)
+static void evict_tail(memory_store_t *us, shard_t *sh)
 {
     entry_t *victim = sh->lru_tail, **slot = find_slot(sh, victim->hash, victim->user, victim->ulen);
     *slot = victim->next;
     lru_unlink(sh, victim);
     --sh->size;
     free_entry(victim, us->max_recent);
-    if (us->metrics != NULL)
-        atomic_fetch_add_explicit(&us->metrics->users_evicted, 1, memory_order_relaxed);
+    if (us->evicted != NULL)
+        recd_metric_add(us->evicted, RECD_METRICS_SHARED, 1);
 }
 
 static void grow(shard_t *sh)
@@ -166,15 +172,15 @@ static void grow(shard_t *sh)
     sh->n_buckets = n;
 }
 
-void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, const recd_user_item_t *items, size_t n)
+static void store_append(recd_feature_store_t *s, const char *user, size_t ulen, const recd_feature_item_t *items, size_t n)
 {
+    memory_store_t *us = (memory_store_t *)s;
     uint64_t hash = recd_hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     /* copy the ids before taking the lock */
     char **copies = recd_xreallocarray(NULL, n, sizeof(char *));
-    for (size_t i = 0; i < n; ++i) {
-        copies[i] = dup_id(items[i].item.base, items[i].item.len);
-    }
+    for (size_t i = 0; i < n; ++i)
+        copies[i] = dup_id(items[i].id, items[i].len);
 
     pthread_mutex_lock(&sh->mutex);
     entry_t **slot = find_slot(sh, hash, user, ulen), *e = *slot;
@@ -197,46 +203,54 @@ void recd_userstate_add(recd_userstate_t *us, const char *user, size_t ulen, con
         lru_push_head(sh, e);
     }
     for (size_t i = 0; i < n; ++i) {
-        recd_user_item_t *it;
+        recd_feature_item_t *it;
         if (e->n == us->max_recent) {
             it = &e->ring[e->head];
-            free(it->item.base);
+            free((char *)it->id);
             e->head = (e->head + 1) % us->max_recent;
         } else {
             it = &e->ring[(e->head + e->n) % us->max_recent];
             ++e->n;
         }
-        it->item = h2o_iovec_init(copies[i], items[i].item.len);
-        it->weight = items[i].weight;
+        *it = (recd_feature_item_t){copies[i], items[i].len, items[i].weight};
     }
     ++e->seq;
     pthread_mutex_unlock(&sh->mutex);
     free(copies);
 }
 
-int recd_userstate_get(recd_userstate_t *us, const char *user, size_t ulen, uint64_t model_version, uint32_t n_factors,
-                       h2o_mem_pool_t *pool, recd_user_snapshot_t *out)
+static int store_get(recd_feature_store_t *s, const recd_feature_query_t *q, recd_feature_user_t *out, recd_feature_get_cb cb,
+                     void *data)
 {
-    uint64_t hash = recd_hash_id(user, ulen);
+    memory_store_t *us = (memory_store_t *)s;
+    uint64_t hash = recd_hash_id(q->user, q->user_len);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     int ret = RECD_ENOTFOUND;
 
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&sh->mutex);
-    entry_t *e = *find_slot(sh, hash, user, ulen);
+    entry_t *e = *find_slot(sh, hash, q->user, q->user_len);
     if (e != NULL) {
-        out->items = h2o_mem_alloc_pool(pool, sizeof(*out->items) * (e->n ? e->n : 1));
+        /* one block for the items and one for their ids, so a snapshot costs two arena allocations whatever its size */
+        size_t id_bytes = 0;
+        for (size_t i = 0; i < e->n; ++i)
+            id_bytes += e->ring[(e->head + i) % us->max_recent].len + 1;
+        out->items = q->alloc(q->alloc_ctx, sizeof(*out->items) * (e->n ? e->n : 1));
+        char *ids = q->alloc(q->alloc_ctx, id_bytes ? id_bytes : 1);
         for (size_t i = 0; i < e->n; ++i) {
-            const recd_user_item_t *it = &e->ring[(e->head + i) % us->max_recent];
-            out->items[i].item = h2o_strdup(pool, it->item.base, it->item.len);
-            out->items[i].weight = it->weight;
+            const recd_feature_item_t *it = &e->ring[(e->head + i) % us->max_recent];
+            memcpy(ids, it->id, it->len);
+            ids[it->len] = '\0';
+            out->items[i] = (recd_feature_item_t){ids, it->len, it->weight};
+            ids += it->len + 1;
         }
         out->n_items = e->n;
         out->seq = e->seq;
-        if (e->vec != NULL && e->vec_version == model_version && e->n_factors == n_factors && e->vec_seq == e->seq) {
-            out->vec = h2o_mem_alloc_pool(pool, sizeof(float) * n_factors);
-            memcpy(out->vec, e->vec, sizeof(float) * n_factors);
-            out->n_factors = n_factors;
+        /* the stored vector serves only the version and state it was folded from */
+        if (e->vec != NULL && e->vec_version == q->model_version && e->n_factors == q->n_factors && e->vec_seq == e->seq) {
+            out->vec = q->alloc(q->alloc_ctx, sizeof(float) * q->n_factors);
+            memcpy(out->vec, e->vec, sizeof(float) * q->n_factors);
+            out->n_factors = q->n_factors;
         }
         ret = 0;
     }
@@ -244,9 +258,10 @@ int recd_userstate_get(recd_userstate_t *us, const char *user, size_t ulen, uint
     return ret;
 }
 
-void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
-                               const float *vec, uint32_t n_factors)
+static void store_put_vector(recd_feature_store_t *s, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
+                             const float *vec, uint32_t n_factors)
 {
+    memory_store_t *us = (memory_store_t *)s;
     uint64_t hash = recd_hash_id(user, ulen);
     shard_t *sh = &us->shards[hash % N_SHARDS];
     float *copy = recd_xreallocarray(NULL, n_factors, sizeof(float));
@@ -254,6 +269,7 @@ void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ul
 
     pthread_mutex_lock(&sh->mutex);
     entry_t *e = *find_slot(sh, hash, user, ulen);
+    /* never go back in time: a fold from an older state (lower seq) loses to the stored one */
     if (e != NULL && (e->vec == NULL || seq > e->vec_seq || (seq == e->vec_seq && model_version >= e->vec_version))) {
         float *old = e->vec;
         e->vec = copy;
@@ -266,13 +282,16 @@ void recd_userstate_set_vector(recd_userstate_t *us, const char *user, size_t ul
     free(copy);
 }
 
-size_t recd_userstate_count(recd_userstate_t *us)
+static size_t store_count(recd_feature_store_t *s)
 {
+    memory_store_t *us = (memory_store_t *)s;
     size_t n = 0;
-    for (size_t s = 0; s < N_SHARDS; ++s) {
-        pthread_mutex_lock(&us->shards[s].mutex);
-        n += us->shards[s].size;
-        pthread_mutex_unlock(&us->shards[s].mutex);
+    for (size_t i = 0; i < N_SHARDS; ++i) {
+        pthread_mutex_lock(&us->shards[i].mutex);
+        n += us->shards[i].size;
+        pthread_mutex_unlock(&us->shards[i].mutex);
     }
     return n;
 }
+
+static const recd_feature_store_ops_t memory_store_ops = {store_get, store_append, store_put_vector, store_count, store_free};

@@ -1,0 +1,224 @@
+/* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "serve/fold.h"
+#include "serve/serve_internal.h"
+
+static char *copy_id(recd_serve_ctx_t *ctx, recd_serve_id_t id)
+{
+    char *p = recd_serve_ctx_alloc(ctx, id.len + 1);
+    memcpy(p, id.base, id.len);
+    p[id.len] = '\0';
+    return p;
+}
+
+/* Resolves ids to indexes of the context's version, keeping the known ones in order; unknown ones go to unknown (if any). */
+static uint32_t *resolve_ids(recd_serve_ctx_t *ctx, const recd_serve_id_t *ids, size_t n, size_t *n_known, recd_serve_id_t *unknown,
+                             size_t *n_unknown)
+{
+    uint32_t *known = recd_serve_ctx_alloc(ctx, sizeof(uint32_t) * (n ? n : 1));
+    *n_known = 0;
+    for (size_t i = 0; i < n; ++i) {
+        int64_t idx = recd_model_find_item(ctx->model, ids[i].base, ids[i].len);
+        if (idx >= 0)
+            known[(*n_known)++] = (uint32_t)idx;
+        else if (unknown != NULL)
+            unknown[(*n_unknown)++] = (recd_serve_id_t){copy_id(ctx, ids[i]), ids[i].len};
+    }
+    return known;
+}
+
+static void finish(recd_serve_ctx_t *ctx)
+{
+    ctx->timing.done_ns = recd_monotonic_ns();
+    if (!ctx->cancelled && ctx->done_cb != NULL)
+        ctx->done_cb(ctx, ctx->done_data);
+}
+
+/* Stage 1, route: the experiment arm. There are no experiments yet, so every request takes the default version. */
+static void stage_route(recd_serve_ctx_t *ctx)
+{
+}
+
+/* Stage 2, version: the context holds its version since it was created; every id of the request is resolved against it,
+ * once. Returns 0, or RECD_ENOTFOUND when no version is loaded. */
+static int stage_version(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq)
+{
+    recd_model_t *m = ctx->model;
+    if (m == NULL)
+        return RECD_ENOTFOUND;
+    ctx->k = rq->k < ctx->worker->serve->config.max_k ? rq->k : ctx->worker->serve->config.max_k;
+    ctx->user = (recd_serve_id_t){copy_id(ctx, rq->user), rq->user.len};
+    ctx->user_index = recd_model_find_user(m, rq->user.base, rq->user.len);
+    if (ctx->user_index >= 0) {
+        const float *values;
+        recd_model_user_items(m, (uint32_t)ctx->user_index, &ctx->excluded[RECD_SERVE_EXCL_TRAINED].v, &values,
+                              &ctx->excluded[RECD_SERVE_EXCL_TRAINED].n);
+    }
+    /* unknown recent items are reported whatever the user turns out to be */
+    ctx->n_recent = rq->n_recent;
+    recd_serve_id_t *ignored = NULL;
+    if (rq->n_recent > 0)
+        ignored = recd_serve_ctx_alloc(ctx, sizeof(*ignored) * rq->n_recent);
+    ctx->recent_known = resolve_ids(ctx, rq->recent, rq->n_recent, &ctx->n_recent_known, ignored, &ctx->result.n_ignored);
+    ctx->result.ignored = ignored;
+    ctx->excluded[RECD_SERVE_EXCL_RECENT] = (recd_serve_index_list_t){ctx->recent_known, ctx->n_recent_known};
+    ctx->excluded[RECD_SERVE_EXCL_REQUEST].v =
+        resolve_ids(ctx, rq->exclude, rq->n_exclude, &ctx->excluded[RECD_SERVE_EXCL_REQUEST].n, NULL, NULL);
+    return 0;
+}
+
+static void on_state(void *data, int err);
+static void after_state(recd_serve_ctx_t *ctx, int err);
+
+/* Stage 3, user vector, first half: ask the feature store what it remembers of the user. */
+static int stage_user_vector(recd_serve_ctx_t *ctx)
+{
+    recd_feature_query_t q = {
+        ctx->user.base, ctx->user.len, recd_model_version(ctx->model), recd_model_n_factors(ctx->model), recd_serve_ctx_alloc, ctx};
+    int ret = recd_feature_store_get(ctx->worker->serve->store, &q, &ctx->state, on_state, ctx);
+    if (ret == RECD_FEATURE_PENDING) {
+        recd_serve_ctx_retain(ctx); /* the pending lookup's reference */
+        return RECD_SERVE_PENDING;
+    }
+    after_state(ctx, ret);
+    return 0;
+}
+
+static void on_state(void *data, int err)
+{
+    recd_serve_ctx_t *ctx = data;
+    if (!ctx->cancelled)
+        after_state(ctx, err);
+    recd_serve_ctx_release(ctx);
+}
+
+static const float *user_vector_from_state(recd_serve_ctx_t *ctx, const float *weights, size_t n_known)
+{
+    recd_model_t *m = ctx->model;
+    uint32_t nf = recd_model_n_factors(m);
+    if (ctx->state.vec != NULL)
+        return ctx->state.vec;
+    float *folded = recd_serve_ctx_alloc(ctx, sizeof(float) * nf);
+    if (recd_serve_fold_user(m, ctx->user_index, ctx->excluded[RECD_SERVE_EXCL_REMEMBERED].v, weights, n_known,
+                             recd_serve_ctx_alloc, ctx, folded) == 0) {
+        /* stored back, so the user is folded once per version and state, whichever thread asks next */
+        recd_feature_store_put_vector(ctx->worker->serve->store, ctx->user.base, ctx->user.len, ctx->state.seq,
+                                      recd_model_version(m), folded, nf);
+        return folded;
+    }
+    return ctx->user_index >= 0 ? recd_model_user_vector(m, (uint32_t)ctx->user_index) : NULL;
+}
+
+/* Stage 3, second half: choose the vector to score. err is the store's answer (0: ctx->state holds the user's state). */
+static void choose_vector(recd_serve_ctx_t *ctx, int err)
+{
+    recd_model_t *m = ctx->model;
+    uint32_t nf = recd_model_n_factors(m);
+    int has_state = err == 0;
+
+    ctx->result.fallback = "popular";
+    if (has_state) {
+        /* the remembered items known to this version: excluded, and folded in with their weights */
+        uint32_t *idx = recd_serve_ctx_alloc(ctx, sizeof(uint32_t) * (ctx->state.n_items ? ctx->state.n_items : 1));
+        float *weights = recd_serve_ctx_alloc(ctx, sizeof(float) * (ctx->state.n_items ? ctx->state.n_items : 1));
+        size_t n = 0;
+        for (size_t i = 0; i < ctx->state.n_items; ++i) {
+            int64_t j = recd_model_find_item(m, ctx->state.items[i].id, ctx->state.items[i].len);
+            if (j >= 0) {
+                idx[n] = (uint32_t)j;
+                weights[n++] = ctx->state.items[i].weight;
+            }
+        }
+        ctx->excluded[RECD_SERVE_EXCL_REMEMBERED] = (recd_serve_index_list_t){idx, n};
+        if (nf == 0) {
+            ctx->result.fallback = "none";
+        } else if ((ctx->vec = user_vector_from_state(ctx, weights, n)) != NULL) {
+            ctx->result.fallback = ctx->user_index >= 0 ? "none" : "fold_in";
+        }
+    } else if (ctx->user_index >= 0) {
+        if (nf != 0)
+            ctx->vec = recd_model_user_vector(m, (uint32_t)ctx->user_index);
+        ctx->result.fallback = "none";
+    } else if (nf != 0 && ctx->n_recent > 0) {
+        float *ones = recd_serve_ctx_alloc(ctx, sizeof(float) * (ctx->n_recent_known ? ctx->n_recent_known : 1));
+        float *folded = recd_serve_ctx_alloc(ctx, sizeof(float) * nf);
+        for (size_t i = 0; i < ctx->n_recent_known; ++i)
+            ones[i] = 1.0f;
+        if (recd_serve_fold_user(m, -1, ctx->recent_known, ones, ctx->n_recent_known, recd_serve_ctx_alloc, ctx, folded) == 0) {
+            ctx->vec = folded;
+            ctx->result.fallback = "fold_in";
+        }
+    }
+}
+
+/* Stage 6, rank: recd has no ranker yet, so the scores are the ranking. A re-ranker goes here, between filter and top-k. */
+static void stage_rank(recd_serve_ctx_t *ctx)
+{
+}
+
+/* Stages 4 to 7 for a user vector: score every item, drop the excluded ones, rank, take the top k. */
+static size_t select_scored(recd_serve_ctx_t *ctx)
+{
+    recd_serve_worker_t *sw = ctx->worker;
+    size_t n_items = recd_model_n_items(ctx->model);
+    float *scores = sw->scores;
+
+    recd_model_score(ctx->model, ctx->vec, ctx->user_index, scores); /* user_index is -1 when unknown to the artifact */
+    for (size_t l = 0; l < RECD_SERVE_N_EXCL; ++l)
+        for (size_t i = 0; i < ctx->excluded[l].n; ++i)
+            scores[ctx->excluded[l].v[i]] = -INFINITY;
+    stage_rank(ctx);
+    return recd_topk(scores, n_items, ctx->k, sw->top);
+}
+
+/* Stages 4 to 7 without a vector: the precomputed popular order (descending popularity, ties by index, every value finite:
+ * exactly what top-k over the popularity gives), skipping the excluded items. */
+static size_t select_popular(recd_serve_ctx_t *ctx)
+{
+    recd_serve_worker_t *sw = ctx->worker;
+    size_t n_items = recd_model_n_items(ctx->model), len = 0;
+    const uint32_t *order = recd_model_popular_order(ctx->model);
+    const float *popularity = recd_model_popularity(ctx->model);
+    uint64_t *bits = sw->excluded;
+
+    for (size_t l = 0; l < RECD_SERVE_N_EXCL; ++l)
+        for (size_t i = 0; i < ctx->excluded[l].n; ++i)
+            bits[ctx->excluded[l].v[i] / 64] |= 1ull << (ctx->excluded[l].v[i] % 64);
+    stage_rank(ctx);
+    for (size_t i = 0; i < n_items && len < ctx->k; ++i) {
+        uint32_t j = order[i];
+        if (!(bits[j / 64] & (1ull << (j % 64))))
+            sw->top[len++] = (recd_scored_t){j, popularity[j]};
+    }
+    for (size_t l = 0; l < RECD_SERVE_N_EXCL; ++l)
+        for (size_t i = 0; i < ctx->excluded[l].n; ++i)
+            bits[ctx->excluded[l].v[i] / 64] = 0;
+    return len;
+}
+
+static void after_state(recd_serve_ctx_t *ctx, int err)
+{
+    choose_vector(ctx, err);
+    recd_serve_reserve_scratch(ctx->worker, recd_model_n_items(ctx->model));
+    size_t n = ctx->vec != NULL ? select_scored(ctx) : select_popular(ctx);
+    ctx->result.items = recd_serve_copy_top(ctx, n);
+    ctx->result.n_items = n;
+    finish(ctx);
+}
+
+int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq, recd_serve_done_cb cb, void *data)
+{
+    ctx->done_cb = cb;
+    ctx->done_data = data;
+    stage_route(ctx);
+    if ((ctx->result.err = stage_version(ctx, rq)) != 0) {
+        finish(ctx);
+        return 0;
+    }
+    return stage_user_vector(ctx);
+}

@@ -1,0 +1,207 @@
+/* serve.c: the serving state of the process and of each worker thread, and request contexts with their arenas. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "serve/serve_internal.h"
+
+#define CTX_BLOCK_SIZE 8192 /* a context and the arena a typical request needs, in one recycled block */
+#define MIN_CHUNK_SIZE 16384
+#define MAX_FREE_CTX 8
+#define ARENA_ALIGN 16
+
+recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_store_t *store, recd_metrics_t *metrics,
+                                const recd_logger_t *log)
+{
+    recd_serve_t *s = recd_xcalloc(1, sizeof(*s));
+    s->config = *config;
+    if (s->config.max_k == 0)
+        s->config.max_k = 1;
+    s->store = store;
+    s->metrics = metrics;
+    s->log = log;
+    return s;
+}
+
+void recd_serve_free(recd_serve_t *s)
+{
+    free(s);
+}
+
+recd_serve_worker_t *recd_serve_worker_create(recd_serve_t *s, size_t slot, uint64_t seed)
+{
+    recd_serve_worker_t *sw = recd_xcalloc(1, sizeof(*sw));
+    sw->serve = s;
+    sw->slot = slot;
+    sw->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
+    sw->top = recd_xreallocarray(NULL, s->config.max_k, sizeof(*sw->top));
+    return sw;
+}
+
+void recd_serve_worker_free(recd_serve_worker_t *sw)
+{
+    if (sw == NULL)
+        return;
+    recd_model_release(sw->model);
+    while (sw->free_ctx != NULL) {
+        recd_serve_ctx_t *next = (recd_serve_ctx_t *)sw->free_ctx->worker;
+        free(sw->free_ctx);
+        sw->free_ctx = next;
+    }
+    free(sw->scores);
+    free(sw->excluded);
+    free(sw->top);
+    free(sw);
+}
+
+/* The gauge says which version this process serves; the label is the model's name, escaped. */
+static void set_version_gauge(recd_metrics_t *metrics, const recd_model_t *m)
+{
+    const char *name = recd_model_name(m);
+    recd_jw_t labels;
+    recd_jw_init(&labels, NULL, NULL, 64 + strlen(name));
+    recd_jw_lit(&labels, "model=\"");
+    recd_metrics_label_value(&labels, name, strlen(name));
+    recd_jw_lit(&labels, "\"\0");
+    recd_metric_set(recd_metrics_gauge(metrics, "recd_model_version", "The model version being served.", labels.buf),
+                    (double)recd_model_version(m));
+    recd_jw_dispose(&labels);
+}
+
+void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model)
+{
+    recd_model_t *old = sw->model;
+    sw->model = model;
+    recd_model_release(old);
+    if (model != NULL && sw->serve->metrics != NULL)
+        set_version_gauge(sw->serve->metrics, model);
+}
+
+recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw)
+{
+    return sw->model;
+}
+
+void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    /* xorshift64*: ids only need to be unique in practice, not unpredictable */
+    uint64_t x = sw->rng;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    sw->rng = x;
+    x *= 0x2545f4914f6cdd1dULL;
+    for (int i = 15; i >= 0; --i, x >>= 4)
+        out[i] = hex[x & 15];
+    out[16] = '\0';
+}
+
+/* Makes the worker's scratch big enough for a version with n items (rarely grows: only for a larger version). */
+void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n)
+{
+    if (n <= sw->items_cap)
+        return;
+    free(sw->scores);
+    free(sw->excluded);
+    sw->scores = recd_xreallocarray(NULL, n, sizeof(float));
+    sw->excluded = recd_xcalloc((n + 63) / 64, sizeof(uint64_t));
+    sw->items_cap = n;
+}
+
+recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, size_t n)
+{
+    recd_serve_item_t *out = recd_serve_ctx_alloc(ctx, sizeof(*out) * (n ? n : 1));
+    for (size_t i = 0; i < n; ++i) {
+        size_t len;
+        const char *id = recd_model_item_id(ctx->model, ctx->worker->top[i].index, &len);
+        out[i] = (recd_serve_item_t){ctx->worker->top[i].index, ctx->worker->top[i].score, id, len};
+    }
+    return out;
+}
+
+recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw)
+{
+    recd_serve_ctx_t *ctx = sw->free_ctx;
+    if (ctx != NULL) {
+        /* a free block links to the next through its worker field */
+        sw->free_ctx = (recd_serve_ctx_t *)ctx->worker;
+        --sw->n_free;
+    } else {
+        ctx = recd_xmalloc(CTX_BLOCK_SIZE);
+    }
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->worker = sw;
+    ctx->refcnt = 1;
+    ctx->timing.started_ns = recd_monotonic_ns();
+    ctx->pos = (char *)ctx + (sizeof(*ctx) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    ctx->end = (char *)ctx + CTX_BLOCK_SIZE;
+    ctx->user_index = -1;
+    if ((ctx->model = sw->model) != NULL)
+        recd_model_retain(ctx->model);
+    return ctx;
+}
+
+void recd_serve_ctx_retain(recd_serve_ctx_t *ctx)
+{
+    ++ctx->refcnt;
+}
+
+void recd_serve_ctx_release(recd_serve_ctx_t *ctx)
+{
+    if (ctx == NULL || --ctx->refcnt != 0)
+        return;
+    recd_serve_worker_t *sw = ctx->worker;
+    recd_model_release(ctx->model);
+    while (ctx->chunks != NULL) {
+        recd_serve_chunk_t *next = ctx->chunks->next;
+        free(ctx->chunks);
+        ctx->chunks = next;
+    }
+    if (sw->n_free < MAX_FREE_CTX) {
+        ctx->worker = (recd_serve_worker_t *)sw->free_ctx;
+        sw->free_ctx = ctx;
+        ++sw->n_free;
+    } else {
+        free(ctx);
+    }
+}
+
+void recd_serve_ctx_cancel(recd_serve_ctx_t *ctx)
+{
+    ctx->cancelled = 1;
+}
+
+void *recd_serve_ctx_alloc(void *p, size_t size)
+{
+    recd_serve_ctx_t *ctx = p;
+    size = (size + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    if (size > (size_t)(ctx->end - ctx->pos)) {
+        size_t header = (sizeof(recd_serve_chunk_t) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+        size_t chunk = header + size > MIN_CHUNK_SIZE ? header + size : MIN_CHUNK_SIZE;
+        recd_serve_chunk_t *c = recd_xmalloc(chunk);
+        c->next = ctx->chunks;
+        ctx->chunks = c;
+        ctx->pos = (char *)c + header;
+        ctx->end = (char *)c + chunk;
+    }
+    void *ret = ctx->pos;
+    ctx->pos += size;
+    return ret;
+}
+
+recd_model_t *recd_serve_ctx_model(const recd_serve_ctx_t *ctx)
+{
+    return ctx->model;
+}
+
+const recd_serve_result_t *recd_serve_ctx_result(const recd_serve_ctx_t *ctx)
+{
+    return &ctx->result;
+}
+
+const recd_serve_timing_t *recd_serve_ctx_timing(const recd_serve_ctx_t *ctx)
+{
+    return &ctx->timing;
+}

@@ -1,0 +1,167 @@
+/* serve.h: the request pipeline — process-wide serving state, one state per worker thread, and request contexts. */
+#ifndef RECD_SERVE_SERVE_H
+#define RECD_SERVE_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/log.h"
+#include "base/metrics.h"
+#include "models/model.h"
+#include "store/feature_store.h"
+
+/*
+ * A recommendation runs as explicit stages of a request context: route (experiment arm), version (the model version the
+ * context holds a reference on), user vector (from the feature store; may complete later), score, exclude and filter,
+ * rank, top-k. Ids are resolved to indexes once, when the version is chosen. The context owns its memory (an arena) and
+ * its timing record, so an answer that completes after the worker swapped its model, or after the caller stopped
+ * waiting, reads nothing it does not own. Nothing here knows HTTP: api/ parses, calls the pipeline and renders.
+ *
+ * Threads: recd_serve_t is shared and read-only once built. A recd_serve_worker_t and every context it creates belong to
+ * one thread (a worker's event loop): create, complete and release them there.
+ */
+
+typedef struct st_recd_serve_t recd_serve_t;
+typedef struct st_recd_serve_worker_t recd_serve_worker_t;
+typedef struct st_recd_serve_ctx_t recd_serve_ctx_t;
+
+/** What the pipeline needs of the configuration. */
+typedef struct st_recd_serve_config_t {
+    uint32_t max_k; /* the largest k a request may ask for */
+} recd_serve_config_t;
+
+/** An id given by a caller: len bytes, not necessarily NUL-terminated. */
+typedef struct st_recd_serve_id_t {
+    const char *base;
+    size_t len;
+} recd_serve_id_t;
+
+/** One answered item: its index in the context's model, its external id (NUL-terminated, owned by the model) and score. */
+typedef struct st_recd_serve_item_t {
+    uint32_t index;
+    float score;
+    const char *id;
+    size_t len;
+} recd_serve_item_t;
+
+/** A context's answer; memory owned by the context. */
+typedef struct st_recd_serve_result_t {
+    int err;              /* 0, or RECD_ENOTFOUND when no model is loaded (recommend) / the item is unknown (similar) */
+    const char *fallback; /* recommend: "none" (a known or remembered user), "fold_in" or "popular" */
+    const recd_serve_item_t *items;
+    size_t n_items;
+    const recd_serve_id_t *ignored; /* recommend: the request's recent items unknown to the model, in request order */
+    size_t n_ignored;
+} recd_serve_result_t;
+
+/** When a context started and finished (monotonic nanoseconds; done_ns is 0 until the answer is complete). */
+typedef struct st_recd_serve_timing_t {
+    uint64_t started_ns, done_ns;
+} recd_serve_timing_t;
+
+/* ---- process-wide ---------------------------------------------------------------------------------------------- */
+
+/**
+ * Creates the serving state. store (the feature store), metrics and log are borrowed and must outlive it; metrics may be
+ * NULL (no recd_model_version gauge). Aborts on out of memory.
+ */
+recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_store_t *store, recd_metrics_t *metrics,
+                                const recd_logger_t *log);
+/** Frees; accepts NULL. Free every worker first. */
+void recd_serve_free(recd_serve_t *s);
+
+/* ---- per worker thread ------------------------------------------------------------------------------------------ */
+
+/**
+ * Creates the state of one worker thread: its current model version (none yet), scratch buffers reused by every request
+ * and a request-id generator seeded with seed. slot is the thread's metrics slot. Aborts on out of memory.
+ */
+recd_serve_worker_t *recd_serve_worker_create(recd_serve_t *s, size_t slot, uint64_t seed);
+/** Releases the worker's model and frees it; accepts NULL. Every context it created must have been released. */
+void recd_serve_worker_free(recd_serve_worker_t *sw);
+/**
+ * Installs the version new requests use (on the worker's thread): takes over the caller's reference (model may be NULL)
+ * and drops the worker's reference on the previous one. Contexts still running keep their own reference, so the old
+ * version stays mapped until the last of them is released. Sets recd_model_version{model=...}.
+ */
+void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model);
+/** The worker's current version (borrowed; NULL when none is loaded). */
+recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
+/** Writes a fresh request id: 16 lowercase hex digits and a NUL. Unique in practice, not unpredictable. */
+void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17]);
+
+/* ---- request contexts ------------------------------------------------------------------------------------------- */
+
+/**
+ * Starts a request on sw: the context takes its own reference on the worker's current version and records the start
+ * time. Its memory comes from blocks the worker recycles (no allocation per request once warm). Released with
+ * recd_serve_ctx_release; the caller holds one reference.
+ */
+recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw);
+/** Adds a reference. */
+void recd_serve_ctx_retain(recd_serve_ctx_t *ctx);
+/** Drops a reference; the last one releases the model reference and the memory. Accepts NULL. */
+void recd_serve_ctx_release(recd_serve_ctx_t *ctx);
+/**
+ * Tells a context whose answer is still pending that nobody waits for it: its done callback will not be called. The
+ * caller still releases its reference; the pending stage keeps the context alive until it completes.
+ */
+void recd_serve_ctx_cancel(recd_serve_ctx_t *ctx);
+/** size bytes of the context's arena (8-byte aligned), freed with the context. ctx is a recd_serve_ctx_t *. Never NULL. */
+void *recd_serve_ctx_alloc(void *ctx, size_t size);
+/** The version the context uses (borrowed from it; NULL when none was loaded). */
+recd_model_t *recd_serve_ctx_model(const recd_serve_ctx_t *ctx);
+/** The context's answer (valid once its done callback ran, or after recd_serve_similar). */
+const recd_serve_result_t *recd_serve_ctx_result(const recd_serve_ctx_t *ctx);
+/** The context's timing record. */
+const recd_serve_timing_t *recd_serve_ctx_timing(const recd_serve_ctx_t *ctx);
+
+/* ---- recommendations ---------------------------------------------------------------------------------------------- */
+
+/** A recommendations request; everything is copied or resolved before recd_serve_recommend returns. */
+typedef struct st_recd_serve_recs_request_t {
+    recd_serve_id_t user;
+    uint32_t k;                    /* 1..max_k (larger values are clamped) */
+    const recd_serve_id_t *recent; /* the client's recent items: folded in for a user recd knows nothing of, excluded */
+    size_t n_recent;
+    const recd_serve_id_t *exclude; /* items never to recommend */
+    size_t n_exclude;
+} recd_serve_recs_request_t;
+
+/** Called once when a context's answer is complete (on the worker's thread), unless the context was cancelled. */
+typedef void (*recd_serve_done_cb)(recd_serve_ctx_t *ctx, void *data);
+
+/** recd_serve_recommend's answer will come later through the done callback (a positive value, never a RECD_E*). */
+#define RECD_SERVE_PENDING 1
+
+/**
+ * Runs the pipeline for rq. A user the model was trained on is scored from its factors; a user with remembered
+ * interactions is re-folded from its history plus them (once per version: the vector is stored back); an unknown user
+ * is folded from rq's recent items; anyone else gets the most popular items. The user's training items, remembered items,
+ * recent items and exclusions are never answered. Returns 0 when the answer is complete (cb has been called already) or
+ * RECD_SERVE_PENDING when a stage waits (cb will be called later). Call once per context.
+ */
+int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq, recd_serve_done_cb cb, void *data);
+
+/* ---- similar items and events ---------------------------------------------------------------------------------------- */
+
+/**
+ * Fills the context's result with the k items most similar to item (len bytes) in the context's version. Synchronous.
+ * Returns 0, or RECD_ENOTFOUND when the item is unknown or no version is loaded (also in result->err).
+ */
+int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k);
+
+/** One accepted interaction to remember. */
+typedef struct st_recd_serve_event_t {
+    recd_serve_id_t user, item;
+    float weight;
+} recd_serve_event_t;
+
+/**
+ * Remembers accepted events in the feature store: one append per user with that user's items in event order (users in
+ * the order of their last event). No fold-in runs here: the next recommendation of each user folds its new state once
+ * for its version (lazily, as for any user whose stored vector is missing or stale). Items unknown to the context's
+ * version are remembered too, and counted in an info log line.
+ */
+void recd_serve_remember(recd_serve_ctx_t *ctx, const recd_serve_event_t *events, size_t n);
+
+#endif

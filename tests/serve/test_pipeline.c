@@ -1,0 +1,445 @@
+/* test_pipeline.c: the serving pipeline without sockets — each kind of user, exclusions, fold-in, late answers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "base/error.h"
+#include "serve/fold.h"
+#include "serve/serve.h"
+
+#define N_USERS 3
+#define N_ITEMS 10
+#define N_FACTORS 3
+#define MAX_K 20
+
+typedef struct st_fixture_t {
+    char dir[64];
+    int seq;
+    recd_metrics_t *metrics;
+    recd_logger_t log;
+    recd_feature_store_t *store;
+    recd_serve_t *serve;
+    recd_serve_worker_t *sw;
+    recd_model_t *model; /* the test's own reference */
+} fixture_t;
+
+/* Deterministic uniform floats in [-1, 1). */
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* An ALS model with users u0..u2 and items <prefix>0..9; popularity has ties (items 2, 5 and 7 share 4.0). */
+static recd_model_t *make_model(fixture_t *fx, const char *name, const char *prefix, uint64_t version, uint64_t seed)
+{
+    static const uint32_t rows[] = {0, 0, 0, 1, 1};
+    static const uint32_t cols[] = {1, 4, 6, 2, 3};
+    static const float vals[] = {1, 3, 2, 1, 1};
+    static const float pop[N_ITEMS] = {1, 9, 4, 6, 2, 4, 0, 4, 8, 3};
+    char path[128], err[256] = "", *uids[N_USERS], *iids[N_ITEMS];
+    float uf[N_USERS * N_FACTORS], itf[N_ITEMS * N_FACTORS];
+    recd_csr_t ui;
+
+    for (size_t i = 0; i < N_USERS; ++i)
+        assert_true(asprintf(&uids[i], "u%zu", i) > 0);
+    for (size_t i = 0; i < N_ITEMS; ++i)
+        assert_true(asprintf(&iids[i], "%s%zu", prefix, i) > 0);
+    for (size_t i = 0; i < N_USERS * N_FACTORS; ++i)
+        uf[i] = rnd(&seed);
+    for (size_t i = 0; i < N_ITEMS * N_FACTORS; ++i)
+        itf[i] = rnd(&seed);
+    assert_int_equal(recd_csr_from_coo(&ui, N_USERS, N_ITEMS, rows, cols, vals, 5, RECD_MERGE_SUM), 0);
+    recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
+                              .n_factors = N_FACTORS,
+                              .n_users = N_USERS,
+                              .n_items = N_ITEMS,
+                              .user_ids = (const char *const *)uids,
+                              .item_ids = (const char *const *)iids,
+                              .user_factors = uf,
+                              .item_factors = itf,
+                              .item_popularity = pop,
+                              .alpha = 2.0f,
+                              .reg = 0.1f,
+                              .user_items = &ui,
+                              .metadata_json = "{}"};
+    snprintf(path, sizeof(path), "%s/m%d.recd", fx->dir, fx->seq++);
+    if (recd_model_write(&spec, path, err, sizeof(err)) != 0)
+        fail_msg("write: %s", err);
+    recd_model_t *m = recd_model_open(path, err, sizeof(err));
+    if (m == NULL)
+        fail_msg("open: %s", err);
+    unlink(path); /* the mapping stays valid */
+    recd_model_set_identity(m, name, version);
+    for (size_t i = 0; i < N_USERS; ++i)
+        free(uids[i]);
+    for (size_t i = 0; i < N_ITEMS; ++i)
+        free(iids[i]);
+    recd_csr_dispose(&ui);
+    return m;
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    strcpy(fx->dir, "/tmp/recd-test-serve-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL)
+        return -1;
+    fx->metrics = recd_metrics_create(1);
+    fx->log = (recd_logger_t){RECD_LOG_ERROR, 2};
+    fx->store = recd_memory_store_create(16, 1000, fx->metrics);
+    fx->serve = recd_serve_create(&(recd_serve_config_t){MAX_K}, fx->store, fx->metrics, &fx->log);
+    fx->sw = recd_serve_worker_create(fx->serve, 0, 42);
+    fx->model = make_model(fx, "demo", "i", 1, 7);
+    recd_model_retain(fx->model);
+    recd_serve_worker_set_model(fx->sw, fx->model); /* takes over the extra reference */
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_worker_free(fx->sw);
+    recd_model_release(fx->model);
+    recd_serve_free(fx->serve);
+    recd_feature_store_free(fx->store);
+    recd_metrics_free(fx->metrics);
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static recd_serve_id_t id(const char *s)
+{
+    return (recd_serve_id_t){s, strlen(s)};
+}
+
+typedef struct st_done_t {
+    int calls;
+} done_t;
+
+static void on_done(recd_serve_ctx_t *ctx, void *data)
+{
+    ((done_t *)data)->calls++;
+}
+
+/* Runs a request that completes at once and returns its context (the caller releases it). */
+static recd_serve_ctx_t *run(fixture_t *fx, const recd_serve_recs_request_t *rq)
+{
+    done_t done = {0};
+    recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
+    assert_int_equal(recd_serve_recommend(ctx, rq, on_done, &done), 0);
+    assert_int_equal(done.calls, 1);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, 0);
+    assert_true(recd_serve_ctx_timing(ctx)->done_ns >= recd_serve_ctx_timing(ctx)->started_ns);
+    return ctx;
+}
+
+/* The reference answer: score with vec (or popularity when NULL), drop the excluded indexes, exact top-k. */
+static size_t reference(const recd_model_t *m, const float *vec, int64_t user, const uint32_t *excluded, size_t n_excluded,
+                        size_t k, recd_scored_t *out)
+{
+    float scores[N_ITEMS];
+    if (vec != NULL)
+        recd_model_score(m, vec, user, scores);
+    else
+        memcpy(scores, recd_model_popularity(m), sizeof(scores));
+    for (size_t i = 0; i < n_excluded; ++i)
+        scores[excluded[i]] = -INFINITY;
+    return recd_topk(scores, N_ITEMS, k, out);
+}
+
+static void assert_items(const recd_serve_result_t *res, const recd_scored_t *want, size_t n)
+{
+    assert_int_equal(res->n_items, n);
+    for (size_t i = 0; i < n; ++i) {
+        assert_int_equal(res->items[i].index, want[i].index);
+        assert_true(res->items[i].score == want[i].score);
+    }
+}
+
+static void test_pipeline_known_user(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_recs_request_t rq = {.user = id("u0"), .k = 5};
+    recd_serve_ctx_t *ctx = run(fx, &rq);
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+    static const uint32_t trained[] = {1, 4, 6};
+    recd_scored_t want[5];
+    size_t n = reference(fx->model, recd_model_user_vector(fx->model, 0), 0, trained, 3, 5, want);
+
+    assert_string_equal(res->fallback, "none");
+    assert_int_equal(res->n_ignored, 0);
+    assert_items(res, want, n);
+    for (size_t i = 0; i < res->n_items; ++i) {
+        char want_id[8];
+        snprintf(want_id, sizeof(want_id), "i%u", res->items[i].index);
+        assert_string_equal(res->items[i].id, want_id);
+        assert_int_equal(res->items[i].len, strlen(want_id));
+    }
+    recd_serve_ctx_release(ctx);
+}
+
+static void test_pipeline_popular_order_with_exclusions(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_id_t exclude[] = {id("i8"), id("nope"), id("i5")};
+    recd_serve_recs_request_t rq = {id("stranger"), 6, NULL, 0, exclude, 3};
+    recd_serve_ctx_t *ctx = run(fx, &rq);
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+    const uint32_t *order = recd_model_popular_order(fx->model);
+
+    assert_string_equal(res->fallback, "popular");
+    /* the precomputed order, skipping the exclusions: 1 (9), 3 (6), then the tie 2, 7 (4.0) by index, then 9 (3) */
+    size_t j = 0;
+    for (size_t i = 0; i < res->n_items; ++i, ++j) {
+        while (order[j] == 8 || order[j] == 5)
+            ++j;
+        assert_int_equal(res->items[i].index, order[j]);
+        assert_true(res->items[i].score == recd_model_popularity(fx->model)[order[j]]);
+    }
+    static const uint32_t want_order[] = {1, 3, 2, 7, 9, 4};
+    assert_int_equal(res->n_items, 6);
+    for (size_t i = 0; i < 6; ++i)
+        assert_int_equal(res->items[i].index, want_order[i]);
+    /* and it is what top-k over the popularity gives */
+    static const uint32_t excluded[] = {8, 5};
+    recd_scored_t want[6];
+    assert_items(res, want, reference(fx->model, NULL, -1, excluded, 2, 6, want));
+    recd_serve_ctx_release(ctx);
+
+    /* the exclusion bits are cleared for the next request */
+    rq.n_exclude = 0;
+    ctx = run(fx, &rq);
+    assert_int_equal(recd_serve_ctx_result(ctx)->items[0].index, 1);
+    assert_int_equal(recd_serve_ctx_result(ctx)->items[1].index, 8);
+    recd_serve_ctx_release(ctx);
+}
+
+static void test_pipeline_fold_in_sums_repeated_recent_items(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_id_t recent[] = {id("i3"), id("ghost"), id("i3"), id("i9"), id("ghost")};
+    recd_serve_id_t exclude[] = {id("i0")};
+    recd_serve_recs_request_t rq = {id("stranger"), 10, recent, 5, exclude, 1};
+    recd_serve_ctx_t *ctx = run(fx, &rq);
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+
+    assert_string_equal(res->fallback, "fold_in");
+    /* unknown recent items are reported in request order, repeats included */
+    assert_int_equal(res->n_ignored, 2);
+    assert_int_equal(res->ignored[0].len, 5);
+    assert_memory_equal(res->ignored[0].base, "ghost", 5);
+    assert_memory_equal(res->ignored[1].base, "ghost", 5);
+    /* i3 was given twice: it counts once with value 2 */
+    static const uint32_t items[] = {3, 9};
+    static const float values[] = {2, 1};
+    float vec[N_FACTORS];
+    assert_int_equal(recd_model_fold_in(fx->model, items, values, 2, vec), 0);
+    static const uint32_t excluded[] = {3, 9, 0};
+    recd_scored_t want[N_ITEMS];
+    assert_items(res, want, reference(fx->model, vec, -1, excluded, 3, 10, want));
+    recd_serve_ctx_release(ctx);
+}
+
+static void test_pipeline_fold_user_sums_history_and_extras(void **state)
+{
+    fixture_t *fx = *state;
+    float got[N_FACTORS], want[N_FACTORS], once[N_FACTORS];
+    recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
+    /* u0 trained on 1 (1), 4 (3), 6 (2); extras 4 (+1.5) twice and 7 (1) */
+    static const uint32_t extra[] = {4, 7, 4};
+    static const float weights[] = {1.5f, 1.0f, 1.5f};
+    assert_int_equal(recd_serve_fold_user(fx->model, 0, extra, weights, 3, recd_serve_ctx_alloc, ctx, got), 0);
+    static const uint32_t items[] = {1, 4, 6, 7};
+    static const float summed[] = {1, 6, 2, 1};
+    assert_int_equal(recd_model_fold_in(fx->model, items, summed, 4, want), 0);
+    assert_memory_equal(got, want, sizeof(want));
+    /* assigning instead of summing would have given 4 the last value only */
+    static const float assigned[] = {1, 1.5f, 2, 1};
+    assert_int_equal(recd_model_fold_in(fx->model, items, assigned, 4, once), 0);
+    assert_memory_not_equal(got, once, sizeof(once));
+    /* nothing at all to fold */
+    assert_int_equal(recd_serve_fold_user(fx->model, 2, NULL, NULL, 0, recd_serve_ctx_alloc, ctx, got), RECD_ENOTFOUND);
+    recd_serve_ctx_release(ctx);
+}
+
+static void test_pipeline_remembered_user_refolded_once_per_version(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_event_t events[] = {
+        {id("u1"), id("i5"), 1.0f}, {id("newbie"), id("i8"), 2.0f}, {id("u1"), id("i5"), 3.0f}, {id("u1"), id("zzz"), 5.0f}};
+    recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
+    recd_serve_remember(ctx, events, 4);
+    recd_serve_ctx_release(ctx);
+    assert_int_equal(recd_feature_store_count(fx->store), 2);
+
+    /* u1: history 2 (1), 3 (1) plus remembered 5 (1 + 3); the unknown item is remembered but not folded */
+    recd_serve_id_t recent[] = {id("i0")};
+    recd_serve_recs_request_t rq = {id("u1"), 10, recent, 1, NULL, 0};
+    ctx = run(fx, &rq);
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+    static const uint32_t items[] = {2, 3, 5};
+    static const float values[] = {1, 1, 4};
+    float vec[N_FACTORS];
+    assert_int_equal(recd_model_fold_in(fx->model, items, values, 3, vec), 0);
+    static const uint32_t excluded[] = {2, 3, 5, 0};
+    recd_scored_t want[N_ITEMS];
+    size_t n = reference(fx->model, vec, 1, excluded, 4, 10, want);
+    assert_string_equal(res->fallback, "none");
+    assert_items(res, want, n);
+    recd_serve_ctx_release(ctx);
+
+    /* the folded vector was stored for this version and state: the next request reads it back */
+    recd_feature_user_t user;
+    ctx = recd_serve_ctx_create(fx->sw);
+    recd_feature_query_t q = {"u1", 2, 1, N_FACTORS, recd_serve_ctx_alloc, ctx};
+    assert_int_equal(recd_feature_store_get(fx->store, &q, &user, NULL, NULL), 0);
+    assert_non_null(user.vec);
+    assert_memory_equal(user.vec, vec, sizeof(vec));
+    recd_serve_ctx_release(ctx);
+    ctx = run(fx, &rq);
+    assert_items(recd_serve_ctx_result(ctx), want, n);
+    recd_serve_ctx_release(ctx);
+
+    /* a user recd only knows from events is folded in from them */
+    rq.user = id("newbie");
+    ctx = run(fx, &rq);
+    assert_string_equal(recd_serve_ctx_result(ctx)->fallback, "fold_in");
+    recd_serve_ctx_release(ctx);
+}
+
+/* A feature store that always answers later: the test completes the lookup by hand. */
+typedef struct st_late_store_t {
+    recd_feature_store_t super;
+    recd_feature_get_cb cb;
+    void *data;
+    int gets;
+} late_store_t;
+
+static int late_get(recd_feature_store_t *s, const recd_feature_query_t *q, recd_feature_user_t *out, recd_feature_get_cb cb,
+                    void *data)
+{
+    late_store_t *ls = (late_store_t *)s;
+    memset(out, 0, sizeof(*out));
+    ls->cb = cb;
+    ls->data = data;
+    ls->gets++;
+    return RECD_FEATURE_PENDING;
+}
+
+static void late_append(recd_feature_store_t *s, const char *user, size_t len, const recd_feature_item_t *items, size_t n)
+{
+}
+
+static void late_put_vector(recd_feature_store_t *s, const char *user, size_t len, uint64_t seq, uint64_t version, const float *vec,
+                            uint32_t nf)
+{
+}
+
+static size_t late_count(recd_feature_store_t *s)
+{
+    return 0;
+}
+
+static void late_free(recd_feature_store_t *s)
+{
+}
+
+static const recd_feature_store_ops_t late_ops = {late_get, late_append, late_put_vector, late_count, late_free};
+
+static void test_pipeline_late_answer_keeps_its_version(void **state)
+{
+    fixture_t *fx = *state;
+    late_store_t store = {.super = {&late_ops}};
+    recd_serve_t *serve = recd_serve_create(&(recd_serve_config_t){MAX_K}, &store.super, NULL, &fx->log);
+    recd_serve_worker_t *sw = recd_serve_worker_create(serve, 0, 1);
+    recd_model_t *v1 = make_model(fx, "demo", "old", 1, 11), *v2 = make_model(fx, "demo", "new", 2, 12);
+    done_t done = {0};
+
+    recd_serve_worker_set_model(sw, v1); /* the worker's reference is the only one the test does not hold */
+    recd_serve_ctx_t *ctx = recd_serve_ctx_create(sw);
+    recd_serve_recs_request_t rq = {.user = id("u0"), .k = 3};
+    assert_int_equal(recd_serve_recommend(ctx, &rq, on_done, &done), RECD_SERVE_PENDING);
+    assert_int_equal(done.calls, 0);
+    /* the worker moves on: v1's last reference outside the context is dropped */
+    recd_serve_worker_set_model(sw, v2);
+    /* the caller keeps only the context; the store answers */
+    store.cb(store.data, RECD_ENOTFOUND);
+    assert_int_equal(done.calls, 1);
+    const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
+    assert_ptr_equal(recd_serve_ctx_model(ctx), v1);
+    assert_int_equal(recd_model_version(recd_serve_ctx_model(ctx)), 1);
+    assert_string_equal(res->fallback, "none");
+    assert_int_equal(res->n_items, 3);
+    for (size_t i = 0; i < res->n_items; ++i)
+        assert_memory_equal(res->items[i].id, "old", 3); /* v1's mapping is still there to read */
+    recd_serve_ctx_release(ctx);
+
+    /* a cancelled context never calls back, and the late answer frees it */
+    ctx = recd_serve_ctx_create(sw);
+    assert_int_equal(recd_serve_recommend(ctx, &rq, on_done, &done), RECD_SERVE_PENDING);
+    recd_serve_ctx_cancel(ctx);
+    recd_serve_ctx_release(ctx);
+    recd_serve_worker_set_model(sw, NULL);
+    store.cb(store.data, RECD_ENOTFOUND);
+    assert_int_equal(done.calls, 1);
+
+    /* without a version, the answer says so */
+    ctx = recd_serve_ctx_create(sw);
+    assert_int_equal(recd_serve_recommend(ctx, &rq, on_done, &done), 0);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, RECD_ENOTFOUND);
+    recd_serve_ctx_release(ctx);
+    assert_int_equal(store.gets, 2);
+    recd_serve_worker_free(sw);
+    recd_serve_free(serve);
+}
+
+static void test_pipeline_similar_and_version_gauge(void **state)
+{
+    fixture_t *fx = *state;
+    recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
+    recd_scored_t want[4];
+    float scratch[N_ITEMS];
+    assert_int_equal(recd_serve_similar(ctx, "i3", 2, 4), 0);
+    size_t n = recd_model_similar(fx->model, 3, 4, scratch, want);
+    assert_items(recd_serve_ctx_result(ctx), want, n);
+    recd_serve_ctx_release(ctx);
+    ctx = recd_serve_ctx_create(fx->sw);
+    assert_int_equal(recd_serve_similar(ctx, "i33", 3, 4), RECD_ENOTFOUND);
+    recd_serve_ctx_release(ctx);
+
+    /* the worker publishes the version it serves, with the name escaped as a label value */
+    recd_model_t *m = make_model(fx, "de\"mo", "i", 7, 3);
+    recd_serve_worker_set_model(fx->sw, m);
+    size_t len;
+    char *text = recd_metrics_render(fx->metrics, &len);
+    if (strstr(text, "\nrecd_model_version{model=\"de\\\"mo\"} 7\n") == NULL)
+        fail_msg("no version gauge in\n%s", text);
+    free(text);
+    char a[17], b[17];
+    recd_serve_worker_request_id(fx->sw, a);
+    recd_serve_worker_request_id(fx->sw, b);
+    assert_int_equal(strlen(a), 16);
+    assert_string_not_equal(a, b);
+}
+
+int test_pipeline_run(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pipeline_known_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_popular_order_with_exclusions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_fold_in_sums_repeated_recent_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_fold_user_sums_history_and_extras, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_remembered_user_refolded_once_per_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_late_answer_keeps_its_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_similar_and_version_gauge, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
+}
