@@ -53,7 +53,23 @@ typedef struct st_file_sink_t {
     int must_trim; /* a failed write may have left bytes past length that truncation has not removed yet */
     /* read by recd_file_sink_stats from any thread */
     _Atomic uint64_t batches_written, batches_failed, rounds, fsyncs;
+    /* the same in a metrics registry, when one was given (set under lock before the first append) */
+    recd_metric_t *m_written, *m_failed, *m_fsyncs, *m_queue_bytes;
 } file_sink_t;
+
+/* Publishes queued_bytes; called with lock held so the gauge never goes back to an older value. */
+static void set_queue_gauge(file_sink_t *fs)
+{
+    if (fs->m_queue_bytes != NULL)
+        recd_metric_set(fs->m_queue_bytes, (double)fs->queued_bytes);
+}
+
+static void count(_Atomic uint64_t *counter, recd_metric_t *metric)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    if (metric != NULL)
+        recd_metric_add(metric, RECD_METRICS_SHARED, 1);
+}
 
 /* Cuts the file back to the last stored batch; every write waits for this to succeed so no torn line stays behind. */
 static int trim(file_sink_t *fs)
@@ -93,7 +109,7 @@ static void write_round(file_sink_t *fs, batch_t *round)
         (void)trim(fs);
     }
     if (fs->fsync && wrote) {
-        atomic_fetch_add_explicit(&fs->fsyncs, 1, memory_order_relaxed);
+        count(&fs->fsyncs, fs->m_fsyncs);
         if (fdatasync(fs->fd) != 0) {
             /* nothing of this round is known to be durable: answer all of it with an error and take its bytes back out */
             for (batch_t *b = round; b != NULL; b = b->next)
@@ -125,11 +141,15 @@ static void *run_writer(void *arg)
         atomic_fetch_add_explicit(&fs->rounds, 1, memory_order_relaxed);
         pthread_mutex_lock(&fs->lock);
         fs->queued_bytes -= round_bytes;
+        set_queue_gauge(fs);
         pthread_mutex_unlock(&fs->lock);
         while (round != NULL) {
             batch_t *b = round;
             round = b->next;
-            atomic_fetch_add_explicit(b->err == 0 ? &fs->batches_written : &fs->batches_failed, 1, memory_order_relaxed);
+            if (b->err == 0)
+                count(&fs->batches_written, fs->m_written);
+            else
+                count(&fs->batches_failed, fs->m_failed);
             b->cb(b->data, b->err);
             free(b);
         }
@@ -161,6 +181,7 @@ static int file_sink_append(recd_event_sink_t *s, const char *buf, size_t len, r
         return RECD_EBUSY;
     }
     fs->queued_bytes += len;
+    set_queue_gauge(fs);
     *fs->tail = b;
     fs->tail = &b->next;
     pthread_cond_signal(&fs->wake);
@@ -266,5 +287,21 @@ void recd_file_sink_stats(recd_event_sink_t *s, recd_file_sink_stats_t *out)
     out->fsyncs = atomic_load_explicit(&fs->fsyncs, memory_order_relaxed);
     pthread_mutex_lock(&fs->lock);
     out->queued_bytes = fs->queued_bytes;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+void recd_file_sink_use_metrics(recd_event_sink_t *s, recd_metrics_t *metrics)
+{
+    file_sink_t *fs = (file_sink_t *)s;
+    static const char batches[] = "recd_event_sink_batches_total", batches_help[] = "Event batches the event log answered.";
+
+    pthread_mutex_lock(&fs->lock);
+    fs->m_written = recd_metrics_counter(metrics, batches, batches_help, "result=\"written\"");
+    fs->m_failed = recd_metrics_counter(metrics, batches, batches_help, "result=\"failed\"");
+    fs->m_fsyncs =
+        recd_metrics_counter(metrics, "recd_event_sink_fsyncs_total", "fdatasync calls of the event log (one per round).", NULL);
+    fs->m_queue_bytes =
+        recd_metrics_gauge(metrics, "recd_event_sink_queue_bytes", "Event bytes accepted and not yet written.", NULL);
+    set_queue_gauge(fs);
     pthread_mutex_unlock(&fs->lock);
 }

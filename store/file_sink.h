@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "base/metrics.h"
 #include "store/event_sink.h"
 
 /**
@@ -26,5 +27,11 @@ typedef struct st_recd_file_sink_stats_t {
 
 /** Reads the counters of s, which recd_file_sink_open returned; safe from any thread. */
 void recd_file_sink_stats(recd_event_sink_t *s, recd_file_sink_stats_t *out);
+
+/**
+ * Also keeps the counters in metrics (borrowed; it must outlive s): recd_event_sink_batches_total{result="written"|"failed"},
+ * recd_event_sink_fsyncs_total and the gauge recd_event_sink_queue_bytes. Call it once, before the first append.
+ */
+void recd_file_sink_use_metrics(recd_event_sink_t *s, recd_metrics_t *metrics);
 
 #endif

@@ -91,6 +91,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
+    recd_file_sink_use_metrics(app.events, app.metrics);
     app.workers = recd_xcalloc(app.n_workers, sizeof(*app.workers));
 
     h2o_config_init(&conf);

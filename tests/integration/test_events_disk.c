@@ -131,6 +131,13 @@ static void test_events_disk_full_leaves_no_torn_line(void **state)
     assert_true(accepted > 0);
     assert_true(accepted_after_refusal > 0); /* a smaller batch still fitted after a refused one */
     assert_int_equal(count_whole_events(events), accepted);
+    /* the refusals are counted where an operator looks */
+    harness_response_t res;
+    char series[96];
+    snprintf(series, sizeof(series), "recd_event_sink_batches_total{result=\"failed\"} %d\n", refused);
+    assert_int_equal(harness_get(h->port, "/metrics", &res), 0);
+    assert_non_null(strstr(res.body, series));
+    harness_response_free(&res);
 
     /* space comes back: events are accepted again and the log is clean */
     assert_int_equal(support_tmpfs_resize(f->mnt, "1m"), 0);

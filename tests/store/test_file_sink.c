@@ -339,6 +339,7 @@ static void test_file_sink_fsync_answers_after_sync_and_groups_commits(void **st
     enum { N = 50 };
     fixture_t *f = *state;
     recd_event_sink_t *s = open_sink(&f->c, 1, (size_t)1 << 20);
+    recd_metrics_t *metrics = recd_metrics_create(1);
     ticket_t first, rest[N];
     off_t total;
     recd_file_sink_stats_t st;
@@ -346,6 +347,7 @@ static void test_file_sink_fsync_answers_after_sync_and_groups_commits(void **st
     int rc[N];
     size_t accepted = 0;
 
+    recd_file_sink_use_metrics(s, metrics);
     make_batch(&first, &f->c, "first", 2, 100);
     first.hold = 1;
     f->c.gate_closed = 1;
@@ -378,6 +380,15 @@ static void test_file_sink_fsync_answers_after_sync_and_groups_commits(void **st
     assert_int_equal(st.fsyncs, 2);
     assert_true(st.fsyncs < st.batches_written);
     close_sink(&f->c);
+    /* the same counts in the metrics registry, and nothing left queued */
+    size_t len;
+    char *text = recd_metrics_render(metrics, &len);
+    assert_non_null(strstr(text, "recd_event_sink_batches_total{result=\"written\"} 51\n"));
+    assert_non_null(strstr(text, "recd_event_sink_batches_total{result=\"failed\"} 0\n"));
+    assert_non_null(strstr(text, "recd_event_sink_fsyncs_total 2\n"));
+    assert_non_null(strstr(text, "recd_event_sink_queue_bytes 0\n"));
+    free(text);
+    recd_metrics_free(metrics);
 
     ticket_t *all[N + 1] = {&first};
     for (int i = 0; i < N; ++i)
