@@ -58,7 +58,6 @@ int recd_holder_start(recd_holder_t *h, uint32_t interval_ms);
 /** Stops and joins the watcher thread (no message is sent after it returns); a no-op when not running. */
 void recd_holder_stop(recd_holder_t *h);
 
-
 /* ---- app context and workers ------------------------------------------------------------------------------------- */
 
 typedef struct st_recd_app_t recd_app_t;
