@@ -7,7 +7,7 @@
 #include "base/metrics.h"
 #include "config/config.h"
 #include "serve/serve.h"
-#include "server/server.h"
+#include "store/event_sink.h"
 
 typedef struct st_recd_api_t recd_api_t;
 

@@ -1,4 +1,4 @@
-/* models: the public face of recd_models — artifacts, registry, training, scoring, evaluation. */
+/* models: the public face of recd_models — artifacts, training, scoring, evaluation. */
 #ifndef RECD_MODELS_MODEL_H
 #define RECD_MODELS_MODEL_H
 
@@ -184,24 +184,6 @@ int recd_fold_in_solve(const float *gram, const float *item_factors, size_t n_it
  * popular other items. scores is scratch of n_items floats. Returns how many were written (<= k).
  */
 size_t recd_model_similar(const recd_model_t *m, uint32_t item, size_t k, float *scores, recd_scored_t *out);
-
-/* ---- registry: <dir>/<model>/<version>/{model.recd,manifest.json,evaluation.json} ----------------------------------- */
-
-#define RECD_REGISTRY_ARTIFACT "model.recd"
-
-/** Creates a fresh staging directory <dir>/<model>/.staging-XXXXXX (creating parents) and writes its path into out. */
-int recd_registry_stage(const char *dir, const char *model, char *out, size_t outlen);
-/**
- * Publishes a staging directory as the next version (largest existing + 1) by fsync + rename, retrying when a concurrent
- * publisher took that number. *version receives the number.
- */
-int recd_registry_commit(const char *dir, const char *model, const char *staging, uint64_t *version);
-/** The largest published version of model, or RECD_ENOTFOUND. */
-int recd_registry_latest(const char *dir, const char *model, uint64_t *version);
-/** Writes <dir>/<model>/<version>/model.recd into out. */
-int recd_registry_artifact_path(const char *dir, const char *model, uint64_t version, char *out, size_t outlen);
-/** Valid model names: 1..64 of [A-Za-z0-9_.-], not starting with '.'. */
-int recd_registry_valid_name(const char *model);
 
 /* ---- training ------------------------------------------------------------------------------------------------------ */
 

@@ -45,7 +45,7 @@ void recd_serve_worker_free(recd_serve_worker_t *sw)
 {
     if (sw == NULL)
         return;
-    recd_model_release(sw->model);
+    recd_catalog_release(sw->catalog);
     while (sw->free_ctx != NULL) {
         recd_serve_ctx_t *next = (recd_serve_ctx_t *)sw->free_ctx->worker;
         free(sw->free_ctx);
@@ -57,32 +57,23 @@ void recd_serve_worker_free(recd_serve_worker_t *sw)
     free(sw);
 }
 
-/* The gauge says which version this process serves; the label is the model's name, escaped. */
-static void set_version_gauge(recd_metrics_t *metrics, const recd_model_t *m)
+void recd_serve_worker_set_catalog(recd_serve_worker_t *sw, recd_catalog_t *snapshot)
 {
-    const char *name = recd_model_name(m);
-    recd_jw_t labels;
-    recd_jw_init(&labels, NULL, NULL, 64 + strlen(name));
-    recd_jw_lit(&labels, "model=\"");
-    recd_metrics_label_value(&labels, name, strlen(name));
-    recd_jw_lit(&labels, "\"\0");
-    recd_metric_set(recd_metrics_gauge(metrics, "recd_model_version", "The model version being served.", labels.buf),
-                    (double)recd_model_version(m));
-    recd_jw_dispose(&labels);
+    recd_catalog_t *old = sw->catalog;
+    sw->catalog = snapshot;
+    if (snapshot != NULL)
+        recd_serve_reserve_scratch(sw, recd_catalog_max_items(snapshot));
+    recd_catalog_release(old);
 }
 
 void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model)
 {
-    recd_model_t *old = sw->model;
-    sw->model = model;
-    recd_model_release(old);
-    if (model != NULL && sw->serve->metrics != NULL)
-        set_version_gauge(sw->serve->metrics, model);
+    recd_serve_worker_set_catalog(sw, model != NULL ? recd_catalog_of_model(model) : NULL);
 }
 
 recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw)
 {
-    return sw->model;
+    return sw->catalog != NULL ? recd_catalog_active(sw->catalog, NULL, 0) : NULL;
 }
 
 void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17])
@@ -138,7 +129,7 @@ recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw)
     ctx->pos = (char *)ctx + (sizeof(*ctx) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     ctx->end = (char *)ctx + CTX_BLOCK_SIZE;
     ctx->user_index = -1;
-    if ((ctx->model = sw->model) != NULL)
+    if ((ctx->model = recd_serve_worker_model(sw)) != NULL)
         recd_model_retain(ctx->model);
     return ctx;
 }

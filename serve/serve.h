@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "models/model.h"
+#include "registry/catalog.h"
 #include "store/feature_store.h"
 
 /*
@@ -79,11 +80,15 @@ recd_serve_worker_t *recd_serve_worker_create(recd_serve_t *s, size_t slot, uint
 /** Releases the worker's model and frees it; accepts NULL. Every context it created must have been released. */
 void recd_serve_worker_free(recd_serve_worker_t *sw);
 /**
- * Installs the version new requests use (on the worker's thread): takes over the caller's reference (model may be NULL)
- * and drops the worker's reference on the previous one. Contexts still running keep their own reference, so the old
- * version stays mapped until the last of them is released. Sets recd_model_version{model=...}.
+ * Installs the catalog snapshot the worker serves from (call on the worker's own thread): takes over the caller's reference
+ * on snapshot (NULL: nothing is loaded) and drops the worker's reference on the previous one. Contexts still running keep
+ * their own reference on the version they use, so an old version stays mapped until the last of them is released.
  */
+void recd_serve_worker_set_catalog(recd_serve_worker_t *sw, recd_catalog_t *snapshot);
+/** recd_serve_worker_set_catalog with a snapshot of that one version (recd_catalog_of_model); takes over the reference. */
 void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model);
+/** The version a request of the default model would use now (borrowed; NULL when none is loaded). */
+recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
 /** The worker's current version (borrowed; NULL when none is loaded). */
 recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
 /** Writes a fresh request id: 16 lowercase hex digits and a NUL. Unique in practice, not unpredictable. */

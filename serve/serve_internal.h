@@ -14,8 +14,8 @@ struct st_recd_serve_t {
 struct st_recd_serve_worker_t {
     recd_serve_t *serve;
     size_t slot;
-    recd_model_t *model;
-    uint64_t rng; /* request ids */
+    recd_catalog_t *catalog; /* the snapshot the worker serves from; NULL before the first */
+    uint64_t rng;            /* request ids */
     /* scratch reused by the synchronous score .. top-k stages, sized for the largest version seen */
     float *scores;
     uint64_t *excluded; /* one bit per item, all clear between requests */

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/hash.h"
 #include "models/model.h"
+#include "registry/registry.h"
 #include "train/ingest.h"
 #include "train/trainer.h"
 

@@ -1,4 +1,4 @@
-/* main.c: the recd executable — configuration, model load, worker threads, registry watcher and signal handling. */
+/* main.c: the recd executable — configuration, model catalog, worker threads, registry watcher and signal handling. */
 #include <cblas.h>
 #include <errno.h>
 #include <signal.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "base/alloc.h"
+#include "base/text.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
 #include "store/file_sink.h"
@@ -34,6 +34,7 @@ int main(int argc, char **argv)
 {
     recd_config_t config;
     recd_app_t app = {0};
+    recd_workers_t *workers = NULL;
     h2o_globalconf_t conf;
     char err[1024], q1[1100], q2[300];
     int want_help = 0, ret = 1, level, sig;
@@ -68,20 +69,12 @@ int main(int argc, char **argv)
              recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())), (int)getpid());
 
     app.metrics = recd_metrics_create(app.n_workers);
-    if ((app.holder = recd_holder_create(config.registry, config.model, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    const char *models[] = {config.model};
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, &app.log, app.metrics, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
         goto Exit;
-    }
-    {
-        recd_model_t *m = recd_holder_acquire(app.holder);
-        recd_log(&app.log, RECD_LOG_INFO, "model loaded",
-                 "\"model\":%s,\"version\":%llu,\"kind\":\"%s\",\"users\":%zu,\"items\":%zu,\"factors\":%u,\"sha256\":\"%s\"",
-                 recd_json_quote(q2, sizeof(q2), config.model, strlen(config.model)), (unsigned long long)recd_model_version(m),
-                 recd_model_kind_name(recd_model_kind(m)), recd_model_n_users(m), recd_model_n_items(m), recd_model_n_factors(m),
-                 recd_model_sha256(m));
-        recd_model_release(m);
     }
     app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
@@ -92,7 +85,6 @@ int main(int argc, char **argv)
         goto Exit;
     }
     recd_file_sink_use_metrics(app.events, app.metrics);
-    app.workers = recd_xcalloc(app.n_workers, sizeof(*app.workers));
 
     h2o_config_init(&conf);
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
@@ -108,7 +100,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err)) != 0) {
+    if ((workers = recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
         h2o_config_dispose(&conf);
@@ -116,25 +108,24 @@ int main(int argc, char **argv)
     }
     recd_log(&app.log, RECD_LOG_INFO, "listening", "\"addr\":%s,\"port\":%u,\"threads\":%zu",
              recd_json_quote(q2, sizeof(q2), host, strlen(host)), bound_port, app.n_workers);
-    if (recd_holder_start(app.holder, config.reload_interval_ms) != 0)
+    if (recd_catalog_loader_start(app.catalog, config.reload_interval_ms) != 0)
         recd_log(&app.log, RECD_LOG_ERROR, "cannot start the registry watcher; new versions will not be loaded", "%s", "");
 
     while (sigwait(&sigs, &sig) != 0)
         ;
     recd_log(&app.log, RECD_LOG_INFO, "stopping", "\"signal\":\"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    recd_holder_stop(app.holder);
-    recd_workers_stop(&app, GRACE_MS);
+    recd_catalog_loader_stop(app.catalog);
+    recd_workers_stop(workers, GRACE_MS);
     h2o_config_dispose(&conf);
     recd_log(&app.log, RECD_LOG_INFO, "stopped", "%s", "");
     ret = 0;
 
 Exit:
-    free(app.workers);
     recd_event_sink_free(app.events);
     recd_api_free(app.api);
     recd_serve_free(app.serve);
     recd_feature_store_free(app.store);
-    recd_holder_free(app.holder);
+    recd_catalog_loader_free(app.catalog);
     recd_metrics_free(app.metrics);
     recd_config_dispose(&config);
     return ret;

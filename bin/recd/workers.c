@@ -1,9 +1,10 @@
-/* workers.c: worker threads of the recd executable — listeners, h2o loops, model swaps by message, graceful stop.
+/* workers.c: worker threads of the recd executable — listeners, h2o loops, catalog snapshots by message, graceful stop.
  *
- * DESIGN: each worker owns an h2o_evloop_t, an h2o_context_t (embedded in recd_worker_t so handlers find their worker)
- * and its own listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared between
- * loops. The only way into a running worker is its h2o_multithread receiver: the registry watcher posts new model versions
- * there, and recd_workers_stop posts a NULL model that means "stop". Shutdown closes the listener, asks h2o to close
+ * DESIGN: each worker owns an h2o_evloop_t, an h2o_context_t (attached to the API with its serving state) and its own
+ * listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared between loops. The
+ * only way into a running worker is its h2o_multithread receiver: the catalog loader's thread posts every new snapshot
+ * there (the worker swaps it in on its own thread and holds exactly one), and recd_workers_stop posts a NULL snapshot
+ * that means "stop". Shutdown closes the listener, asks h2o to close
  * connections after their current request, runs the loop until they are gone or the grace period ends, then tears down. */
 #include <errno.h>
 #include <netdb.h>
@@ -16,6 +17,38 @@
 #include "base/alloc.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+
+/* One worker thread; only this file and the thread itself touch it. */
+typedef struct st_recd_worker_t {
+    h2o_context_t ctx;
+    recd_workers_t *group;
+    size_t index;
+    recd_serve_worker_t *serve;
+    recd_catalog_t *catalog; /* the one snapshot this worker holds, swapped only on its thread */
+    h2o_multithread_receiver_t receiver;
+    int stopping;
+    uint32_t grace_ms; /* set before the stop message is sent */
+    pthread_t tid;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_accept_ctx_t accept_ctx;
+    uint64_t seed; /* of the request-id generator */
+} recd_worker_t;
+
+/* A new catalog snapshot for a worker (one reference, which the worker takes over), or NULL: stop. */
+typedef struct st_catalog_message_t {
+    h2o_multithread_message_t super;
+    recd_catalog_t *snapshot;
+} catalog_message_t;
+
+/* Freed only after every thread is joined (waking threads still touch the barrier's mutex). */
+struct st_recd_workers_t {
+    recd_app_t *app;
+    h2o_globalconf_t *conf;
+    h2o_barrier_t ready;
+    size_t n;
+    recd_worker_t *workers;
+};
 
 static uint64_t now_ms(void)
 {
@@ -64,44 +97,63 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(&w->accept_ctx, sock);
 }
 
+/*
+ * Installs a snapshot (on the worker's thread): takes over the reference and hands the serving state its own. A snapshot older than
+ * the one held (a late message) is dropped, so the worker never goes back in time.
+ */
+static void set_catalog(recd_worker_t *w, recd_catalog_t *snapshot)
+{
+    if (w->catalog != NULL && recd_catalog_generation(snapshot) < recd_catalog_generation(w->catalog)) {
+        recd_catalog_release(snapshot);
+        return;
+    }
+    recd_catalog_retain(snapshot); /* one reference for the serving state, one kept here */
+    recd_serve_worker_set_catalog(w->serve, snapshot);
+    recd_catalog_release(w->catalog);
+    w->catalog = snapshot;
+}
+
 static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     recd_worker_t *w = H2O_STRUCT_FROM_MEMBER(recd_worker_t, receiver, receiver);
     while (!h2o_linklist_is_empty(messages)) {
-        recd_model_message_t *msg = H2O_STRUCT_FROM_MEMBER(recd_model_message_t, super.link, messages->next);
+        catalog_message_t *msg = H2O_STRUCT_FROM_MEMBER(catalog_message_t, super.link, messages->next);
         h2o_linklist_unlink(&msg->super.link);
-        if (msg->model != NULL)
-            recd_serve_worker_set_model(w->serve, msg->model);
+        if (msg->snapshot != NULL)
+            set_catalog(w, msg->snapshot);
         else
             w->stopping = 1;
         free(msg);
     }
 }
 
-/* Start-up rendezvous, freed only after every thread is joined (waking threads still touch the barrier's mutex). */
-typedef struct st_start_t {
-    h2o_globalconf_t *conf;
-    h2o_barrier_t ready;
-} start_t;
+/* The catalog loader's subscriber (on the loader's thread): posts the snapshot to the worker's loop. */
+static void on_snapshot(void *data, recd_catalog_t *snapshot)
+{
+    recd_worker_t *w = data;
+    catalog_message_t *msg = recd_xcalloc(1, sizeof(*msg));
+    msg->snapshot = snapshot;
+    h2o_multithread_send_message(&w->receiver, &msg->super);
+}
 
 static void *worker_main(void *arg)
 {
     recd_worker_t *w = arg;
-    start_t *st = w->_start;
-    recd_app_t *app = w->app;
+    recd_workers_t *ws = w->group;
+    recd_app_t *app = ws->app;
     h2o_evloop_t *loop = h2o_evloop_create();
 
-    h2o_context_init(&w->ctx, loop, st->conf);
+    h2o_context_init(&w->ctx, loop, ws->conf);
     w->accept_ctx.ctx = &w->ctx;
-    w->accept_ctx.hosts = st->conf->hosts;
-    w->serve = recd_serve_worker_create(app->serve, w->index, w->_seed);
-    recd_serve_worker_set_model(w->serve, recd_holder_acquire(app->holder));
+    w->accept_ctx.hosts = ws->conf->hosts;
+    w->serve = recd_serve_worker_create(app->serve, w->index, w->seed);
+    set_catalog(w, recd_catalog_loader_current(app->catalog));
     recd_api_attach(app->api, &w->ctx, w->serve, w->index);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
-    h2o_barrier_wait(&st->ready);
+    h2o_barrier_wait(&ws->ready);
 
     while (!w->stopping)
         h2o_evloop_run(loop, INT32_MAX);
@@ -118,7 +170,7 @@ static void *worker_main(void *arg)
     uint64_t deadline = now_ms() + w->grace_ms;
     while (has_connections(&w->ctx) && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
-    /* drain leftover messages (none are sent after the holder stopped, but one may still be queued) */
+    /* drain leftover messages (none are sent after the loader stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
     recd_api_detach(app->api, &w->ctx);
@@ -140,71 +192,77 @@ static void *worker_main(void *arg)
     }
     recd_serve_worker_free(w->serve);
     w->serve = NULL;
+    recd_catalog_release(w->catalog);
+    w->catalog = NULL;
     return NULL;
 }
 
-int recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, const char *host, uint16_t port, uint16_t *bound_port, char *err,
-                       size_t errlen)
+recd_workers_t *recd_workers_start(recd_app_t *app, h2o_globalconf_t *conf, const char *host, uint16_t port, uint16_t *bound_port,
+                                   char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *ai = NULL;
-    start_t *start = NULL;
     size_t n = app->n_workers;
-    int ret = -1, gai;
+    recd_workers_t *ws;
+    int gai;
 
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
     if ((gai = getaddrinfo(host, NULL, &hints, &ai)) != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
-        return -1;
+        return NULL;
     }
+    ws = recd_xcalloc(1, sizeof(*ws));
+    ws->app = app;
+    ws->conf = conf;
+    ws->n = n;
+    ws->workers = recd_xcalloc(n, sizeof(*ws->workers));
     for (size_t i = 0; i < n; ++i)
-        app->workers[i].listen_fd = -1;
+        ws->workers[i].listen_fd = -1;
     for (size_t i = 0; i < n; ++i) {
-        if ((app->workers[i].listen_fd = bind_listener(ai, port, err, errlen)) < 0)
-            goto Exit;
+        if ((ws->workers[i].listen_fd = bind_listener(ai, port, err, errlen)) < 0)
+            goto Error;
         if (i == 0 && port == 0) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
-            getsockname(app->workers[0].listen_fd, (struct sockaddr *)&ss, &sl);
+            getsockname(ws->workers[0].listen_fd, (struct sockaddr *)&ss, &sl);
             port =
                 ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
         }
     }
     *bound_port = port;
+    freeaddrinfo(ai);
 
-    start = recd_xcalloc(1, sizeof(*start));
-    start->conf = conf;
-    h2o_barrier_init(&start->ready, n + 1);
+    h2o_barrier_init(&ws->ready, n + 1);
     for (size_t i = 0; i < n; ++i) {
-        recd_worker_t *w = &app->workers[i];
-        w->app = app;
+        recd_worker_t *w = &ws->workers[i];
+        w->group = ws;
         w->index = i;
-        w->_seed = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
-        recd_holder_subscribe(app->holder, &w->receiver);
-        w->_start = start;
+        w->seed = ((uint64_t)now_ms() << 20) ^ ((uint64_t)getpid() << 8) ^ (0x9e3779b97f4a7c15ULL * (i + 1));
+        recd_catalog_loader_subscribe(app->catalog, on_snapshot, w);
         h2o_multithread_create_thread(&w->tid, NULL, worker_main, w); /* aborts on failure */
     }
-    h2o_barrier_wait(&start->ready);
-    ret = 0;
-Exit:
-    if (ret != 0) {
-        for (size_t i = 0; i < n; ++i)
-            if (app->workers[i].listen_fd >= 0)
-                close(app->workers[i].listen_fd);
-    }
+    h2o_barrier_wait(&ws->ready);
+    return ws;
+
+Error:
+    for (size_t i = 0; i < n; ++i)
+        if (ws->workers[i].listen_fd >= 0)
+            close(ws->workers[i].listen_fd);
+    free(ws->workers);
+    free(ws);
     freeaddrinfo(ai);
-    return ret;
+    return NULL;
 }
 
-void recd_workers_stop(recd_app_t *app, uint32_t grace_ms)
+void recd_workers_stop(recd_workers_t *ws, uint32_t grace_ms)
 {
-    for (size_t i = 0; i < app->n_workers; ++i) {
-        recd_model_message_t *msg = recd_xcalloc(1, sizeof(*msg));
-        app->workers[i].grace_ms = grace_ms;
-        h2o_multithread_send_message(&app->workers[i].receiver, &msg->super);
+    for (size_t i = 0; i < ws->n; ++i) {
+        catalog_message_t *msg = recd_xcalloc(1, sizeof(*msg));
+        ws->workers[i].grace_ms = grace_ms;
+        h2o_multithread_send_message(&ws->workers[i].receiver, &msg->super);
     }
-    for (size_t i = 0; i < app->n_workers; ++i)
-        pthread_join(app->workers[i].tid, NULL);
-    if (app->n_workers > 0)
-        free(app->workers[0]._start);
+    for (size_t i = 0; i < ws->n; ++i)
+        pthread_join(ws->workers[i].tid, NULL);
+    free(ws->workers);
+    free(ws);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "models/model.h"
+#include "registry/registry.h"
 #include "tests/support/fixtures.h"
 
 int support_tmpdir_create(char *out, size_t outlen, const char *prefix)

@@ -1,4 +1,4 @@
-/* registry.c: the on-disk model registry <dir>/<model>/<version>/ — staging, atomic publication, version lookup. */
+/* registry.c: the on-disk model registry <dir>/<model>/<version>/ — staging, atomic publication, version lookup, control. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,8 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "models/model.h"
+#include <jansson.h>
+#include "base/alloc.h"
 #include "base/fs.h"
+#include "registry/registry.h"
 
 /* How many version numbers a commit tries before giving up when concurrent publishers keep taking them. */
 #define COMMIT_ATTEMPTS 64
@@ -46,11 +48,13 @@ static int parse_version(const char *name, uint64_t *out)
     return v != 0;
 }
 
-/* Largest version under model_dir; only_published requires a model.recd inside. Returns 0 (and *found) or -1 (errno). */
-static int scan_versions(const char *model_dir, int only_published, uint64_t *max, int *found)
+/* Largest version under model_dir; only_published requires a model.recd inside. When list is not NULL, every version found
+ * is appended to it (unordered; *list_len entries, the array grown with realloc). Returns 0 (and *found) or -1 (errno). */
+static int scan_versions(const char *model_dir, int only_published, uint64_t *max, int *found, uint64_t **list, size_t *list_len)
 {
     DIR *d = opendir(model_dir);
     struct dirent *e;
+    size_t cap = 0;
     *max = 0;
     *found = 0;
     if (d == NULL)
@@ -69,6 +73,13 @@ static int scan_versions(const char *model_dir, int only_published, uint64_t *ma
         if (!*found || v > *max)
             *max = v;
         *found = 1;
+        if (list != NULL) {
+            if (*list_len == cap) {
+                cap = cap != 0 ? cap * 2 : 16;
+                *list = recd_xreallocarray(*list, cap, sizeof(**list));
+            }
+            (*list)[(*list_len)++] = v;
+        }
     }
     int saved = errno;
     closedir(d);
@@ -159,7 +170,7 @@ int recd_registry_commit(const char *dir, const char *model, const char *staging
     for (int attempt = 0; attempt != COMMIT_ATTEMPTS; ++attempt) {
         uint64_t max;
         int found;
-        if (scan_versions(model_dir, 0, &max, &found) != 0)
+        if (scan_versions(model_dir, 0, &max, &found, NULL, NULL) != 0)
             return RECD_EIO;
         /* Never reuse a number this call already lost, even if a rescan races with a slow publisher. */
         if (max + 1 > next)
@@ -189,7 +200,7 @@ int recd_registry_latest(const char *dir, const char *model, uint64_t *version)
         return RECD_EINVAL;
     if ((size_t)snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model) >= sizeof(model_dir))
         return RECD_EINVAL;
-    if (scan_versions(model_dir, 1, &max, &found) != 0)
+    if (scan_versions(model_dir, 1, &max, &found, NULL, NULL) != 0)
         return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
     if (!found)
         return RECD_ENOTFOUND;
@@ -203,5 +214,128 @@ int recd_registry_artifact_path(const char *dir, const char *model, uint64_t ver
         return RECD_EINVAL;
     if ((size_t)snprintf(out, outlen, "%s/%s/%llu/%s", dir, model, (unsigned long long)version, RECD_REGISTRY_ARTIFACT) >= outlen)
         return RECD_EINVAL;
+    return RECD_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int recd_registry_versions(const char *dir, const char *model, uint64_t **versions, size_t *n)
+{
+    char model_dir[PATH_MAX];
+    uint64_t max, *list = NULL;
+    size_t len = 0;
+    int found;
+
+    if (dir == NULL || !recd_registry_valid_name(model) || versions == NULL || n == NULL)
+        return RECD_EINVAL;
+    *versions = NULL;
+    *n = 0;
+    if ((size_t)snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model) >= sizeof(model_dir))
+        return RECD_EINVAL;
+    if (scan_versions(model_dir, 1, &max, &found, &list, &len) != 0) {
+        int saved = errno;
+        free(list);
+        errno = saved;
+        return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
+    }
+    if (len > 1)
+        qsort(list, len, sizeof(*list), cmp_u64);
+    *versions = list;
+    *n = len;
+    return RECD_OK;
+}
+
+/* Writes <dir>/<model>/control.json into out. */
+static int control_path(const char *dir, const char *model, char *out, size_t outlen)
+{
+    if (dir == NULL || !recd_registry_valid_name(model))
+        return RECD_EINVAL;
+    if ((size_t)snprintf(out, outlen, "%s/%s/%s", dir, model, RECD_REGISTRY_CONTROL) >= outlen)
+        return RECD_EINVAL;
+    return RECD_OK;
+}
+
+/* Reads member key of obj into *out: absent leaves 0, a positive integer is taken, anything else is an error. */
+static int control_u64(const json_t *obj, const char *key, uint64_t *out, char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(obj, key);
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        snprintf(err, errlen, "\"%s\" must be a positive integer", key);
+        return -1;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+int recd_registry_read_control(const char *dir, const char *model, recd_registry_control_t *out, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    json_error_t jerr;
+    json_t *root = NULL;
+    FILE *fp;
+    int ret;
+
+    if (out == NULL)
+        return RECD_EINVAL;
+    *out = (recd_registry_control_t){0};
+    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
+        return ret;
+    if ((fp = fopen(path, "r")) == NULL)
+        return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
+    root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(fp);
+    if (root == NULL) {
+        snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
+        return RECD_EFORMAT;
+    }
+    ret = RECD_EFORMAT;
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "%s: not a JSON object", path);
+        goto Exit;
+    }
+    if (control_u64(root, "active", &out->active, err, errlen) != 0 ||
+        control_u64(root, "generation", &out->generation, err, errlen) != 0)
+        goto Exit;
+    ret = RECD_OK;
+Exit:
+    json_decref(root);
+    return ret;
+}
+
+int recd_registry_write_control(const char *dir, const char *model, const recd_registry_control_t *control)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8], model_dir[PATH_MAX];
+    FILE *fp;
+    int ret, failed;
+
+    if (control == NULL)
+        return RECD_EINVAL;
+    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
+        return ret;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model);
+    if (recd_mkdir_parents(path) != 0 || (fp = fopen(tmp, "w")) == NULL)
+        return RECD_EIO;
+    fputc('{', fp);
+    if (control->active != 0)
+        fprintf(fp, "\"active\":%llu", (unsigned long long)control->active);
+    if (control->generation != 0)
+        fprintf(fp, "%s\"generation\":%llu", control->active != 0 ? "," : "", (unsigned long long)control->generation);
+    fputs("}\n", fp);
+    failed = fflush(fp) != 0 || fsync(fileno(fp)) != 0;
+    failed |= fclose(fp) != 0;
+    if (failed || rename(tmp, path) != 0 || recd_fsync_path(model_dir, O_DIRECTORY) != 0) {
+        int saved = errno;
+        unlink(tmp);
+        errno = saved;
+        return RECD_EIO;
+    }
     return RECD_OK;
 }

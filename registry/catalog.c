@@ -1,0 +1,616 @@
+/* catalog.c: immutable snapshots of the loaded model versions, and the loader thread that builds them from the registry.
+ *
+ * DESIGN: a snapshot is built once, never changed, and shared by reference count: it holds one reference to each model
+ * version in it, so a version is unmapped only when the last snapshot (and the last request that took its own reference)
+ * lets go. The loader owns every piece of mutable state — the rejected versions with their files' identities, the watches,
+ * the snapshot sequence — and only the thread that polls touches it: the caller of recd_catalog_loader_create/poll before
+ * the watcher starts, the watcher thread afterwards (poll refuses to run beside it). The one thing other threads read is
+ * the newest snapshot pointer, under a mutex. The watcher wakes on inotify events in each <registry>/<model>/ (a version
+ * renamed in, control.json replaced) and at least every interval_ms (the fallback when inotify is unavailable), opens the
+ * chosen version (mmap + SHA-256 check) on its own thread, never on an event loop, and hands each subscriber one reference
+ * to the new snapshot. A version that fails to open is remembered with its file's identity (device, inode, size, mtime), so
+ * it is logged and counted once and opened again only when the file changes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "base/alloc.h"
+#include "base/text.h"
+#include "registry/catalog.h"
+#include "registry/registry.h"
+
+/* ---- snapshots ------------------------------------------------------------------------------------------------------ */
+
+typedef struct st_entry_t {
+    char *name;
+    size_t name_len;
+    uint64_t control_generation;
+    size_t n_versions;
+    recd_catalog_version_t *versions; /* ascending */
+} entry_t;
+
+struct st_recd_catalog_t {
+    _Atomic size_t refs;
+    uint64_t generation;
+    size_t max_items;
+    size_t n_models;
+    entry_t models[]; /* models[0] is the default */
+};
+
+static recd_catalog_t *catalog_new(size_t n_models, uint64_t generation)
+{
+    recd_catalog_t *c = recd_xcalloc(1, sizeof(*c) + n_models * sizeof(c->models[0]));
+    atomic_init(&c->refs, 1);
+    c->generation = generation;
+    c->n_models = n_models;
+    return c;
+}
+
+void recd_catalog_retain(recd_catalog_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void recd_catalog_release(recd_catalog_t *c)
+{
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < c->n_models; ++i) {
+        entry_t *e = &c->models[i];
+        for (size_t j = 0; j < e->n_versions; ++j)
+            recd_model_release(e->versions[j].model);
+        free(e->versions);
+        free(e->name);
+    }
+    free(c);
+}
+
+recd_catalog_t *recd_catalog_of_model(recd_model_t *model)
+{
+    recd_catalog_t *c = catalog_new(1, 0);
+    entry_t *e = &c->models[0];
+    e->name = recd_xstrdup(recd_model_name(model));
+    e->name_len = strlen(e->name);
+    e->n_versions = 1;
+    e->versions = recd_xcalloc(1, sizeof(*e->versions));
+    e->versions[0] = (recd_catalog_version_t){recd_model_version(model), model, RECD_CATALOG_ACTIVE};
+    c->max_items = recd_model_n_items(model);
+    return c;
+}
+
+static const entry_t *find_entry(const recd_catalog_t *c, const char *name, size_t len)
+{
+    if (name == NULL)
+        return &c->models[0];
+    for (size_t i = 0; i < c->n_models; ++i)
+        if (c->models[i].name_len == len && memcmp(c->models[i].name, name, len) == 0)
+            return &c->models[i];
+    return NULL;
+}
+
+static recd_model_t *active_of(const entry_t *e)
+{
+    for (size_t j = 0; j < e->n_versions; ++j)
+        if (e->versions[j].roles & RECD_CATALOG_ACTIVE)
+            return e->versions[j].model;
+    return NULL;
+}
+
+recd_model_t *recd_catalog_active(const recd_catalog_t *c, const char *name, size_t len)
+{
+    const entry_t *e = find_entry(c, name, len);
+    return e != NULL ? active_of(e) : NULL;
+}
+
+recd_model_t *recd_catalog_version(const recd_catalog_t *c, const char *name, size_t len, uint64_t version)
+{
+    const entry_t *e = find_entry(c, name, len);
+    for (size_t j = 0; e != NULL && j < e->n_versions; ++j)
+        if (e->versions[j].version == version)
+            return e->versions[j].model;
+    return NULL;
+}
+
+const char *recd_catalog_default_name(const recd_catalog_t *c)
+{
+    return c->models[0].name;
+}
+
+uint64_t recd_catalog_generation(const recd_catalog_t *c)
+{
+    return c->generation;
+}
+
+size_t recd_catalog_n_models(const recd_catalog_t *c)
+{
+    return c->n_models;
+}
+
+const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i)
+{
+    return c->models[i].name;
+}
+
+const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n)
+{
+    const entry_t *e = find_entry(c, name, len);
+    *n = e != NULL ? e->n_versions : 0;
+    return e != NULL ? e->versions : NULL;
+}
+
+uint64_t recd_catalog_control_generation(const recd_catalog_t *c, const char *name, size_t len)
+{
+    const entry_t *e = find_entry(c, name, len);
+    return e != NULL ? e->control_generation : 0;
+}
+
+size_t recd_catalog_max_items(const recd_catalog_t *c)
+{
+    return c->max_items;
+}
+
+/* ---- loader --------------------------------------------------------------------------------------------------------- */
+
+/* Which file a path named when it was looked at: a rejected artifact is retried only when this changes. */
+typedef struct st_file_id_t {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id_t;
+
+typedef struct st_rejection_t {
+    uint64_t version;
+    file_id_t file;
+} rejection_t;
+
+/* What the loader remembers about one model name; only the polling thread touches it. */
+typedef struct st_model_state_t {
+    char *name;
+    int wd; /* inotify watch of <registry>/<name>/, or -1 */
+    rejection_t *rejected;
+    size_t n_rejected;
+    file_id_t bad_control; /* the malformed control file last reported, so it is logged once */
+    int bad_control_logged;
+    uint64_t unavailable_logged; /* the control's version last reported as not loadable */
+    char last_error[768];        /* why the newest candidate did not open, for the start-up message */
+    recd_metric_t *version_gauge;
+} model_state_t;
+
+typedef struct st_subscriber_t {
+    recd_catalog_cb cb;
+    void *data;
+} subscriber_t;
+
+struct st_recd_catalog_loader_t {
+    char *registry;
+    const recd_logger_t *log;
+    recd_metric_t *loads, *failures;
+    size_t n_models;
+    model_state_t *models;
+    uint64_t generation;
+    pthread_mutex_t mutex; /* guards current against readers on other threads; only the polling thread writes it */
+    recd_catalog_t *current;
+    subscriber_t *subscribers;
+    size_t n_subscribers;
+    /* watcher */
+    pthread_t tid;
+    int running;
+    uint32_t interval_ms;
+    int stop_pipe[2];
+};
+
+static int file_identity(const char *path, file_id_t *out)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return -1;
+    *out = (file_id_t){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    return 0;
+}
+
+static int same_file(const file_id_t *a, const file_id_t *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+static rejection_t *find_rejection(model_state_t *ms, uint64_t version)
+{
+    for (size_t i = 0; i < ms->n_rejected; ++i)
+        if (ms->rejected[i].version == version)
+            return &ms->rejected[i];
+    return NULL;
+}
+
+/* Forgets rejections of versions that are no longer published (versions: ascending), so the list stays small. */
+static void prune_rejections(model_state_t *ms, const uint64_t *versions, size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ms->n_rejected; ++i) {
+        int published = 0;
+        for (size_t j = 0; j < n && !published; ++j)
+            published = versions[j] == ms->rejected[i].version;
+        if (published)
+            ms->rejected[kept++] = ms->rejected[i];
+    }
+    ms->n_rejected = kept;
+}
+
+static uint64_t version_or_zero(const recd_model_t *m)
+{
+    return m != NULL ? recd_model_version(m) : 0;
+}
+
+/*
+ * Opens version v of a model unless it was rejected before and its file has not changed since. Returns the version with one
+ * reference, or NULL (rejected now or before, or gone). serving is only for the log.
+ */
+static recd_model_t *try_open(recd_catalog_loader_t *l, model_state_t *ms, uint64_t v, const recd_model_t *serving)
+{
+    char path[4096], err[512], qname[200], qerr[1100];
+    file_id_t file;
+    rejection_t *rej;
+    recd_model_t *m;
+
+    if (recd_registry_artifact_path(l->registry, ms->name, v, path, sizeof(path)) != RECD_OK || file_identity(path, &file) != 0)
+        return NULL; /* removed since it was listed */
+    rej = find_rejection(ms, v);
+    if (rej != NULL && same_file(&rej->file, &file))
+        return NULL;
+    if ((m = recd_model_open(path, err, sizeof(err))) == NULL) {
+        if (rej == NULL) {
+            ms->rejected = recd_xreallocarray(ms->rejected, ms->n_rejected + 1, sizeof(*ms->rejected));
+            rej = &ms->rejected[ms->n_rejected++];
+        }
+        *rej = (rejection_t){v, file};
+        snprintf(ms->last_error, sizeof(ms->last_error), "version %llu: %s", (unsigned long long)v, err);
+        recd_metric_add(l->failures, RECD_METRICS_SHARED, 1);
+        recd_log(l->log, RECD_LOG_ERROR, "model version rejected", "\"model\":%s,\"version\":%llu,\"serving\":%llu,\"error\":%s",
+                 recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v,
+                 (unsigned long long)version_or_zero(serving), recd_json_quote(qerr, sizeof(qerr), err, strlen(err)));
+        return NULL;
+    }
+    if (rej != NULL)
+        *rej = ms->rejected[--ms->n_rejected];
+    recd_model_set_identity(m, ms->name, v);
+    recd_metric_add(l->loads, RECD_METRICS_SHARED, 1);
+    recd_log(l->log, RECD_LOG_INFO, "model loaded",
+             "\"model\":%s,\"version\":%llu,\"previous\":%llu,\"kind\":\"%s\",\"users\":%zu,\"items\":%zu,\"factors\":%u,"
+             "\"sha256\":\"%s\"",
+             recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v,
+             (unsigned long long)version_or_zero(serving), recd_model_kind_name(recd_model_kind(m)), recd_model_n_users(m),
+             recd_model_n_items(m), recd_model_n_factors(m), recd_model_sha256(m));
+    return m;
+}
+
+/* Reads the model's control file. Returns 1 when it says which version to serve (*want, 0 = the newest that opens, and its
+ * *generation; no control file counts as 0 and 0), 0 when it is unreadable or malformed (logged once per file). */
+static int read_control(recd_catalog_loader_t *l, model_state_t *ms, uint64_t *want, uint64_t *generation)
+{
+    recd_registry_control_t control;
+    char err[1024], path[4096], qname[200], qerr[1100];
+    int ret = recd_registry_read_control(l->registry, ms->name, &control, err, sizeof(err));
+
+    *want = control.active;
+    *generation = control.generation;
+    if (ret == RECD_OK || ret == RECD_ENOTFOUND) {
+        ms->bad_control_logged = 0;
+        return 1;
+    }
+    if (ret != RECD_EFORMAT)
+        snprintf(err, sizeof(err), "%s", recd_strerror(ret));
+    file_id_t file = {0};
+    snprintf(path, sizeof(path), "%s/%s/%s", l->registry, ms->name, RECD_REGISTRY_CONTROL);
+    file_identity(path, &file);
+    if (!ms->bad_control_logged || !same_file(&ms->bad_control, &file)) {
+        ms->bad_control = file;
+        ms->bad_control_logged = 1;
+        recd_log(l->log, RECD_LOG_ERROR, "control file ignored", "\"model\":%s,\"error\":%s",
+                 recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)),
+                 recd_json_quote(qerr, sizeof(qerr), err, strlen(err)));
+    }
+    return 0;
+}
+
+/*
+ * Decides which version model ms serves now, given what it served in the previous snapshot (prev, NULL at start-up).
+ * Returns it with one reference (NULL when none can serve) and writes the control generation it was chosen by.
+ */
+static recd_model_t *choose(recd_catalog_loader_t *l, model_state_t *ms, const entry_t *prev, uint64_t *generation)
+{
+    recd_model_t *serving = prev != NULL ? active_of(prev) : NULL, *m = NULL;
+    uint64_t *versions = NULL, want = 0, control_generation = 0;
+    size_t n = 0;
+    char qname[200];
+
+    *generation = prev != NULL ? prev->control_generation : 0;
+    int ret = recd_registry_versions(l->registry, ms->name, &versions, &n);
+    if (ret != RECD_OK)
+        snprintf(ms->last_error, sizeof(ms->last_error), "%s", recd_strerror(ret));
+    else if (n == 0)
+        snprintf(ms->last_error, sizeof(ms->last_error), "no published version");
+    if (ret != RECD_OK && serving != NULL)
+        goto Keep; /* the registry may be briefly unreadable: keep serving */
+    prune_rejections(ms, versions, n);
+    if (!read_control(l, ms, &want, &control_generation)) {
+        if (serving != NULL)
+            goto Keep;
+        want = control_generation = 0;
+    }
+
+    if (want != 0) {
+        int published = 0;
+        if (want == version_or_zero(serving)) {
+            ms->unavailable_logged = 0;
+            *generation = control_generation;
+            goto Keep;
+        }
+        for (size_t i = 0; i < n && !published; ++i)
+            published = versions[i] == want;
+        if (published && (m = try_open(l, ms, want, serving)) != NULL) {
+            ms->unavailable_logged = 0;
+            *generation = control_generation;
+            goto Exit;
+        }
+        if (ms->unavailable_logged != want) {
+            ms->unavailable_logged = want;
+            recd_log(l->log, RECD_LOG_ERROR, "control file names a version that cannot serve",
+                     "\"model\":%s,\"version\":%llu,\"published\":%s,\"serving\":%llu",
+                     recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)want,
+                     published ? "true" : "false", (unsigned long long)version_or_zero(serving));
+        }
+        if (serving != NULL)
+            goto Keep; /* and the generation that chose it: this control file is not in effect */
+        /* at start-up nothing serves yet: fall back to the newest version that opens */
+    } else {
+        ms->unavailable_logged = 0;
+        *generation = control_generation;
+    }
+    /* Newest first, and never older than what serves: going back is the control file's job, so a version directory that
+     * disappears (or a listing caught in the middle of a deletion) does not switch anything by itself. */
+    for (size_t i = n; i-- > 0 && versions[i] > version_or_zero(serving);) {
+        if ((m = try_open(l, ms, versions[i], serving)) != NULL)
+            goto Exit;
+    }
+    if (serving != NULL)
+        goto Keep; /* even when its directory is gone: the mapping stays valid */
+    goto Exit;
+
+Keep:
+    m = serving;
+    recd_model_retain(m);
+Exit:
+    free(versions);
+    return m;
+}
+
+/* Makes snapshot the newest and hands each subscriber its own reference; takes over the caller's reference. */
+static void publish(recd_catalog_loader_t *l, recd_catalog_t *snapshot)
+{
+    for (size_t i = 0; i < l->n_models; ++i)
+        recd_metric_set(l->models[i].version_gauge, (double)version_or_zero(active_of(&snapshot->models[i])));
+    pthread_mutex_lock(&l->mutex);
+    recd_catalog_t *old = l->current;
+    l->current = snapshot;
+    pthread_mutex_unlock(&l->mutex);
+    for (size_t i = 0; i < l->n_subscribers; ++i) {
+        recd_catalog_retain(snapshot);
+        l->subscribers[i].cb(l->subscribers[i].data, snapshot);
+    }
+    recd_catalog_release(old);
+}
+
+/* One check of every model; only the polling thread calls it. Returns 1 when a snapshot was published, else 0. */
+static int poll_once(recd_catalog_loader_t *l)
+{
+    const recd_catalog_t *prev = l->current; /* only this thread writes current: no lock needed to read it here */
+    recd_catalog_t *next = catalog_new(l->n_models, l->generation + 1);
+    int changed = prev == NULL;
+
+    for (size_t i = 0; i < l->n_models; ++i) {
+        model_state_t *ms = &l->models[i];
+        entry_t *e = &next->models[i];
+        const entry_t *pe = prev != NULL ? &prev->models[i] : NULL;
+        recd_model_t *m = choose(l, ms, pe, &e->control_generation);
+        e->name = recd_xstrdup(ms->name);
+        e->name_len = strlen(ms->name);
+        if (m != NULL) {
+            e->versions = recd_xcalloc(1, sizeof(*e->versions));
+            e->versions[0] = (recd_catalog_version_t){recd_model_version(m), m, RECD_CATALOG_ACTIVE};
+            e->n_versions = 1;
+            if (recd_model_n_items(m) > next->max_items)
+                next->max_items = recd_model_n_items(m);
+        }
+        if (pe != NULL && (active_of(pe) != m || pe->control_generation != e->control_generation))
+            changed = 1;
+    }
+    if (!changed) {
+        recd_catalog_release(next);
+        return 0;
+    }
+    l->generation = next->generation;
+    publish(l, next);
+    return 1;
+}
+
+recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const char *const *models, size_t n_models,
+                                                  const recd_logger_t *log, recd_metrics_t *metrics, char *err, size_t errlen)
+{
+    recd_catalog_loader_t *l;
+
+    if (n_models == 0) {
+        snprintf(err, errlen, "no model name given");
+        return NULL;
+    }
+    for (size_t i = 0; i < n_models; ++i) {
+        if (!recd_registry_valid_name(models[i])) {
+            snprintf(err, errlen, "invalid model name \"%s\" (1..64 of [A-Za-z0-9_.-], not starting with '.')", models[i]);
+            return NULL;
+        }
+    }
+    l = recd_xcalloc(1, sizeof(*l));
+    l->registry = recd_xstrdup(registry);
+    l->log = log;
+    l->loads = recd_metrics_counter(metrics, "recd_model_loads_total", "Model versions loaded from the registry.", NULL);
+    l->failures = recd_metrics_counter(metrics, "recd_model_load_failures_total", "Model versions rejected when loading.", NULL);
+    l->n_models = n_models;
+    l->models = recd_xcalloc(n_models, sizeof(*l->models));
+    for (size_t i = 0; i < n_models; ++i) {
+        char labels[128];
+        l->models[i].name = recd_xstrdup(models[i]);
+        l->models[i].wd = -1;
+        /* valid names need no escaping in a label value */
+        snprintf(labels, sizeof(labels), "model=\"%s\"", models[i]);
+        l->models[i].version_gauge =
+            recd_metrics_gauge(metrics, "recd_model_version", "The model version being served (the active one).", labels);
+    }
+    pthread_mutex_init(&l->mutex, NULL);
+    l->stop_pipe[0] = l->stop_pipe[1] = -1;
+
+    poll_once(l);
+    if (recd_catalog_active(l->current, NULL, 0) == NULL) {
+        snprintf(err, errlen, "no version of model \"%s\" in registry %s opens (%s)", models[0], registry, l->models[0].last_error);
+        recd_catalog_loader_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void recd_catalog_loader_free(recd_catalog_loader_t *l)
+{
+    if (l == NULL)
+        return;
+    recd_catalog_loader_stop(l);
+    recd_catalog_release(l->current);
+    for (size_t i = 0; i < l->n_models; ++i) {
+        free(l->models[i].name);
+        free(l->models[i].rejected);
+    }
+    free(l->models);
+    free(l->subscribers);
+    pthread_mutex_destroy(&l->mutex);
+    free(l->registry);
+    free(l);
+}
+
+recd_catalog_t *recd_catalog_loader_current(recd_catalog_loader_t *l)
+{
+    pthread_mutex_lock(&l->mutex);
+    recd_catalog_t *c = l->current;
+    recd_catalog_retain(c);
+    pthread_mutex_unlock(&l->mutex);
+    return c;
+}
+
+void recd_catalog_loader_subscribe(recd_catalog_loader_t *l, recd_catalog_cb cb, void *data)
+{
+    l->subscribers = recd_xreallocarray(l->subscribers, l->n_subscribers + 1, sizeof(*l->subscribers));
+    l->subscribers[l->n_subscribers++] = (subscriber_t){cb, data};
+}
+
+int recd_catalog_loader_poll(recd_catalog_loader_t *l)
+{
+    if (l->running)
+        return RECD_EBUSY;
+    return poll_once(l);
+}
+
+/* (Re)adds the inotify watch of every model directory that has none (it may not exist yet, or was replaced). */
+static void add_watches(recd_catalog_loader_t *l, int ifd)
+{
+    for (size_t i = 0; i < l->n_models; ++i) {
+        char dir[4096];
+        if (l->models[i].wd >= 0)
+            continue;
+        snprintf(dir, sizeof(dir), "%s/%s", l->registry, l->models[i].name);
+        l->models[i].wd = inotify_add_watch(ifd, dir,
+                                            IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE | IN_DELETE_SELF |
+                                                IN_MOVE_SELF | IN_ONLYDIR);
+    }
+}
+
+/* Drains inotify events; a watch whose directory went away is dropped so add_watches sets it up on the new one. */
+static void read_events(recd_catalog_loader_t *l, int ifd)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t len;
+    while ((len = read(ifd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + len; p += sizeof(struct inotify_event) + ((struct inotify_event *)p)->len) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if (!(ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)))
+                continue;
+            for (size_t i = 0; i < l->n_models; ++i) {
+                if (l->models[i].wd == ev->wd) {
+                    if (!(ev->mask & IN_IGNORED))
+                        inotify_rm_watch(ifd, ev->wd);
+                    l->models[i].wd = -1;
+                }
+            }
+        }
+    }
+}
+
+static void *watch_main(void *arg)
+{
+    recd_catalog_loader_t *l = arg;
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+    if (ifd < 0)
+        recd_log(l->log, RECD_LOG_WARN, "inotify unavailable; polling the registry only", "\"interval_ms\":%u", l->interval_ms);
+    for (;;) {
+        if (ifd >= 0)
+            add_watches(l, ifd);
+        struct pollfd fds[2] = {{l->stop_pipe[0], POLLIN, 0}, {ifd, POLLIN, 0}};
+        int n = poll(fds, ifd >= 0 ? 2 : 1, (int)l->interval_ms);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents != 0)
+            break;
+        if (ifd >= 0 && fds[1].revents != 0)
+            read_events(l, ifd);
+        poll_once(l);
+    }
+    if (ifd >= 0)
+        close(ifd);
+    for (size_t i = 0; i < l->n_models; ++i)
+        l->models[i].wd = -1;
+    return NULL;
+}
+
+int recd_catalog_loader_start(recd_catalog_loader_t *l, uint32_t interval_ms)
+{
+    if (l->running)
+        return 0;
+    l->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    if (pipe2(l->stop_pipe, O_CLOEXEC) != 0)
+        return RECD_EIO;
+    if (pthread_create(&l->tid, NULL, watch_main, l) != 0) {
+        close(l->stop_pipe[0]);
+        close(l->stop_pipe[1]);
+        l->stop_pipe[0] = l->stop_pipe[1] = -1;
+        return RECD_EIO;
+    }
+    l->running = 1;
+    return 0;
+}
+
+void recd_catalog_loader_stop(recd_catalog_loader_t *l)
+{
+    if (!l->running)
+        return;
+    ssize_t wr = write(l->stop_pipe[1], "x", 1);
+    (void)wr;
+    pthread_join(l->tid, NULL);
+    close(l->stop_pipe[0]);
+    close(l->stop_pipe[1]);
+    l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    l->running = 0;
+}

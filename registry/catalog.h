@@ -1,0 +1,120 @@
+/* catalog.h: the catalog of loaded model versions — immutable refcounted snapshots, and the loader that watches the registry
+ * and publishes them. */
+#ifndef RECD_REGISTRY_CATALOG_H
+#define RECD_REGISTRY_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/log.h"
+#include "base/metrics.h"
+#include "models/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- snapshots ------------------------------------------------------------------------------------------------------ */
+
+/**
+ * An immutable snapshot of every loaded model version, per model name. It holds one reference to each version in it, so a
+ * version stays mapped while any snapshot holding it lives. Refcounted with atomics: any thread may retain and release.
+ */
+typedef struct st_recd_catalog_t recd_catalog_t;
+
+/** Roles of a loaded version in its model (bits; pins and experiment arms will be added here). */
+enum { RECD_CATALOG_ACTIVE = 1 };
+
+/** One loaded version of a model in a snapshot. */
+typedef struct st_recd_catalog_version_t {
+    uint64_t version;
+    recd_model_t *model; /* borrowed from the snapshot */
+    unsigned roles;      /* RECD_CATALOG_* bits */
+} recd_catalog_version_t;
+
+/**
+ * A snapshot serving exactly one version (model's name, as its active and only version), for programs that serve an
+ * artifact without a registry: offline evaluation ("as recd serves it") and tests. Takes over the caller's reference on
+ * model. Its generation is 0. Aborts on out of memory.
+ */
+recd_catalog_t *recd_catalog_of_model(recd_model_t *model);
+/** Takes one more reference. */
+void recd_catalog_retain(recd_catalog_t *c);
+/** Drops a reference; the last one drops the snapshot's model references and frees it. Accepts NULL. */
+void recd_catalog_release(recd_catalog_t *c);
+/**
+ * The version that serves model name (len bytes; name NULL = the default model): the active one, or NULL when the model is
+ * unknown or has no loaded version. Borrowed from the snapshot: a request that keeps it past the snapshot's lifetime takes
+ * its own reference (recd_model_retain).
+ */
+recd_model_t *recd_catalog_active(const recd_catalog_t *c, const char *name, size_t len);
+/** A loaded version of model name (NULL = the default), whatever its role, or NULL when not loaded. Borrowed like above. */
+recd_model_t *recd_catalog_version(const recd_catalog_t *c, const char *name, size_t len, uint64_t version);
+/** The default model's name (the first one the loader was given). */
+const char *recd_catalog_default_name(const recd_catalog_t *c);
+/** The snapshot's sequence number: every snapshot a loader publishes has a larger one than the one before. */
+uint64_t recd_catalog_generation(const recd_catalog_t *c);
+/** Number of model names in the snapshot (each configured name, loaded or not). */
+size_t recd_catalog_n_models(const recd_catalog_t *c);
+/** The name of model i (0 <= i < recd_catalog_n_models; 0 is the default). */
+const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i);
+/**
+ * The loaded versions of model name (NULL = the default), ascending, *n of them (0 and NULL for an unknown model). The
+ * array belongs to the snapshot.
+ */
+const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
+/** The "generation" of the control file the model's versions were chosen by, or 0 (no control file, or none given). */
+uint64_t recd_catalog_control_generation(const recd_catalog_t *c, const char *name, size_t len);
+/** The largest item count of any version in the snapshot, so per-thread scratch buffers can be sized once per snapshot. */
+size_t recd_catalog_max_items(const recd_catalog_t *c);
+
+/* ---- loader and watcher --------------------------------------------------------------------------------------------- */
+
+/**
+ * Called with every new snapshot, on the loader's thread; the subscriber takes over one reference to snapshot. It must not
+ * block: a worker posts the snapshot to its own event loop (h2o_multithread_send_message) and returns.
+ */
+typedef void (*recd_catalog_cb)(void *data, recd_catalog_t *snapshot);
+
+typedef struct st_recd_catalog_loader_t recd_catalog_loader_t;
+
+/**
+ * Loads models (n_models names, the first the default) from the registry directory and returns a loader holding the first
+ * snapshot. A model's version is the one its control file (<registry>/<model>/control.json, {"active": N}) names, else the
+ * newest one that opens; a version that fails its checks is rejected (logged and counted), and the next older one is tried.
+ * Runs on the calling thread: call it at start-up, before any event loop runs. Returns NULL with a message in err when a
+ * name is invalid or the default model has no version that opens.
+ *
+ * Registers recd_model_loads_total, recd_model_load_failures_total and recd_model_version{model="..."} in metrics; log and
+ * metrics are borrowed and must outlive the loader.
+ */
+recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const char *const *models, size_t n_models,
+                                                  const recd_logger_t *log, recd_metrics_t *metrics, char *err, size_t errlen);
+/** Stops the watcher if running, releases the loader's snapshot and frees; accepts NULL. */
+void recd_catalog_loader_free(recd_catalog_loader_t *l);
+/** The newest snapshot with one reference for the caller. Thread-safe. */
+recd_catalog_t *recd_catalog_loader_current(recd_catalog_loader_t *l);
+/** Adds a subscriber that receives every snapshot published later. Call before recd_catalog_loader_start. */
+void recd_catalog_loader_subscribe(recd_catalog_loader_t *l, recd_catalog_cb cb, void *data);
+/**
+ * Checks the registry once on the calling thread: re-reads each model's control file and versions, opens the version that
+ * should serve when it is not loaded yet (mmap + SHA-256 check), and publishes a new snapshot to the subscribers when
+ * anything changed. Without an "active" in the control file a newer version that opens replaces the serving one; nothing
+ * goes back to an older version but the control file (a deleted version directory keeps serving from its mapping). A
+ * control file naming a version that cannot serve is logged and the serving version stays. A rejected version is not
+ * opened again until its file changes (device, inode, size, mtime). Returns 1 when a snapshot was published, 0 when
+ * nothing changed, RECD_EBUSY while the watcher thread runs (it alone polls then).
+ */
+int recd_catalog_loader_poll(recd_catalog_loader_t *l);
+/**
+ * Starts the watcher thread: it polls when inotify reports a change in a model's directory (a version published by rename,
+ * control.json replaced) and at least every interval_ms (the fallback when inotify is unavailable). Returns 0 or RECD_EIO.
+ */
+int recd_catalog_loader_start(recd_catalog_loader_t *l, uint32_t interval_ms);
+/** Stops and joins the watcher thread (no subscriber is called after it returns); a no-op when not running. */
+void recd_catalog_loader_stop(recd_catalog_loader_t *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,18 @@
+/* main.c: runs every test group of the registry module (groups are defined in the test_*.c files beside this one). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* Every group named here must be linked in: a missing one fails the build, never skips silently. */
+#define RECD_TEST_GROUPS(X) X(registry) X(catalog)
+#define DECLARE(name) int test_##name##_run(void);
+RECD_TEST_GROUPS(DECLARE)
+
+int main(void)
+{
+    int failed = 0;
+#define RUN(name) failed += test_##name##_run();
+    RECD_TEST_GROUPS(RUN)
+    return failed != 0;
+}
