@@ -25,7 +25,7 @@ void recd_api_register_not_found(h2o_pathconf_t *pathconf, recd_api_t *api)
 }
 
 recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *log, recd_metrics_t *metrics, recd_serve_t *serve,
-                            recd_eventlog_t *events)
+                            recd_event_sink_t *events)
 {
     recd_api_t *api = recd_xcalloc(1, sizeof(*api));
     api->config = config;

@@ -7,7 +7,7 @@
 #include "base/metrics.h"
 #include "config/config.h"
 #include "serve/serve.h"
-#include "server/server.h"
+#include "store/event_sink.h"
 
 typedef struct st_recd_api_t recd_api_t;
 
@@ -17,7 +17,7 @@ typedef struct st_recd_api_t recd_api_t;
  * Aborts on out of memory.
  */
 recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *log, recd_metrics_t *metrics, recd_serve_t *serve,
-                            recd_eventlog_t *events);
+                            recd_event_sink_t *events);
 /** Frees; accepts NULL. Detach every context first. */
 void recd_api_free(recd_api_t *api);
 

@@ -147,7 +147,7 @@ struct st_recd_api_t {
     const recd_logger_t *log;
     recd_metrics_t *metrics;
     recd_serve_t *serve;
-    recd_eventlog_t *events;
+    recd_event_sink_t *events;
     recd_metric_t *events_accepted;
     recd_api_endpoint_t *endpoints; /* every endpoint registered, newest first */
     recd_api_endpoint_t *other;     /* where unknown paths are counted */
