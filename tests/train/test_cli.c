@@ -175,6 +175,41 @@ static void test_cli_usage_and_failures(void **state)
     free(err);
 }
 
+/* tune in-process: the report names the winner, which is the best mean among the candidates scored on every fold. */
+static void test_cli_tune_reports_the_best_survivor(void **state)
+{
+    cli_fixture_t *f = *state;
+    char *out, *err;
+    int rc = cli(&out, &err, "tune --input %s --registry %s --model tuned --algorithm als --budget 4 --iterations 3 --threads 1",
+                 f->log, f->registry);
+    if (rc != 0)
+        fprintf(stderr, "%s", err);
+    assert_int_equal(rc, 0);
+    json_t *report = json_loads(out, 0, NULL);
+    assert_non_null(report);
+    assert_string_equal(json_string_value(json_object_get(report, "command")), "tune");
+    json_t *tuning = json_object_get(report, "tuning"), *cands = json_object_get(tuning, "candidates");
+    assert_int_equal(json_array_size(cands), 4);
+    int folds = (int)json_integer_value(json_object_get(json_object_get(tuning, "validation_scheme"), "folds"));
+    assert_true(folds > 1);
+    size_t best = (size_t)json_integer_value(json_object_get(tuning, "best")), full = 0;
+    double best_score = -1;
+    for (size_t i = 0; i != json_array_size(cands); ++i) {
+        json_t *c = json_array_get(cands, i);
+        if (json_integer_value(json_object_get(c, "folds_scored")) == folds) {
+            ++full;
+            best_score = fmax(best_score, number_at(c, "ndcg@10"));
+        }
+    }
+    assert_int_equal(full, 2); /* the best third of 4, at least two */
+    assert_true(number_at(json_array_get(cands, best), "ndcg@10") == best_score);
+    assert_true(number_at(tuning, "best_validation_score") == best_score);
+    assert_non_null(strstr(err, "<- best"));
+    json_decref(report);
+    free(out);
+    free(err);
+}
+
 /* A scripted search: value[c][f] is candidate c's metric on fold f (NaN = the fit failed); calls are counted. */
 typedef struct st_script_t {
     const double (*value)[3];
@@ -202,7 +237,7 @@ static void test_tune_halving_keeps_the_best_third(void **state)
 {
     /* 7 candidates, 3 folds: survivors = ceil(7 / 3) = 3, ranked by fold 0 (4: 0.9, 1: 0.8, 5 and 6 tie at 0.7: the lower
      * index goes first). Candidate 2 fails on fold 0, candidate 5 fails on fold 1. */
-    static const double v[7][3] = {{0.5, 0.5, 0.5}, {0.8, 0.9, 0.9}, {NAN, 1, 1},    {0.1, 1, 1},
+    static const double v[7][3] = {{0.5, 0.5, 0.5}, {0.8, 0.5, 0.5}, {NAN, 1, 1},    {0.1, 1, 1},
                                    {0.9, 0.3, 0.2}, {0.7, NAN, 1},   {0.7, 0.8, 0.8}};
     recd_eval_metric_t m;
     assert_int_equal(recd_eval_metric_parse("ndcg@10", &m), 0);
@@ -211,7 +246,7 @@ static void test_tune_halving_keeps_the_best_third(void **state)
     recd_tune_search_t search = {7, 3, &m, script_score, script_scored, &s};
     assert_int_equal(recd_tune_survivors(7, 3), 3);
     size_t best = recd_tune_halving(&search, t);
-    assert_int_equal(best, 1); /* mean 0.8667 beats candidate 4's 0.4667 although 4 led the first fold */
+    assert_int_equal(best, 1); /* mean 0.6: beats 4's 0.4667 (4 led the first fold) and 6's 0.7, which is of one fold only */
     for (size_t c = 0; c != 7; ++c)
         assert_int_equal(s.calls[c][0], 1);
     assert_int_equal(s.calls[4][1] + s.calls[4][2] + s.calls[1][1] + s.calls[1][2], 4);
@@ -224,7 +259,7 @@ static void test_tune_halving_keeps_the_best_third(void **state)
     assert_true(t[2].failed && isnan(t[2].score));
     assert_true(t[5].failed && t[5].folds_scored == 1);
     assert_int_equal(t[1].folds_scored, 3);
-    assert_true(fabs(t[1].score - (0.8 + 0.9 + 0.9) / 3) < 1e-12);
+    assert_true(fabs(t[1].score - (0.8 + 0.5 + 0.5) / 3) < 1e-12);
     assert_int_equal(t[6].folds_scored, 1);
     assert_int_equal(s.leads, 3); /* 0 (0.5), then 1 (0.8), then 4 (0.9) led the first fold */
 
@@ -233,11 +268,11 @@ static void test_tune_halving_keeps_the_best_third(void **state)
     assert_int_equal(recd_eval_metric_parse("rmse", &rmse), 0);
     size_t order[7];
     recd_tune_rank(t, 7, &rmse, order);
-    static const size_t expect_low[7] = {3, 4, 0, 6, 1, 2, 5};
+    static const size_t expect_low[7] = {3, 4, 0, 1, 6, 2, 5};
     for (size_t i = 0; i != 7; ++i)
         assert_int_equal(order[i], expect_low[i]);
     recd_tune_rank(t, 7, &m, order);
-    static const size_t expect_high[7] = {1, 6, 0, 4, 3, 2, 5};
+    static const size_t expect_high[7] = {6, 1, 0, 4, 3, 2, 5};
     for (size_t i = 0; i != 7; ++i)
         assert_int_equal(order[i], expect_high[i]);
 
@@ -257,6 +292,7 @@ int test_cli_run(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_evaluate_artifact_matches_training),
         cmocka_unit_test(test_cli_usage_and_failures),
+        cmocka_unit_test(test_cli_tune_reports_the_best_survivor),
         cmocka_unit_test(test_tune_halving_keeps_the_best_third),
     };
     return cmocka_run_group_tests_name("cli", tests, cli_setup, cli_teardown);
