@@ -66,6 +66,12 @@ void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *s
     pthread_mutex_unlock(&api->attach_mutex);
 }
 
+size_t recd_api_pending(recd_api_t *api, h2o_context_t *ctx)
+{
+    recd_api_context_t *actx = *h2o_context_get_storage(ctx, &api->storage_key, NULL);
+    return actx != NULL ? actx->pending_appends : 0;
+}
+
 void recd_api_detach(recd_api_t *api, h2o_context_t *ctx)
 {
     void **slot = h2o_context_get_storage(ctx, &api->storage_key, NULL);

@@ -161,6 +161,7 @@ typedef struct st_recd_api_context_t {
     recd_serve_worker_t *serve;
     size_t slot;
     h2o_multithread_receiver_t events_receiver; /* event-sink completions, marshalled back to this loop */
+    size_t pending_appends;                     /* event batches the sink has not answered yet (this loop only) */
 } recd_api_context_t;
 
 /** Registers an endpoint's metrics under name (its histogram at once, so every endpoint renders). Call at start-up. */

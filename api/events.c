@@ -112,6 +112,7 @@ void recd_api_on_events_message(h2o_multithread_receiver_t *receiver, h2o_linkli
     while (!h2o_linklist_is_empty(messages)) {
         events_pending_t *p = H2O_STRUCT_FROM_MEMBER(events_pending_t, super.link, messages->next);
         h2o_linklist_unlink(&p->super.link);
+        --p->actx->pending_appends;
         complete(p);
     }
 }
@@ -144,8 +145,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     events_pending_t *p = pending_create(call->ctx, call, events, n);
     p->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*p->guard), on_guard_dispose);
     *p->guard = p;
+    ++call->ctx->pending_appends;
     int rc = recd_event_sink_append(h->api->events, jw.buf, jw.len, on_appended, p);
     if (rc != 0) {
+        --call->ctx->pending_appends;
         /* the sink's queue is full: nothing was written and the callback will not come */
         *p->guard = NULL;
         free(p);
