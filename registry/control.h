@@ -17,14 +17,14 @@ extern "C" {
 #define RECD_EXPERIMENT_MAX_ARMS 62
 
 /** One arm of an experiment: a version of the control file's model and its share of the traffic. */
-typedef struct {
+typedef struct st_recd_control_arm_t {
     char name[65];    /* [A-Za-z0-9_-]{1,64} */
     uint64_t version; /* a version of this model (the admin API spells it "<model>@<version>") */
     uint32_t weight;  /* basis points; an experiment's weights sum to 10000 */
 } recd_control_arm_t;
 
 /** When the guardrail evaluator rolls a canary arm back (enabled 0: the experiment has no "guardrails" member). */
-typedef struct {
+typedef struct st_recd_control_guardrails_t {
     char canary[65], control[65]; /* arm names of this experiment */
     double max_error_rate_delta, max_p99_ratio, alpha;
     uint64_t min_requests, min_events;
@@ -32,7 +32,7 @@ typedef struct {
 } recd_control_guardrails_t;
 
 /** One experiment of the control file. */
-typedef struct {
+typedef struct st_recd_control_experiment_t {
     char id[65]; /* [A-Za-z0-9_-]{1,64}: the member name in "experiments" */
     char salt[129];
     int enabled;
@@ -51,7 +51,7 @@ typedef struct {
  * realloc or free them and recd_control_dispose frees them. _extra keeps the file's unknown members so a rewrite keeps
  * them; leave it alone.
  */
-typedef struct {
+typedef struct st_recd_control_t {
     uint64_t generation, active; /* active 0: the file names none (serve the newest version that loads) */
     uint64_t *history;           /* the previous active versions, oldest first: rollback pops the last one */
     size_t n_history;
