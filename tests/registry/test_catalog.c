@@ -556,6 +556,7 @@ static int set_full_control(recd_control_t *c, void *data)
     c->pins = realloc(c->pins, sizeof(uint64_t));
     c->pins[0] = 1;
     c->n_pins = 1;
+    free(c->experiments); /* replaced whole */
     c->experiments = calloc(1, sizeof(*c->experiments));
     c->n_experiments = 1;
     recd_control_experiment_t *x = &c->experiments[0];
