@@ -25,7 +25,7 @@ void recd_api_register_not_found(h2o_pathconf_t *pathconf, recd_api_t *api)
 }
 
 recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *log, recd_metrics_t *metrics, recd_serve_t *serve,
-                            recd_eventlog_t *events)
+                            recd_event_sink_t *events)
 {
     recd_api_t *api = recd_xcalloc(1, sizeof(*api));
     api->config = config;
@@ -64,6 +64,12 @@ void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *s
     pthread_mutex_lock(&api->attach_mutex);
     *h2o_context_get_storage(ctx, &api->storage_key, NULL) = actx;
     pthread_mutex_unlock(&api->attach_mutex);
+}
+
+size_t recd_api_pending(recd_api_t *api, h2o_context_t *ctx)
+{
+    recd_api_context_t *actx = *h2o_context_get_storage(ctx, &api->storage_key, NULL);
+    return actx != NULL ? actx->pending_appends : 0;
 }
 
 void recd_api_detach(recd_api_t *api, h2o_context_t *ctx)

@@ -7,7 +7,7 @@
 #include "base/metrics.h"
 #include "config/config.h"
 #include "serve/serve.h"
-#include "server/server.h"
+#include "store/event_sink.h"
 
 typedef struct st_recd_api_t recd_api_t;
 
@@ -17,7 +17,7 @@ typedef struct st_recd_api_t recd_api_t;
  * Aborts on out of memory.
  */
 recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *log, recd_metrics_t *metrics, recd_serve_t *serve,
-                            recd_eventlog_t *events);
+                            recd_event_sink_t *events);
 /** Frees; accepts NULL. Detach every context first. */
 void recd_api_free(recd_api_t *api);
 
@@ -33,6 +33,11 @@ void recd_api_register(h2o_hostconf_t *host, recd_api_t *api);
  * sw (borrowed) and metrics slot, and registers the receiver that brings event-sink completions back to this loop.
  */
 void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *sw, size_t slot);
+/**
+ * Event batches of this worker that the event sink has not answered yet. Their completions post to the worker's
+ * context: it must keep running its loop until this is 0 before recd_api_detach.
+ */
+size_t recd_api_pending(recd_api_t *api, h2o_context_t *ctx);
 /** Undoes recd_api_attach (on the worker's thread, before h2o_context_dispose, once no request is in flight). */
 void recd_api_detach(recd_api_t *api, h2o_context_t *ctx);
 

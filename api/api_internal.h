@@ -147,7 +147,7 @@ struct st_recd_api_t {
     const recd_logger_t *log;
     recd_metrics_t *metrics;
     recd_serve_t *serve;
-    recd_eventlog_t *events;
+    recd_event_sink_t *events;
     recd_metric_t *events_accepted;
     recd_api_endpoint_t *endpoints; /* every endpoint registered, newest first */
     recd_api_endpoint_t *other;     /* where unknown paths are counted */
@@ -161,6 +161,7 @@ typedef struct st_recd_api_context_t {
     recd_serve_worker_t *serve;
     size_t slot;
     h2o_multithread_receiver_t events_receiver; /* event-sink completions, marshalled back to this loop */
+    size_t pending_appends;                     /* event batches the sink has not answered yet (this loop only) */
 } recd_api_context_t;
 
 /** Registers an endpoint's metrics under name (its histogram at once, so every endpoint renders). Call at start-up. */

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/text.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "store/file_sink.h"
 
 extern char **environ;
 
@@ -16,6 +18,7 @@ char *openblas_get_corename(void);
 void openblas_set_num_threads(int num_threads);
 
 #define GRACE_MS 2000
+#define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
 #if defined(__SANITIZE_ADDRESS__)
 /* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
@@ -75,12 +78,14 @@ int main(int argc, char **argv)
     }
     app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
-    if ((app.events = recd_eventlog_open(config.events_path, config.events_fsync, err, sizeof(err))) == NULL) {
+    if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
+    recd_file_sink_use_metrics(app.events, app.metrics);
+
     h2o_config_init(&conf);
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
     conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
@@ -116,7 +121,7 @@ int main(int argc, char **argv)
     ret = 0;
 
 Exit:
-    recd_eventlog_close(app.events);
+    recd_event_sink_free(app.events);
     recd_api_free(app.api);
     recd_serve_free(app.serve);
     recd_feature_store_free(app.store);

@@ -6,6 +6,7 @@
 
 int test_server_run(void);
 int test_hotswap_run(void);
+int test_events_disk_run(void);
 int test_served_run(void);
 
 int main(void)
@@ -13,6 +14,7 @@ int main(void)
     int failed = 0;
     failed += test_server_run();
     failed += test_hotswap_run();
+    failed += test_events_disk_run();
     failed += test_served_run();
     return failed != 0;
 }
