@@ -24,6 +24,7 @@
 #include "base/alloc.h"
 #include "base/text.h"
 #include "registry/catalog.h"
+#include "registry/control.h"
 #include "registry/registry.h"
 
 /* ---- snapshots ------------------------------------------------------------------------------------------------------ */
@@ -295,12 +296,13 @@ static recd_model_t *try_open(recd_catalog_loader_t *l, model_state_t *ms, uint6
  * *generation; no control file counts as 0 and 0), 0 when it is unreadable or malformed (logged once per file). */
 static int read_control(recd_catalog_loader_t *l, model_state_t *ms, uint64_t *want, uint64_t *generation)
 {
-    recd_registry_control_t control;
+    recd_control_t control;
     char err[1024], path[4096], qname[200], qerr[1100];
-    int ret = recd_registry_read_control(l->registry, ms->name, &control, err, sizeof(err));
+    int ret = recd_control_read(l->registry, ms->name, &control, err, sizeof(err));
 
     *want = control.active;
     *generation = control.generation;
+    recd_control_dispose(&control);
     if (ret == RECD_OK || ret == RECD_ENOTFOUND) {
         ms->bad_control_logged = 0;
         return 1;

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <jansson.h>
 #include "base/alloc.h"
 #include "base/fs.h"
 #include "registry/registry.h"
@@ -246,96 +245,5 @@ int recd_registry_versions(const char *dir, const char *model, uint64_t **versio
         qsort(list, len, sizeof(*list), cmp_u64);
     *versions = list;
     *n = len;
-    return RECD_OK;
-}
-
-/* Writes <dir>/<model>/control.json into out. */
-static int control_path(const char *dir, const char *model, char *out, size_t outlen)
-{
-    if (dir == NULL || !recd_registry_valid_name(model))
-        return RECD_EINVAL;
-    if ((size_t)snprintf(out, outlen, "%s/%s/%s", dir, model, RECD_REGISTRY_CONTROL) >= outlen)
-        return RECD_EINVAL;
-    return RECD_OK;
-}
-
-/* Reads member key of obj into *out: absent leaves 0, a positive integer is taken, anything else is an error. */
-static int control_u64(const json_t *obj, const char *key, uint64_t *out, char *err, size_t errlen)
-{
-    const json_t *v = json_object_get(obj, key);
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-        snprintf(err, errlen, "\"%s\" must be a positive integer", key);
-        return -1;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-int recd_registry_read_control(const char *dir, const char *model, recd_registry_control_t *out, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    json_error_t jerr;
-    json_t *root = NULL;
-    FILE *fp;
-    int ret;
-
-    if (out == NULL)
-        return RECD_EINVAL;
-    *out = (recd_registry_control_t){0};
-    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
-        return ret;
-    if ((fp = fopen(path, "r")) == NULL)
-        return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
-    root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(fp);
-    if (root == NULL) {
-        snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
-        return RECD_EFORMAT;
-    }
-    ret = RECD_EFORMAT;
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "%s: not a JSON object", path);
-        goto Exit;
-    }
-    if (control_u64(root, "active", &out->active, err, errlen) != 0 ||
-        control_u64(root, "generation", &out->generation, err, errlen) != 0)
-        goto Exit;
-    ret = RECD_OK;
-Exit:
-    json_decref(root);
-    return ret;
-}
-
-int recd_registry_write_control(const char *dir, const char *model, const recd_registry_control_t *control)
-{
-    char path[PATH_MAX], tmp[PATH_MAX + 8], model_dir[PATH_MAX];
-    FILE *fp;
-    int ret, failed;
-
-    if (control == NULL)
-        return RECD_EINVAL;
-    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
-        return ret;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model);
-    if (recd_mkdir_parents(path) != 0 || (fp = fopen(tmp, "w")) == NULL)
-        return RECD_EIO;
-    fputc('{', fp);
-    if (control->active != 0)
-        fprintf(fp, "\"active\":%llu", (unsigned long long)control->active);
-    if (control->generation != 0)
-        fprintf(fp, "%s\"generation\":%llu", control->active != 0 ? "," : "", (unsigned long long)control->generation);
-    fputs("}\n", fp);
-    failed = fflush(fp) != 0 || fsync(fileno(fp)) != 0;
-    failed |= fclose(fp) != 0;
-    if (failed || rename(tmp, path) != 0 || recd_fsync_path(model_dir, O_DIRECTORY) != 0) {
-        int saved = errno;
-        unlink(tmp);
-        errno = saved;
-        return RECD_EIO;
-    }
     return RECD_OK;
 }

@@ -1,5 +1,5 @@
 /* registry.h: the on-disk model registry <dir>/<model>/<version>/{model.recd,manifest.json,evaluation.json} plus the
- * control file <dir>/<model>/control.json — staging, atomic publication, version lookup, control state. */
+ * control file <dir>/<model>/control.json (registry/control.h) — staging, atomic publication, version lookup. */
 #ifndef RECD_REGISTRY_REGISTRY_H
 #define RECD_REGISTRY_REGISTRY_H
 
@@ -35,24 +35,6 @@ int recd_registry_versions(const char *dir, const char *model, uint64_t **versio
 int recd_registry_artifact_path(const char *dir, const char *model, uint64_t version, char *out, size_t outlen);
 /** Valid model names: 1..64 of [A-Za-z0-9_.-], not starting with '.'. */
 int recd_registry_valid_name(const char *model);
-
-/** What control.json says about a model. Unknown members are ignored, so later fields (pins, experiments) can be added. */
-typedef struct st_recd_registry_control_t {
-    uint64_t active;     /* the version to serve; 0 when the file names none (serve the newest that loads) */
-    uint64_t generation; /* bumped by whoever writes the file; 0 when absent */
-} recd_registry_control_t;
-
-/**
- * Reads <dir>/<model>/control.json: a JSON object with optional positive integers "active" and "generation". Returns
- * RECD_OK, RECD_ENOTFOUND when there is no control file, RECD_EFORMAT with a message in err when it is not such an
- * object, RECD_EINVAL or RECD_EIO.
- */
-int recd_registry_read_control(const char *dir, const char *model, recd_registry_control_t *out, char *err, size_t errlen);
-/**
- * Replaces <dir>/<model>/control.json atomically (temp file, fsync, rename, fsync of the directory) with control's fields
- * (a zero field is left out). Returns RECD_OK, RECD_EINVAL or RECD_EIO.
- */
-int recd_registry_write_control(const char *dir, const char *model, const recd_registry_control_t *control);
 
 #ifdef __cplusplus
 }

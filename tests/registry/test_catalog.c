@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "registry/catalog.h"
+#include "registry/control.h"
 #include "registry/registry.h"
 
 typedef struct st_fixture_t {
@@ -120,8 +121,8 @@ static void replace_artifact(const fixture_t *fx, const char *model, uint64_t ve
 
 static void set_control(const fixture_t *fx, uint64_t active, uint64_t generation)
 {
-    recd_registry_control_t control = {active, generation};
-    assert_int_equal(recd_registry_write_control(fx->dir, "demo", &control), RECD_OK);
+    recd_control_t control = {.active = active, .generation = generation};
+    assert_int_equal(recd_control_write(fx->dir, "demo", &control), RECD_OK);
 }
 
 static uint64_t counter(const fixture_t *fx, const char *name)

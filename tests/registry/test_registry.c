@@ -282,54 +282,6 @@ static void test_registry_versions_listed_ascending(void **state)
     assert_int_equal(recd_registry_versions(fx->reg, "../m", &versions, &n), RECD_EINVAL);
 }
 
-static void test_registry_control_file(void **state)
-{
-    fixture_t *fx = *state;
-    recd_registry_control_t c = {7, 7};
-    char err[256] = "", dir[256];
-
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_ENOTFOUND);
-    assert_int_equal(c.active, 0);
-    assert_int_equal(c.generation, 0);
-
-    /* written atomically (creating the model directory), read back */
-    assert_int_equal(recd_registry_write_control(fx->reg, "m", &(recd_registry_control_t){3, 12}), RECD_OK);
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 3);
-    assert_int_equal(c.generation, 12);
-    assert_int_equal(recd_registry_write_control(fx->reg, "m", &(recd_registry_control_t){0, 13}), RECD_OK);
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 0);
-    assert_int_equal(c.generation, 13);
-
-    /* unknown members are for later fields; a bare object names nothing */
-    snprintf(dir, sizeof(dir), "%s/m", fx->reg);
-    put_file(dir, RECD_REGISTRY_CONTROL, "{\"active\": 2, \"pins\": {\"u1\": 1}}");
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 2);
-    assert_int_equal(c.generation, 0);
-
-    const char *bad[] = {"",
-                         "[1]",
-                         "{\"active\": \"2\"}",
-                         "{\"active\": 0}",
-                         "{\"active\": -1}",
-                         "{\"active\": 1.5}",
-                         "{\"generation\": true}",
-                         "{\"active\": 1, \"active\": 2}",
-                         "{\"active\": 1"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        put_file(dir, RECD_REGISTRY_CONTROL, bad[i]);
-        err[0] = '\0';
-        c = (recd_registry_control_t){7, 7};
-        assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_EFORMAT);
-        assert_true(err[0] != '\0');
-        assert_int_equal(c.active, 0);
-    }
-    assert_int_equal(recd_registry_read_control(fx->reg, "../m", &c, err, sizeof(err)), RECD_EINVAL);
-    assert_int_equal(recd_registry_write_control(fx->reg, "../m", &c), RECD_EINVAL);
-}
-
 int test_registry_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,7 +290,6 @@ int test_registry_run(void)
         cmocka_unit_test_setup_teardown(test_registry_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_concurrent_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_versions_listed_ascending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registry_control_file, setup, teardown),
     };
     return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }
