@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "models/model.h"
+#include "registry/control.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +65,11 @@ const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i);
 const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
 /** The "generation" of the control file the model's versions were chosen by, or 0 (no control file, or none given). */
 uint64_t recd_catalog_control_generation(const recd_catalog_t *c, const char *name, size_t len);
+/**
+ * TEMP (Contract 1 of notes/ISSUE8_PLAN.md; "versions" implements it): the parsed experiments of model name (NULL = the
+ * default), *n of them, owned by the snapshot; NULL and 0 when there are none.
+ */
+const recd_control_experiment_t *recd_catalog_experiments(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
 /** The largest item count of any version in the snapshot, so per-thread scratch buffers can be sized once per snapshot. */
 size_t recd_catalog_max_items(const recd_catalog_t *c);
 
