@@ -117,8 +117,10 @@ static int http(const client_t *c, const char *method, const char *path, const c
         n += snprintf(req + n, cap - (size_t)n, "%s\r\n", strcmp(method, "GET") == 0 ? "" : "Content-Length: 0\r\n");
     for (size_t off = 0; off < (size_t)n;) {
         ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (w <= 0)
+        if (w <= 0) {
+            free(req);
             die("cannot send to http://%s:%s: %s", c->host, c->port, strerror(errno));
+        }
         off += (size_t)w;
     }
     free(req);
@@ -131,8 +133,10 @@ static int http(const client_t *c, const char *method, const char *path, const c
         ssize_t r = recv(fd, buf + len, rcap - len - 1, 0);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0)
+        if (r < 0) {
+            free(buf);
             die("cannot read the answer: %s", strerror(errno));
+        }
         if (r == 0)
             break;
         len += (size_t)r;
@@ -141,8 +145,10 @@ static int http(const client_t *c, const char *method, const char *path, const c
     buf[len] = '\0';
     int status;
     char *eoh = strstr(buf, "\r\n\r\n");
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || eoh == NULL)
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1 || eoh == NULL) {
+        free(buf);
         die("not an HTTP answer from http://%s:%s", c->host, c->port);
+    }
     *out = strdup(eoh + 4);
     free(buf);
     return status;
@@ -154,12 +160,17 @@ static json_t *call(const client_t *c, const char *method, const char *path, con
     char *text;
     int status = http(c, method, path, body, &text);
     json_t *j = json_loads(text, 0, NULL);
-    if (status < 200 || status > 299) {
+    if (status < 200 || status > 299 || j == NULL) {
+        /* the message is copied out so nothing is left allocated when the process exits */
+        char message[1024];
         json_t *e = json_object_get(json_object_get(j, "error"), "message");
-        die("%s %s: HTTP %d: %s", method, path, status, json_is_string(e) ? json_string_value(e) : text);
-    }
-    if (j == NULL)
+        snprintf(message, sizeof(message), "%s", json_is_string(e) ? json_string_value(e) : text);
+        json_decref(j);
+        free(text);
+        if (status < 200 || status > 299)
+            die("%s %s: HTTP %d: %s", method, path, status, message);
         die("%s %s: the answer is not JSON", method, path);
+    }
     if (c->json)
         printf("%s\n", text);
     free(text);
