@@ -91,6 +91,11 @@ int main(int argc, char **argv)
     conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     app.api = recd_api_create(&config, &app.log, app.metrics, app.serve, app.events);
+    if (recd_api_enable_control(app.api, app.catalog, err, sizeof(err)) != RECD_OK) {
+        fprintf(stderr, "recd: JWT key: %s\n", err);
+        h2o_config_dispose(&conf);
+        goto Exit;
+    }
     recd_api_register(hostconf, app.api);
 
     /* signals are taken by sigwait on this thread only: block them before any thread starts */
