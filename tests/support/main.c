@@ -5,8 +5,11 @@
 #include <cmocka.h>
 
 int test_proc_run(void);
+int test_kafka_broker_run(void);
 
 int main(void)
 {
-    return test_proc_run() != 0;
+    int failed = test_proc_run();
+    failed += test_kafka_broker_run();
+    return failed != 0;
 }
