@@ -93,6 +93,7 @@ int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k
 
 /** One validated event; strings in pool memory. */
 typedef struct st_recd_event_t {
+    h2o_iovec_t event_id;               /* the client's, or assigned by recd_codec_assign_event_ids */
     h2o_iovec_t user, item, request_id; /* request_id.base NULL when absent */
     recd_event_type_t type;
     int has_value;
@@ -112,7 +113,15 @@ int recd_codec_parse_events(const char *body, size_t len, double now, h2o_mem_po
                             recd_api_error_t *err);
 /** Parses an ISO-8601 UTC/offset timestamp ("2024-05-01T12:00:00Z", optional fraction, "+02:00"). Returns 0 or -1. */
 int recd_codec_parse_iso8601(const char *s, size_t len, double *epoch);
-/** Appends one event as a JSON line ({"v":1,"received_at":..,...}\n). */
+/**
+ * Gives every event the client sent without an event_id a fresh one (models/event.h: time-ordered, random), in pool
+ * memory. Returns 0, or RECD_EIO when the system's random source failed (nothing is accepted then).
+ */
+int recd_codec_assign_event_ids(recd_event_t *events, size_t n, double now, h2o_mem_pool_t *pool);
+/**
+ * Appends one event as a JSON line: {"v":1,"event_id","user","item","type","ts","value"?,"request_id"?,"received_at"}
+ * and "\n" — the event on the wire (Kafka's message value) and in the embedded log.
+ */
 void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double received_at);
 
 /** One scored item of an answer. */

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include "base/error.h"
 #include "api/api_internal.h"
 
 /* ---- request parsing ------------------------------------------------------------------------------------------- */
@@ -170,9 +172,15 @@ static int parse_event(json_t *obj, const char *prefix, double now, h2o_mem_pool
     json_object_foreach(obj, key, v)
     {
         if (strcmp(key, "user") != 0 && strcmp(key, "item") != 0 && strcmp(key, "type") != 0 && strcmp(key, "value") != 0 &&
-            strcmp(key, "ts") != 0 && strcmp(key, "request_id") != 0)
+            strcmp(key, "ts") != 0 && strcmp(key, "request_id") != 0 && strcmp(key, "event_id") != 0)
             return recd_api_error_set(err, 400, "invalid_argument",
-                                      "%s: unknown field (expected user, item, type, value, ts, request_id)", FIELD(key));
+                                      "%s: unknown field (expected user, item, type, value, ts, request_id, event_id)", FIELD(key));
+    }
+    if ((v = json_object_get(obj, "event_id")) != NULL) {
+        if (!json_is_string(v) || !recd_event_id_valid(json_string_value(v), json_string_length(v)))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be 1..%d characters of A-Z a-z 0-9 _ . : -",
+                                      FIELD("event_id"), RECD_EVENT_ID_MAX_BYTES);
+        ev->event_id = pool_string(pool, v);
     }
     if ((v = json_object_get(obj, "user")) == NULL)
         return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("user"));
@@ -259,28 +267,48 @@ Exit:
     return ret;
 }
 
+int recd_codec_assign_event_ids(recd_event_t *events, size_t n, double now, h2o_mem_pool_t *pool)
+{
+    uint64_t unix_ms = (uint64_t)(now * 1000);
+
+    for (size_t i = 0; i < n; ++i) {
+        uint8_t random[RECD_EVENT_ID_RANDOM_BYTES];
+        if (events[i].event_id.base != NULL)
+            continue;
+        if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
+            return RECD_EIO;
+        char *id = h2o_mem_alloc_pool(pool, RECD_EVENT_ID_LEN + 1);
+        recd_event_id_format(id, unix_ms, random);
+        events[i].event_id = h2o_iovec_init(id, RECD_EVENT_ID_LEN);
+    }
+    return 0;
+}
+
 void recd_codec_render_event_line(recd_jw_t *w, const recd_event_t *ev, double received_at)
 {
     char tmp[64];
-    int n = snprintf(tmp, sizeof(tmp), "{\"v\":1,\"received_at\":%.3f,\"user\":", received_at);
-    recd_jw_raw(w, tmp, (size_t)n);
+    int n;
+    recd_jw_lit(w, "{\"v\":1,\"event_id\":");
+    recd_jw_str(w, ev->event_id.base, ev->event_id.len);
+    recd_jw_lit(w, ",\"user\":");
     recd_jw_str(w, ev->user.base, ev->user.len);
     recd_jw_lit(w, ",\"item\":");
     recd_jw_str(w, ev->item.base, ev->item.len);
     recd_jw_lit(w, ",\"type\":\"");
     recd_jw_raw(w, recd_event_type_name(ev->type), strlen(recd_event_type_name(ev->type)));
     recd_jw_lit(w, "\"");
+    n = snprintf(tmp, sizeof(tmp), ",\"ts\":%.17g", ev->ts);
+    recd_jw_raw(w, tmp, (size_t)n);
     if (ev->has_value) {
         n = snprintf(tmp, sizeof(tmp), ",\"value\":%.17g", ev->value);
         recd_jw_raw(w, tmp, (size_t)n);
     }
-    n = snprintf(tmp, sizeof(tmp), ",\"ts\":%.17g", ev->ts);
-    recd_jw_raw(w, tmp, (size_t)n);
     if (ev->request_id.base != NULL) {
         recd_jw_lit(w, ",\"request_id\":");
         recd_jw_str(w, ev->request_id.base, ev->request_id.len);
     }
-    recd_jw_lit(w, "}\n");
+    n = snprintf(tmp, sizeof(tmp), ",\"received_at\":%.3f}\n", received_at);
+    recd_jw_raw(w, tmp, (size_t)n);
 }
 
 /* ---- responses ----------------------------------------------------------------------------------------------------- */

@@ -12,6 +12,8 @@
 #include "api/api_internal.h"
 #include "api/auth.h"
 
+#define EVENTS_RETRY_AFTER_S "1" /* what a 503 for a full event log tells the client to wait, in seconds */
+
 struct st_events_handler_t {
     h2o_handler_t super;
     recd_api_t *api;
@@ -25,22 +27,25 @@ typedef struct st_events_pending_t {
     struct st_events_pending_t **guard; /* in the request's pool; NULL once the request is gone */
     int err;                            /* the append's outcome */
     recd_serve_event_t *events;         /* copies, in the same block */
+    h2o_iovec_t *event_ids;             /* the events' ids, in the same block */
     size_t n;
 } events_pending_t;
 
-/* One block: the record, the events and their ids, so nothing of the request is needed when the append completes. */
+/* One block: the record, the events, their ids and event ids, so nothing of the request is needed when the append
+ * completes. */
 static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_t *call, const recd_event_t *events, size_t n)
 {
-    size_t bytes = sizeof(events_pending_t) + sizeof(recd_serve_event_t) * n;
+    size_t bytes = sizeof(events_pending_t) + (sizeof(recd_serve_event_t) + sizeof(h2o_iovec_t)) * n;
     for (size_t i = 0; i < n; ++i)
-        bytes += events[i].user.len + events[i].item.len;
+        bytes += events[i].user.len + events[i].item.len + events[i].event_id.len;
     events_pending_t *p = recd_xmalloc(bytes);
     memset(p, 0, sizeof(*p));
     p->actx = actx;
     p->call = call;
     p->events = (recd_serve_event_t *)(p + 1);
+    p->event_ids = (h2o_iovec_t *)(p->events + n);
     p->n = n;
-    char *ids = (char *)(p->events + n);
+    char *ids = (char *)(p->event_ids + n);
     for (size_t i = 0; i < n; ++i) {
         memcpy(ids, events[i].user.base, events[i].user.len);
         p->events[i].user = (recd_serve_id_t){ids, events[i].user.len};
@@ -49,6 +54,9 @@ static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_
         p->events[i].item = (recd_serve_id_t){ids, events[i].item.len};
         ids += events[i].item.len;
         p->events[i].weight = recd_event_weight(&events[i]);
+        memcpy(ids, events[i].event_id.base, events[i].event_id.len);
+        p->event_ids[i] = h2o_iovec_init(ids, events[i].event_id.len);
+        ids += events[i].event_id.len;
     }
     return p;
 }
@@ -70,14 +78,20 @@ static void on_appended(void *data, int err)
     h2o_multithread_send_message(&p->actx->events_receiver, &p->super);
 }
 
-/* Logs why a batch was refused (err: RECD_EBUSY when the sink's queue is full, else the write's failure) and answers 503. */
+/* Logs why a batch was refused and answers 503. err RECD_EBUSY: the sink cannot keep more now (its queue or its
+ * write-ahead log is full), so the client is told when to try again; else the write failed. */
 static void reply_unavailable(recd_api_t *api, h2o_req_t *req, int err)
 {
     char qerr[256];
     const char *why = recd_strerror(err);
     recd_log(api->log, RECD_LOG_ERROR, "cannot append to the event log", "\"error\":%s",
              recd_json_quote(qerr, sizeof(qerr), why, strlen(why)));
-    recd_api_reply_error(req, 503, "unavailable", "the event log cannot be written; nothing was accepted");
+    if (err == RECD_EBUSY) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT(EVENTS_RETRY_AFTER_S));
+        recd_api_reply_error(req, 503, "unavailable", "the event log is full; nothing was accepted, retry later");
+    } else {
+        recd_api_reply_error(req, 503, "unavailable", "the event log cannot be written; nothing was accepted");
+    }
 }
 
 static void complete(events_pending_t *p)
@@ -94,10 +108,16 @@ static void complete(events_pending_t *p)
         h2o_req_t *req = p->call->req;
         if (p->err == 0) {
             recd_jw_t jw;
-            recd_jw_init_pool(&jw, &req->pool, 32);
+            recd_jw_init_pool(&jw, &req->pool, 48 + p->n * (RECD_EVENT_ID_LEN + 3));
             recd_jw_lit(&jw, "{\"accepted\":");
             recd_jw_u64(&jw, p->n);
-            recd_jw_lit(&jw, "}");
+            recd_jw_lit(&jw, ",\"event_ids\":[");
+            for (size_t i = 0; i < p->n; ++i) {
+                if (i > 0)
+                    recd_jw_lit(&jw, ",");
+                recd_jw_str(&jw, p->event_ids[i].base, p->event_ids[i].len);
+            }
+            recd_jw_lit(&jw, "]}");
             recd_api_reply_json(req, 202, &jw);
         } else {
             reply_unavailable(actx->api, req, p->err);
@@ -141,8 +161,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto Exit;
     }
 
+    if (recd_codec_assign_event_ids(events, n, received_at, &req->pool) != 0) {
+        reply_unavailable(h->api, req, RECD_EIO);
+        goto Exit;
+    }
+
     recd_jw_t jw;
-    recd_jw_init_pool(&jw, &req->pool, req->entity.len + n * 96 + 64);
+    recd_jw_init_pool(&jw, &req->pool, req->entity.len + n * 128 + 64);
     for (size_t i = 0; i < n; ++i)
         recd_codec_render_event_line(&jw, &events[i], received_at);
     events_pending_t *p = pending_create(call->ctx, call, events, n);

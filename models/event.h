@@ -3,6 +3,7 @@
 #define RECD_MODELS_EVENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /** The kinds of user events recd accepts. */
 typedef enum en_recd_event_type_t {
@@ -23,5 +24,20 @@ int recd_event_type_parse(const char *name, size_t len);
  * value (returns -1 to say so).
  */
 double recd_event_default_weight(recd_event_type_t t);
+
+/** Length of an event id recd assigns (a ULID: 10 characters of milliseconds, 16 of randomness, Crockford base32). */
+#define RECD_EVENT_ID_LEN 26
+/** Longest event id a client may send. */
+#define RECD_EVENT_ID_MAX_BYTES 128
+/** Random bytes an assigned event id carries. */
+#define RECD_EVENT_ID_RANDOM_BYTES 10
+
+/**
+ * Writes the event id of an event received at unix_ms with random (RECD_EVENT_ID_RANDOM_BYTES bytes from the caller's
+ * random source, so this stays pure) to out: RECD_EVENT_ID_LEN characters and a NUL. Ids sort by time as strings.
+ */
+void recd_event_id_format(char out[RECD_EVENT_ID_LEN + 1], uint64_t unix_ms, const uint8_t random[RECD_EVENT_ID_RANDOM_BYTES]);
+/** Whether id (len bytes) is an event id a client may send: 1..RECD_EVENT_ID_MAX_BYTES bytes of [A-Za-z0-9_.:-]. */
+int recd_event_id_valid(const char *id, size_t len);
 
 #endif

@@ -139,13 +139,15 @@ static void test_codec_events_valid(void **state)
     assert_true(recd_event_weight(&ev[1]) == 5.0f);
     assert_null(ev[1].request_id.base);
 
-    /* the log line carries the schema version, receive time and every given field */
+    /* the log line (Kafka's message value) carries the schema version, the event id, every given field and the receive time */
+    assert_null(ev[0].event_id.base);
+    ev[0].event_id = h2o_iovec_init(H2O_STRLIT("e-1"));
     recd_jw_t w;
     recd_jw_init_pool(&w, &pool, 8);
     recd_codec_render_event_line(&w, &ev[0], 1714564801.5);
     assert_true(h2o_memis(w.buf, w.len,
-                          H2O_STRLIT("{\"v\":1,\"received_at\":1714564801.500,\"user\":\"u\",\"item\":\"i\",\"type\":\"rating\","
-                                     "\"value\":4.5,\"ts\":1714564800.25}\n")));
+                          H2O_STRLIT("{\"v\":1,\"event_id\":\"e-1\",\"user\":\"u\",\"item\":\"i\",\"type\":\"rating\","
+                                     "\"ts\":1714564800.25,\"value\":4.5,\"received_at\":1714564801.500}\n")));
 }
 
 static void test_codec_events_invalid(void **state)
@@ -171,6 +173,12 @@ static void test_codec_events_invalid(void **state)
         {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"ts\":\"2024-05-01\"}", "ts must be epoch seconds or an ISO-8601"},
         {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"request_id\":1}", "request_id must be a string"},
         {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"extra\":1}", "extra: unknown field"},
+        {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"\"}", "event_id must be 1..128 characters"},
+        {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"a b\"}", "event_id must be 1..128 characters"},
+        {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"e\\\"\"}", "event_id must be 1..128 characters"},
+        {"{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":7}", "event_id must be 1..128 characters"},
+        {"{\"events\":[{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"\u00e9\"}]}",
+         "events[0].event_id must be 1..128 characters"},
         {"{\"events\":[]}", "events must be an array of 1..1000 events"},
         {"{\"events\":{}}", "events must be an array of 1..1000 events"},
         {big, "events must be an array of 1..1000 events"},
@@ -191,6 +199,45 @@ static void test_codec_events_invalid(void **state)
         if (strncmp(err.message, cases[i].message, strlen(cases[i].message)) != 0)
             fail_msg("case %zu: got \"%s\", want \"%s...\"", i, err.message, cases[i].message);
     }
+}
+
+/* A client's event_id is kept as sent; the others get fresh, distinct ids; 128 bytes is the longest accepted. */
+static void test_codec_events_ids(void **state)
+{
+    char body[512], long_id[130];
+    recd_event_t *ev;
+    size_t n;
+    recd_api_error_t err;
+
+    memset(long_id, 'x', 128);
+    long_id[128] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"events\":[{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"client-1:a_b.C\"},"
+             "{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\"},{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\"},"
+             "{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"%s\"}]}",
+             long_id);
+    assert_int_equal(recd_codec_parse_events(body, strlen(body), 1700000000.5, &pool, &ev, &n, &err), 0);
+    assert_int_equal(n, 4);
+    assert_true(h2o_memis(ev[0].event_id.base, ev[0].event_id.len, H2O_STRLIT("client-1:a_b.C")));
+    assert_null(ev[1].event_id.base);
+    assert_int_equal(ev[3].event_id.len, 128);
+    assert_int_equal(recd_codec_assign_event_ids(ev, n, 1700000000.5, &pool), 0);
+    assert_true(h2o_memis(ev[0].event_id.base, ev[0].event_id.len, H2O_STRLIT("client-1:a_b.C")));
+    assert_int_equal(ev[1].event_id.len, RECD_EVENT_ID_LEN);
+    assert_int_equal(ev[2].event_id.len, RECD_EVENT_ID_LEN);
+    assert_true(recd_event_id_valid(ev[1].event_id.base, ev[1].event_id.len));
+    assert_false(h2o_memis(ev[1].event_id.base, ev[1].event_id.len, ev[2].event_id.base, ev[2].event_id.len));
+    /* the time part is the receive time's milliseconds */
+    char want[RECD_EVENT_ID_LEN + 1];
+    static const uint8_t zeros[RECD_EVENT_ID_RANDOM_BYTES];
+    recd_event_id_format(want, 1700000000500, zeros);
+    assert_memory_equal(ev[1].event_id.base, want, 10);
+
+    long_id[128] = 'x';
+    long_id[129] = '\0';
+    snprintf(body, sizeof(body), "{\"user\":\"u\",\"item\":\"i\",\"type\":\"view\",\"event_id\":\"%s\"}", long_id);
+    assert_int_equal(recd_codec_parse_events(body, strlen(body), 0, &pool, &ev, &n, &err), -1);
+    assert_string_equal(err.message, "event_id must be 1..128 characters of A-Z a-z 0-9 _ . : -");
 }
 
 static void test_codec_iso8601(void **state)
@@ -292,10 +339,15 @@ static void test_codec_render_similar_and_error(void **state)
 int test_codec_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_codec_recs_body_valid), cmocka_unit_test(test_codec_recs_body_invalid),
-        cmocka_unit_test(test_codec_recs_query),      cmocka_unit_test(test_codec_events_valid),
-        cmocka_unit_test(test_codec_events_invalid),  cmocka_unit_test(test_codec_iso8601),
-        cmocka_unit_test(test_codec_render_recs),     cmocka_unit_test(test_codec_render_similar_and_error),
+        cmocka_unit_test(test_codec_recs_body_valid),
+        cmocka_unit_test(test_codec_recs_body_invalid),
+        cmocka_unit_test(test_codec_recs_query),
+        cmocka_unit_test(test_codec_events_valid),
+        cmocka_unit_test(test_codec_events_invalid),
+        cmocka_unit_test(test_codec_events_ids),
+        cmocka_unit_test(test_codec_iso8601),
+        cmocka_unit_test(test_codec_render_recs),
+        cmocka_unit_test(test_codec_render_similar_and_error),
     };
     return cmocka_run_group_tests_name("codec", tests, setup, teardown);
 }

@@ -53,8 +53,8 @@ static int post_batch(int port, int seq, int n, long *accepted)
     size_t len = (size_t)snprintf(body, sizeof(body), "{\"events\":[");
     for (int e = 0; e < n; ++e)
         len += (size_t)snprintf(body + len, sizeof(body) - len,
-                                "%s{\"user\":\"disk-user-%d-%d-padding-padding-padding\",\"item\":\"i%d%d\",\"type\":\"click\"}",
-                                e > 0 ? "," : "", seq, e, e % HARNESS_N_GROUPS, seq % HARNESS_ITEMS_PER_GROUP);
+                                "%s{\"user\":\"disk-user-%d-%d\",\"item\":\"i%d%d\",\"type\":\"click\"}", e > 0 ? "," : "", seq, e,
+                                e % HARNESS_N_GROUPS, seq % HARNESS_ITEMS_PER_GROUP);
     snprintf(body + len, sizeof(body) - len, "]}");
     harness_response_t res;
     assert_int_equal(harness_post_json(port, "/v1/events", body, &res), 0);

@@ -366,8 +366,20 @@ static void test_events_new_user_gets_fold_in(void **state)
              "{\"user\":\"newbie\",\"item\":\"not-yet-in-model\",\"type\":\"view\"}]}",
              202);
     assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 3);
+    /* each event got its own id, which the log line carries first */
+    json_t *ids = json_object_get(j, "event_ids");
+    assert_int_equal(json_array_size(ids), 3);
+    for (size_t n = 0; n < 3; ++n) {
+        char line[128];
+        const char *id = json_string_value(json_array_get(ids, n));
+        assert_non_null(id);
+        assert_int_equal(strlen(id), 26);
+        snprintf(line, sizeof(line), "{\"v\":1,\"event_id\":\"%s\",\"user\":\"newbie\"", id);
+        assert_true(file_contains(server.events, line));
+    }
+    assert_string_not_equal(json_string_value(json_array_get(ids, 0)), json_string_value(json_array_get(ids, 1)));
     json_decref(j);
-    assert_true(file_contains(server.events, "\"item\":\"i30\",\"type\":\"purchase\",\"ts\":1714564800}"));
+    assert_true(file_contains(server.events, "\"item\":\"i30\",\"type\":\"purchase\",\"ts\":1714564800,"));
 
     for (int i = 0; i < 4; ++i) {
         j = get("/v1/recommendations?user=newbie&k=4", 200);
