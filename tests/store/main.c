@@ -6,11 +6,13 @@
 
 int test_memory_store_run(void);
 int test_file_sink_run(void);
+int test_wal_run(void);
 
 int main(void)
 {
     int failed = 0;
     failed += test_memory_store_run();
     failed += test_file_sink_run();
+    failed += test_wal_run();
     return failed != 0;
 }
