@@ -25,6 +25,14 @@ static const recd_option_t options[] = {
      "Embedded event log: POST /v1/events appends JSON lines here."},
     {"events_fsync", RECD_OPT_BOOL, OFF(events_fsync), "false", 0, 1, NULL, "BOOL",
      "fdatasync the event log before answering 202 (otherwise it is flushed only)."},
+    {"kafka", RECD_OPT_STRING, OFF(kafka), "", 0, 0, NULL, "BROKERS",
+     "Kafka bootstrap brokers (HOST:PORT,...). Set: POST /v1/events appends to the write-ahead log in wal_dir, answers "
+     "202 after its fsync and produces to the topic recd.events keyed by user; events_path is not written. Empty: the "
+     "embedded event log."},
+    {"wal_dir", RECD_OPT_STRING, OFF(wal_dir), "data/wal", 0, 0, check_nonempty, "DIR",
+     "Write-ahead log of events not yet confirmed by Kafka (with kafka set); one process per directory."},
+    {"wal_max_bytes", RECD_OPT_U64, OFF(wal_max_bytes), "1073741824", 4096, UINT64_C(1) << 44, NULL, "BYTES",
+     "Size limit of the write-ahead log; beyond it POST /v1/events answers 503 with Retry-After."},
     {"max_body_bytes", RECD_OPT_U64, OFF(max_body_bytes), "1048576", 1024, UINT64_C(1) << 30, NULL, "BYTES",
      "Request bodies larger than this are answered 413."},
     {"default_k", RECD_OPT_U32, OFF(default_k), "10", 1, 100000, NULL, "K", "Number of items returned when a request gives no k."},

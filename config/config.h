@@ -14,6 +14,9 @@ typedef struct st_recd_config_t {
     char *model;                 /* model name served */
     char *events_path;           /* embedded event log (JSON lines) */
     int events_fsync;            /* fdatasync the event log before answering 202 */
+    char *kafka;                 /* Kafka bootstrap brokers ("" = the embedded event log) */
+    char *wal_dir;               /* write-ahead log directory of the Kafka event sink */
+    uint64_t wal_max_bytes;      /* its size limit (503 beyond it) */
     uint64_t max_body_bytes;     /* request bodies above this get 413 */
     uint32_t default_k;          /* k when the request has none */
     uint32_t max_k;              /* largest k accepted */

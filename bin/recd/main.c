@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "bin/recd/workers.h"
 #include "store/file_sink.h"
+#include "store/kafka_sink.h"
 
 extern char **environ;
 
@@ -70,7 +71,8 @@ int main(int argc, char **argv)
 
     app.metrics = recd_metrics_create(app.n_workers);
     const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) ==
+        NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -78,13 +80,19 @@ int main(int argc, char **argv)
     }
     app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
-    if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
+    if (config.kafka[0] != '\0') {
+        recd_kafka_sink_config_t kc = {.brokers = config.kafka, .wal_dir = config.wal_dir, .wal_max_bytes = config.wal_max_bytes};
+        app.events = recd_kafka_sink_open(&kc, app.metrics, &app.log, err, sizeof(err));
+    } else if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) !=
+               NULL) {
+        recd_file_sink_use_metrics(app.events, app.metrics);
+    }
+    if (app.events == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
-    recd_file_sink_use_metrics(app.events, app.metrics);
 
     h2o_config_init(&conf);
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
