@@ -138,9 +138,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kafka_sink_t *ks = opaque;
     char q[512];
-    /* transient errors (all brokers down) are expected during an outage: the log keeps the records meanwhile */
-    recd_log(ks->log, err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? RECD_LOG_WARN : RECD_LOG_ERROR, "kafka producer error",
-             "\"error\":%s,\"code\":%d", recd_json_quote(q, sizeof(q), reason, strlen(reason)), err);
+    /* transport errors and all brokers down are expected during an outage: the log keeps the records meanwhile */
+    int expected = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT;
+    recd_log(ks->log, expected ? RECD_LOG_WARN : RECD_LOG_ERROR, "kafka producer error", "\"error\":%s,\"code\":%d",
+             recd_json_quote(q, sizeof(q), reason, strlen(reason)), err);
 }
 
 static int sink_append(recd_event_sink_t *s, const char *buf, size_t len, recd_event_sink_cb cb, void *data)
