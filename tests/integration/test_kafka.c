@@ -283,12 +283,12 @@ static void test_kafka_outage_and_crash_lose_nothing(void **state)
 
     /* restarted, still without brokers: the log's records wait (replayed into the producer), new events go on top */
     start_recd(f, "1048576");
-    assert_true(metric(f->recd.port, "recd_wal_unretired_records") >= 101);
+    assert_true(metric(f->recd.port, "recd_wal_unretired_records") >= 100); /* "before" may be retired already */
     for (int i = 0; i < 5; ++i) {
         snprintf(body, sizeof(body), "{\"user\":\"after-%d\",\"item\":\"i1%d\",\"type\":\"purchase\"}", i, i);
         assert_int_equal(post_events(f->recd.port, body, &accepted), 202);
     }
-    assert_true(metric(f->recd.port, "recd_wal_unretired_records") >= 105);
+    assert_true(metric(f->recd.port, "recd_wal_unretired_records") >= 104);
 
     assert_int_equal(support_kafka_set_up(&f->kafka), 0);
     wait_topic_holds_exactly(f, &accepted);
