@@ -641,7 +641,8 @@ static int load_segments(recd_wal_t *w, char *warn, size_t warnlen, char *err, s
         firsts[n++] = first;
     }
     closedir(d);
-    qsort(firsts, n, sizeof(*firsts), compare_u64);
+    if (n > 0)
+        qsort(firsts, n, sizeof(*firsts), compare_u64);
     w->next_id = 1;
     for (size_t i = 0; i < n; ++i) {
         segment_t *s = load_segment(w, firsts[i], warn, warnlen, err, errlen);
