@@ -120,10 +120,13 @@ typedef struct st_recd_api_item_t {
     float score;
 } recd_api_item_t;
 
-/** Renders the recommendations answer; ignored (unknown recent items) is omitted when n_ignored is 0. */
+/**
+ * Renders the recommendations answer; ignored (unknown recent items) is omitted when n_ignored is 0; experiment and arm
+ * (NUL-terminated) render as null when NULL.
+ */
 void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
-                            const recd_api_item_t *items, size_t n, const char *fallback, const h2o_iovec_t *ignored,
-                            size_t n_ignored);
+                            const char *experiment, const char *arm, const recd_api_item_t *items, size_t n, const char *fallback,
+                            const h2o_iovec_t *ignored, size_t n_ignored);
 /** Renders {"item","model","items"} for similar items. */
 void recd_codec_render_similar(recd_jw_t *w, h2o_iovec_t item, h2o_iovec_t model, uint64_t version, const recd_api_item_t *items,
                                size_t n);

@@ -309,9 +309,18 @@ static void render_items(recd_jw_t *w, const recd_api_item_t *items, size_t n)
     recd_jw_lit(w, "]");
 }
 
+/* A NUL-terminated string, or null. */
+static void str_or_null(recd_jw_t *w, const char *s)
+{
+    if (s != NULL)
+        recd_jw_str(w, s, strlen(s));
+    else
+        recd_jw_lit(w, "null");
+}
+
 void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
-                            const recd_api_item_t *items, size_t n, const char *fallback, const h2o_iovec_t *ignored,
-                            size_t n_ignored)
+                            const char *experiment, const char *arm, const recd_api_item_t *items, size_t n, const char *fallback,
+                            const h2o_iovec_t *ignored, size_t n_ignored)
 {
     recd_jw_lit(w, "{\"request_id\":");
     recd_jw_str(w, request_id.base, request_id.len);
@@ -319,7 +328,11 @@ void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t us
     recd_jw_str(w, user.base, user.len);
     recd_jw_lit(w, ",\"model\":");
     render_model(w, model, version);
-    recd_jw_lit(w, ",\"experiment\":null,\"arm\":null,\"items\":");
+    recd_jw_lit(w, ",\"experiment\":");
+    str_or_null(w, experiment);
+    recd_jw_lit(w, ",\"arm\":");
+    str_or_null(w, arm);
+    recd_jw_lit(w, ",\"items\":");
     render_items(w, items, n);
     recd_jw_lit(w, ",\"fallback\":");
     recd_jw_str(w, fallback, strlen(fallback));

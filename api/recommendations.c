@@ -49,9 +49,9 @@ static void render(pending_t *p)
     const char *name = recd_model_name(m);
     recd_jw_t jw;
     recd_jw_init_pool(&jw, &req->pool, 256 + res->n_items * 64 + p->rq.user.len * 6);
-    recd_codec_render_recs(&jw, recd_api_request_id(p->call->ctx->serve, &req->pool), p->rq.user,
-                           h2o_iovec_init(name, strlen(name)), recd_model_version(m), out, res->n_items, res->fallback, ignored,
-                           res->n_ignored);
+    recd_codec_render_recs(&jw, h2o_iovec_init(res->request_id, strlen(res->request_id)), p->rq.user,
+                           h2o_iovec_init(name, strlen(name)), recd_model_version(m), res->experiment, res->arm, out, res->n_items,
+                           res->fallback, ignored, res->n_ignored);
     recd_api_reply_json(req, 200, &jw);
 }
 
