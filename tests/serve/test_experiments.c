@@ -250,7 +250,7 @@ static void test_attribution_and_report(void **state)
     set_experiment(fx, 1, 5000); /* 50/50 slots under 90/10 weights: a skewed assignment */
     fx->exp.arms[0].weight = 9000, fx->exp.arms[1].weight = 1000;
     install(fx);
-    for (int u = 0; have[0] < 40 || have[1] < 40; ++u) {
+    for (int u = 0; (have[0] < 40 || have[1] < 40) && u < 1000; ++u) {
         snprintf(user, sizeof(user), "user-%d", u);
         char rid[RECD_EXPERIMENT_REQUEST_ID_MAX + 1];
         int arm = recommend(fx, user, &err, &version, rid, &n);
@@ -259,6 +259,7 @@ static void test_attribution_and_report(void **state)
         else
             have[arm]++; /* counted as a request and impressions all the same */
     }
+    assert_true(have[0] >= 40 && have[1] >= 40); /* both arms answered */
     recd_serve_arm_counts_t before0 = counts(fx, 0), before1 = counts(fx, 1);
     /* control: 6 clicks, 2 conversions; canary: 12 clicks, 1 conversion */
     for (int i = 0; i < 6; ++i)
