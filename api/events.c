@@ -5,12 +5,12 @@
  * pending record is heap memory, not request memory: the client may go away before the sink answers, and the events
  * are remembered in the feature store all the same once they are durable. The request's pool holds a guard that tells
  * the record when the request is gone. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 struct st_events_handler_t {
     h2o_handler_t super;
@@ -76,26 +76,13 @@ static void on_appended(void *data, int err)
     h2o_multithread_send_message(&p->actx->events_receiver, &p->super);
 }
 
-/*
- * The event sink's contract (store/event_sink.h, written in parallel): whole JSON lines are copied, and cb(data, err) is
- * called exactly once on the sink's thread, or RECD_EBUSY is returned and cb is not called. Until that sink lands the
- * event log writes here, synchronously, and calls back at once; the answer still goes through the loop's receiver.
- */
-static int append_lines(recd_api_t *api, const char *buf, size_t len, void (*cb)(void *data, int err), void *data)
+/* Logs why a batch was refused (err: RECD_EBUSY when the sink's queue is full, else the write's failure) and answers 503. */
+static void reply_unavailable(recd_api_t *api, h2o_req_t *req, int err)
 {
-    int err = recd_eventlog_append(api->events, buf, len);
-    if (err != 0) {
-        char qerr[256];
-        const char *why = strerror(errno);
-        recd_log(api->log, RECD_LOG_ERROR, "cannot append to the event log", "\"error\":%s",
-                 recd_json_quote(qerr, sizeof(qerr), why, strlen(why)));
-    }
-    cb(data, err);
-    return 0;
-}
-
-static void reply_unavailable(h2o_req_t *req)
-{
+    char qerr[256];
+    const char *why = recd_strerror(err);
+    recd_log(api->log, RECD_LOG_ERROR, "cannot append to the event log", "\"error\":%s",
+             recd_json_quote(qerr, sizeof(qerr), why, strlen(why)));
     recd_api_reply_error(req, 503, "unavailable", "the event log cannot be written; nothing was accepted");
 }
 
@@ -119,7 +106,7 @@ static void complete(events_pending_t *p)
             recd_jw_lit(&jw, "}");
             recd_api_reply_json(req, 202, &jw);
         } else {
-            reply_unavailable(req);
+            reply_unavailable(actx->api, req, p->err);
         }
         recd_api_end(p->call);
         *p->guard = NULL;
@@ -132,6 +119,7 @@ void recd_api_on_events_message(h2o_multithread_receiver_t *receiver, h2o_linkli
     while (!h2o_linklist_is_empty(messages)) {
         events_pending_t *p = H2O_STRUCT_FROM_MEMBER(events_pending_t, super.link, messages->next);
         h2o_linklist_unlink(&p->super.link);
+        --p->actx->pending_appends;
         complete(p);
     }
 }
@@ -149,6 +137,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply_not_found(call);
         goto Exit;
     }
+    if (recd_api_authorize_or_reply(call, RECD_AUTH_SCOPE_EVENTS_WRITE) != 0)
+        goto Exit;
     if (recd_api_method_or_reply(req, RECD_API_POST) != 0 || recd_api_json_body_or_reply(req, h->api->config->max_body_bytes) != 0)
         goto Exit;
     double received_at = recd_realtime_seconds();
@@ -164,11 +154,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     events_pending_t *p = pending_create(call->ctx, call, events, n);
     p->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*p->guard), on_guard_dispose);
     *p->guard = p;
-    if (append_lines(h->api, jw.buf, jw.len, on_appended, p) != 0) {
+    ++call->ctx->pending_appends;
+    int rc = recd_event_sink_append(h->api->events, jw.buf, jw.len, on_appended, p);
+    if (rc != 0) {
+        --call->ctx->pending_appends;
         /* the sink's queue is full: nothing was written and the callback will not come */
         *p->guard = NULL;
         free(p);
-        reply_unavailable(req);
+        reply_unavailable(h->api, req, rc);
         goto Exit;
     }
     return 0; /* answered from the completion */

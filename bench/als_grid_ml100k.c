@@ -88,8 +88,8 @@ int main(int argc, char **argv)
             recd_als_params_init(&p);
             p.factors = factors;
             p.iterations = iterations;
-            p.threads = threads;
-            p.seed = seed;
+            p.hooks.threads = threads;
+            p.hooks.seed = seed;
             p.alpha = (float)alphas[a];
             p.reg = (float)regs[r];
             float *X, *Y;

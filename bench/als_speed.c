@@ -160,9 +160,9 @@ int main(int argc, char **argv)
             recd_als_params_init(&p);
             p.factors = factors;
             p.iterations = iterations;
-            p.threads = (uint32_t)atoi(threads_s[c % n_threads]);
+            p.hooks.threads = (uint32_t)atoi(threads_s[c % n_threads]);
             p.cg_steps = cg_steps;
-            p.seed = seed;
+            p.hooks.seed = seed;
             if (strcmp(solvers[c / n_threads], "cg") == 0)
                 p.solver = RECD_ALS_CG;
             else if (strcmp(solvers[c / n_threads], "cholesky") == 0)

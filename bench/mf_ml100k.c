@@ -84,7 +84,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         else if (strcmp(a, "--only") == 0 && strcmp(v, "bpr") == 0)
             o->run_mf = 0;
         else if (strcmp(a, "--threads") == 0)
-            o->mf.threads = o->bpr.threads = (uint32_t)atoi(v);
+            o->mf.hooks.threads = o->bpr.hooks.threads = (uint32_t)atoi(v);
         else if (strcmp(a, "--seed") == 0)
             o->seed = strtoull(v, NULL, 10);
         else if (strcmp(a, "--folds") == 0)
@@ -116,7 +116,7 @@ static int parse_options(int argc, char **argv, options_t *o)
     }
     if (o->folds_to_run < 1 || o->folds_to_run > FOLDS)
         goto Bad;
-    o->mf.seed = o->bpr.seed = o->seed;
+    o->mf.hooks.seed = o->bpr.hooks.seed = o->seed;
     return 0;
 Bad:
     usage(stderr);
@@ -194,11 +194,11 @@ static int run_mf(const recd_csr_t *ratings, options_t *o)
     }
     printf("biased MF: factors %u, epochs %u, lr %g, reg %g, bias_reg %g, init_std %g, threads %u; %u-fold CV (seed %llu), "
            "predictions clipped to [%g, %g]\n",
-           o->mf.factors, o->mf.epochs, o->mf.learning_rate, o->mf.reg, o->mf.bias_reg, o->mf.init_std, o->mf.threads, FOLDS,
+           o->mf.factors, o->mf.epochs, o->mf.learning_rate, o->mf.reg, o->mf.bias_reg, o->mf.init_std, o->mf.hooks.threads, FOLDS,
            (unsigned long long)o->seed, lo, hi);
     if (o->verbose) {
-        o->mf.on_progress = print_epoch;
-        o->mf.progress_data = "mf";
+        o->mf.hooks.on_progress = print_epoch;
+        o->mf.hooks.progress_data = "mf";
     }
     for (uint32_t f = 0; f != o->folds_to_run; ++f) {
         recd_csr_t train, test;
@@ -267,7 +267,7 @@ static int run_bpr(const recd_csr_t *ratings, options_t *o)
     int ret;
     printf("BPR: factors %u, epochs %u, lr %g, reg %g, bias_reg %g, threads %u; per-user stratified 75/25 split (seed %llu), "
            "every rating a positive\n",
-           o->bpr.factors, o->bpr.epochs, o->bpr.learning_rate, o->bpr.reg, o->bpr.bias_reg, o->bpr.threads,
+           o->bpr.factors, o->bpr.epochs, o->bpr.learning_rate, o->bpr.reg, o->bpr.bias_reg, o->bpr.hooks.threads,
            (unsigned long long)o->seed);
     if ((ret = recd_split_stratified(ratings, 0.25, o->seed, &train, &test)) != 0) {
         fprintf(stderr, "mf_ml100k: split: %s\n", recd_strerror(ret));
@@ -286,8 +286,8 @@ static int run_bpr(const recd_csr_t *ratings, options_t *o)
         test = val;
     }
     if (o->verbose) {
-        o->bpr.on_progress = print_epoch;
-        o->bpr.progress_data = "bpr";
+        o->bpr.hooks.on_progress = print_epoch;
+        o->bpr.hooks.progress_data = "bpr";
     }
     double started = now_seconds(), cpu_started = cpu_seconds();
     if ((ret = recd_bpr_train(&train, &o->bpr, &x, &y, &b)) != 0) {

@@ -466,8 +466,8 @@ void recd_als_params_init(recd_als_params_t *p)
      * and a strong L2. */
     p->alpha = 2.0f;
     p->reg = 50.0f;
-    p->threads = 0;
-    p->seed = 42;
+    p->hooks.threads = 0;
+    p->hooks.seed = 42;
     /* CG with 3 steps: on MovieLens 100K (64 factors, 15 iterations) its nDCG@10 matches Cholesky's within the seed-to-seed
      * spread at about a third of the CPU time (docs/BENCHMARKS.md, "ALS training speed"). */
     p->solver = RECD_ALS_CG;
@@ -497,7 +497,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
         return ret;
     choose_solvers(&cholesky, &cg);
 
-    n_threads = p->threads;
+    n_threads = p->hooks.threads;
     if (n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (uint32_t)n : 1;
@@ -513,7 +513,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
         Gcg = recd_xmalloc((size_t)f * f * sizeof(*Gcg));
     user_loss = recd_xcalloc(n_users, sizeof(*user_loss));
     { /* X ~ N(0, 0.01^2) from the seed; Y is solved first, so it needs no start */
-        uint64_t state = p->seed;
+        uint64_t state = p->hooks.seed;
         for (size_t i = 0; i != n_users * f; ++i)
             X[i] = (float)(0.01 * recd_rand_normal(&state));
     }
@@ -549,7 +549,7 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
                              .fixed = Y,
                              .out = X,
                              .gram = Gy,
-                             .row_loss = p->on_progress != NULL ? user_loss : NULL,
+                             .row_loss = p->hooks.on_progress != NULL ? user_loss : NULL,
                              .alpha = p->alpha,
                              .reg = p->reg,
                              .f = f,
@@ -563,13 +563,13 @@ int recd_als_train(const recd_csr_t *user_items, const recd_als_params_t *p, flo
         if ((ret = half_step(&users, workers, n_threads)) != RECD_OK)
             goto Exit;
         gram(X, n_users, f, Gx);
-        if (p->on_snapshot != NULL)
-            p->on_snapshot(p->snapshot_data, it + 1, X, Y, NULL);
-        if (p->on_progress != NULL) { /* the loss costs one dot product per stored entry: only when someone listens */
+        if (p->hooks.on_snapshot != NULL)
+            p->hooks.on_snapshot(p->hooks.snapshot_data, it + 1, X, Y, NULL);
+        if (p->hooks.on_progress != NULL) { /* the loss costs one dot product per stored entry: only when someone listens */
             double loss = gram_loss(Gx, Gy, f, p->reg);
             for (size_t u = 0; u != n_users; ++u)
                 loss += user_loss[u];
-            if (p->on_progress(p->progress_data, it + 1, loss, recd_monotonic_seconds() - t0) != 0) {
+            if (p->hooks.on_progress(p->hooks.progress_data, it + 1, loss, recd_monotonic_seconds() - t0) != 0) {
                 if (!exact_users) { /* stopped early: solve the users exactly once more, as the last iteration would */
                     half_step_t last = {.m = user_items,
                                         .fixed = Y,

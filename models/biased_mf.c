@@ -51,8 +51,8 @@ void recd_mf_params_init(recd_mf_params_t *p)
     p->reg = 0.1f;
     p->bias_reg = 0.02f;
     p->init_std = 0.02f;
-    p->threads = 0;
-    p->seed = 42;
+    p->hooks.threads = 0;
+    p->hooks.seed = 42;
 }
 
 SGD_HOGWILD static void run_ratings(mf_worker_t *w)
@@ -112,7 +112,7 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     }
 
     const uint32_t k = p->factors;
-    uint32_t threads = p->threads;
+    uint32_t threads = p->hooks.threads;
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (uint32_t)n : 1;
@@ -130,7 +130,7 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
     }
     const float mu = (float)(total / (double)m->nnz);
 
-    uint64_t rng = p->seed ^ UINT64_C(0x6d662d696e697421); /* "mf-init!" */
+    uint64_t rng = p->hooks.seed ^ UINT64_C(0x6d662d696e697421); /* "mf-init!" */
     x = recd_xmalloc(m->n_rows * k * sizeof(*x));
     y = recd_xmalloc(m->n_cols * k * sizeof(*y));
     bu = recd_xcalloc(m->n_rows, sizeof(*bu));
@@ -174,9 +174,10 @@ int recd_mf_train(const recd_csr_t *ratings, const recd_mf_params_t *p, float **
         double penalty = p->reg * (sgd_sum_squares(x, m->n_rows * k) + sgd_sum_squares(y, m->n_cols * k)) +
                          p->bias_reg * (sgd_sum_squares(bu, m->n_rows) + sgd_sum_squares(bi, m->n_cols));
         double loss = (sse + penalty) / (double)m->nnz;
-        if (p->on_snapshot != NULL) /* item biases, not user biases or mu: enough to rank items for a user */
-            p->on_snapshot(p->snapshot_data, epoch + 1, x, y, bi);
-        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
+        if (p->hooks.on_snapshot != NULL) /* item biases, not user biases or mu: enough to rank items for a user */
+            p->hooks.on_snapshot(p->hooks.snapshot_data, epoch + 1, x, y, bi);
+        if (p->hooks.on_progress != NULL &&
+            p->hooks.on_progress(p->hooks.progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
             break;
     }
 

@@ -48,8 +48,8 @@ void recd_bpr_params_init(recd_bpr_params_t *p)
     p->learning_rate = 0.025f;
     p->reg = 0.02f;
     p->bias_reg = 0.01f;
-    p->threads = 0;
-    p->seed = 42;
+    p->hooks.threads = 0;
+    p->hooks.seed = 42;
 }
 
 /* The r-th (0-based) item not in the sorted row cols[0..len): with k row items before it, it is r + k, and k is the number
@@ -143,7 +143,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
     }
 
     const uint32_t k = p->factors;
-    uint32_t threads = p->threads;
+    uint32_t threads = p->hooks.threads;
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (uint32_t)n : 1;
@@ -152,7 +152,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
         threads = MAX_THREADS;
 
     /* start as implicit and Cornac do: uniform in (-0.5, 0.5) / factors, biases at zero */
-    uint64_t init_rng = p->seed ^ UINT64_C(0x6270722d696e6974); /* "bpr-init" */
+    uint64_t init_rng = p->hooks.seed ^ UINT64_C(0x6270722d696e6974); /* "bpr-init" */
     x = recd_xmalloc(m->n_rows * k * sizeof(*x));
     y = recd_xmalloc(m->n_cols * k * sizeof(*y));
     b = recd_xcalloc(m->n_cols, sizeof(*b));
@@ -172,7 +172,7 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
     bpr_shared_t shared = {m, users, n_users, x, y, b, k, p->learning_rate, p->reg, p->bias_reg};
     workers = recd_xcalloc(threads, sizeof(*workers));
     for (uint32_t t = 0; t != threads; ++t) {
-        uint64_t seed_state = p->seed + t * UINT64_C(0x9E3779B97F4A7C15);
+        uint64_t seed_state = p->hooks.seed + t * UINT64_C(0x9E3779B97F4A7C15);
         workers[t].shared = &shared;
         workers[t].rng = recd_splitmix64(&seed_state);
     }
@@ -202,9 +202,10 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
                              0.5 * p->bias_reg * sgd_sum_squares(b, m->n_cols);
             loss = (loss + penalty) / (double)samples;
         }
-        if (p->on_snapshot != NULL)
-            p->on_snapshot(p->snapshot_data, epoch + 1, x, y, b);
-        if (p->on_progress != NULL && p->on_progress(p->progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
+        if (p->hooks.on_snapshot != NULL)
+            p->hooks.on_snapshot(p->hooks.snapshot_data, epoch + 1, x, y, b);
+        if (p->hooks.on_progress != NULL &&
+            p->hooks.on_progress(p->hooks.progress_data, epoch + 1, loss, recd_monotonic_seconds() - started) != 0)
             break;
     }
 

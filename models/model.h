@@ -103,9 +103,9 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
 typedef struct st_recd_model_t recd_model_t;
 
 /**
- * Maps an artifact read-only, verifies its SHA-256 and every offset/count, builds the id lookup tables, and returns it with
- * one reference. Returns NULL and a message in err saying what is wrong (truncated, bad magic, unsupported version,
- * checksum mismatch, inconsistent counts or offsets).
+ * Reads an artifact into anonymous memory (so changes to the file afterwards cannot affect it), verifies its SHA-256 and every
+ * offset/count, builds the id lookup tables, and returns it with one reference. Returns NULL and a message in err saying what is
+ * wrong (truncated, bad magic, unsupported version, checksum mismatch, inconsistent counts or offsets).
  */
 recd_model_t *recd_model_open(const char *path, char *err, size_t errlen);
 /** Takes one more reference (atomic). */
@@ -124,6 +124,12 @@ size_t recd_model_n_items(const recd_model_t *m);
 uint32_t recd_model_n_factors(const recd_model_t *m);
 float recd_model_alpha(const recd_model_t *m);
 float recd_model_reg(const recd_model_t *m);
+/** Bytes of memory the loaded version holds (the artifact's copy plus its lookup tables): what max_loaded_bytes counts. */
+size_t recd_model_bytes(const recd_model_t *m);
+/** recd_model_bytes summed over every version opened in this process and not yet freed (the last reference gone). */
+size_t recd_model_live_bytes(void);
+/** How many versions are opened in this process and not yet freed. */
+size_t recd_model_live_count(void);
 /** The artifact's SHA-256 as 64 lowercase hex characters. */
 const char *recd_model_sha256(const recd_model_t *m);
 /** The metadata JSON (not NUL-terminated); *len receives its length. */
@@ -154,7 +160,32 @@ typedef struct st_recd_scored_t {
 } recd_scored_t;
 
 /**
- * Writes the score of every item for a user vector into scores (n_items floats): one sgemv plus the kind's biases.
+ * What scoring reads of a model, as bare borrowed arrays: a loaded artifact (recd_model_score) and a model just trained
+ * (recd-train's evaluation) are scored by the same kernel, so a trained model ranks exactly as recd will serve it.
+ */
+typedef struct st_recd_scorer_t {
+    uint32_t kind; /* recd_model_kind_t */
+    uint32_t n_factors;
+    size_t n_users, n_items;
+    const float *item_factors; /* n_items x n_factors row-major; unused for popularity */
+    const float *item_bias;    /* n_items, or NULL (zeros); BPR and biased MF */
+    const float *user_bias;    /* n_users, or NULL (zeros); biased MF */
+    const float *popularity;   /* n_items; what a popularity model scores */
+    float global_bias;         /* biased MF */
+} recd_scorer_t;
+
+/**
+ * The scoring kernel: writes the score of every item for a user vector into scores (n_items floats), one sgemv plus the
+ * kind's biases (a popularity model copies its popularity). user is the user's index for its bias, or -1 for a user
+ * folded in from interactions (no user bias).
+ */
+void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t user, float *scores);
+
+/** The scorer of a loaded model (arrays borrowed from it). */
+void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out);
+
+/**
+ * Writes the score of every item for a user vector into scores (n_items floats): recd_scorer_score on the model's arrays.
  * user is the user's index for bias lookup, or -1 for a folded-in user.
  */
 void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores);
@@ -198,6 +229,19 @@ typedef int (*recd_train_progress_cb)(void *data, uint32_t iteration, double los
 typedef void (*recd_train_snapshot_cb)(void *data, uint32_t iteration, const float *user_factors, const float *item_factors,
                                        const float *item_bias);
 
+/**
+ * The per-run settings every trainer takes besides its own parameters: embedded as `hooks` in each params struct, so a
+ * caller (recd-train) sets them once for any algorithm.
+ */
+typedef struct st_recd_fit_hooks_t {
+    uint32_t threads; /* 0 = number of cores */
+    uint64_t seed;
+    recd_train_progress_cb on_progress; /* NULL = none; the loss each trainer reports is described at its params */
+    void *progress_data;
+    recd_train_snapshot_cb on_snapshot; /* NULL = none */
+    void *snapshot_data;
+} recd_fit_hooks_t;
+
 /** How ALS solves each row's least-squares system. */
 typedef enum en_recd_als_solver_t {
     RECD_ALS_CHOLESKY = 0, /* exact: build the f x f system, Cholesky-factorise it (O(nnz_u f^2 + f^3) per row) */
@@ -205,18 +249,13 @@ typedef enum en_recd_als_solver_t {
 } recd_als_solver_t;
 
 typedef struct st_recd_als_params_t {
-    uint32_t factors;    /* default 64 */
-    uint32_t iterations; /* default 15 */
-    float alpha;         /* confidence 1 + alpha * value */
-    float reg;           /* L2 */
-    uint32_t threads;    /* 0 = number of cores */
-    uint64_t seed;
+    uint32_t factors;         /* default 64 */
+    uint32_t iterations;      /* default 15 */
+    float alpha;              /* confidence 1 + alpha * value */
+    float reg;                /* L2 */
     recd_als_solver_t solver; /* see recd_als_params_init for the default */
     uint32_t cg_steps;        /* CG steps per row and half-step (default 3); >= 1 when solver is RECD_ALS_CG */
-    recd_train_progress_cb on_progress;
-    void *progress_data;
-    recd_train_snapshot_cb on_snapshot; /* NULL = none */
-    void *snapshot_data;
+    recd_fit_hooks_t hooks;   /* on_progress's loss: the weighted squared error plus regularisation */
 } recd_als_params_t;
 
 /** Fills params with recd-train's defaults. */
@@ -351,17 +390,12 @@ int recd_eval_sampled(const recd_csr_t *train, const recd_csr_t *test, uint32_t 
  */
 
 typedef struct st_recd_bpr_params_t {
-    uint32_t factors;    /* default 128 */
-    uint32_t epochs;     /* default 200; each epoch draws nnz (user, positive, negative) triples */
-    float learning_rate; /* default 0.025 */
-    float reg;           /* L2 on the factor vectors touched by a step */
-    float bias_reg;      /* L2 on the item biases touched by a step */
-    uint32_t threads;    /* 0 = number of cores */
-    uint64_t seed;
-    recd_train_progress_cb on_progress; /* loss = mean -ln sigma(x_uij) of the epoch + regularisation / nnz */
-    void *progress_data;
-    recd_train_snapshot_cb on_snapshot; /* NULL = none */
-    void *snapshot_data;
+    uint32_t factors;       /* default 128 */
+    uint32_t epochs;        /* default 200; each epoch draws nnz (user, positive, negative) triples */
+    float learning_rate;    /* default 0.025 */
+    float reg;              /* L2 on the factor vectors touched by a step */
+    float bias_reg;         /* L2 on the item biases touched by a step */
+    recd_fit_hooks_t hooks; /* on_progress's loss = mean -ln sigma(x_uij) of the epoch + regularisation / nnz */
 } recd_bpr_params_t;
 
 /** Fills p with recd-train's BPR defaults (chosen on MovieLens 100K, see docs/BENCHMARKS.md). */
@@ -379,18 +413,13 @@ int recd_bpr_train(const recd_csr_t *user_items, const recd_bpr_params_t *p, flo
                    float **item_bias);
 
 typedef struct st_recd_mf_params_t {
-    uint32_t factors;    /* default 100 */
-    uint32_t epochs;     /* default 100 */
-    float learning_rate; /* default 0.005 */
-    float reg;           /* L2 on the factor vectors */
-    float bias_reg;      /* L2 on the user and item biases */
-    float init_std;      /* factors start as N(0, init_std^2); biases at 0 */
-    uint32_t threads;    /* 0 = number of cores */
-    uint64_t seed;
-    recd_train_progress_cb on_progress; /* loss = (sum of squared errors of the epoch + regularisation) / nnz */
-    void *progress_data;
-    recd_train_snapshot_cb on_snapshot; /* NULL = none */
-    void *snapshot_data;
+    uint32_t factors;       /* default 100 */
+    uint32_t epochs;        /* default 100 */
+    float learning_rate;    /* default 0.005 */
+    float reg;              /* L2 on the factor vectors */
+    float bias_reg;         /* L2 on the user and item biases */
+    float init_std;         /* factors start as N(0, init_std^2); biases at 0 */
+    recd_fit_hooks_t hooks; /* on_progress's loss = (sum of squared errors of the epoch + regularisation) / nnz */
 } recd_mf_params_t;
 
 /** Fills p with recd-train's biased-MF defaults (chosen by 5-fold CV on MovieLens 100K, see docs/BENCHMARKS.md). */

@@ -11,33 +11,56 @@
 /* Fold-in keeps its f x f system on the stack up to this many factors (64 KiB), so the common case never allocates. */
 #define FOLD_IN_STACK_FACTORS 128
 
-void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores)
+void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t user, float *scores)
 {
-    size_t n = m->n_items;
-    int f = (int)m->n_factors;
+    size_t n = s->n_items;
+    int f = (int)s->n_factors;
+    float beta = 0.0f;
 
     if (n == 0)
         return;
-    switch (m->kind) {
+    switch (s->kind) {
     case RECD_MODEL_ALS:
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, f, 1.0f, m->item_factors, f, user_vec, 1, 0.0f, scores, 1);
         break;
     case RECD_MODEL_BPR:
-        memcpy(scores, m->item_bias, n * sizeof(float));
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, f, 1.0f, m->item_factors, f, user_vec, 1, 1.0f, scores, 1);
+        if (s->item_bias != NULL) {
+            memcpy(scores, s->item_bias, n * sizeof(float));
+            beta = 1.0f;
+        }
         break;
     case RECD_MODEL_BIASED_MF: {
-        float offset = m->global_bias;
-        if (user >= 0 && (uint64_t)user < m->n_users)
-            offset += m->user_bias[user];
+        float offset = s->global_bias;
+        if (s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
+            offset += s->user_bias[user];
         for (size_t i = 0; i != n; ++i)
-            scores[i] = m->item_bias[i] + offset;
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, f, 1.0f, m->item_factors, f, user_vec, 1, 1.0f, scores, 1);
+            scores[i] = (s->item_bias != NULL ? s->item_bias[i] : 0.0f) + offset;
+        beta = 1.0f;
     } break;
     default: /* popularity */
-        memcpy(scores, m->popularity, n * sizeof(float));
-        break;
+        memcpy(scores, s->popularity, n * sizeof(float));
+        return;
     }
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, f, 1.0f, s->item_factors, f, user_vec, 1, beta, scores, 1);
+}
+
+void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
+{
+    *out = (recd_scorer_t){.kind = m->kind,
+                           .n_factors = m->n_factors,
+                           .n_users = m->n_users,
+                           .n_items = m->n_items,
+                           .item_factors = m->item_factors,
+                           .item_bias = m->item_bias,
+                           .user_bias = m->user_bias,
+                           .popularity = m->popularity,
+                           .global_bias = m->global_bias};
+}
+
+void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores)
+{
+    recd_scorer_t s;
+    recd_model_scorer(m, &s);
+    recd_scorer_score(&s, user_vec, user, scores);
 }
 
 /* a ranks below b: lower score, or equal score and higher index. */

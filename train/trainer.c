@@ -19,17 +19,6 @@ static float *popularity_of(const recd_csr_t *m)
     return p;
 }
 
-/* The ALS, BPR and MF parameter structs share these field names but not a type: one macro sets them from the hooks. */
-#define APPLY_FIT_HOOKS(params, hooks)                                                                                             \
-    do {                                                                                                                           \
-        (params)->threads = (hooks)->threads;                                                                                      \
-        (params)->seed = (hooks)->seed;                                                                                            \
-        (params)->on_progress = (hooks)->on_progress;                                                                              \
-        (params)->progress_data = (hooks)->progress_data;                                                                          \
-        (params)->on_snapshot = (hooks)->on_snapshot;                                                                              \
-        (params)->snapshot_data = (hooks)->snapshot_data;                                                                          \
-    } while (0)
-
 static void als_init(void *p)
 {
     recd_als_params_init(p);
@@ -38,7 +27,7 @@ static void als_init(void *p)
 static int als_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_als_params_t p = *(const recd_als_params_t *)params;
-    APPLY_FIT_HOOKS(&p, h);
+    p.hooks = *h;
     int ret = recd_als_train(m, &p, &out->user_factors, &out->item_factors);
     if (ret != RECD_OK)
         return ret;
@@ -56,7 +45,7 @@ static void bpr_init(void *p)
 static int bpr_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_bpr_params_t p = *(const recd_bpr_params_t *)params;
-    APPLY_FIT_HOOKS(&p, h);
+    p.hooks = *h;
     int ret = recd_bpr_train(m, &p, &out->user_factors, &out->item_factors, &out->item_bias);
     if (ret != RECD_OK)
         return ret;
@@ -75,7 +64,7 @@ static void mf_init(void *p)
 static int mf_fit(const recd_csr_t *m, const void *params, const recd_fit_hooks_t *h, recd_fitted_t *out)
 {
     recd_mf_params_t p = *(const recd_mf_params_t *)params;
-    APPLY_FIT_HOOKS(&p, h);
+    p.hooks = *h;
     int ret = recd_mf_train(m, &p, &out->user_factors, &out->item_factors, &out->user_bias, &out->item_bias, &out->global_bias);
     if (ret != RECD_OK)
         return ret;
@@ -323,34 +312,24 @@ void recd_fitted_dispose(recd_fitted_t *f)
     memset(f, 0, sizeof(*f));
 }
 
+void recd_fitted_scorer(const recd_fitted_t *f, recd_scorer_t *out)
+{
+    *out = (recd_scorer_t){.kind = f->kind,
+                           .n_factors = f->n_factors,
+                           .n_users = f->n_users,
+                           .n_items = f->n_items,
+                           .item_factors = f->item_factors,
+                           .item_bias = f->item_bias,
+                           .user_bias = f->user_bias,
+                           .popularity = f->popularity,
+                           .global_bias = f->global_bias};
+}
+
 void recd_fitted_score_vector(const recd_fitted_t *f, const float *user_vec, int64_t user, float *scores)
 {
-    size_t n = f->n_items;
-    int k = (int)f->n_factors;
-    float beta = 0.0f;
-
-    if (n == 0)
-        return;
-    switch (f->kind) {
-    case RECD_MODEL_POPULARITY:
-        memcpy(scores, f->popularity, n * sizeof(float));
-        return;
-    case RECD_MODEL_BPR:
-        if (f->item_bias != NULL) {
-            memcpy(scores, f->item_bias, n * sizeof(float));
-            beta = 1.0f;
-        }
-        break;
-    case RECD_MODEL_BIASED_MF: {
-        float offset = f->global_bias + (f->user_bias != NULL && user >= 0 ? f->user_bias[user] : 0.0f);
-        for (size_t i = 0; i != n; ++i)
-            scores[i] = (f->item_bias != NULL ? f->item_bias[i] : 0.0f) + offset;
-        beta = 1.0f;
-    } break;
-    default:
-        break;
-    }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, k, 1.0f, f->item_factors, k, user_vec, 1, beta, scores, 1);
+    recd_scorer_t s;
+    recd_fitted_scorer(f, &s);
+    recd_scorer_score(&s, user_vec, user, scores);
 }
 
 void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores)
@@ -616,7 +595,7 @@ json_t *recd_eval_result_json(const recd_eval_result_t *r)
 
 enum { M_PRECISION = 0, M_RECALL, M_NDCG, M_MAP, M_HR, M_MRR, M_AUC, M_COVERAGE, M_RMSE, M_MAE, M_R2 };
 
-int recd_metric_parse(const char *s, recd_metric_t *out)
+int recd_eval_metric_parse(const char *s, recd_eval_metric_t *out)
 {
     static const struct {
         const char *name;
@@ -666,7 +645,7 @@ int recd_metric_parse(const char *s, recd_metric_t *out)
     return -1;
 }
 
-double recd_metric_value(const recd_metric_t *m, const recd_eval_result_t *r)
+double recd_eval_metric_value(const recd_eval_metric_t *m, const recd_eval_result_t *r)
 {
     const recd_ranking_metrics_t *x = &r->ranking;
     switch (m->which) {
@@ -748,7 +727,7 @@ static void curve_on_snapshot(void *data, uint32_t iteration, const float *user_
     o.rating_metrics = 0;
     recd_eval_result_t r;
     if (recd_evaluate_fitted(&view, c->train, c->test, &o, &r) == RECD_OK) {
-        double v = recd_metric_value(&c->selected, &r);
+        double v = recd_eval_metric_value(&c->selected, &r);
         if (isfinite(v))
             push(&c->metric_iter, &c->metric, &c->n_metric, &c->cap_metric, iteration, v);
     }

@@ -1,5 +1,5 @@
 /* trainer.h: recd-train's algorithm table, fitted models, split protocols, evaluation, search spaces, charts and the progress
- * line — the parts of the trainer that the subcommands (recd_train_main.c) and the tests share. */
+ * line — the parts of the trainer that the subcommands (train/cmd_*.c) and the tests share. */
 #ifndef RECD_TRAIN_TRAINER_H
 #define RECD_TRAIN_TRAINER_H
 
@@ -38,16 +38,6 @@ typedef struct st_recd_fitted_t {
     float global_bias;
     float alpha, reg; /* fold-in parameters recorded in the artifact */
 } recd_fitted_t;
-
-/** The per-run settings every algorithm takes besides its own parameters. */
-typedef struct st_recd_fit_hooks_t {
-    uint32_t threads;
-    uint64_t seed;
-    recd_train_progress_cb on_progress;
-    void *progress_data;
-    recd_train_snapshot_cb on_snapshot;
-    void *snapshot_data;
-} recd_fit_hooks_t;
 
 /** Upper bound of any algorithm's params struct, so callers can keep one on the stack. */
 #define RECD_PARAMS_MAX_SIZE 256
@@ -88,9 +78,11 @@ void recd_params_format(const recd_algorithm_t *a, const void *params, char *buf
 int recd_fit(const recd_algorithm_t *a, const recd_csr_t *m, const void *params, const recd_fit_hooks_t *hooks, recd_fitted_t *out);
 /** Frees the arrays and zeroes the struct; accepts a zeroed struct. */
 void recd_fitted_dispose(recd_fitted_t *f);
-/** Scores every item for a user exactly as recd_model_score scores the artifact made from f. */
+/** The scorer of f (arrays borrowed from f): the kernel recd_model_score runs on the artifact made from f. */
+void recd_fitted_scorer(const recd_fitted_t *f, recd_scorer_t *out);
+/** Scores every item for a user through recd_scorer_score, exactly as recd_model_score scores the artifact made from f. */
 void recd_fitted_score(const recd_fitted_t *f, uint32_t user, float *scores);
-/** Scores every item for a user vector as recd_model_score does; user is the user's index for its bias, or -1 (a user
+/** Scores every item for a user vector through recd_scorer_score; user is the user's index for its bias, or -1 (a user
  * folded in from interactions: no user bias). */
 void recd_fitted_score_vector(const recd_fitted_t *f, const float *user_vec, int64_t user, float *scores);
 /** The artifact spec of f (arrays borrowed from f and the arguments). */
@@ -170,17 +162,17 @@ int recd_evaluate_fitted(const recd_fitted_t *f, const recd_csr_t *train, const 
 json_t *recd_eval_result_json(const recd_eval_result_t *r);
 
 /** A metric to select on: "ndcg@10", "precision@5", "map@10", "hr@10", "recall@20", "mrr", "auc", "coverage", "rmse", ... */
-typedef struct st_recd_metric_t {
+typedef struct st_recd_eval_metric_t {
     char name[32]; /* normalised: "ndcg@10" */
     int which;     /* internal */
     uint32_t k;    /* cut-off (10 when the name has none) */
     int lower_is_better;
-} recd_metric_t;
+} recd_eval_metric_t;
 
 /** Parses a metric name; -1 when unknown. */
-int recd_metric_parse(const char *s, recd_metric_t *out);
+int recd_eval_metric_parse(const char *s, recd_eval_metric_t *out);
 /** The metric's value in a result (NaN when the result lacks it, e.g. rmse without rating metrics). */
-double recd_metric_value(const recd_metric_t *m, const recd_eval_result_t *r);
+double recd_eval_metric_value(const recd_eval_metric_t *m, const recd_eval_result_t *r);
 
 /* ---- learning curves: loss and a validation metric per iteration ---------------------------------------------------------- */
 
@@ -194,7 +186,7 @@ typedef struct st_recd_curve_t {
     uint32_t n_factors;
     const recd_csr_t *train, *test;
     recd_eval_options_t eval;
-    recd_metric_t selected;
+    recd_eval_metric_t selected;
     /* chained progress callback (printing) */
     recd_train_progress_cb next_progress;
     void *next_progress_data;
@@ -227,6 +219,44 @@ int recd_grid_check(const recd_algorithm_t *const *algos, size_t n, const char *
  * log_scale), from the generator *rng. */
 void recd_random_params(const recd_algorithm_t *a, const void *base, const uint8_t *fixed, uint64_t *rng, void *out);
 
+/* ---- tuning: successive halving over validation folds (tune.c) ------------------------------------------------------- */
+
+/** Whether metric value a beats b: a non-finite value beats nothing, a finite one beats any non-finite one. */
+int recd_eval_metric_better(const recd_eval_metric_t *m, double a, double b);
+
+/** How a candidate fared on the validation folds it was scored on. */
+typedef struct st_recd_tune_tally_t {
+    double score;          /* the metric averaged over folds_scored folds; NaN once a fold failed */
+    uint32_t folds_scored; /* folds that produced a finite value */
+    int failed;            /* a fit or evaluation failed, or the metric was not finite: not scored again */
+} recd_tune_tally_t;
+
+/** A search over candidates 0..n_candidates-1 on validation folds 0..n_folds-1; the caller fits and scores. */
+typedef struct st_recd_tune_search_t {
+    size_t n_candidates, n_folds;
+    const recd_eval_metric_t *metric;
+    /* fits candidate c on fold f's train part and returns the metric on its validation part; NaN when that failed */
+    double (*score)(void *data, size_t candidate, size_t fold);
+    /* after each score (may be NULL): the candidate's tally so far; leads: it is the best on the first fold so far */
+    void (*on_scored)(void *data, size_t candidate, size_t fold, const recd_tune_tally_t *tally, int leads);
+    void *data;
+} recd_tune_search_t;
+
+/** How many candidates go past the first fold: the best third (two at least, so the folds still compare) when there are
+ * several folds, else every candidate. */
+size_t recd_tune_survivors(size_t n_candidates, size_t n_folds);
+
+/** Writes the indexes 0..n-1 into order, best tally score first (failed and non-finite last, ties by index). */
+void recd_tune_rank(const recd_tune_tally_t *tallies, size_t n, const recd_eval_metric_t *m, size_t *order);
+
+/**
+ * Successive halving: every candidate is scored on fold 0; the recd_tune_survivors best of them (by recd_tune_rank) are
+ * scored on folds 1..n_folds-1 in turn, a candidate stopping at its first failure. tallies (n_candidates entries,
+ * overwritten) receive the mean over the folds each was scored on. Returns the candidate with the best mean among those
+ * scored on every fold, or SIZE_MAX when none of them has a finite one.
+ */
+size_t recd_tune_halving(const recd_tune_search_t *s, recd_tune_tally_t *tallies);
+
 /* ---- fold-in parameters chosen on validation (tune.c) ----------------------------------------------------------------- */
 
 /** The fold-in pair chosen for a factor model and how it scored. */
@@ -244,7 +274,7 @@ typedef struct st_recd_fold_in_choice_t {
  * metric (nDCG@k when metric is a rating metric) wins. Returns RECD_OK, or RECD_EINVAL (no factors, shapes disagree).
  */
 int recd_fold_in_choose(const recd_fitted_t *f, const recd_csr_t *train, const recd_csr_t *validation, const recd_eval_options_t *o,
-                        const recd_metric_t *metric, recd_fold_in_choice_t *out);
+                        const recd_eval_metric_t *metric, recd_fold_in_choice_t *out);
 /** {"alpha", "reg", "metric", "validation_score", ...}; new reference. */
 json_t *recd_fold_in_choice_json(const recd_fold_in_choice_t *c);
 

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/text.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "store/file_sink.h"
 
 extern char **environ;
 
@@ -16,6 +18,7 @@ char *openblas_get_corename(void);
 void openblas_set_num_threads(int num_threads);
 
 #define GRACE_MS 2000
+#define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
 #if defined(__SANITIZE_ADDRESS__)
 /* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
@@ -67,7 +70,7 @@ int main(int argc, char **argv)
 
     app.metrics = recd_metrics_create(app.n_workers);
     const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -75,17 +78,24 @@ int main(int argc, char **argv)
     }
     app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
-    if ((app.events = recd_eventlog_open(config.events_path, config.events_fsync, err, sizeof(err))) == NULL) {
+    if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
         goto Exit;
     }
+    recd_file_sink_use_metrics(app.events, app.metrics);
+
     h2o_config_init(&conf);
     /* h2o answers bodies over its own limit with a plain-text 413; keep it well above ours so we answer in JSON */
     conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     app.api = recd_api_create(&config, &app.log, app.metrics, app.serve, app.events);
+    if (recd_api_enable_control(app.api, app.catalog, err, sizeof(err)) != RECD_OK) {
+        fprintf(stderr, "recd: JWT key: %s\n", err);
+        h2o_config_dispose(&conf);
+        goto Exit;
+    }
     recd_api_register(hostconf, app.api);
 
     /* signals are taken by sigwait on this thread only: block them before any thread starts */
@@ -116,7 +126,7 @@ int main(int argc, char **argv)
     ret = 0;
 
 Exit:
-    recd_eventlog_close(app.events);
+    recd_event_sink_free(app.events);
     recd_api_free(app.api);
     recd_serve_free(app.serve);
     recd_feature_store_free(app.store);

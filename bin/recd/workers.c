@@ -170,6 +170,14 @@ static void *worker_main(void *arg)
     uint64_t deadline = now_ms() + w->grace_ms;
     while (has_connections(&w->ctx) && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
+    /* The event sink answers every batch it took, even after the grace period (a stalled fsync): its completion posts to
+     * this context, so the loop runs until none is pending, or the answer would land in freed memory. */
+    if (recd_api_pending(app->api, &w->ctx) > 0) {
+        recd_log(&app->log, RECD_LOG_WARN, "waiting for the event log to answer", "\"thread\":%zu,\"batches\":%zu", w->index,
+                 recd_api_pending(app->api, &w->ctx));
+        while (recd_api_pending(app->api, &w->ctx) > 0)
+            h2o_evloop_run(loop, 10);
+    }
     /* drain leftover messages (none are sent after the loader stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);

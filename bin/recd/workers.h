@@ -2,7 +2,8 @@
 #ifndef RECD_BIN_RECD_WORKERS_H
 #define RECD_BIN_RECD_WORKERS_H
 
-#include "server/server.h"
+#include <h2o.h>
+#include "bin/recd/app.h"
 
 /** The running worker threads; their internals are private to workers.c. */
 typedef struct st_recd_workers_t recd_workers_t;

@@ -6,13 +6,17 @@
 
 int test_server_run(void);
 int test_hotswap_run(void);
+int test_events_disk_run(void);
 int test_served_run(void);
+int test_admin_run(void);
 
 int main(void)
 {
     int failed = 0;
     failed += test_server_run();
     failed += test_hotswap_run();
+    failed += test_events_disk_run();
     failed += test_served_run();
+    failed += test_admin_run();
     return failed != 0;
 }

@@ -62,10 +62,10 @@ static void small_params(recd_als_params_t *p, losses_t *l)
     p->iterations = 12;
     p->alpha = 2;
     p->reg = 0.5f;
-    p->threads = 2;
-    p->seed = 7;
-    p->on_progress = l != NULL ? on_progress : NULL;
-    p->progress_data = l;
+    p->hooks.threads = 2;
+    p->hooks.seed = 7;
+    p->hooks.on_progress = l != NULL ? on_progress : NULL;
+    p->hooks.progress_data = l;
 }
 
 /* The largest relative residual ||A_u x_u - b_u|| / ||b_u|| over the users with interactions, for the normal equations
@@ -141,7 +141,7 @@ static void test_als_cg_converges_to_cholesky(void **state)
     random_matrix(&m, 60, 30, 8, 5);
     recd_als_params_t p;
     small_params(&p, NULL);
-    p.on_progress = NULL;
+    p.hooks.on_progress = NULL;
     p.iterations = 1;
     p.reg = 0.05f;
     p.solver = RECD_ALS_CHOLESKY;
@@ -237,11 +237,11 @@ static void check_deterministic(recd_als_solver_t solver)
     assert_int_equal(recd_als_train(&m, &p, &X2, &Y2), RECD_OK);
     assert_memory_equal(X1, X2, m.n_rows * p.factors * sizeof(float));
     assert_memory_equal(Y1, Y2, m.n_cols * p.factors * sizeof(float));
-    p.threads = 3; /* rows are independent, so the thread count does not change the answer either */
+    p.hooks.threads = 3; /* rows are independent, so the thread count does not change the answer either */
     assert_int_equal(recd_als_train(&m, &p, &X3, &Y3), RECD_OK);
     assert_memory_equal(X1, X3, m.n_rows * p.factors * sizeof(float));
     assert_memory_equal(Y1, Y3, m.n_cols * p.factors * sizeof(float));
-    p.seed = 8;
+    p.hooks.seed = 8;
     assert_int_equal(recd_als_train(&m, &p, &X4, &Y4), RECD_OK);
     assert_memory_not_equal(X1, X4, m.n_rows * p.factors * sizeof(float));
     assert_memory_not_equal(Y1, Y4, m.n_cols * p.factors * sizeof(float));
@@ -285,7 +285,7 @@ static void check_planted_blocks(recd_als_solver_t solver)
     p.iterations = 15;
     p.alpha = 5;
     p.reg = 0.1f;
-    p.threads = 2;
+    p.hooks.threads = 2;
     p.solver = solver;
     float *X, *Y;
     assert_int_equal(recd_als_train(&m, &p, &X, &Y), RECD_OK);
@@ -346,7 +346,7 @@ static void test_als_early_stop_and_errors(void **state)
     p.cg_steps = 0;
     assert_int_equal(recd_als_train(&m, &p, &X, &Y), RECD_EINVAL);
     p.solver = RECD_ALS_CHOLESKY; /* cg_steps only matters to CG */
-    p.on_progress = NULL;
+    p.hooks.on_progress = NULL;
     assert_int_equal(recd_als_train(&m, &p, &X, &Y), RECD_OK);
     free(X);
     free(Y);
@@ -389,8 +389,8 @@ static void test_als_snapshots(void **state)
         snapshots_t s = {.n_users = m.n_rows, .n_items = m.n_cols, .f = p.factors};
         s.X = malloc(m.n_rows * p.factors * sizeof(float));
         s.Y = malloc(m.n_cols * p.factors * sizeof(float));
-        p.on_snapshot = on_snapshot;
-        p.snapshot_data = &s;
+        p.hooks.on_snapshot = on_snapshot;
+        p.hooks.snapshot_data = &s;
         float *X, *Y;
         assert_int_equal(recd_als_train(&m, &p, &X, &Y), RECD_OK);
         assert_int_equal(s.calls, 5);
@@ -415,7 +415,7 @@ static void test_als_empty_rows(void **state)
         recd_als_params_init(&p);
         p.factors = 3;
         p.iterations = 4;
-        p.threads = 1;
+        p.hooks.threads = 1;
         p.solver = (recd_als_solver_t)solver;
         float *X, *Y;
         assert_int_equal(recd_als_train(&m, &p, &X, &Y), RECD_OK);

@@ -121,8 +121,8 @@ static void train(const recd_csr_t *m, uint32_t threads, uint64_t seed, trained_
     p.epochs = 150;
     p.learning_rate = 0.01f;
     p.reg = 0.02f;
-    p.threads = threads;
-    p.seed = seed;
+    p.hooks.threads = threads;
+    p.hooks.seed = seed;
     assert_int_equal(recd_mf_train(m, &p, &t->x, &t->y, &t->bu, &t->bi, &t->mu), RECD_OK);
     t->model = (recd_mf_model_t){p.factors, t->x, t->y, t->bu, t->bi, t->mu, 0, 0};
 }
@@ -236,7 +236,7 @@ static void test_mf_learns_biases(void **state)
     p.factors = 1;
     p.epochs = 100;
     p.learning_rate = 0.01f;
-    p.threads = 1;
+    p.hooks.threads = 1;
     assert_int_equal(recd_mf_train(&m, &p, &x, &y, &ubias, &ibias, &mu), RECD_OK);
     assert_true(correlation(bu, ubias, USERS) > 0.95);
     assert_true(correlation(bi, ibias, ITEMS) > 0.95);
@@ -301,9 +301,9 @@ static void test_mf_snapshots(void **state)
     make_ratings(&tr, &te);
     recd_mf_params_init(&p);
     p.epochs = 3;
-    p.threads = 1;
-    p.on_snapshot = count_snapshot;
-    p.snapshot_data = &calls;
+    p.hooks.threads = 1;
+    p.hooks.on_snapshot = count_snapshot;
+    p.hooks.snapshot_data = &calls;
     assert_int_equal(recd_mf_train(&tr, &p, &x, &y, &bu, &bi, &mu), RECD_OK);
     assert_int_equal(calls, 3);
     free(x);

@@ -75,8 +75,8 @@ static void small_params(recd_bpr_params_t *p, uint32_t threads)
     p->epochs = 60;
     p->learning_rate = 0.05f;
     p->reg = 0.01f;
-    p->threads = threads;
-    p->seed = 7;
+    p->hooks.threads = threads;
+    p->hooks.seed = 7;
 }
 
 static void check_blocks_learned(uint32_t threads)
@@ -89,7 +89,7 @@ static void check_blocks_learned(uint32_t threads)
 
     /* untrained factors rank at chance */
     assert_int_equal(
-        recd_bpr_train(&m, &(recd_bpr_params_t){.factors = 8, .epochs = 0, .learning_rate = 0.05f, .threads = 1}, &x, &y, &b),
+        recd_bpr_train(&m, &(recd_bpr_params_t){.factors = 8, .epochs = 0, .learning_rate = 0.05f, .hooks.threads = 1}, &x, &y, &b),
         RECD_OK);
     double before = block_auc(&m, x, y, b, 8);
     free(x);
@@ -138,8 +138,8 @@ static void test_bpr_loss_decreases(void **state)
     float *x, *y, *b;
     make_blocks(&m);
     small_params(&p, 1);
-    p.on_progress = on_progress;
-    p.progress_data = &l;
+    p.hooks.on_progress = on_progress;
+    p.hooks.progress_data = &l;
 
     assert_int_equal(recd_bpr_train(&m, &p, &x, &y, &b), RECD_OK);
     assert_int_equal(l.calls, p.epochs);
@@ -194,8 +194,8 @@ static void test_bpr_snapshots(void **state)
     make_blocks(&m);
     small_params(&p, 1);
     p.epochs = 4;
-    p.on_snapshot = on_snapshot;
-    p.snapshot_data = &s;
+    p.hooks.on_snapshot = on_snapshot;
+    p.hooks.snapshot_data = &s;
     assert_int_equal(recd_bpr_train(&m, &p, &x, &y, &b), RECD_OK);
     assert_int_equal(s.calls, 4);
     assert_true(s.last_y0 == y[0] && s.last_b0 == b[0]);
@@ -216,7 +216,7 @@ static void test_bpr_deterministic_one_thread(void **state)
 
     assert_int_equal(recd_bpr_train(&m, &p, &x1, &y1, &b1), RECD_OK);
     assert_int_equal(recd_bpr_train(&m, &p, &x2, &y2, &b2), RECD_OK);
-    p.seed = 8;
+    p.hooks.seed = 8;
     assert_int_equal(recd_bpr_train(&m, &p, &x3, &y3, &b3), RECD_OK);
     assert_memory_equal(x1, x2, m.n_rows * p.factors * sizeof(float));
     assert_memory_equal(y1, y2, m.n_cols * p.factors * sizeof(float));

@@ -5,7 +5,7 @@
 #include <cmocka.h>
 
 /* Every group named here must be linked in: a missing one fails the build, never skips silently. */
-#define RECD_TEST_GROUPS(X) X(ingest) X(cleanse) X(trainer) X(tune)
+#define RECD_TEST_GROUPS(X) X(ingest) X(cleanse) X(trainer) X(tune) X(cli)
 #define DECLARE(name) int test_##name##_run(void);
 RECD_TEST_GROUPS(DECLARE)
 

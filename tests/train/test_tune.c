@@ -155,25 +155,25 @@ static void test_split_protocol_counts(void **state)
 
 static void test_metric_parse_names(void **state)
 {
-    recd_metric_t m;
-    assert_int_equal(recd_metric_parse("ndcg@10", &m), 0);
+    recd_eval_metric_t m;
+    assert_int_equal(recd_eval_metric_parse("ndcg@10", &m), 0);
     assert_string_equal(m.name, "ndcg@10");
     assert_int_equal(m.k, 10);
     assert_false(m.lower_is_better);
-    assert_int_equal(recd_metric_parse("P@5", &m), 0);
+    assert_int_equal(recd_eval_metric_parse("P@5", &m), 0);
     assert_string_equal(m.name, "precision@5");
-    assert_int_equal(recd_metric_parse("rmse", &m), 0);
+    assert_int_equal(recd_eval_metric_parse("rmse", &m), 0);
     assert_true(m.lower_is_better);
-    assert_int_equal(recd_metric_parse("rmse@10", &m), -1);
-    assert_int_equal(recd_metric_parse("ndcg@0", &m), -1);
-    assert_int_equal(recd_metric_parse("ndcg@", &m), -1);
-    assert_int_equal(recd_metric_parse("bleu", &m), -1);
+    assert_int_equal(recd_eval_metric_parse("rmse@10", &m), -1);
+    assert_int_equal(recd_eval_metric_parse("ndcg@0", &m), -1);
+    assert_int_equal(recd_eval_metric_parse("ndcg@", &m), -1);
+    assert_int_equal(recd_eval_metric_parse("bleu", &m), -1);
     recd_eval_result_t r = {0};
     r.ranking.ndcg = 0.25;
-    assert_int_equal(recd_metric_parse("ndcg", &m), 0);
-    assert_true(recd_metric_value(&m, &r) == 0.25);
-    assert_int_equal(recd_metric_parse("mae", &m), 0);
-    assert_true(isnan(recd_metric_value(&m, &r))); /* no rating metrics in r */
+    assert_int_equal(recd_eval_metric_parse("ndcg", &m), 0);
+    assert_true(recd_eval_metric_value(&m, &r) == 0.25);
+    assert_int_equal(recd_eval_metric_parse("mae", &m), 0);
+    assert_true(isnan(recd_eval_metric_value(&m, &r))); /* no rating metrics in r */
 }
 
 static void test_grid_expand_and_random(void **state)
