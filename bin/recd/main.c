@@ -9,6 +9,7 @@
 #include "base/text.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "serve/experiments.h"
 #include "store/file_sink.h"
 
 extern char **environ;
@@ -70,7 +71,8 @@ int main(int argc, char **argv)
 
     app.metrics = recd_metrics_create(app.n_workers);
     const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) ==
+        NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -115,10 +117,15 @@ int main(int argc, char **argv)
              recd_json_quote(q2, sizeof(q2), host, strlen(host)), bound_port, app.n_workers);
     if (recd_catalog_loader_start(app.catalog, config.reload_interval_ms) != 0)
         recd_log(&app.log, RECD_LOG_ERROR, "cannot start the registry watcher; new versions will not be loaded", "%s", "");
+    /* canary guardrails judge every second and roll back through control.json */
+    recd_serve_guardrail_t *guardrail = recd_serve_guardrail_start(app.serve, app.catalog, config.registry, 1000);
+    if (guardrail == NULL)
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot start the guardrail thread; canaries will not be rolled back", "%s", "");
 
     while (sigwait(&sigs, &sig) != 0)
         ;
     recd_log(&app.log, RECD_LOG_INFO, "stopping", "\"signal\":\"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    recd_serve_guardrail_stop(guardrail);
     recd_catalog_loader_stop(app.catalog);
     recd_workers_stop(workers, GRACE_MS);
     h2o_config_dispose(&conf);

@@ -14,22 +14,11 @@
 #include "models/experiment.h"
 #include "models/stats.h"
 #include "serve/experiments.h"
+#include "tests/support/fixtures.h"
 
 #define N_ITEMS 10
 #define N_FACTORS 2
 #define K 3
-
-/* TEMP (until "versions" lands the catalog's experiments, Contract 1): the experiments of the default model "demo" are
- * the test's; drop with serve/temp_catalog_experiments.c. */
-static recd_control_experiment_t *test_experiments;
-static size_t n_test_experiments;
-
-const recd_control_experiment_t *recd_catalog_experiments(const recd_catalog_t *c, const char *name, size_t len, size_t *n)
-{
-    int is_demo = name != NULL && len == 4 && memcmp(name, "demo", 4) == 0;
-    *n = is_demo ? n_test_experiments : 0;
-    return is_demo ? test_experiments : NULL;
-}
 
 typedef struct st_fixture_t {
     char dir[64];
@@ -38,43 +27,12 @@ typedef struct st_fixture_t {
     recd_feature_store_t *store;
     recd_serve_t *serve;
     recd_serve_worker_t *sw;
+    recd_catalog_loader_t *loader;
     recd_control_experiment_t exp;
+    int has_exp;
 } fixture_t;
 
-/* A popularity-free ALS model "demo"@1 with items i0..i9 and no users. */
-static recd_model_t *make_model(fixture_t *fx)
-{
-    char path[128], err[256] = "", *iids[N_ITEMS];
-    float itf[N_ITEMS * N_FACTORS], pop[N_ITEMS];
-    for (size_t i = 0; i < N_ITEMS; ++i) {
-        assert_true(asprintf(&iids[i], "i%zu", i) > 0);
-        itf[2 * i] = (float)i / 10.0f, itf[2 * i + 1] = 1.0f - (float)i / 10.0f;
-        pop[i] = (float)(N_ITEMS - i);
-    }
-    recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
-                              .n_factors = N_FACTORS,
-                              .n_users = 0,
-                              .n_items = N_ITEMS,
-                              .item_ids = (const char *const *)iids,
-                              .item_factors = itf,
-                              .item_popularity = pop,
-                              .alpha = 2.0f,
-                              .reg = 0.1f,
-                              .metadata_json = "{}"};
-    snprintf(path, sizeof(path), "%s/m.recd", fx->dir);
-    if (recd_model_write(&spec, path, err, sizeof(err)) != 0)
-        fail_msg("write: %s", err);
-    recd_model_t *m = recd_model_open(path, err, sizeof(err));
-    if (m == NULL)
-        fail_msg("open: %s", err);
-    unlink(path);
-    recd_model_set_identity(m, "demo", 1);
-    for (size_t i = 0; i < N_ITEMS; ++i)
-        free(iids[i]);
-    return m;
-}
-
-/* exp1: control -> version 1 (loaded), canary -> canary_version, weights 9000/1000 unless the slots are given skewed. */
+/* exp1: control -> version 1, canary -> canary_version; weights 9000/1000, canary_slots slots for the canary. */
 static void set_experiment(fixture_t *fx, uint64_t canary_version, uint32_t canary_slots)
 {
     recd_control_experiment_t *e = &fx->exp;
@@ -88,42 +46,49 @@ static void set_experiment(fixture_t *fx, uint64_t canary_version, uint32_t cana
     e->arms[1] = (recd_control_arm_t){"canary", canary_version, 1000};
     recd_experiment_initial_slots((const uint32_t[]){10000 - canary_slots, canary_slots}, 2, e->slots);
     e->guardrails = (recd_control_guardrails_t){"canary", "control", 0.01, 2.0, 0.05, 100, 10, 1};
-    test_experiments = e;
-    n_test_experiments = 1;
+    fx->has_exp = 1;
 }
 
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/recd-test-exp-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
+    if (support_tmpdir_create(fx->dir, sizeof(fx->dir), "recd-test-exp") != 0)
         return -1;
     fx->metrics = recd_metrics_create(1);
     fx->log = (recd_logger_t){RECD_LOG_ERROR, 2};
     fx->store = recd_memory_store_create(16, 100000, fx->metrics);
     fx->serve = recd_serve_create(&(recd_serve_config_t){20}, fx->store, fx->metrics, &fx->log);
     fx->sw = recd_serve_worker_create(fx->serve, 0, 42);
+    /* the registry: demo@1 and demo@2 (ranking differently), demo@3 corrupt (the catalog refuses it) */
+    assert_true(support_fixture_publish(fx->dir, "demo", 0, 0) == 1);
+    assert_true(support_fixture_publish(fx->dir, "demo", 1, 0) == 2);
+    assert_true(support_fixture_publish(fx->dir, "demo", 0, 1) == 3);
     *state = fx;
     return 0;
 }
 
-/* Installs the snapshot after the experiment is set: a worker reads experiments when its snapshot changes. */
+/* Writes control.json (active 1, plus the experiment if set) and serves the loader's snapshot of it. */
 static void install(fixture_t *fx)
 {
-    recd_serve_worker_set_model(fx->sw, make_model(fx));
+    char err[256] = "";
+    recd_control_t c = {.generation = 1, .active = 1, .experiments = fx->has_exp ? &fx->exp : NULL, .n_experiments = fx->has_exp};
+    assert_int_equal(recd_control_write(fx->dir, "demo", &c), 0);
+    fx->loader = recd_catalog_loader_create(fx->dir, (const char *const[]){"demo"}, 1, 0, &fx->log, fx->metrics, err, sizeof(err));
+    if (fx->loader == NULL)
+        fail_msg("loader: %s", err);
+    recd_serve_worker_set_catalog(fx->sw, recd_catalog_loader_current(fx->loader));
 }
 
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
     recd_serve_worker_free(fx->sw);
+    recd_catalog_loader_free(fx->loader);
     recd_serve_free(fx->serve);
     recd_feature_store_free(fx->store);
     recd_metrics_free(fx->metrics);
-    rmdir(fx->dir);
+    support_remove_tree(fx->dir);
     free(fx);
-    test_experiments = NULL;
-    n_test_experiments = 0;
     return 0;
 }
 
@@ -174,7 +139,7 @@ static void test_route_by_slot(void **state)
     int err, canary = 0;
     uint64_t version;
     size_t n;
-    set_experiment(fx, 1, 1000);
+    set_experiment(fx, 2, 1000);
     install(fx);
     for (int u = 0; u < 10000; ++u) {
         int len = snprintf(user, sizeof(user), "user-%d", u);
@@ -182,6 +147,7 @@ static void test_route_by_slot(void **state)
         int arm = recommend(fx, user, &err, &version, rid, &n);
         assert_int_equal(arm, want);
         assert_int_equal(err, 0);
+        assert_true(version == (arm == 1 ? 2 : 1)); /* the arm's version answers */
         recd_experiment_request_id_t parts;
         assert_int_equal(recd_experiment_request_id_decode(rid, strlen(rid), "s1", 2, &parts), want);
         assert_true(parts.table_version == 4);
@@ -198,7 +164,7 @@ static void test_route_by_slot(void **state)
     assert_true(c1.table_requests == c1.requests);
 }
 
-/* The canary names version 7, which is not loaded: its users fail (and count as its errors), control's are served by 1. */
+/* The canary names version 3, which the catalog refused: its users fail (and count as its errors), control's are served by 1. */
 static void test_route_uses_arm_version(void **state)
 {
     fixture_t *fx = *state;
@@ -206,7 +172,7 @@ static void test_route_uses_arm_version(void **state)
     int err;
     uint64_t version;
     size_t n;
-    set_experiment(fx, 7, 1000);
+    set_experiment(fx, 3, 1000);
     install(fx);
     for (int u = 0; u < 2000; ++u) {
         snprintf(user, sizeof(user), "user-%d", u);
@@ -230,7 +196,7 @@ static void test_route_uses_arm_version(void **state)
 
 static recd_serve_event_t event(const char *user, const char *rid, recd_event_type_t type)
 {
-    return (recd_serve_event_t){{user, strlen(user)}, {"i1", 2}, 1.0f, {rid, strlen(rid)}, type};
+    return (recd_serve_event_t){{user, strlen(user)}, {"i00", 3}, 1.0f, {rid, strlen(rid)}, type};
 }
 
 /*
@@ -247,8 +213,7 @@ static void test_attribution_and_report(void **state)
     size_t n;
     recd_serve_event_t events[64];
     size_t n_events = 0;
-    set_experiment(fx, 1, 5000); /* 50/50 slots under 90/10 weights: a skewed assignment */
-    fx->exp.arms[0].weight = 9000, fx->exp.arms[1].weight = 1000;
+    set_experiment(fx, 1, 1000);
     install(fx);
     for (int u = 0; (have[0] < 40 || have[1] < 40) && u < 1000; ++u) {
         snprintf(user, sizeof(user), "user-%d", u);
@@ -258,6 +223,8 @@ static void test_attribution_and_report(void **state)
             strcpy(rids[arm][have[arm]++], rid);
         else
             have[arm]++; /* counted as a request and impressions all the same */
+        for (int again = 0; arm == 1 && again < 4; ++again)
+            recommend(fx, user, &err, &version, rid, &n); /* a client retrying canary users: the requests skew */
     }
     assert_true(have[0] >= 40 && have[1] >= 40); /* both arms answered */
     recd_serve_arm_counts_t before0 = counts(fx, 0), before1 = counts(fx, 1);
@@ -318,7 +285,7 @@ static void test_attribution_and_report(void **state)
     assert_true(fabs(json_real_value(json_object_get(a1, "p_value")) -
                      recd_stats_two_proportion_p(6, (uint64_t)imp0, 12, (uint64_t)imp1, NULL)) < 1e-6);
     json_t *srm = json_object_get(r, "srm");
-    assert_true(json_is_true(json_object_get(srm, "flagged"))); /* ~50/50 requests against 90/10 weights */
+    assert_true(json_is_true(json_object_get(srm, "flagged"))); /* ~36% canary requests against a 10% weight */
     json_decref(r);
     recd_jw_dispose(&out);
 }
