@@ -20,16 +20,6 @@ void openblas_set_num_threads(int num_threads);
 #define GRACE_MS 2000
 #define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
-#if defined(__SANITIZE_ADDRESS__)
-/* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
- * exits, LeakSanitizer reports whatever that cache held. Only that allocator is suppressed; everything of ours is checked. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:h2o_mem_alloc_recycle\n";
-}
-#endif
-
 int main(int argc, char **argv)
 {
     recd_config_t config;
