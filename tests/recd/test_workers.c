@@ -91,7 +91,7 @@ typedef struct st_stopper_t {
     recd_workers_t *workers;
     uint32_t grace_ms;
     pthread_mutex_t lock;
-    int done;
+    int started, done;
 } stopper_t;
 
 static void *stopper_main(void *arg)
@@ -112,6 +112,16 @@ static int stopper_done(stopper_t *s)
     return done;
 }
 
+/* Starts recd_workers_stop(*workers, grace_ms) on s's thread and takes *workers over. */
+static void stopper_start(stopper_t *s, recd_workers_t **workers, uint32_t grace_ms)
+{
+    s->workers = *workers;
+    s->grace_ms = grace_ms;
+    *workers = NULL;
+    assert_int_equal(pthread_create(&s->tid, NULL, stopper_main, s), 0);
+    s->started = 1;
+}
+
 /* ---- the fixture: recd's parts wired as main wires them, two workers, a keep-alive connection on each ------------------- */
 
 typedef struct st_fixture_t {
@@ -120,7 +130,8 @@ typedef struct st_fixture_t {
     recd_config_t config;
     recd_app_t app;
     h2o_globalconf_t conf;
-    recd_workers_t *workers; /* NULL once stopped */
+    recd_workers_t *workers; /* NULL once stopped or handed to the stopper */
+    stopper_t stopper;       /* a stop running on its own thread; teardown joins it, also after a failed assertion */
     uint16_t port;
     int conns[N_WORKERS]; /* conns[i]: an open keep-alive connection that worker i accepted */
     gate_t gate;
@@ -215,6 +226,7 @@ static int setup(void **state)
         f->conns[i] = -1;
     pthread_mutex_init(&f->gate.lock, NULL);
     pthread_cond_init(&f->gate.cond, NULL);
+    pthread_mutex_init(&f->stopper.lock, NULL);
 
     recd_config_init(&f->config);
     f->app.config = &f->config;
@@ -250,6 +262,9 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     gate_open(&f->gate); /* a failed test may have left the sink's writer held */
+    if (f->stopper.started)
+        pthread_join(f->stopper.tid, NULL);
+    pthread_mutex_destroy(&f->stopper.lock);
     if (f->workers != NULL)
         recd_workers_stop(f->workers, 1000);
     for (size_t i = 0; i < N_WORKERS; ++i)
@@ -364,22 +379,19 @@ static void test_workers_ignore_an_older_snapshot(void **state)
 static void test_workers_stop_closes_idle_keepalive(void **state)
 {
     fixture_t *f = *state;
-    stopper_t stopper = {.workers = f->workers, .grace_ms = 30000};
     char byte;
 
-    /* every connection is idle between requests; the grace period is far longer than the test waits for anything */
-    pthread_mutex_init(&stopper.lock, NULL);
-    assert_int_equal(pthread_create(&stopper.tid, NULL, stopper_main, &stopper), 0);
-    f->workers = NULL;
+    /* every connection is idle between requests; the grace period is longer than the connections' receive timeout */
+    stopper_start(&f->stopper, &f->workers, 30000);
     for (size_t i = 0; i < N_WORKERS; ++i) {
         ssize_t n;
         while ((n = recv(f->conns[i], &byte, 1, 0)) < 0 && errno == EINTR)
             ;
         assert_int_equal(n, 0); /* closed by the worker (a timeout would be -1 with EAGAIN) */
     }
-    pthread_join(stopper.tid, NULL);
-    pthread_mutex_destroy(&stopper.lock);
-    assert_true(stopper.done);
+    pthread_join(f->stopper.tid, NULL);
+    f->stopper.started = 0;
+    assert_true(f->stopper.done);
     /* the listeners are closed too */
     int fd = support_connect_loopback(f->port, TIMEOUT_S);
     assert_int_equal(fd, -1);
@@ -389,7 +401,6 @@ static void test_workers_stop_closes_idle_keepalive(void **state)
 static void test_workers_stop_answers_a_pending_event(void **state)
 {
     fixture_t *f = *state;
-    stopper_t stopper = {.workers = f->workers, .grace_ms = STOP_GRACE_MS};
     static const char gate_line[] = "{\"gate\":true}\n";
     static const char event[] = "{\"user\":\"pending-user\",\"item\":\"i00\",\"type\":\"click\"}";
     recd_file_sink_stats_t stats;
@@ -413,13 +424,11 @@ static void test_workers_stop_answers_a_pending_event(void **state)
     assert_true(stats.queued_bytes > 0);
 
     /* stop: the grace period runs out with the POST unanswered, and the worker must keep its loop for the answer */
-    pthread_mutex_init(&stopper.lock, NULL);
-    assert_int_equal(pthread_create(&stopper.tid, NULL, stopper_main, &stopper), 0);
-    f->workers = NULL;
-    for (round = 0; round < WAIT_ROUNDS && !log_contains(f, "waiting for the event log to answer") && !stopper_done(&stopper);
+    stopper_start(&f->stopper, &f->workers, STOP_GRACE_MS);
+    for (round = 0; round < WAIT_ROUNDS && !log_contains(f, "waiting for the event log to answer") && !stopper_done(&f->stopper);
          ++round)
         sleep_ms(5);
-    assert_false(stopper_done(&stopper)); /* a stop that returned with the batch unanswered left its answer nowhere to go */
+    assert_false(stopper_done(&f->stopper)); /* a stop that returned with the batch unanswered left its answer nowhere to go */
     assert_true(log_contains(f, "waiting for the event log to answer"));
     gate_open(&f->gate);
 
@@ -429,8 +438,9 @@ static void test_workers_stop_answers_a_pending_event(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "accepted")), 1);
     json_decref(j);
     support_http_response_free(&res);
-    pthread_join(stopper.tid, NULL);
-    pthread_mutex_destroy(&stopper.lock);
+    pthread_join(f->stopper.tid, NULL);
+    f->stopper.started = 0;
+    assert_true(f->stopper.done);
 
     /* the answer was the truth: the event is in the log, after the gate's line */
     FILE *fp = fopen(f->events_path, "r");
