@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include "base/alloc.h"
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 struct st_not_found_handler_t {
     h2o_handler_t super;
@@ -37,13 +38,28 @@ recd_api_t *recd_api_create(const recd_config_t *config, const recd_logger_t *lo
     pthread_mutex_init(&api->attach_mutex, NULL);
     api->events_accepted = recd_metrics_counter(metrics, "recd_events_accepted_total", "Events accepted by POST /v1/events.", NULL);
     recd_metric_set(recd_metrics_gauge(metrics, "recd_build_info", "Build information.", "version=\"" RECD_VERSION "\""), 1);
+    api->admin = recd_api_admin_start();
     return api;
+}
+
+int recd_api_enable_control(recd_api_t *api, recd_catalog_loader_t *catalog, char *err, size_t errlen)
+{
+    const recd_config_t *c = api->config;
+    api->catalog = catalog;
+    if (c->jwt_hs256_secret_file[0] == '\0' && c->jwt_rs256_public_key[0] == '\0')
+        return RECD_OK;
+    if ((api->auth = recd_auth_create_from_files(c->jwt_hs256_secret_file, c->jwt_rs256_public_key, c->jwt_clock_skew_s, err,
+                                                 errlen)) == NULL)
+        return RECD_EINVAL;
+    return RECD_OK;
 }
 
 void recd_api_free(recd_api_t *api)
 {
     if (api == NULL)
         return;
+    recd_api_admin_stop(api->admin);
+    recd_auth_free(api->auth);
     while (api->endpoints != NULL) {
         recd_api_endpoint_t *next = api->endpoints->next;
         free(api->endpoints->name);
@@ -61,6 +77,8 @@ void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *s
     actx->serve = sw;
     actx->slot = slot;
     h2o_multithread_register_receiver(ctx->queue, &actx->events_receiver, recd_api_on_events_message);
+    h2o_multithread_register_receiver(ctx->queue, &actx->admin_receiver, recd_api_on_admin_message);
+    actx->auth_cache = recd_auth_cache_create();
     pthread_mutex_lock(&api->attach_mutex);
     *h2o_context_get_storage(ctx, &api->storage_key, NULL) = actx;
     pthread_mutex_unlock(&api->attach_mutex);
@@ -69,7 +87,7 @@ void recd_api_attach(recd_api_t *api, h2o_context_t *ctx, recd_serve_worker_t *s
 size_t recd_api_pending(recd_api_t *api, h2o_context_t *ctx)
 {
     recd_api_context_t *actx = *h2o_context_get_storage(ctx, &api->storage_key, NULL);
-    return actx != NULL ? actx->pending_appends : 0;
+    return actx != NULL ? actx->pending_appends + actx->pending_admin : 0;
 }
 
 void recd_api_detach(recd_api_t *api, h2o_context_t *ctx)
@@ -79,6 +97,8 @@ void recd_api_detach(recd_api_t *api, h2o_context_t *ctx)
     if (actx == NULL)
         return;
     h2o_multithread_unregister_receiver(ctx->queue, &actx->events_receiver);
+    h2o_multithread_unregister_receiver(ctx->queue, &actx->admin_receiver);
+    recd_auth_cache_free(actx->auth_cache);
     *slot = NULL;
     free(actx);
 }
@@ -91,6 +111,8 @@ void recd_api_register(h2o_hostconf_t *host, recd_api_t *api)
     recd_api_register_healthz(h2o_config_register_path(host, "/healthz", 0), api);
     recd_api_register_readyz(h2o_config_register_path(host, "/readyz", 0), api);
     recd_api_register_metrics(h2o_config_register_path(host, "/metrics", 0), api);
+    recd_api_register_models(h2o_config_register_path(host, "/v1/models", 0), api);
+    recd_api_register_experiments(h2o_config_register_path(host, "/v1/experiments", 0), api);
     api->other = recd_api_endpoint(api, "other");
     recd_api_register_not_found(h2o_config_register_path(host, "/", 0), api);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <jansson.h>
 #include "base/jsonw.h"
 #include "base/text.h"
 #include "models/event.h"
@@ -15,7 +16,7 @@
 #define RECD_API_MAX_LIST 1000   /* recent_items / exclude entries */
 #define RECD_API_MAX_EVENTS 1000 /* events per POST */
 
-enum { RECD_API_GET = 1, RECD_API_POST = 2 };
+enum { RECD_API_GET = 1, RECD_API_POST = 2, RECD_API_PUT = 4, RECD_API_DELETE = 8 };
 
 /* ---- errors -------------------------------------------------------------------------------------------------------- */
 
@@ -149,10 +150,13 @@ struct st_recd_api_t {
     recd_serve_t *serve;
     recd_event_sink_t *events;
     recd_metric_t *events_accepted;
-    recd_api_endpoint_t *endpoints; /* every endpoint registered, newest first */
-    recd_api_endpoint_t *other;     /* where unknown paths are counted */
-    size_t storage_key;             /* of the per-context state in h2o_context_t.storage */
-    pthread_mutex_t attach_mutex;   /* h2o assigns a storage key on first use: not thread-safe by itself */
+    recd_api_endpoint_t *endpoints;           /* every endpoint registered, newest first */
+    recd_api_endpoint_t *other;               /* where unknown paths are counted */
+    size_t storage_key;                       /* of the per-context state in h2o_context_t.storage */
+    pthread_mutex_t attach_mutex;             /* h2o assigns a storage key on first use: not thread-safe by itself */
+    struct st_recd_auth_t *auth;              /* NULL: no JWT key configured (admin endpoints refused, public ones open) */
+    struct st_recd_catalog_loader_t *catalog; /* for the admin endpoints; NULL until recd_api_enable_control */
+    struct st_recd_api_admin_t *admin;        /* the admin thread and its queue (admin.c) */
 };
 
 /** What the API keeps per worker context. */
@@ -162,6 +166,9 @@ typedef struct st_recd_api_context_t {
     size_t slot;
     h2o_multithread_receiver_t events_receiver; /* event-sink completions, marshalled back to this loop */
     size_t pending_appends;                     /* event batches the sink has not answered yet (this loop only) */
+    h2o_multithread_receiver_t admin_receiver;  /* admin jobs done on the admin thread, back to this loop */
+    size_t pending_admin;                       /* admin jobs not answered yet (this loop only) */
+    struct st_recd_auth_cache_t *auth_cache;    /* tokens this worker verified */
 } recd_api_context_t;
 
 /** Registers an endpoint's metrics under name (its histogram at once, so every endpoint renders). Call at start-up. */
@@ -210,6 +217,55 @@ h2o_iovec_t recd_api_path(h2o_req_t *req);
 const char *recd_api_reason(int status);
 /** A fresh request id (16 hex characters) in pool memory from the worker's generator. */
 h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool);
+
+/* ---- auth and admin jobs (auth_http.c, admin.c) ---------------------------------------------------------------- */
+
+/**
+ * Checks the request's bearer token for the scopes in need (RECD_AUTH_SCOPE_* bits). Public scopes pass without a token
+ * unless jwt_public_scopes is set; the admin scope without a configured key is refused with 403 admin_disabled. Replies
+ * 401 (with WWW-Authenticate: Bearer) or 403 and returns -1, or returns 0.
+ */
+int recd_api_authorize_or_reply(recd_api_call_t *call, unsigned need);
+
+/** An admin operation: parsed, executed and rendered on the admin thread, answered on the request's loop. */
+typedef struct st_recd_api_job_t recd_api_job_t;
+/** Runs on the admin thread: fills the job's reply with recd_api_job_reply / _error. May block (disk, fsync). */
+typedef void (*recd_api_job_cb)(recd_api_job_t *job);
+
+struct st_recd_api_job_t {
+    h2o_multithread_message_t super;
+    struct st_recd_api_job_t *next; /* in the admin queue */
+    recd_api_t *api;
+    recd_api_context_t *actx;
+    recd_api_call_t *call;            /* NULL once the request is gone */
+    struct st_recd_api_job_t **guard; /* in the request's pool; NULL once the request is gone */
+    recd_api_job_cb run;
+    char *arg;  /* the path parameter (model name or experiment id), NUL-terminated */
+    char *body; /* a copy of the request body, NUL-terminated */
+    size_t body_len;
+    int status; /* the reply, set by run */
+    char *reply;
+};
+
+/**
+ * Queues run for the admin thread with copies of arg (arg_len bytes) and the request body. The call ends when the reply
+ * is sent on this loop; a request that goes away meanwhile is not touched (the job finishes and is dropped).
+ */
+void recd_api_job_submit(recd_api_call_t *call, recd_api_job_cb run, const char *arg, size_t arg_len);
+/** Sets the job's reply: status and a JSON value (stolen). */
+void recd_api_job_reply(recd_api_job_t *job, int status, json_t *body);
+/** Sets the job's reply to {"error":{"code","message"}}. */
+void recd_api_job_error(recd_api_job_t *job, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** Starts the admin thread (recd_api_create calls it). */
+struct st_recd_api_admin_t *recd_api_admin_start(void);
+/** Stops and joins the admin thread, finishing what is queued; accepts NULL. */
+void recd_api_admin_stop(struct st_recd_api_admin_t *admin);
+/** The admin receiver's callback (admin.c). */
+void recd_api_on_admin_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+
+void recd_api_register_models(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_experiments(h2o_pathconf_t *pathconf, recd_api_t *api);
 
 /* ---- the bridge to the pipeline -------------------------------------------------------------------------------- */
 

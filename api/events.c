@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 struct st_events_handler_t {
     h2o_handler_t super;
@@ -130,6 +131,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply_not_found(call);
         goto Exit;
     }
+    if (recd_api_authorize_or_reply(call, RECD_AUTH_SCOPE_EVENTS_WRITE) != 0)
+        goto Exit;
     if (recd_api_method_or_reply(req, RECD_API_POST) != 0 || recd_api_json_body_or_reply(req, h->api->config->max_body_bytes) != 0)
         goto Exit;
     double received_at = recd_realtime_seconds();

@@ -5,6 +5,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 recd_api_endpoint_t *recd_api_endpoint(recd_api_t *api, const char *name)
 {
@@ -74,16 +75,24 @@ const char *recd_api_reason(int status)
         return "Accepted";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
     case 413:
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     default:
@@ -139,12 +148,19 @@ void recd_api_reply_api_error(h2o_req_t *req, const recd_api_error_t *err)
 
 int recd_api_method_or_reply(h2o_req_t *req, unsigned allowed)
 {
-    const char *allow;
-    if (((allowed & RECD_API_GET) && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) ||
-        ((allowed & RECD_API_POST) && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))))
-        return 0;
-    allow = allowed == (RECD_API_GET | RECD_API_POST) ? "GET, POST" : allowed == RECD_API_POST ? "POST" : "GET";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    static const char *const names[] = {"GET", "POST", "PUT", "DELETE"};
+    char allow[40] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i) {
+        if (!(allowed & (1u << i)))
+            continue;
+        if (h2o_memis(req->method.base, req->method.len, names[i], strlen(names[i])))
+            return 0;
+        n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n > 0 ? ", " : "", names[i]);
+    }
+    char *value = h2o_mem_alloc_pool(&req->pool, n + 1);
+    memcpy(value, allow, n + 1);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, value, n);
     recd_api_reply_error(req, 405, "method_not_allowed", "method %.*s is not allowed here (allowed: %s)",
                          (int)(req->method.len > 32 ? 32 : req->method.len), req->method.base, allow);
     return -1;
@@ -209,4 +225,35 @@ h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool)
     char *s = h2o_mem_alloc_pool(pool, 17);
     recd_serve_worker_request_id(sw, s);
     return h2o_iovec_init(s, 16);
+}
+
+int recd_api_authorize_or_reply(recd_api_call_t *call, unsigned need)
+{
+    recd_api_t *api = call->api;
+    h2o_req_t *req = call->req;
+    char why[256];
+    int status;
+
+    if (!(need & RECD_AUTH_SCOPE_ADMIN) && !api->config->jwt_public_scopes)
+        return 0;
+    if (api->auth == NULL) {
+        recd_api_reply_error(req, 403, "admin_disabled",
+                             "admin endpoints are disabled: start recd with --jwt-hs256-secret-file FILE or "
+                             "--jwt-rs256-public-key FILE and send a token with the admin scope");
+        return -1;
+    }
+    ssize_t idx = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    const char *value = idx != -1 ? req->headers.entries[idx].value.base : NULL;
+    size_t len = idx != -1 ? req->headers.entries[idx].value.len : 0;
+    if ((status = recd_auth_check(api->auth, call->ctx->auth_cache, value, len, need, (int64_t)recd_realtime_seconds(), why,
+                                  sizeof(why))) == 0)
+        return 0;
+    if (status == 401) {
+        static const char challenge[] = "Bearer realm=\"recd\"";
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, challenge, sizeof(challenge) - 1);
+        recd_api_reply_error(req, 401, "unauthorized", "%s", why);
+    } else {
+        recd_api_reply_error(req, 403, "forbidden", "%s", why);
+    }
+    return -1;
 }

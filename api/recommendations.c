@@ -2,6 +2,7 @@
 #include <string.h>
 #include "base/error.h"
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 struct st_recommendations_handler_t {
     h2o_handler_t super;
@@ -109,6 +110,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply_not_found(call);
         goto Exit;
     }
+    if (recd_api_authorize_or_reply(call, RECD_AUTH_SCOPE_RECS_READ) != 0)
+        goto Exit;
     if (recd_api_method_or_reply(req, RECD_API_GET | RECD_API_POST) != 0)
         goto Exit;
     if (req->method.len == 3) {

@@ -1,6 +1,7 @@
 /* similar.c: GET /v1/items/{id}/similar — parse, ask the pipeline for the items closest to an item, render. */
 #include <string.h>
 #include "api/api_internal.h"
+#include "api/auth.h"
 
 struct st_similar_handler_t {
     h2o_handler_t super;
@@ -28,6 +29,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         recd_api_reply_not_found(call);
         goto Exit;
     }
+    if (recd_api_authorize_or_reply(call, RECD_AUTH_SCOPE_RECS_READ) != 0)
+        goto Exit;
     if (recd_api_method_or_reply(req, RECD_API_GET) != 0)
         goto Exit;
     raw_id = h2o_iovec_init(path.base + sizeof(PREFIX) - 1, path.len - (sizeof(PREFIX) - 1) - (sizeof(SUFFIX) - 1));

@@ -26,6 +26,8 @@ const char *recd_strerror(int err)
         return "numerical failure";
     case RECD_EBUSY:
         return "resource busy";
+    case RECD_EOVERFLOW:
+        return "value too large (numbers exhausted)";
     default:
         return "unknown error";
     }

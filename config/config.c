@@ -37,6 +37,14 @@ static const recd_option_t options[] = {
      "How often the registry is checked for new model versions."},
     {"log_level", RECD_OPT_STRING, OFF(log_level), "info", 0, 0, check_log_level, "LEVEL",
      "Lowest level logged to stderr: debug, info, warn or error."},
+    {"jwt_hs256_secret_file", RECD_OPT_STRING, OFF(jwt_hs256_secret_file), "", 0, 0, NULL, "FILE",
+     "File holding the HS256 secret (at least 32 bytes) that signs JWTs; only HS256 tokens are accepted then. Empty: none."},
+    {"jwt_rs256_public_key", RECD_OPT_STRING, OFF(jwt_rs256_public_key), "", 0, 0, NULL, "FILE",
+     "PEM file of the RSA public key that verifies JWTs; only RS256 tokens are accepted then. Empty: none."},
+    {"jwt_clock_skew_s", RECD_OPT_U32, OFF(jwt_clock_skew_s), "30", 0, 3600, NULL, "SECONDS",
+     "Clock-skew allowance when checking a JWT's exp and nbf."},
+    {"jwt_public_scopes", RECD_OPT_BOOL, OFF(jwt_public_scopes), "false", 0, 1, NULL, "BOOL",
+     "Public endpoints need a JWT too: recs:read for recommendations and similar items, events:write for events."},
 };
 
 static const recd_options_t spec = {options, sizeof(options) / sizeof(options[0]), "RECD", 1};
@@ -128,6 +136,15 @@ int recd_config_check(const recd_config_t *c, char *err, size_t errlen)
 {
     if (c->default_k > c->max_k) {
         snprintf(err, errlen, "default_k (%u) must not exceed max_k (%u)", c->default_k, c->max_k);
+        return RECD_EINVAL;
+    }
+    if (c->jwt_hs256_secret_file[0] != '\0' && c->jwt_rs256_public_key[0] != '\0') {
+        snprintf(err, errlen,
+                 "jwt_hs256_secret_file and jwt_rs256_public_key are exclusive: the algorithm is pinned by the one key given");
+        return RECD_EINVAL;
+    }
+    if (c->jwt_public_scopes && c->jwt_hs256_secret_file[0] == '\0' && c->jwt_rs256_public_key[0] == '\0') {
+        snprintf(err, errlen, "jwt_public_scopes needs jwt_hs256_secret_file or jwt_rs256_public_key");
         return RECD_EINVAL;
     }
     return RECD_OK;

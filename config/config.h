@@ -21,6 +21,10 @@ typedef struct st_recd_config_t {
     uint32_t max_users;          /* users kept in the in-memory user state (LRU eviction beyond it) */
     uint32_t reload_interval_ms; /* registry poll period */
     char *log_level;             /* debug, info, warn, error */
+    char *jwt_hs256_secret_file; /* HS256 secret for JWTs ("" = none) */
+    char *jwt_rs256_public_key;  /* RS256 public key PEM for JWTs ("" = none) */
+    uint32_t jwt_clock_skew_s;   /* allowance on exp and nbf */
+    int jwt_public_scopes;       /* public endpoints need recs:read / events:write */
 } recd_config_t;
 
 /** Sets every key to its default (see recd_config_print_help). */
@@ -48,8 +52,9 @@ int recd_config_set(recd_config_t *c, const char *key, const char *value, char *
 int recd_config_parse(recd_config_t *c, int argc, char **argv, char *const *envp, int *want_help, char *err, size_t errlen);
 
 /**
- * Checks the rules that tie keys together (default_k <= max_k). recd_config_parse runs it last; callers that build a
- * config with the lower-level calls run it themselves. Returns RECD_OK or RECD_EINVAL with a message in err.
+ * Checks the rules that tie keys together (default_k <= max_k; at most one JWT key; jwt_public_scopes needs a key).
+ * recd_config_parse runs it last; callers that build a config with the lower-level calls run it themselves. Returns RECD_OK or
+ * RECD_EINVAL with a message in err.
  */
 int recd_config_check(const recd_config_t *c, char *err, size_t errlen);
 

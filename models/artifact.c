@@ -863,8 +863,15 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
     return 0;
 }
 
+/* Every loaded version in the process, for the memory metrics: a version counts until its last reference goes. */
+static atomic_size_t live_bytes, live_count;
+
 static void model_free(recd_model_t *m)
 {
+    if (m->_bytes != 0) {
+        atomic_fetch_sub_explicit(&live_bytes, m->_bytes, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
+    }
     if (m->_map != NULL)
         munmap(m->_map, m->_map_size);
     free(m->users.slots);
@@ -899,19 +906,39 @@ recd_model_t *recd_model_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, path, "empty file (0 bytes)");
         goto Error;
     }
+    /* The bytes are copied into anonymous memory rather than mapped from the file: a file truncated or rewritten in place
+     * after the load must not take the process down with SIGBUS (a mapping of it would). */
     m->_map_size = (size_t)st.st_size;
-    void *map = mmap(NULL, m->_map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, m->_map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, path, "cannot mmap: %s", strerror(errno));
+        set_err(err, errlen, path, "cannot allocate %zu bytes: %s", m->_map_size, strerror(errno));
         goto Error;
     }
     m->_map = map;
+    for (size_t done = 0; done < m->_map_size;) {
+        ssize_t n = pread(fd, (char *)map + done, m->_map_size - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            set_err(err, errlen, path, "cannot read: %s", strerror(errno));
+            goto Error;
+        }
+        if (n == 0) {
+            set_err(err, errlen, path, "truncated while being read (%zu of %zu bytes)", done, m->_map_size);
+            goto Error;
+        }
+        done += (size_t)n;
+    }
+    mprotect(map, m->_map_size, PROT_READ); /* immutable from here on, as a mapping of the file was */
     close(fd);
     fd = -1;
     if (verify(m, m->_map, m->_map_size, msg, sizeof(msg)) != 0) {
         set_err(err, errlen, path, "%s", msg);
         goto Error;
     }
+    m->_bytes = recd_model_bytes(m);
+    atomic_fetch_add_explicit(&live_bytes, m->_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
     return m;
 
 Error:
@@ -981,6 +1008,24 @@ float recd_model_alpha(const recd_model_t *m)
 float recd_model_reg(const recd_model_t *m)
 {
     return m->reg;
+}
+
+size_t recd_model_live_bytes(void)
+{
+    return atomic_load_explicit(&live_bytes, memory_order_relaxed);
+}
+
+size_t recd_model_live_count(void)
+{
+    return atomic_load_explicit(&live_count, memory_order_relaxed);
+}
+
+size_t recd_model_bytes(const recd_model_t *m)
+{
+    size_t slots = m->users.slots != NULL ? m->users.mask + 1 : 0;
+    slots += m->items.slots != NULL ? m->items.mask + 1 : 0;
+    return m->_map_size + slots * sizeof(recd_idslot_t) + m->n_items * sizeof(*m->popular_order) +
+           (m->item_norms != NULL ? m->n_items * sizeof(*m->item_norms) : 0);
 }
 
 const char *recd_model_sha256(const recd_model_t *m)

@@ -103,9 +103,9 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
 typedef struct st_recd_model_t recd_model_t;
 
 /**
- * Maps an artifact read-only, verifies its SHA-256 and every offset/count, builds the id lookup tables, and returns it with
- * one reference. Returns NULL and a message in err saying what is wrong (truncated, bad magic, unsupported version,
- * checksum mismatch, inconsistent counts or offsets).
+ * Reads an artifact into anonymous memory (so changes to the file afterwards cannot affect it), verifies its SHA-256 and every
+ * offset/count, builds the id lookup tables, and returns it with one reference. Returns NULL and a message in err saying what is
+ * wrong (truncated, bad magic, unsupported version, checksum mismatch, inconsistent counts or offsets).
  */
 recd_model_t *recd_model_open(const char *path, char *err, size_t errlen);
 /** Takes one more reference (atomic). */
@@ -124,6 +124,12 @@ size_t recd_model_n_items(const recd_model_t *m);
 uint32_t recd_model_n_factors(const recd_model_t *m);
 float recd_model_alpha(const recd_model_t *m);
 float recd_model_reg(const recd_model_t *m);
+/** Bytes of memory the loaded version holds (the artifact's copy plus its lookup tables): what max_loaded_bytes counts. */
+size_t recd_model_bytes(const recd_model_t *m);
+/** recd_model_bytes summed over every version opened in this process and not yet freed (the last reference gone). */
+size_t recd_model_live_bytes(void);
+/** How many versions are opened in this process and not yet freed. */
+size_t recd_model_live_count(void);
 /** The artifact's SHA-256 as 64 lowercase hex characters. */
 const char *recd_model_sha256(const recd_model_t *m);
 /** The metadata JSON (not NUL-terminated); *len receives its length. */

@@ -29,6 +29,7 @@ struct st_recd_model_t {
     atomic_size_t _refcnt;
     void *_map;
     size_t _map_size;
+    size_t _bytes; /* what this version adds to recd_model_live_bytes; 0 until it opened */
 
     uint32_t kind;
     uint32_t n_factors;

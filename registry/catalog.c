@@ -12,6 +12,7 @@
  * it is logged and counted once and opened again only when the file changes. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,8 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "base/text.h"
 #include "registry/catalog.h"
+#include "registry/control.h"
 #include "registry/registry.h"
 
 /* ---- snapshots ------------------------------------------------------------------------------------------------------ */
@@ -34,6 +37,8 @@ typedef struct st_entry_t {
     uint64_t control_generation;
     size_t n_versions;
     recd_catalog_version_t *versions; /* ascending */
+    recd_control_experiment_t *experiments;
+    size_t n_experiments;
 } entry_t;
 
 struct st_recd_catalog_t {
@@ -65,8 +70,9 @@ void recd_catalog_release(recd_catalog_t *c)
     for (size_t i = 0; i < c->n_models; ++i) {
         entry_t *e = &c->models[i];
         for (size_t j = 0; j < e->n_versions; ++j)
-            recd_model_release(e->versions[j].model);
+            recd_model_release(e->versions[j].model); /* NULL for a failed version */
         free(e->versions);
+        free(e->experiments);
         free(e->name);
     }
     free(c);
@@ -145,6 +151,22 @@ const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, con
     return e != NULL ? e->versions : NULL;
 }
 
+const recd_control_experiment_t *recd_catalog_experiments(const recd_catalog_t *c, const char *name, size_t len, size_t *n)
+{
+    const entry_t *e = find_entry(c, name, len);
+    *n = e != NULL ? e->n_experiments : 0;
+    return e != NULL ? e->experiments : NULL;
+}
+
+const char *recd_catalog_state_name(unsigned roles)
+{
+    return roles & RECD_CATALOG_ACTIVE   ? "active"
+           : roles & RECD_CATALOG_PINNED ? "pinned"
+           : roles & RECD_CATALOG_ARM    ? "arm"
+           : roles & RECD_CATALOG_FAILED ? "failed"
+                                         : "standby";
+}
+
 uint64_t recd_catalog_control_generation(const recd_catalog_t *c, const char *name, size_t len)
 {
     const entry_t *e = find_entry(c, name, len);
@@ -181,7 +203,12 @@ typedef struct st_model_state_t {
     int bad_control_logged;
     uint64_t unavailable_logged; /* the control's version last reported as not loadable */
     char last_error[768];        /* why the newest candidate did not open, for the start-up message */
+    uint64_t *refused;           /* versions refused for the budget, logged and counted once */
+    size_t n_refused;
+    uint64_t *ignored; /* hashes of directory entries reported as not versions, logged once */
+    size_t n_ignored;
     recd_metric_t *version_gauge;
+    recd_metric_t *state_gauges[5]; /* recd_models_loaded{model,state}: active, pinned, arm, standby, failed */
 } model_state_t;
 
 typedef struct st_subscriber_t {
@@ -192,6 +219,8 @@ typedef struct st_subscriber_t {
 struct st_recd_catalog_loader_t {
     char *registry;
     const recd_logger_t *log;
+    recd_metrics_t *metrics;
+    size_t max_loaded_bytes; /* 0: no budget */
     recd_metric_t *loads, *failures;
     size_t n_models;
     model_state_t *models;
@@ -220,6 +249,16 @@ static int same_file(const file_id_t *a, const file_id_t *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
            a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* recd_model_refusals_total{model,reason} += 1 (registered on first use: reasons are few). */
+static void count_refusal(recd_catalog_loader_t *l, const model_state_t *ms, const char *reason)
+{
+    char labels[200];
+    snprintf(labels, sizeof(labels), "model=\"%s\",reason=\"%s\"", ms->name, reason);
+    recd_metric_add(recd_metrics_counter(l->metrics, "recd_model_refusals_total",
+                                         "Model versions refused, by reason (artifact, warmup, budget).", labels),
+                    RECD_METRICS_SHARED, 1);
 }
 
 static rejection_t *find_rejection(model_state_t *ms, uint64_t version)
@@ -253,59 +292,122 @@ static uint64_t version_or_zero(const recd_model_t *m)
  * Opens version v of a model unless it was rejected before and its file has not changed since. Returns the version with one
  * reference, or NULL (rejected now or before, or gone). serving is only for the log.
  */
+/* Users scored before a new version takes traffic: enough to touch the code paths and catch a model that scores garbage. */
+#define WARMUP_USERS 8
+
+/* Scores a few users of m on the loader thread. Returns 0, or -1 with a message when a score is NaN or +infinity. */
+static int warm_up(const recd_model_t *m, char *err, size_t errlen)
+{
+    size_t n_items = recd_model_n_items(m), n_users = recd_model_n_users(m);
+    float *scores = recd_xmalloc((n_items != 0 ? n_items : 1) * sizeof(*scores));
+    recd_scored_t top[10];
+    int ret = 0;
+
+    for (size_t k = 0; k < WARMUP_USERS && k < n_users && ret == 0; ++k) {
+        uint32_t u = (uint32_t)(k * (n_users / WARMUP_USERS + 1) % n_users);
+        recd_model_score(m, recd_model_user_vector(m, u), u, scores);
+        for (size_t i = 0; i < n_items; ++i) {
+            if (isnan(scores[i]) || scores[i] == INFINITY) {
+                snprintf(err, errlen, "warm-up: user %u scores item %zu as %f", (unsigned)u, i, (double)scores[i]);
+                ret = -1;
+                break;
+            }
+        }
+        recd_topk(scores, n_items, 10, top);
+    }
+    free(scores);
+    return ret;
+}
+
+/* Remembers that version v (its file as file) was rejected, counts and logs it. reason labels recd_model_refusals_total. */
+static void reject(recd_catalog_loader_t *l, model_state_t *ms, uint64_t v, const file_id_t *file, const char *reason,
+                   const char *err, const recd_model_t *serving)
+{
+    char qname[200], qerr[1100];
+    rejection_t *rej = find_rejection(ms, v);
+    if (rej == NULL) {
+        ms->rejected = recd_xreallocarray(ms->rejected, ms->n_rejected + 1, sizeof(*ms->rejected));
+        rej = &ms->rejected[ms->n_rejected++];
+    }
+    *rej = (rejection_t){v, *file};
+    snprintf(ms->last_error, sizeof(ms->last_error), "version %llu: %s", (unsigned long long)v, err);
+    recd_metric_add(l->failures, RECD_METRICS_SHARED, 1);
+    count_refusal(l, ms, reason);
+    recd_log(l->log, RECD_LOG_ERROR, "model version rejected",
+             "\"model\":%s,\"version\":%llu,\"serving\":%llu,\"reason\":\"%s\",\"error\":%s",
+             recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v,
+             (unsigned long long)version_or_zero(serving), reason, recd_json_quote(qerr, sizeof(qerr), err, strlen(err)));
+}
+
+/*
+ * Opens version v of a model unless it was rejected before and its file has not changed since, and warms it up. Returns
+ * the version with one reference, or NULL (rejected now or before, or gone). serving is only for the log.
+ */
 static recd_model_t *try_open(recd_catalog_loader_t *l, model_state_t *ms, uint64_t v, const recd_model_t *serving)
 {
-    char path[4096], err[512], qname[200], qerr[1100];
-    file_id_t file;
+    char path[4096], err[512], qname[200];
+    file_id_t file = {0};
+    struct stat st;
     rejection_t *rej;
     recd_model_t *m;
 
-    if (recd_registry_artifact_path(l->registry, ms->name, v, path, sizeof(path)) != RECD_OK || file_identity(path, &file) != 0)
-        return NULL; /* removed since it was listed */
+    if (recd_registry_artifact_path(l->registry, ms->name, v, path, sizeof(path)) != RECD_OK)
+        return NULL;
+    /* a symlinked artifact (or version directory, refused by the listing already) could serve another model's file under
+     * this name: only a regular file inside the version's own directory is opened */
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return NULL; /* removed since it was listed */
+        snprintf(err, sizeof(err), "%.400s: %s", path, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        file = (file_id_t){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+        snprintf(err, sizeof(err), "%.400s: %s, refused", path, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+    } else {
+        file = (file_id_t){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+        err[0] = '\0';
+    }
     rej = find_rejection(ms, v);
     if (rej != NULL && same_file(&rej->file, &file))
         return NULL;
-    if ((m = recd_model_open(path, err, sizeof(err))) == NULL) {
-        if (rej == NULL) {
-            ms->rejected = recd_xreallocarray(ms->rejected, ms->n_rejected + 1, sizeof(*ms->rejected));
-            rej = &ms->rejected[ms->n_rejected++];
-        }
-        *rej = (rejection_t){v, file};
-        snprintf(ms->last_error, sizeof(ms->last_error), "version %llu: %s", (unsigned long long)v, err);
-        recd_metric_add(l->failures, RECD_METRICS_SHARED, 1);
-        recd_log(l->log, RECD_LOG_ERROR, "model version rejected", "\"model\":%s,\"version\":%llu,\"serving\":%llu,\"error\":%s",
-                 recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v,
-                 (unsigned long long)version_or_zero(serving), recd_json_quote(qerr, sizeof(qerr), err, strlen(err)));
+    if (err[0] != '\0') {
+        reject(l, ms, v, &file, "artifact", err, serving);
         return NULL;
     }
-    if (rej != NULL)
+    if ((m = recd_model_open(path, err, sizeof(err))) == NULL) {
+        reject(l, ms, v, &file, "artifact", err, serving);
+        return NULL;
+    }
+    if (warm_up(m, err, sizeof(err)) != 0) {
+        recd_model_release(m);
+        reject(l, ms, v, &file, "warmup", err, serving);
+        return NULL;
+    }
+    if ((rej = find_rejection(ms, v)) != NULL)
         *rej = ms->rejected[--ms->n_rejected];
     recd_model_set_identity(m, ms->name, v);
     recd_metric_add(l->loads, RECD_METRICS_SHARED, 1);
     recd_log(l->log, RECD_LOG_INFO, "model loaded",
              "\"model\":%s,\"version\":%llu,\"previous\":%llu,\"kind\":\"%s\",\"users\":%zu,\"items\":%zu,\"factors\":%u,"
-             "\"sha256\":\"%s\"",
+             "\"bytes\":%zu,\"sha256\":\"%s\"",
              recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v,
              (unsigned long long)version_or_zero(serving), recd_model_kind_name(recd_model_kind(m)), recd_model_n_users(m),
-             recd_model_n_items(m), recd_model_n_factors(m), recd_model_sha256(m));
+             recd_model_n_items(m), recd_model_n_factors(m), recd_model_bytes(m), recd_model_sha256(m));
     return m;
 }
 
-/* Reads the model's control file. Returns 1 when it says which version to serve (*want, 0 = the newest that opens, and its
- * *generation; no control file counts as 0 and 0), 0 when it is unreadable or malformed (logged once per file). */
-static int read_control(recd_catalog_loader_t *l, model_state_t *ms, uint64_t *want, uint64_t *generation)
+/* Reads the model's control file into *control (empty without one). Returns 1 when it is usable (or absent), 0 when it is
+ * unreadable or malformed (logged once per file; *control is then empty). */
+static int read_control(recd_catalog_loader_t *l, model_state_t *ms, recd_control_t *control)
 {
-    recd_registry_control_t control;
     char err[1024], path[4096], qname[200], qerr[1100];
-    int ret = recd_registry_read_control(l->registry, ms->name, &control, err, sizeof(err));
+    int ret = recd_control_read(l->registry, ms->name, control, err, sizeof(err));
 
-    *want = control.active;
-    *generation = control.generation;
     if (ret == RECD_OK || ret == RECD_ENOTFOUND) {
         ms->bad_control_logged = 0;
         return 1;
     }
-    if (ret != RECD_EFORMAT)
+    recd_control_dispose(control);
+    if (ret != RECD_EFORMAT && ret != RECD_EIO)
         snprintf(err, sizeof(err), "%s", recd_strerror(ret));
     file_id_t file = {0};
     snprintf(path, sizeof(path), "%s/%s/%s", l->registry, ms->name, RECD_REGISTRY_CONTROL);
@@ -321,44 +423,30 @@ static int read_control(recd_catalog_loader_t *l, model_state_t *ms, uint64_t *w
 }
 
 /*
- * Decides which version model ms serves now, given what it served in the previous snapshot (prev, NULL at start-up).
- * Returns it with one reference (NULL when none can serve) and writes the control generation it was chosen by.
+ * Decides which version model ms serves now, given what it served in the previous snapshot (prev, NULL at start-up) and
+ * the control state (want: its "active", 0 for none). Returns it with one reference (NULL when none can serve).
+ * *in_effect is set when the control file's choice is what serves (or it names none).
  */
-static recd_model_t *choose(recd_catalog_loader_t *l, model_state_t *ms, const entry_t *prev, uint64_t *generation)
+static recd_model_t *choose(recd_catalog_loader_t *l, model_state_t *ms, const entry_t *prev, const uint64_t *versions, size_t n,
+                            uint64_t want, int *in_effect)
 {
     recd_model_t *serving = prev != NULL ? active_of(prev) : NULL, *m = NULL;
-    uint64_t *versions = NULL, want = 0, control_generation = 0;
-    size_t n = 0;
     char qname[200];
 
-    *generation = prev != NULL ? prev->control_generation : 0;
-    int ret = recd_registry_versions(l->registry, ms->name, &versions, &n);
-    if (ret != RECD_OK)
-        snprintf(ms->last_error, sizeof(ms->last_error), "%s", recd_strerror(ret));
-    else if (n == 0)
-        snprintf(ms->last_error, sizeof(ms->last_error), "no published version");
-    if (ret != RECD_OK && serving != NULL)
-        goto Keep; /* the registry may be briefly unreadable: keep serving */
-    prune_rejections(ms, versions, n);
-    if (!read_control(l, ms, &want, &control_generation)) {
-        if (serving != NULL)
-            goto Keep;
-        want = control_generation = 0;
-    }
-
+    *in_effect = 0;
     if (want != 0) {
         int published = 0;
         if (want == version_or_zero(serving)) {
             ms->unavailable_logged = 0;
-            *generation = control_generation;
+            *in_effect = 1;
             goto Keep;
         }
         for (size_t i = 0; i < n && !published; ++i)
             published = versions[i] == want;
         if (published && (m = try_open(l, ms, want, serving)) != NULL) {
             ms->unavailable_logged = 0;
-            *generation = control_generation;
-            goto Exit;
+            *in_effect = 1;
+            return m;
         }
         if (ms->unavailable_logged != want) {
             ms->unavailable_logged = want;
@@ -372,31 +460,256 @@ static recd_model_t *choose(recd_catalog_loader_t *l, model_state_t *ms, const e
         /* at start-up nothing serves yet: fall back to the newest version that opens */
     } else {
         ms->unavailable_logged = 0;
-        *generation = control_generation;
+        *in_effect = 1;
     }
     /* Newest first, and never older than what serves: going back is the control file's job, so a version directory that
      * disappears (or a listing caught in the middle of a deletion) does not switch anything by itself. */
     for (size_t i = n; i-- > 0 && versions[i] > version_or_zero(serving);) {
         if ((m = try_open(l, ms, versions[i], serving)) != NULL)
-            goto Exit;
+            return m;
     }
-    if (serving != NULL)
-        goto Keep; /* even when its directory is gone: the mapping stays valid */
-    goto Exit;
+    if (serving == NULL)
+        return NULL;
+Keep: /* even when its directory is gone: the copy in memory stays valid */
+    recd_model_retain(serving);
+    return serving;
+}
 
-Keep:
-    m = serving;
-    recd_model_retain(m);
+/* Adds version v with roles to e (merging roles when it is there already); model may be NULL (failed). Takes over model's
+ * reference. */
+static void entry_add(entry_t *e, uint64_t v, recd_model_t *model, unsigned roles)
+{
+    for (size_t j = 0; j < e->n_versions; ++j) {
+        if (e->versions[j].version == v) {
+            e->versions[j].roles |= roles;
+            recd_model_release(model);
+            return;
+        }
+    }
+    e->versions = recd_xreallocarray(e->versions, e->n_versions + 1, sizeof(*e->versions));
+    size_t at = e->n_versions++;
+    while (at > 0 && e->versions[at - 1].version > v) {
+        e->versions[at] = e->versions[at - 1];
+        --at;
+    }
+    e->versions[at] = (recd_catalog_version_t){v, model, roles};
+}
+
+static const recd_catalog_version_t *entry_find(const entry_t *e, uint64_t v)
+{
+    for (size_t j = 0; e != NULL && j < e->n_versions; ++j)
+        if (e->versions[j].version == v)
+            return &e->versions[j];
+    return NULL;
+}
+
+/* Counts a refusal of a version by reason (and logs it) once per version and reason, so a poll every second adds nothing. */
+static void refuse(recd_catalog_loader_t *l, model_state_t *ms, uint64_t v, const char *reason, const char *detail)
+{
+    char qname[200], qdetail[600];
+    for (size_t i = 0; i < ms->n_refused; ++i)
+        if (ms->refused[i] == v)
+            return;
+    ms->refused = recd_xreallocarray(ms->refused, ms->n_refused + 1, sizeof(*ms->refused));
+    ms->refused[ms->n_refused++] = v;
+    count_refusal(l, ms, reason);
+    recd_log(l->log, RECD_LOG_WARN, "model version refused", "\"model\":%s,\"version\":%llu,\"reason\":\"%s\",\"detail\":%s",
+             recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)), (unsigned long long)v, reason,
+             recd_json_quote(qdetail, sizeof(qdetail), detail, strlen(detail)));
+}
+
+static void forget_refusal(model_state_t *ms, uint64_t v)
+{
+    for (size_t i = 0; i < ms->n_refused; ++i)
+        if (ms->refused[i] == v)
+            ms->refused[i--] = ms->refused[--ms->n_refused];
+}
+
+/*
+ * Version v, wanted with roles beside the active one: reused from the previous snapshot, or opened when it fits the memory
+ * budget (*budget_used counts what the new snapshot holds). Adds it to e, loaded or failed.
+ */
+static void add_extra(recd_catalog_loader_t *l, model_state_t *ms, const entry_t *pe, entry_t *e, const uint64_t *versions,
+                      size_t n, uint64_t v, unsigned roles, size_t *budget_used)
+{
+    const recd_catalog_version_t *had = entry_find(pe, v), *have = entry_find(e, v);
+    recd_model_t *m = NULL;
+    char path[4096], detail[128];
+    struct stat st;
+    int published = 0;
+
+    if (have != NULL) { /* already there (the active one, or wanted by another role) */
+        entry_add(e, v, NULL, roles);
+        return;
+    }
+    for (size_t i = 0; i < n && !published; ++i)
+        published = versions[i] == v;
+    if (had != NULL && had->model != NULL) {
+        m = had->model;
+        recd_model_retain(m);
+    } else if (published) {
+        if (l->max_loaded_bytes != 0 && recd_registry_artifact_path(l->registry, ms->name, v, path, sizeof(path)) == RECD_OK &&
+            stat(path, &st) == 0 && *budget_used + (size_t)st.st_size > l->max_loaded_bytes) {
+            snprintf(detail, sizeof(detail), "needs %lld bytes, %zu of max_loaded_bytes %zu in use", (long long)st.st_size,
+                     *budget_used, l->max_loaded_bytes);
+            refuse(l, ms, v, "budget", detail);
+        } else {
+            m = try_open(l, ms, v, active_of(e));
+        }
+    }
+    if (m == NULL) {
+        if (published || had != NULL)
+            entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED);
+        return;
+    }
+    if (had == NULL && l->max_loaded_bytes != 0 && *budget_used + recd_model_bytes(m) > l->max_loaded_bytes) {
+        snprintf(detail, sizeof(detail), "needs %zu bytes, %zu of max_loaded_bytes %zu in use", recd_model_bytes(m), *budget_used,
+                 l->max_loaded_bytes);
+        refuse(l, ms, v, "budget", detail);
+        recd_model_release(m);
+        entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED);
+        return;
+    }
+    forget_refusal(ms, v);
+    *budget_used += recd_model_bytes(m);
+    entry_add(e, v, m, roles);
+}
+
+/* Copies the previous entry (every version with its roles, the experiments): a control file that cannot be read changes
+ * nothing that serves. */
+static void copy_entry(entry_t *e, const entry_t *pe, size_t *budget_used)
+{
+    e->control_generation = pe->control_generation;
+    for (size_t j = 0; j < pe->n_versions; ++j) {
+        if (pe->versions[j].model != NULL) {
+            recd_model_retain(pe->versions[j].model);
+            *budget_used += recd_model_bytes(pe->versions[j].model);
+        }
+        entry_add(e, pe->versions[j].version, pe->versions[j].model, pe->versions[j].roles);
+    }
+    if (pe->n_experiments != 0) {
+        e->experiments = recd_xcalloc(pe->n_experiments, sizeof(*e->experiments));
+        memcpy(e->experiments, pe->experiments, pe->n_experiments * sizeof(*e->experiments));
+        e->n_experiments = pe->n_experiments;
+    }
+}
+
+typedef struct st_ignored_ctx_t {
+    recd_catalog_loader_t *l;
+    model_state_t *ms;
+} ignored_ctx_t;
+
+/* Logs a directory entry refused as a version, once per name. */
+static void on_ignored(void *data, const char *name, const char *why)
+{
+    ignored_ctx_t *ctx = data;
+    model_state_t *ms = ctx->ms;
+    char qname[200], qentry[600];
+    uint64_t h = recd_hash_bytes(name, strlen(name), 0);
+    for (size_t i = 0; i < ms->n_ignored; ++i)
+        if (ms->ignored[i] == h)
+            return;
+    ms->ignored = recd_xreallocarray(ms->ignored, ms->n_ignored + 1, sizeof(*ms->ignored));
+    ms->ignored[ms->n_ignored++] = h;
+    recd_log(ctx->l->log, RECD_LOG_WARN, "registry entry ignored", "\"model\":%s,\"entry\":%s,\"why\":\"%s\"",
+             recd_json_quote(qname, sizeof(qname), ms->name, strlen(ms->name)),
+             recd_json_quote(qentry, sizeof(qentry), name, strlen(name)), why);
+}
+
+/* Builds model ms's entry of the next snapshot from the registry and the control file. */
+static void build_entry(recd_catalog_loader_t *l, model_state_t *ms, const entry_t *pe, entry_t *e, size_t *budget_used)
+{
+    recd_model_t *serving = pe != NULL ? active_of(pe) : NULL, *active;
+    recd_control_t control = {0};
+    uint64_t *versions = NULL;
+    size_t n = 0;
+    int in_effect;
+
+    ignored_ctx_t ictx = {l, ms};
+    int ret = recd_registry_scan(l->registry, ms->name, &versions, &n, on_ignored, &ictx);
+    if (ret != RECD_OK) /* a permission error says so, not "not found" */
+        snprintf(ms->last_error, sizeof(ms->last_error), "%s/%s: %s", l->registry, ms->name,
+                 ret == RECD_EIO ? strerror(errno) : recd_strerror(ret));
+    else if (n == 0)
+        snprintf(ms->last_error, sizeof(ms->last_error), "no published version");
+    if (ret != RECD_OK && pe != NULL) {
+        copy_entry(e, pe, budget_used); /* the registry may be briefly unreadable: keep serving */
+        goto Exit;
+    }
+    prune_rejections(ms, versions, n);
+    if (!read_control(l, ms, &control) && pe != NULL) {
+        copy_entry(e, pe, budget_used);
+        goto Exit;
+    }
+    active = choose(l, ms, pe, versions, n, control.active, &in_effect);
+    e->control_generation = in_effect ? control.generation : pe != NULL ? pe->control_generation : 0;
+    if (active != NULL) {
+        *budget_used += recd_model_bytes(active); /* what serves is never refused for the budget */
+        entry_add(e, recd_model_version(active), active, RECD_CATALOG_ACTIVE);
+    }
+    if (!in_effect && pe != NULL && serving != NULL) {
+        /* the control file's active cannot serve: keep the rest of the previous state with it */
+        for (size_t j = 0; j < pe->n_versions; ++j)
+            if (pe->versions[j].model != serving)
+                add_extra(l, ms, pe, e, versions, n, pe->versions[j].version, pe->versions[j].roles & ~RECD_CATALOG_ACTIVE,
+                          budget_used);
+        if (pe->n_experiments != 0) {
+            e->experiments = recd_xcalloc(pe->n_experiments, sizeof(*e->experiments));
+            memcpy(e->experiments, pe->experiments, pe->n_experiments * sizeof(*e->experiments));
+            e->n_experiments = pe->n_experiments;
+        }
+        goto Exit;
+    }
+    for (size_t i = 0; i < control.n_pins; ++i)
+        add_extra(l, ms, pe, e, versions, n, control.pins[i], RECD_CATALOG_PINNED, budget_used);
+    for (size_t x = 0; x < control.n_experiments; ++x) {
+        const recd_control_experiment_t *exp = &control.experiments[x];
+        for (size_t a = 0; exp->enabled && !exp->rolled_back && a < exp->n_arms; ++a)
+            add_extra(l, ms, pe, e, versions, n, exp->arms[a].version, RECD_CATALOG_ARM, budget_used);
+    }
+    if (control.n_history != 0) /* the rollback target, kept warm when it fits */
+        add_extra(l, ms, pe, e, versions, n, control.history[control.n_history - 1], RECD_CATALOG_STANDBY, budget_used);
+    if (control.n_experiments != 0) {
+        e->experiments = control.experiments; /* taken over */
+        e->n_experiments = control.n_experiments;
+        control.experiments = NULL;
+        control.n_experiments = 0;
+    }
 Exit:
+    recd_control_dispose(&control);
     free(versions);
-    return m;
+}
+
+static int same_entry(const entry_t *a, const entry_t *b)
+{
+    if (a->control_generation != b->control_generation || a->n_versions != b->n_versions || a->n_experiments != b->n_experiments)
+        return 0;
+    for (size_t j = 0; j < a->n_versions; ++j)
+        if (a->versions[j].version != b->versions[j].version || a->versions[j].model != b->versions[j].model ||
+            a->versions[j].roles != b->versions[j].roles)
+            return 0;
+    return a->n_experiments == 0 || memcmp(a->experiments, b->experiments, a->n_experiments * sizeof(*a->experiments)) == 0;
 }
 
 /* Makes snapshot the newest and hands each subscriber its own reference; takes over the caller's reference. */
 static void publish(recd_catalog_loader_t *l, recd_catalog_t *snapshot)
 {
-    for (size_t i = 0; i < l->n_models; ++i)
-        recd_metric_set(l->models[i].version_gauge, (double)version_or_zero(active_of(&snapshot->models[i])));
+    for (size_t i = 0; i < l->n_models; ++i) {
+        const entry_t *e = &snapshot->models[i];
+        model_state_t *ms = &l->models[i];
+        double by_state[5] = {0};
+        recd_metric_set(ms->version_gauge, (double)version_or_zero(active_of(e)));
+        for (size_t j = 0; j < e->n_versions; ++j) {
+            unsigned r = e->versions[j].roles;
+            ++by_state[r & RECD_CATALOG_ACTIVE   ? 0
+                       : r & RECD_CATALOG_PINNED ? 1
+                       : r & RECD_CATALOG_ARM    ? 2
+                       : r & RECD_CATALOG_FAILED ? 4
+                                                 : 3];
+        }
+        for (size_t k = 0; k < 5; ++k)
+            recd_metric_set(ms->state_gauges[k], by_state[k]);
+    }
     pthread_mutex_lock(&l->mutex);
     recd_catalog_t *old = l->current;
     l->current = snapshot;
@@ -414,22 +727,19 @@ static int poll_once(recd_catalog_loader_t *l)
     const recd_catalog_t *prev = l->current; /* only this thread writes current: no lock needed to read it here */
     recd_catalog_t *next = catalog_new(l->n_models, l->generation + 1);
     int changed = prev == NULL;
+    size_t budget_used = 0;
 
     for (size_t i = 0; i < l->n_models; ++i) {
         model_state_t *ms = &l->models[i];
         entry_t *e = &next->models[i];
         const entry_t *pe = prev != NULL ? &prev->models[i] : NULL;
-        recd_model_t *m = choose(l, ms, pe, &e->control_generation);
         e->name = recd_xstrdup(ms->name);
         e->name_len = strlen(ms->name);
-        if (m != NULL) {
-            e->versions = recd_xcalloc(1, sizeof(*e->versions));
-            e->versions[0] = (recd_catalog_version_t){recd_model_version(m), m, RECD_CATALOG_ACTIVE};
-            e->n_versions = 1;
-            if (recd_model_n_items(m) > next->max_items)
-                next->max_items = recd_model_n_items(m);
-        }
-        if (pe != NULL && (active_of(pe) != m || pe->control_generation != e->control_generation))
+        build_entry(l, ms, pe, e, &budget_used);
+        for (size_t j = 0; j < e->n_versions; ++j)
+            if (e->versions[j].model != NULL && recd_model_n_items(e->versions[j].model) > next->max_items)
+                next->max_items = recd_model_n_items(e->versions[j].model);
+        if (pe != NULL && !same_entry(pe, e))
             changed = 1;
     }
     if (!changed) {
@@ -441,9 +751,26 @@ static int poll_once(recd_catalog_loader_t *l)
     return 1;
 }
 
-recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const char *const *models, size_t n_models,
-                                                  const recd_logger_t *log, recd_metrics_t *metrics, char *err, size_t errlen)
+/* recd_model_loaded_bytes and recd_models_in_memory: every version still in memory, including old ones that requests
+ * still hold, so a release shows up as soon as the last request lets go. */
+static void collect_memory(void *data, recd_jw_t *out)
 {
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "# HELP recd_model_loaded_bytes Bytes held by loaded model versions (including ones still held by "
+                     "requests).\n# TYPE recd_model_loaded_bytes gauge\nrecd_model_loaded_bytes %zu\n"
+                     "# HELP recd_models_in_memory Model versions in memory (including ones still held by requests).\n"
+                     "# TYPE recd_models_in_memory gauge\nrecd_models_in_memory %zu\n",
+                     recd_model_live_bytes(), recd_model_live_count());
+    recd_jw_raw(out, buf, (size_t)n);
+    (void)data;
+}
+
+recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const char *const *models, size_t n_models,
+                                                  size_t max_loaded_bytes, const recd_logger_t *log, recd_metrics_t *metrics,
+                                                  char *err, size_t errlen)
+{
+    static const char *const states[5] = {"active", "pinned", "arm", "standby", "failed"};
     recd_catalog_loader_t *l;
 
     if (n_models == 0) {
@@ -459,6 +786,8 @@ recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const ch
     l = recd_xcalloc(1, sizeof(*l));
     l->registry = recd_xstrdup(registry);
     l->log = log;
+    l->metrics = metrics;
+    l->max_loaded_bytes = max_loaded_bytes;
     l->loads = recd_metrics_counter(metrics, "recd_model_loads_total", "Model versions loaded from the registry.", NULL);
     l->failures = recd_metrics_counter(metrics, "recd_model_load_failures_total", "Model versions rejected when loading.", NULL);
     l->n_models = n_models;
@@ -471,7 +800,13 @@ recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const ch
         snprintf(labels, sizeof(labels), "model=\"%s\"", models[i]);
         l->models[i].version_gauge =
             recd_metrics_gauge(metrics, "recd_model_version", "The model version being served (the active one).", labels);
+        for (size_t k = 0; k < 5; ++k) {
+            snprintf(labels, sizeof(labels), "model=\"%s\",state=\"%s\"", models[i], states[k]);
+            l->models[i].state_gauges[k] =
+                recd_metrics_gauge(metrics, "recd_models_loaded", "Versions of a model in the current snapshot, by state.", labels);
+        }
     }
+    recd_metrics_add_collector(metrics, collect_memory, NULL);
     pthread_mutex_init(&l->mutex, NULL);
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
 
@@ -493,6 +828,8 @@ void recd_catalog_loader_free(recd_catalog_loader_t *l)
     for (size_t i = 0; i < l->n_models; ++i) {
         free(l->models[i].name);
         free(l->models[i].rejected);
+        free(l->models[i].refused);
+        free(l->models[i].ignored);
     }
     free(l->models);
     free(l->subscribers);

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "models/model.h"
+#include "registry/control.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,13 +22,18 @@ extern "C" {
  */
 typedef struct st_recd_catalog_t recd_catalog_t;
 
-/** Roles of a loaded version in its model (bits; pins and experiment arms will be added here). */
-enum { RECD_CATALOG_ACTIVE = 1 };
+/**
+ * Roles of a version in its model (bits). ACTIVE: serves the model's traffic outside experiments; PINNED: named by the
+ * control file's "pins"; ARM: named by an arm of an enabled, running experiment; STANDBY: no role but kept loaded (the
+ * rollback target, the top of "history"); FAILED: a version one of the others wanted that did not pass its checks or did
+ * not fit the memory budget (its model is NULL).
+ */
+enum { RECD_CATALOG_ACTIVE = 1, RECD_CATALOG_PINNED = 2, RECD_CATALOG_ARM = 4, RECD_CATALOG_STANDBY = 8, RECD_CATALOG_FAILED = 16 };
 
-/** One loaded version of a model in a snapshot. */
+/** One version of a model in a snapshot. */
 typedef struct st_recd_catalog_version_t {
     uint64_t version;
-    recd_model_t *model; /* borrowed from the snapshot */
+    recd_model_t *model; /* borrowed from the snapshot; NULL when roles has RECD_CATALOG_FAILED */
     unsigned roles;      /* RECD_CATALOG_* bits */
 } recd_catalog_version_t;
 
@@ -62,9 +68,17 @@ const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i);
  * array belongs to the snapshot.
  */
 const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
+/**
+ * The experiments of model name's control file as the snapshot was built from it (*n of them, each with its arms, slot
+ * table, guardrails and status; 0 and NULL for an unknown model or none). Every arm's version of an enabled, running
+ * experiment is in recd_catalog_versions (loaded, or failed). The array belongs to the snapshot.
+ */
+const recd_control_experiment_t *recd_catalog_experiments(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
+/** The state of a version by its roles: "active", "pinned", "arm", "standby" or "failed" (the first role that applies). */
+const char *recd_catalog_state_name(unsigned roles);
 /** The "generation" of the control file the model's versions were chosen by, or 0 (no control file, or none given). */
 uint64_t recd_catalog_control_generation(const recd_catalog_t *c, const char *name, size_t len);
-/** The largest item count of any version in the snapshot, so per-thread scratch buffers can be sized once per snapshot. */
+/** The largest item count of any loaded version in the snapshot, so per-thread scratch buffers can be sized once per snapshot. */
 size_t recd_catalog_max_items(const recd_catalog_t *c);
 
 /* ---- loader and watcher --------------------------------------------------------------------------------------------- */
@@ -88,7 +102,8 @@ typedef struct st_recd_catalog_loader_t recd_catalog_loader_t;
  * metrics are borrowed and must outlive the loader.
  */
 recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const char *const *models, size_t n_models,
-                                                  const recd_logger_t *log, recd_metrics_t *metrics, char *err, size_t errlen);
+                                                  size_t max_loaded_bytes, const recd_logger_t *log, recd_metrics_t *metrics,
+                                                  char *err, size_t errlen);
 /** Stops the watcher if running, releases the loader's snapshot and frees; accepts NULL. */
 void recd_catalog_loader_free(recd_catalog_loader_t *l);
 /** The newest snapshot with one reference for the caller. Thread-safe. */

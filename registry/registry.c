@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <jansson.h>
 #include "base/alloc.h"
 #include "base/fs.h"
+#include "registry/control.h"
 #include "registry/registry.h"
 
 /* How many version numbers a commit tries before giving up when concurrent publishers keep taking them. */
@@ -30,11 +30,11 @@ int recd_registry_valid_name(const char *model)
     return 1;
 }
 
-/* Parses an all-digits directory name into a version; returns 0 for anything else (including overflow and "0"). */
-static int parse_version(const char *name, uint64_t *out)
+int recd_registry_parse_version(const char *name, uint64_t *out)
 {
     uint64_t v = 0;
-    if (*name == '\0')
+    /* strict decimal: no sign, no spaces, no leading zero ("016" is a stray, not version 16), no 0 */
+    if (name[0] < '1' || name[0] > '9')
         return 0;
     for (const char *p = name; *p != '\0'; ++p) {
         if (*p < '0' || *p > '9')
@@ -45,12 +45,31 @@ static int parse_version(const char *name, uint64_t *out)
         v = v * 10 + d;
     }
     *out = v;
-    return v != 0;
+    return 1;
 }
 
-/* Largest version under model_dir; only_published requires a model.recd inside. When list is not NULL, every version found
- * is appended to it (unordered; *list_len entries, the array grown with realloc). Returns 0 (and *found) or -1 (errno). */
-static int scan_versions(const char *model_dir, int only_published, uint64_t *max, int *found, uint64_t **list, size_t *list_len)
+/* Whether a directory entry name looks like something meant as a version (digits, maybe with a sign, spaces or leading
+ * zeros), so a near miss is reported instead of silently skipped. */
+static int looks_like_version(const char *name)
+{
+    int digits = 0;
+    for (const char *p = name; *p != '\0'; ++p) {
+        if (*p >= '0' && *p <= '9')
+            digits = 1;
+        else if (*p != '+' && *p != '-' && *p != ' ')
+            return 0;
+    }
+    return digits;
+}
+
+/*
+ * Versions under model_dir; only_published requires a regular model.recd inside (or one that cannot be looked at for a
+ * reason other than absence, such as a permission error: opening it will say what is wrong). When list is not NULL, every
+ * version found is appended to it (unordered; *list_len entries, the array grown with realloc). on_ignored (may be NULL)
+ * hears of every entry that is refused as a version. Returns 0 (with *max the largest, *found) or -1 (errno).
+ */
+static int scan_versions(const char *model_dir, int only_published, uint64_t *max, int *found, uint64_t **list, size_t *list_len,
+                         recd_registry_ignored_cb on_ignored, void *data)
 {
     DIR *d = opendir(model_dir);
     struct dirent *e;
@@ -60,14 +79,26 @@ static int scan_versions(const char *model_dir, int only_published, uint64_t *ma
     if (d == NULL)
         return -1;
     while ((errno = 0, e = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat st;
         uint64_t v;
-        if (!parse_version(e->d_name, &v))
+        if (!recd_registry_parse_version(e->d_name, &v)) {
+            if (on_ignored != NULL && looks_like_version(e->d_name))
+                on_ignored(data, e->d_name, "not a version number (strict decimal, no leading zero, sign or space)");
             continue;
+        }
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", model_dir, e->d_name) >= sizeof(path))
+            continue;
+        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+            /* a symlink could make another model's version serve under this name */
+            if (on_ignored != NULL)
+                on_ignored(data, e->d_name, "a symbolic link, refused as a version directory");
+            continue;
+        }
         if (only_published) {
-            char path[PATH_MAX];
-            struct stat st;
-            if ((size_t)snprintf(path, sizeof(path), "%s/%s/%s", model_dir, e->d_name, RECD_REGISTRY_ARTIFACT) >= sizeof(path) ||
-                stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            if ((size_t)snprintf(path, sizeof(path), "%s/%s/%s", model_dir, e->d_name, RECD_REGISTRY_ARTIFACT) >= sizeof(path))
+                continue;
+            if (stat(path, &st) != 0 ? errno == ENOENT || errno == ENOTDIR : !S_ISREG(st.st_mode))
                 continue;
         }
         if (!*found || v > *max)
@@ -150,6 +181,66 @@ static int rename_noreplace(const char *from, const char *to)
     return rename(from, to);
 }
 
+/* Reads <model_dir>/.last-version (a decimal number and a newline); a missing or unreadable mark leaves *out alone. */
+static void read_high_water(const char *model_dir, uint64_t *out)
+{
+    char path[PATH_MAX + 16], buf[32];
+    snprintf(path, sizeof(path), "%s/%s", model_dir, RECD_REGISTRY_HIGH_WATER);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    recd_registry_parse_version(buf, out);
+}
+
+/* Raises the high-water mark to v (never lowers it: a slower concurrent publisher may write a smaller number later, so
+ * the mark is re-read), atomically by rename. */
+static int write_high_water(const char *model_dir, uint64_t v)
+{
+    char path[PATH_MAX + 16], tmp[PATH_MAX + 32], buf[32];
+    uint64_t cur = 0;
+    read_high_water(model_dir, &cur);
+    if (cur >= v)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", model_dir, RECD_REGISTRY_HIGH_WATER);
+    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return -1;
+    int len = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)v);
+    int failed = write(fd, buf, (size_t)len) != len || fchmod(fd, 0644) != 0 || fsync(fd) != 0;
+    failed |= close(fd) != 0;
+    if (failed || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return recd_fsync_path(model_dir, O_DIRECTORY);
+}
+
+/* The largest version control.json names (active, history, pins, arms), or 0. */
+static uint64_t control_max_version(const char *dir, const char *model)
+{
+    recd_control_t c;
+    uint64_t max = 0;
+    if (recd_control_read(dir, model, &c, NULL, 0) == RECD_OK) {
+        max = c.active;
+        for (size_t i = 0; i < c.n_history; ++i)
+            max = c.history[i] > max ? c.history[i] : max;
+        for (size_t i = 0; i < c.n_pins; ++i)
+            max = c.pins[i] > max ? c.pins[i] : max;
+        for (size_t x = 0; x < c.n_experiments; ++x)
+            for (size_t a = 0; a < c.experiments[x].n_arms; ++a)
+                max = c.experiments[x].arms[a].version > max ? c.experiments[x].arms[a].version : max;
+    }
+    recd_control_dispose(&c);
+    return max;
+}
+
 int recd_registry_commit(const char *dir, const char *model, const char *staging, uint64_t *version)
 {
     char model_dir[PATH_MAX], target[PATH_MAX];
@@ -166,25 +257,37 @@ int recd_registry_commit(const char *dir, const char *model, const char *staging
     if (sync_staging(staging) != 0)
         return RECD_EIO;
 
-    uint64_t next = 0;
+    /* The next number is above every version ever published here: the directories present, the high-water mark (which
+     * remembers deleted ones) and every version control.json names, so a number is never reused. */
+    uint64_t next = 0, mark = 0;
+    read_high_water(model_dir, &mark);
+    uint64_t named = control_max_version(dir, model);
     for (int attempt = 0; attempt != COMMIT_ATTEMPTS; ++attempt) {
         uint64_t max;
         int found;
-        if (scan_versions(model_dir, 0, &max, &found, NULL, NULL) != 0)
+        if (scan_versions(model_dir, 0, &max, &found, NULL, NULL, NULL, NULL) != 0)
             return RECD_EIO;
+        if (mark > max)
+            max = mark;
+        if (named > max)
+            max = named;
+        if (max >= RECD_REGISTRY_MAX_VERSION)
+            return RECD_EOVERFLOW;
         /* Never reuse a number this call already lost, even if a rescan races with a slow publisher. */
         if (max + 1 > next)
             next = max + 1;
         if ((size_t)snprintf(target, sizeof(target), "%s/%llu", model_dir, (unsigned long long)next) >= sizeof(target))
             return RECD_EINVAL;
         if (rename_noreplace(staging, target) == 0) {
-            if (recd_fsync_path(model_dir, O_DIRECTORY) != 0)
+            if (recd_fsync_path(model_dir, O_DIRECTORY) != 0 || write_high_water(model_dir, next) != 0)
                 return RECD_EIO;
             *version = next;
             return RECD_OK;
         }
         if (errno != EEXIST && errno != ENOTEMPTY)
             return RECD_EIO;
+        if (next == RECD_REGISTRY_MAX_VERSION)
+            return RECD_EOVERFLOW;
         ++next;
     }
     return RECD_EEXIST;
@@ -200,7 +303,7 @@ int recd_registry_latest(const char *dir, const char *model, uint64_t *version)
         return RECD_EINVAL;
     if ((size_t)snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model) >= sizeof(model_dir))
         return RECD_EINVAL;
-    if (scan_versions(model_dir, 1, &max, &found, NULL, NULL) != 0)
+    if (scan_versions(model_dir, 1, &max, &found, NULL, NULL, NULL, NULL) != 0)
         return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
     if (!found)
         return RECD_ENOTFOUND;
@@ -223,7 +326,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int recd_registry_versions(const char *dir, const char *model, uint64_t **versions, size_t *n)
+int recd_registry_scan(const char *dir, const char *model, uint64_t **versions, size_t *n, recd_registry_ignored_cb on_ignored,
+                       void *data)
 {
     char model_dir[PATH_MAX];
     uint64_t max, *list = NULL;
@@ -236,7 +340,7 @@ int recd_registry_versions(const char *dir, const char *model, uint64_t **versio
     *n = 0;
     if ((size_t)snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model) >= sizeof(model_dir))
         return RECD_EINVAL;
-    if (scan_versions(model_dir, 1, &max, &found, &list, &len) != 0) {
+    if (scan_versions(model_dir, 1, &max, &found, &list, &len, on_ignored, data) != 0) {
         int saved = errno;
         free(list);
         errno = saved;
@@ -249,93 +353,7 @@ int recd_registry_versions(const char *dir, const char *model, uint64_t **versio
     return RECD_OK;
 }
 
-/* Writes <dir>/<model>/control.json into out. */
-static int control_path(const char *dir, const char *model, char *out, size_t outlen)
+int recd_registry_versions(const char *dir, const char *model, uint64_t **versions, size_t *n)
 {
-    if (dir == NULL || !recd_registry_valid_name(model))
-        return RECD_EINVAL;
-    if ((size_t)snprintf(out, outlen, "%s/%s/%s", dir, model, RECD_REGISTRY_CONTROL) >= outlen)
-        return RECD_EINVAL;
-    return RECD_OK;
-}
-
-/* Reads member key of obj into *out: absent leaves 0, a positive integer is taken, anything else is an error. */
-static int control_u64(const json_t *obj, const char *key, uint64_t *out, char *err, size_t errlen)
-{
-    const json_t *v = json_object_get(obj, key);
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-        snprintf(err, errlen, "\"%s\" must be a positive integer", key);
-        return -1;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-int recd_registry_read_control(const char *dir, const char *model, recd_registry_control_t *out, char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    json_error_t jerr;
-    json_t *root = NULL;
-    FILE *fp;
-    int ret;
-
-    if (out == NULL)
-        return RECD_EINVAL;
-    *out = (recd_registry_control_t){0};
-    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
-        return ret;
-    if ((fp = fopen(path, "r")) == NULL)
-        return errno == ENOENT || errno == ENOTDIR ? RECD_ENOTFOUND : RECD_EIO;
-    root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(fp);
-    if (root == NULL) {
-        snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
-        return RECD_EFORMAT;
-    }
-    ret = RECD_EFORMAT;
-    if (!json_is_object(root)) {
-        snprintf(err, errlen, "%s: not a JSON object", path);
-        goto Exit;
-    }
-    if (control_u64(root, "active", &out->active, err, errlen) != 0 ||
-        control_u64(root, "generation", &out->generation, err, errlen) != 0)
-        goto Exit;
-    ret = RECD_OK;
-Exit:
-    json_decref(root);
-    return ret;
-}
-
-int recd_registry_write_control(const char *dir, const char *model, const recd_registry_control_t *control)
-{
-    char path[PATH_MAX], tmp[PATH_MAX + 8], model_dir[PATH_MAX];
-    FILE *fp;
-    int ret, failed;
-
-    if (control == NULL)
-        return RECD_EINVAL;
-    if ((ret = control_path(dir, model, path, sizeof(path))) != RECD_OK)
-        return ret;
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(model_dir, sizeof(model_dir), "%s/%s", dir, model);
-    if (recd_mkdir_parents(path) != 0 || (fp = fopen(tmp, "w")) == NULL)
-        return RECD_EIO;
-    fputc('{', fp);
-    if (control->active != 0)
-        fprintf(fp, "\"active\":%llu", (unsigned long long)control->active);
-    if (control->generation != 0)
-        fprintf(fp, "%s\"generation\":%llu", control->active != 0 ? "," : "", (unsigned long long)control->generation);
-    fputs("}\n", fp);
-    failed = fflush(fp) != 0 || fsync(fileno(fp)) != 0;
-    failed |= fclose(fp) != 0;
-    if (failed || rename(tmp, path) != 0 || recd_fsync_path(model_dir, O_DIRECTORY) != 0) {
-        int saved = errno;
-        unlink(tmp);
-        errno = saved;
-        return RECD_EIO;
-    }
-    return RECD_OK;
+    return recd_registry_scan(dir, model, versions, n, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /* registry.h: the on-disk model registry <dir>/<model>/<version>/{model.recd,manifest.json,evaluation.json} plus the
- * control file <dir>/<model>/control.json — staging, atomic publication, version lookup, control state. */
+ * control file <dir>/<model>/control.json (registry/control.h) — staging, atomic publication, version lookup. */
 #ifndef RECD_REGISTRY_REGISTRY_H
 #define RECD_REGISTRY_REGISTRY_H
 
@@ -16,11 +16,20 @@ extern "C" {
 /** The control file's name inside a model directory. */
 #define RECD_REGISTRY_CONTROL "control.json"
 
+/** The high-water mark file inside a model directory: the largest version ever published there. */
+#define RECD_REGISTRY_HIGH_WATER ".last-version"
+/** The largest version a commit publishes: the numbers never wrap (UINT64_MAX stays free as a sentinel). */
+#define RECD_REGISTRY_MAX_VERSION (UINT64_MAX - 1)
+
 /** Creates a fresh staging directory <dir>/<model>/.staging-XXXXXX (creating parents) and writes its path into out. */
 int recd_registry_stage(const char *dir, const char *model, char *out, size_t outlen);
 /**
- * Publishes a staging directory as the next version (largest existing + 1) by fsync + rename, retrying when a concurrent
- * publisher took that number. *version receives the number.
+ * Publishes a staging directory as the next version by fsync + rename, retrying when a concurrent publisher took that
+ * number. The next version is above the largest directory present, the high-water mark <model>/.last-version (updated
+ * atomically after each commit, so a deleted version's number is never reused) and every version control.json names.
+ * *version receives the number. Returns RECD_OK, RECD_EOVERFLOW when the next number would pass
+ * RECD_REGISTRY_MAX_VERSION (never a wrap to 0), RECD_EEXIST after too many lost races, RECD_EINVAL, RECD_ENOTFOUND (no
+ * staging directory) or RECD_EIO.
  */
 int recd_registry_commit(const char *dir, const char *model, const char *staging, uint64_t *version);
 /** The largest published version of model, or RECD_ENOTFOUND. */
@@ -31,28 +40,22 @@ int recd_registry_latest(const char *dir, const char *model, uint64_t *version);
  * directory does not exist, RECD_EINVAL or RECD_EIO (errno kept).
  */
 int recd_registry_versions(const char *dir, const char *model, uint64_t **versions, size_t *n);
+/** Called for a directory entry that is refused as a version, with the reason (for a log line). */
+typedef void (*recd_registry_ignored_cb)(void *data, const char *name, const char *why);
+/**
+ * recd_registry_versions that also reports entries refused as versions to on_ignored (may be NULL): names that look like
+ * numbers but are not strict decimals ("016", "+3", " 4"), and version directories that are symbolic links (never listed).
+ * A version whose artifact cannot be looked at for a reason other than absence (a permission error) is listed, so opening
+ * it reports the real error.
+ */
+int recd_registry_scan(const char *dir, const char *model, uint64_t **versions, size_t *n, recd_registry_ignored_cb on_ignored,
+                       void *data);
+/** Parses a version directory name: strict decimal 1..UINT64_MAX, no leading zero, sign or space. Returns 1, or 0. */
+int recd_registry_parse_version(const char *name, uint64_t *out);
 /** Writes <dir>/<model>/<version>/model.recd into out. */
 int recd_registry_artifact_path(const char *dir, const char *model, uint64_t version, char *out, size_t outlen);
 /** Valid model names: 1..64 of [A-Za-z0-9_.-], not starting with '.'. */
 int recd_registry_valid_name(const char *model);
-
-/** What control.json says about a model. Unknown members are ignored, so later fields (pins, experiments) can be added. */
-typedef struct st_recd_registry_control_t {
-    uint64_t active;     /* the version to serve; 0 when the file names none (serve the newest that loads) */
-    uint64_t generation; /* bumped by whoever writes the file; 0 when absent */
-} recd_registry_control_t;
-
-/**
- * Reads <dir>/<model>/control.json: a JSON object with optional positive integers "active" and "generation". Returns
- * RECD_OK, RECD_ENOTFOUND when there is no control file, RECD_EFORMAT with a message in err when it is not such an
- * object, RECD_EINVAL or RECD_EIO.
- */
-int recd_registry_read_control(const char *dir, const char *model, recd_registry_control_t *out, char *err, size_t errlen);
-/**
- * Replaces <dir>/<model>/control.json atomically (temp file, fsync, rename, fsync of the directory) with control's fields
- * (a zero field is left out). Returns RECD_OK, RECD_EINVAL or RECD_EIO.
- */
-int recd_registry_write_control(const char *dir, const char *model, const recd_registry_control_t *control);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 
     app.metrics = recd_metrics_create(app.n_workers);
     const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -81,6 +81,11 @@ int main(int argc, char **argv)
     conf.max_request_entity_size = config.max_body_bytes * 4 + 65536;
     h2o_hostconf_t *hostconf = h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     app.api = recd_api_create(&config, &app.log, app.metrics, app.serve, app.events);
+    if (recd_api_enable_control(app.api, app.catalog, err, sizeof(err)) != RECD_OK) {
+        fprintf(stderr, "recd: JWT key: %s\n", err);
+        h2o_config_dispose(&conf);
+        goto Exit;
+    }
     recd_api_register(hostconf, app.api);
 
     /* signals are taken by sigwait on this thread only: block them before any thread starts */

@@ -1,4 +1,4 @@
-/* main.c: runs every test group of the api module (query parsing, codecs, metrics, HTTP helpers). */
+/* main.c: runs every test group of the api module (query parsing, codecs, metrics, HTTP helpers, JWT checks). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,6 +8,7 @@ int test_query_run(void);
 int test_codec_run(void);
 int test_metrics_run(void);
 int test_http_run(void);
+int test_auth_run(void);
 
 int main(void)
 {
@@ -16,5 +17,6 @@ int main(void)
     failed += test_codec_run();
     failed += test_metrics_run();
     failed += test_http_run();
+    failed += test_auth_run();
     return failed != 0;
 }

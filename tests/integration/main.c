@@ -8,6 +8,7 @@ int test_server_run(void);
 int test_hotswap_run(void);
 int test_events_disk_run(void);
 int test_served_run(void);
+int test_admin_run(void);
 
 int main(void)
 {
@@ -16,5 +17,6 @@ int main(void)
     failed += test_hotswap_run();
     failed += test_events_disk_run();
     failed += test_served_run();
+    failed += test_admin_run();
     return failed != 0;
 }

@@ -5,7 +5,7 @@
 #include <cmocka.h>
 
 /* Every group named here must be linked in: a missing one fails the build, never skips silently. */
-#define RECD_TEST_GROUPS(X) X(registry) X(catalog)
+#define RECD_TEST_GROUPS(X) X(registry) X(control) X(catalog)
 #define DECLARE(name) int test_##name##_run(void);
 RECD_TEST_GROUPS(DECLARE)
 

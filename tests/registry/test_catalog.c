@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "registry/catalog.h"
+#include "registry/control.h"
 #include "registry/registry.h"
 
 typedef struct st_fixture_t {
@@ -120,8 +121,8 @@ static void replace_artifact(const fixture_t *fx, const char *model, uint64_t ve
 
 static void set_control(const fixture_t *fx, uint64_t active, uint64_t generation)
 {
-    recd_registry_control_t control = {active, generation};
-    assert_int_equal(recd_registry_write_control(fx->dir, "demo", &control), RECD_OK);
+    recd_control_t control = {.active = active, .generation = generation};
+    assert_int_equal(recd_control_write(fx->dir, "demo", &control), RECD_OK);
 }
 
 static uint64_t counter(const fixture_t *fx, const char *name)
@@ -145,7 +146,7 @@ static recd_catalog_loader_t *create(const fixture_t *fx)
 {
     const char *models[] = {"demo"};
     char err[1024];
-    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 1, &fx->log, fx->metrics, err, sizeof(err));
+    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 1, 0, &fx->log, fx->metrics, err, sizeof(err));
     if (l == NULL)
         fail_msg("loader: %s", err);
     return l;
@@ -220,12 +221,12 @@ static void test_catalog_startup_fails_without_a_loadable_version(void **state)
     const char *models[] = {"demo"}, *absent[] = {"absent"}, *invalid[] = {"../x"};
     char err[1024];
 
-    assert_null(recd_catalog_loader_create(fx->dir, absent, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, absent, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "\"absent\""));
-    assert_null(recd_catalog_loader_create(fx->dir, invalid, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, invalid, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "invalid model name"));
     publish(fx, "demo", 3, 1);
-    assert_null(recd_catalog_loader_create(fx->dir, models, 1, &fx->log, fx->metrics, err, sizeof(err)));
+    assert_null(recd_catalog_loader_create(fx->dir, models, 1, 0, &fx->log, fx->metrics, err, sizeof(err)));
     assert_non_null(strstr(err, "\"demo\""));
     assert_non_null(strstr(err, "version 1:")); /* says why */
     assert_int_equal(counter(fx, "recd_model_load_failures_total"), 1);
@@ -280,27 +281,59 @@ static int mapped(const char *path)
 static void test_catalog_old_version_lives_until_its_last_snapshot_goes(void **state)
 {
     fixture_t *fx = *state;
-    char path1[600];
     publish(fx, "demo", 3, 0);
+    size_t base_count = recd_model_live_count(), base_bytes = recd_model_live_bytes();
     recd_catalog_loader_t *l = create(fx);
     recd_catalog_t *held1 = recd_catalog_loader_current(l), *held2 = recd_catalog_loader_current(l);
     recd_model_t *v1 = recd_catalog_active(held1, NULL, 0);
-    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 1, path1, sizeof(path1)), RECD_OK);
-    assert_true(mapped(path1));
+    assert_int_equal(recd_model_live_count(), base_count + 1);
+    assert_int_equal(recd_model_live_bytes(), base_bytes + recd_model_bytes(v1));
 
     publish(fx, "demo", 4, 0);
     assert_int_equal(recd_catalog_loader_poll(l), 1);
     assert_int_equal(active_version(l), 2);
-    /* the loader has moved on, but two snapshots still hold version 1: it stays mapped and readable */
-    assert_true(mapped(path1));
+    /* the loader has moved on, but two snapshots still hold version 1: it stays in memory and readable */
+    assert_int_equal(recd_model_live_count(), base_count + 2);
     recd_catalog_release(held1);
-    assert_true(mapped(path1));
+    assert_int_equal(recd_model_live_count(), base_count + 2);
     assert_int_equal(recd_model_n_items(v1), 3);
     assert_string_equal(recd_model_item_id(v1, 2, NULL), "i2");
     recd_catalog_release(held2);
-    /* the last snapshot holding version 1 is gone: so is the mapping */
-    assert_false(mapped(path1));
+    /* the last snapshot holding version 1 is gone: so is its memory */
+    assert_int_equal(recd_model_live_count(), base_count + 1);
+    recd_catalog_t *now = recd_catalog_loader_current(l);
+    assert_int_equal(recd_model_live_bytes(), base_bytes + recd_model_bytes(recd_catalog_active(now, NULL, 0)));
+    recd_catalog_release(now);
     recd_catalog_release(NULL);
+    recd_catalog_loader_free(l);
+    assert_int_equal(recd_model_live_count(), base_count);
+}
+
+/* Row "the active model.recd was truncated, or copied over in place": the loaded version is a copy in memory, not a
+ * mapping of the file, so reading it after the file shrank cannot raise SIGBUS. */
+static void test_catalog_truncated_artifact_keeps_serving(void **state)
+{
+    fixture_t *fx = *state;
+    char path[600];
+    publish(fx, "demo", 8, 0);
+    recd_catalog_loader_t *l = create(fx);
+    recd_catalog_t *c = recd_catalog_loader_current(l);
+    recd_model_t *m = recd_catalog_active(c, NULL, 0);
+    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 1, path, sizeof(path)), RECD_OK);
+    assert_false(mapped(path));
+    assert_int_equal(truncate(path, 0), 0);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "garbage", 7), 7); /* overwritten in place, as cp onto it would */
+    close(fd);
+    size_t sum = 0;
+    for (uint32_t i = 0; i < recd_model_n_items(m); ++i)
+        sum += strlen(recd_model_item_id(m, i, NULL));
+    assert_true(sum > 0);
+    /* the next poll sees a changed file that does not open: it is rejected and the copy keeps serving */
+    recd_catalog_loader_poll(l);
+    assert_int_equal(active_version(l), 1);
+    recd_catalog_release(c);
     recd_catalog_loader_free(l);
 }
 
@@ -403,7 +436,7 @@ static void test_catalog_version_appearing_later_is_picked_up_by_poll(void **sta
     const char *models[] = {"demo", "other"};
     char err[1024];
     publish(fx, "demo", 3, 0);
-    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 2, &fx->log, fx->metrics, err, sizeof(err));
+    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 2, 0, &fx->log, fx->metrics, err, sizeof(err));
     assert_non_null(l);
     recd_catalog_loader_subscribe(l, on_snapshot, &r);
     recd_catalog_t *c = recd_catalog_loader_current(l);
@@ -513,6 +546,115 @@ static void test_catalog_watcher_thread_publishes_new_versions(void **state)
     recd_catalog_release(r.last);
 }
 
+/* Sets model demo's control state: active 3, history [2], pins [1] and one experiment whose arms name versions 3 and 4. */
+static int set_full_control(recd_control_t *c, void *data)
+{
+    c->active = 3;
+    c->history = realloc(c->history, sizeof(uint64_t));
+    c->history[0] = 2;
+    c->n_history = 1;
+    c->pins = realloc(c->pins, sizeof(uint64_t));
+    c->pins[0] = 1;
+    c->n_pins = 1;
+    free(c->experiments); /* replaced whole */
+    c->experiments = calloc(1, sizeof(*c->experiments));
+    c->n_experiments = 1;
+    recd_control_experiment_t *x = &c->experiments[0];
+    strcpy(x->id, "exp1");
+    strcpy(x->salt, "s1");
+    x->enabled = *(int *)data;
+    x->n_arms = 2;
+    x->arms[0] = (recd_control_arm_t){"control", 3, 9000};
+    x->arms[1] = (recd_control_arm_t){"canary", 4, 1000};
+    memset(x->slots + 9000, 1, 1000);
+    return RECD_OK;
+}
+
+static unsigned roles_of(const recd_catalog_t *c, uint64_t version)
+{
+    size_t n;
+    const recd_catalog_version_t *v = recd_catalog_versions(c, "demo", 4, &n);
+    for (size_t i = 0; i < n; ++i)
+        if (v[i].version == version)
+            return v[i].roles | 0x100u; /* present */
+    return 0;
+}
+
+static void test_catalog_pins_arms_and_standby_are_loaded(void **state)
+{
+    fixture_t *fx = *state;
+    char err[512];
+    int enabled = 1;
+    for (int i = 0; i < 5; ++i)
+        publish(fx, "demo", 3, 0);
+    assert_int_equal(recd_control_update(fx->dir, "demo", set_full_control, &enabled, NULL, err, sizeof(err)), RECD_OK);
+    recd_catalog_loader_t *l = create(fx);
+    recd_catalog_t *c = recd_catalog_loader_current(l);
+    assert_int_equal(roles_of(c, 1), 0x100u | RECD_CATALOG_PINNED);
+    assert_int_equal(roles_of(c, 2), 0x100u | RECD_CATALOG_STANDBY);
+    assert_int_equal(roles_of(c, 3), 0x100u | RECD_CATALOG_ACTIVE | RECD_CATALOG_ARM);
+    assert_int_equal(roles_of(c, 4), 0x100u | RECD_CATALOG_ARM);
+    assert_int_equal(roles_of(c, 5), 0); /* newer, but nothing names it */
+    assert_non_null(recd_catalog_version(c, "demo", 4, 4));
+    assert_string_equal(recd_catalog_state_name(roles_of(c, 4)), "arm");
+    assert_string_equal(recd_catalog_state_name(roles_of(c, 2)), "standby");
+    size_t n;
+    const recd_control_experiment_t *x = recd_catalog_experiments(c, "demo", 4, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(x->id, "exp1");
+    assert_int_equal(x->slots[9500], 1);
+    assert_int_equal(recd_catalog_control_generation(c, "demo", 4), 1);
+    recd_model_t *v4 = recd_catalog_version(c, "demo", 4, 4);
+
+    /* disabling the experiment drops its arm version 4 from the next snapshot; it lives while c holds it */
+    enabled = 0;
+    assert_int_equal(recd_control_update(fx->dir, "demo", set_full_control, &enabled, NULL, err, sizeof(err)), RECD_OK);
+    size_t before = recd_model_live_count();
+    assert_int_equal(recd_catalog_loader_poll(l), 1);
+    recd_catalog_t *c2 = recd_catalog_loader_current(l);
+    assert_int_equal(roles_of(c2, 4), 0);
+    assert_int_equal(roles_of(c2, 3), 0x100u | RECD_CATALOG_ACTIVE);
+    assert_true(recd_catalog_version(c2, "demo", 4, 3) == recd_catalog_version(c, "demo", 4, 3)); /* reused, not reopened */
+    assert_int_equal(recd_model_live_count(), before);
+    assert_int_equal(recd_model_n_items(v4), 3);
+    recd_catalog_release(c);
+    assert_int_equal(recd_model_live_count(), before - 1);
+    recd_catalog_release(c2);
+    recd_catalog_loader_free(l);
+}
+
+static void test_catalog_budget_refuses_extras_never_the_active(void **state)
+{
+    fixture_t *fx = *state;
+    char err[1024], path[600];
+    struct stat st;
+    int enabled = 1;
+    const char *models[] = {"demo"};
+    for (int i = 0; i < 4; ++i)
+        publish(fx, "demo", 3, 0);
+    assert_int_equal(recd_control_update(fx->dir, "demo", set_full_control, &enabled, NULL, err, sizeof(err)), RECD_OK);
+    assert_int_equal(recd_registry_artifact_path(fx->dir, "demo", 3, path, sizeof(path)), RECD_OK);
+    assert_int_equal(stat(path, &st), 0);
+    /* room for the active version and a little more, not for a second artifact */
+    size_t budget = (size_t)st.st_size + (size_t)st.st_size / 2;
+    recd_catalog_loader_t *l = recd_catalog_loader_create(fx->dir, models, 1, budget, &fx->log, fx->metrics, err, sizeof(err));
+    assert_non_null(l);
+    recd_catalog_t *c = recd_catalog_loader_current(l);
+    assert_int_equal(active_version(l), 3);
+    assert_int_equal(roles_of(c, 1), 0x100u | RECD_CATALOG_PINNED | RECD_CATALOG_FAILED);
+    assert_null(recd_catalog_version(c, "demo", 4, 1));
+    assert_string_equal(recd_catalog_state_name(roles_of(c, 1) & ~RECD_CATALOG_PINNED), "failed");
+    recd_metric_t *refused = recd_metrics_counter(fx->metrics, "recd_model_refusals_total", "", "model=\"demo\",reason=\"budget\"");
+    uint64_t count = recd_metric_value(refused);
+    assert_true(count >= 2); /* the pin and the arm (and the standby) */
+    /* a poll refuses the same versions again silently: counted once each */
+    recd_catalog_loader_poll(l);
+    assert_int_equal(recd_metric_value(refused), count);
+    assert_true(count_in_file(fx->log_path, "\"reason\":\"budget\"") == (int)count);
+    recd_catalog_release(c);
+    recd_catalog_loader_free(l);
+}
+
 int test_catalog_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +663,9 @@ int test_catalog_run(void)
         cmocka_unit_test_setup_teardown(test_catalog_startup_fails_without_a_loadable_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_rejected_version_not_retried_until_its_file_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_old_version_lives_until_its_last_snapshot_goes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_truncated_artifact_keeps_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_pins_arms_and_standby_are_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_budget_refuses_extras_never_the_active, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_control_file_chooses_the_active_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_control_naming_a_corrupt_version_at_startup_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_appearing_later_is_picked_up_by_poll, setup, teardown),

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <errno.h>
 #include <unistd.h>
 #include "registry/registry.h"
 
@@ -282,52 +283,152 @@ static void test_registry_versions_listed_ascending(void **state)
     assert_int_equal(recd_registry_versions(fx->reg, "../m", &versions, &n), RECD_EINVAL);
 }
 
-static void test_registry_control_file(void **state)
+/* Makes <reg>/<model>/<name>/model.recd (a version directory created by hand, not by a commit). */
+static void make_version_dir(const char *reg, const char *model, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s/%s", reg, model, name);
+    assert_int_equal(mkdir(path, 0755), 0);
+    put_file(path, RECD_REGISTRY_ARTIFACT, "x");
+}
+
+typedef struct st_ignored_t {
+    char names[8][64];
+    int n;
+} ignored_t;
+
+static void on_ignored(void *data, const char *name, const char *why)
+{
+    ignored_t *ig = data;
+    assert_non_null(why);
+    if (ig->n < 8)
+        snprintf(ig->names[ig->n++], sizeof(ig->names[0]), "%s", name);
+}
+
+static int was_ignored(const ignored_t *ig, const char *name)
+{
+    for (int i = 0; i < ig->n; ++i)
+        if (strcmp(ig->names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Rows "016 read as version 16" and "a version directory that is a symlink to another model". */
+static void test_registry_strict_names_and_symlinks(void **state)
 {
     fixture_t *fx = *state;
-    recd_registry_control_t c = {7, 7};
-    char err[256] = "", dir[256];
+    char path[512], target[512];
+    uint64_t *versions, v;
+    size_t n;
+    ignored_t ig = {0};
 
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_ENOTFOUND);
-    assert_int_equal(c.active, 0);
-    assert_int_equal(c.generation, 0);
+    assert_int_equal(publish(fx->reg, "m", "1"), 1);
+    make_version_dir(fx->reg, "m", "016");
+    make_version_dir(fx->reg, "m", "+3");
+    make_version_dir(fx->reg, "m", "0");
+    assert_int_equal(publish(fx->reg, "other", "o"), 1);
+    snprintf(path, sizeof(path), "%s/m/7", fx->reg);
+    snprintf(target, sizeof(target), "%s/other/1", fx->reg);
+    assert_int_equal(symlink(target, path), 0);
 
-    /* written atomically (creating the model directory), read back */
-    assert_int_equal(recd_registry_write_control(fx->reg, "m", &(recd_registry_control_t){3, 12}), RECD_OK);
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 3);
-    assert_int_equal(c.generation, 12);
-    assert_int_equal(recd_registry_write_control(fx->reg, "m", &(recd_registry_control_t){0, 13}), RECD_OK);
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 0);
-    assert_int_equal(c.generation, 13);
+    assert_int_equal(recd_registry_scan(fx->reg, "m", &versions, &n, on_ignored, &ig), RECD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(versions[0], 1);
+    free(versions);
+    assert_true(was_ignored(&ig, "016"));
+    assert_true(was_ignored(&ig, "+3"));
+    assert_true(was_ignored(&ig, "7"));
+    assert_int_equal(recd_registry_latest(fx->reg, "m", &v), RECD_OK);
+    assert_int_equal(v, 1);
 
-    /* unknown members are for later fields; a bare object names nothing */
-    snprintf(dir, sizeof(dir), "%s/m", fx->reg);
-    put_file(dir, RECD_REGISTRY_CONTROL, "{\"active\": 2, \"pins\": {\"u1\": 1}}");
-    assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_OK);
-    assert_int_equal(c.active, 2);
-    assert_int_equal(c.generation, 0);
+    assert_int_equal(recd_registry_parse_version("16", &v), 1);
+    assert_int_equal(v, 16);
+    assert_int_equal(recd_registry_parse_version("016", &v), 0);
+    assert_int_equal(recd_registry_parse_version("0", &v), 0);
+    assert_int_equal(recd_registry_parse_version(" 1", &v), 0);
+    assert_int_equal(recd_registry_parse_version("1 ", &v), 0);
+    assert_int_equal(recd_registry_parse_version("-1", &v), 0);
+    assert_int_equal(recd_registry_parse_version("18446744073709551615", &v), 1);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(recd_registry_parse_version("18446744073709551616", &v), 0);
+}
 
-    const char *bad[] = {"",
-                         "[1]",
-                         "{\"active\": \"2\"}",
-                         "{\"active\": 0}",
-                         "{\"active\": -1}",
-                         "{\"active\": 1.5}",
-                         "{\"generation\": true}",
-                         "{\"active\": 1, \"active\": 2}",
-                         "{\"active\": 1"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        put_file(dir, RECD_REGISTRY_CONTROL, bad[i]);
-        err[0] = '\0';
-        c = (recd_registry_control_t){7, 7};
-        assert_int_equal(recd_registry_read_control(fx->reg, "m", &c, err, sizeof(err)), RECD_EFORMAT);
-        assert_true(err[0] != '\0');
-        assert_int_equal(c.active, 0);
+/* Row "the active version's directory was deleted, then a new version published": the number is never reused. */
+static void test_registry_numbers_never_reused(void **state)
+{
+    fixture_t *fx = *state;
+    char path[512];
+
+    assert_int_equal(publish(fx->reg, "m", "1"), 1);
+    assert_int_equal(publish(fx->reg, "m", "2"), 2);
+    snprintf(path, sizeof(path), "rm -rf '%s/m/2'", fx->reg);
+    assert_int_equal(system(path), 0);
+    assert_int_equal(publish(fx->reg, "m", "3"), 3);
+    /* every directory gone: the high-water mark remembers */
+    snprintf(path, sizeof(path), "rm -rf '%s/m/1' '%s/m/3'", fx->reg, fx->reg);
+    assert_int_equal(system(path), 0);
+    assert_int_equal(publish(fx->reg, "m", "4"), 4);
+    /* the mark gone too: control.json still names versions, and they are never reused */
+    snprintf(path, sizeof(path), "rm -rf '%s/m/4' '%s/m/%s'", fx->reg, fx->reg, RECD_REGISTRY_HIGH_WATER);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof(path), "%s/m", fx->reg);
+    put_file(path, "control.json", "{\"active\": 9, \"history\": [4]}");
+    assert_int_equal(publish(fx->reg, "m", "10"), 10);
+}
+
+/* Row "a directory named 18446744073709551615": publishes never wrap to 0. */
+static void test_registry_numbers_never_wrap(void **state)
+{
+    fixture_t *fx = *state;
+    char staging[256];
+    uint64_t v = 0;
+
+    assert_int_equal(publish(fx->reg, "m", "1"), 1);
+    make_version_dir(fx->reg, "m", "18446744073709551613");
+    assert_int_equal(publish(fx->reg, "m", "x"), UINT64_MAX - 1);
+    assert_int_equal(recd_registry_stage(fx->reg, "m", staging, sizeof(staging)), RECD_OK);
+    put_file(staging, RECD_REGISTRY_ARTIFACT, "y");
+    assert_int_equal(recd_registry_commit(fx->reg, "m", staging, &v), RECD_EOVERFLOW);
+    assert_int_equal(v, 0);
+    assert_true(is_dir(staging)); /* nothing was published */
+    make_version_dir(fx->reg, "m", "18446744073709551615");
+    assert_int_equal(recd_registry_commit(fx->reg, "m", staging, &v), RECD_EOVERFLOW);
+    assert_non_null(strstr(recd_strerror(RECD_EOVERFLOW), "exhausted"));
+}
+
+/* Row "version directories created 0700 seen by another user": the version is listed, so opening it says "permission
+ * denied" instead of the model looking absent. */
+static void test_registry_permission_denied_is_not_absence(void **state)
+{
+    fixture_t *fx = *state;
+    char path[512];
+    assert_int_equal(publish(fx->reg, "m", "1"), 1);
+    snprintf(path, sizeof(path), "%s/m/1", fx->reg);
+    assert_int_equal(chmod(path, 0700), 0);
+    assert_int_equal(chmod(fx->dir, 0755), 0); /* mkdtemp made it 0700: let the other user reach the registry */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int root = geteuid() == 0;
+        if (root && (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0))
+            _exit(2);
+        if (!root && chmod(path, 0) != 0) /* not root: take our own permission away instead */
+            _exit(3);
+        uint64_t *versions;
+        size_t n;
+        char artifact[600];
+        int ret = recd_registry_versions(fx->reg, "m", &versions, &n);
+        if (ret != RECD_OK || n != 1 || versions[0] != 1)
+            _exit(4);
+        free(versions);
+        recd_registry_artifact_path(fx->reg, "m", 1, artifact, sizeof(artifact));
+        FILE *fp = fopen(artifact, "r");
+        _exit(fp == NULL && errno == EACCES ? 0 : 5);
     }
-    assert_int_equal(recd_registry_read_control(fx->reg, "../m", &c, err, sizeof(err)), RECD_EINVAL);
-    assert_int_equal(recd_registry_write_control(fx->reg, "../m", &c), RECD_EINVAL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    chmod(path, 0755);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 int test_registry_run(void)
@@ -338,7 +439,10 @@ int test_registry_run(void)
         cmocka_unit_test_setup_teardown(test_registry_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_concurrent_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_versions_listed_ascending, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registry_control_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_strict_names_and_symlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_numbers_never_reused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_numbers_never_wrap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_permission_denied_is_not_absence, setup, teardown),
     };
     return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }
