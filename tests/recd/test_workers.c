@@ -233,7 +233,7 @@ static int setup(void **state)
     f->app.log = (recd_logger_t){RECD_LOG_DEBUG, f->log_fd}; /* every request is logged with its worker */
     f->app.n_workers = N_WORKERS;
     f->app.metrics = recd_metrics_create(N_WORKERS);
-    f->app.catalog = recd_catalog_loader_create(f->registry, models, 1, &f->app.log, f->app.metrics, err, sizeof(err));
+    f->app.catalog = recd_catalog_loader_create(f->registry, models, 1, 0, &f->app.log, f->app.metrics, err, sizeof(err));
     assert_non_null(f->app.catalog);
     f->app.store = recd_memory_store_create(f->config.max_recent_items, f->config.max_users, f->app.metrics);
     f->app.serve = recd_serve_create(&(recd_serve_config_t){f->config.max_k}, f->app.store, f->app.metrics, &f->app.log);
