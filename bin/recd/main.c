@@ -53,6 +53,14 @@ int main(int argc, char **argv)
     if (app.n_workers < 1)
         app.n_workers = 1;
 
+    /* signals are taken by sigwait on this thread only: block them before any thread starts (the event sink's writer and
+     * the admin thread start below; a SIGTERM that one of them took while this thread is not in sigwait kills the process) */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
     openblas_set_num_threads(1);
     recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"pid\":%d", RECD_VERSION,
@@ -60,7 +68,8 @@ int main(int argc, char **argv)
 
     app.metrics = recd_metrics_create(app.n_workers);
     const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) ==
+        NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -87,13 +96,6 @@ int main(int argc, char **argv)
         goto Exit;
     }
     recd_api_register(hostconf, app.api);
-
-    /* signals are taken by sigwait on this thread only: block them before any thread starts */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if ((workers = recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
