@@ -21,16 +21,6 @@ void openblas_set_num_threads(int num_threads);
 #define GRACE_MS 2000
 #define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
-#if defined(__SANITIZE_ADDRESS__)
-/* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
- * exits, LeakSanitizer reports whatever that cache held. Only that allocator is suppressed; everything of ours is checked. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:h2o_mem_alloc_recycle\n";
-}
-#endif
-
 int main(int argc, char **argv)
 {
     recd_config_t config;
@@ -63,6 +53,14 @@ int main(int argc, char **argv)
     app.n_workers = config.threads > 0 ? config.threads : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
     if (app.n_workers < 1)
         app.n_workers = 1;
+
+    /* signals are taken by sigwait on this thread only: block them before any thread starts (the event sink's writer and
+     * the admin thread start below; a SIGTERM that one of them took while this thread is not in sigwait kills the process) */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
     openblas_set_num_threads(1);
@@ -99,13 +97,6 @@ int main(int argc, char **argv)
         goto Exit;
     }
     recd_api_register(hostconf, app.api);
-
-    /* signals are taken by sigwait on this thread only: block them before any thread starts */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if ((workers = recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
