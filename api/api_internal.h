@@ -218,8 +218,6 @@ h2o_iovec_t recd_api_query(h2o_req_t *req);
 h2o_iovec_t recd_api_path(h2o_req_t *req);
 /** The reason phrase of an HTTP status ("Unknown" for one recd never sends). */
 const char *recd_api_reason(int status);
-/** A fresh request id (16 hex characters) in pool memory from the worker's generator. */
-h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool);
 
 /* ---- auth and admin jobs (auth_http.c, admin.c) ---------------------------------------------------------------- */
 
