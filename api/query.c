@@ -117,7 +117,8 @@ int recd_api_check_model(h2o_iovec_t name, recd_api_error_t *err)
     if (memchr(name.base, '\0', name.len) == NULL && recd_registry_valid_name(buf))
         return 0;
 Error:
-    return recd_api_error_set(err, 400, "invalid_argument", "model must be a model name: 1..64 of [A-Za-z0-9_.-], not starting with '.'");
+    return recd_api_error_set(err, 400, "invalid_argument",
+                              "model must be a model name: 1..64 of [A-Za-z0-9_.-], not starting with '.'");
 }
 
 int recd_api_parse_k(h2o_iovec_t s, uint32_t max_k, uint32_t *k, recd_api_error_t *err)

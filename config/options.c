@@ -262,7 +262,8 @@ static int set_from_json(void *c, const recd_option_t *o, const char *where, jso
         return RECD_OK;
     case RECD_OPT_LIST:
         if (json_is_string(v))
-            return set_from_json(c, &(recd_option_t){.key = o->key, .type = RECD_OPT_STRING, .offset = o->offset, .check = o->check},
+            return set_from_json(c,
+                                 &(recd_option_t){.key = o->key, .type = RECD_OPT_STRING, .offset = o->offset, .check = o->check},
                                  where, v, err, errlen);
         return set_list_from_json(c, o, where, v, err, errlen);
     }

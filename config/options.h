@@ -19,9 +19,9 @@ typedef int (*recd_option_check_cb)(const char *value, char *err, size_t errlen)
 
 /**
  * One option: its key ("max_k"; the flag is --max-k, the variable <PREFIX>_MAX_K), its type and where it lives in the
- * target struct (a char * the struct owns for strings and lists, uint32_t, uint64_t or int), its default in string form (parsed through the same
- * path as a flag; NULL: required, no default), the inclusive range for numbers, an optional check for strings, and the
- * words of --help.
+ * target struct (a char * the struct owns for strings and lists, uint32_t, uint64_t or int), its default in string form (parsed
+ * through the same path as a flag; NULL: required, no default), the inclusive range for numbers, an optional check for strings, and
+ * the words of --help.
  */
 typedef struct st_recd_option_t {
     const char *key;

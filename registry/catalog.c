@@ -576,7 +576,10 @@ static void add_extra(recd_catalog_loader_t *l, model_state_t *ms, const entry_t
         const rejection_t *rej = find_rejection(ms, v);
         if (published || had != NULL)
             entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED,
-                      detail[0] != '\0' ? detail : rej != NULL ? rej->reason : had != NULL ? had->reason : "not loaded");
+                      detail[0] != '\0' ? detail
+                      : rej != NULL     ? rej->reason
+                      : had != NULL     ? had->reason
+                                        : "not loaded");
         return;
     }
     if (had == NULL && l->max_loaded_bytes != 0 && *budget_used + recd_model_bytes(m) > l->max_loaded_bytes) {
@@ -713,7 +716,8 @@ static int same_entry(const entry_t *a, const entry_t *b)
     for (size_t j = 0; j < a->n_versions; ++j)
         if (a->versions[j].version != b->versions[j].version || a->versions[j].model != b->versions[j].model ||
             a->versions[j].roles != b->versions[j].roles ||
-            strcmp(a->versions[j].reason != NULL ? a->versions[j].reason : "", b->versions[j].reason != NULL ? b->versions[j].reason : "") != 0)
+            strcmp(a->versions[j].reason != NULL ? a->versions[j].reason : "",
+                   b->versions[j].reason != NULL ? b->versions[j].reason : "") != 0)
             return 0;
     return a->n_experiments == 0 || memcmp(a->experiments, b->experiments, a->n_experiments * sizeof(*a->experiments)) == 0;
 }
@@ -759,7 +763,8 @@ static void add_model(recd_catalog_loader_t *l, const char *name)
     ms->name = recd_xstrdup(name);
     ms->wd = -1;
     snprintf(labels, sizeof(labels), "model=\"%s\"", name);
-    ms->version_gauge = recd_metrics_gauge(l->metrics, "recd_model_version", "The model version being served (the active one).", labels);
+    ms->version_gauge =
+        recd_metrics_gauge(l->metrics, "recd_model_version", "The model version being served (the active one).", labels);
     for (size_t k = 0; k < 5; ++k) {
         snprintf(labels, sizeof(labels), "model=\"%s\",state=\"%s\"", name, states[k]);
         ms->state_gauges[k] =

@@ -99,10 +99,11 @@ typedef struct st_recd_catalog_loader_t recd_catalog_loader_t;
  * Loads models (n_models names, the first the default) from the registry directory and returns a loader holding the first
  * snapshot. The name "*" stands for every model directory in the registry (a real directory with a valid name), found
  * again at every poll: a model published later is served from then on, after the ones named, new ones in byte order
- * (a model keeps its index in later snapshots). With "*" alone the default is the first name in byte order at start-up. A model's version is the one its control file (<registry>/<model>/control.json, {"active": N}) names, else the
- * newest one that opens; a version that fails its checks is rejected (logged and counted), and the next older one is tried.
- * Runs on the calling thread: call it at start-up, before any event loop runs. Returns NULL with a message in err when a
- * name is invalid or the default model has no version that opens.
+ * (a model keeps its index in later snapshots). With "*" alone the default is the first name in byte order at start-up. A model's
+ * version is the one its control file (<registry>/<model>/control.json, {"active": N}) names, else the newest one that opens; a
+ * version that fails its checks is rejected (logged and counted), and the next older one is tried. Runs on the calling thread: call
+ * it at start-up, before any event loop runs. Returns NULL with a message in err when a name is invalid or the default model has no
+ * version that opens.
  *
  * Registers recd_model_loads_total, recd_model_load_failures_total and recd_model_version{model="..."} in metrics; log and
  * metrics are borrowed and must outlive the loader.

@@ -361,7 +361,6 @@ static void test_config_to_json_round_trip(void **state)
     recd_config_dispose(&d);
 }
 
-
 /* model is a list: a repeated flag appends (replacing what the file or a variable set), a variable and a file string are
  * comma-separated, a file array is joined; duplicates and empty names are refused. */
 static void test_config_model_list(void **state)
