@@ -28,7 +28,7 @@
 
 #define SECRET "swap-test-secret-0123456789abcdef0123456789"
 #define N_CLIENTS 3
-#define MAX_ANSWERS_PER_CLIENT 200000 /* the load is bounded in count as well as in time */
+#define MAX_ANSWERS_PER_CLIENT 500000 /* the load is bounded in count as well as in time */
 #define LOAD_DEADLINE_S 120
 #define SWITCH_TIMEOUT_S 20 /* how long a switch may take to reach every client before the test fails */
 #define MAX_INTERVALS 16
@@ -130,8 +130,9 @@ typedef struct st_client_t {
     _Atomic uint64_t last_sent_ns; /* of the latest answer, and its version: what the main thread watches */
     _Atomic uint32_t last_version;
     _Atomic size_t done;
-    int failures; /* transport errors, statuses other than 200, answers without a version */
-    char failure[256];
+    _Atomic int exited; /* the thread stopped early (a transport error) or at its bound */
+    int failures;       /* transport errors, statuses other than 200, answers without a version */
+    char failure[256];  /* the first failure; read by the main thread once the client exited */
 } client_t;
 
 /* Reads one response from a keep-alive connection into buf; returns the status and puts the body at *body, or -1. */
@@ -181,6 +182,7 @@ static void *client_main(void *arg)
     int fd = support_connect_loopback(c->port, 10);
     if (fd < 0) {
         client_fail(c, "cannot connect");
+        atomic_store(&c->exited, 1);
         return NULL;
     }
     /* one client names the model, the others take the default: both must follow the swaps */
@@ -215,6 +217,9 @@ static void *client_main(void *arg)
         atomic_fetch_add(&c->done, 1);
     }
     close(fd);
+    if (c->failures == 0 && !atomic_load(c->stop))
+        client_fail(c, c->n_answers == MAX_ANSWERS_PER_CLIENT ? "reached its bound on answers" : "reached its deadline");
+    atomic_store(&c->exited, 1);
     return NULL;
 }
 
@@ -242,6 +247,10 @@ static uint64_t wait_until_all_serve(client_t *clients, uint32_t version, uint64
             all &= atomic_load(&clients[i].last_version) == version && atomic_load(&clients[i].last_sent_ns) > since_ns;
         if (all)
             return now_ns();
+        for (int i = 0; i < N_CLIENTS; ++i)
+            if (atomic_load(&clients[i].exited))
+                fail_msg("client %d stopped while waiting for version %u: %d failed requests, the first: %s", i, version,
+                         clients[i].failures, clients[i].failure);
         if (now_ns() > deadline)
             fail_msg("the clients did not all get answers from version %u within %d s", version, SWITCH_TIMEOUT_S);
         sleep_ms(5);
