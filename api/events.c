@@ -37,7 +37,7 @@ static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_
 {
     size_t bytes = sizeof(events_pending_t) + (sizeof(recd_serve_event_t) + sizeof(h2o_iovec_t)) * n;
     for (size_t i = 0; i < n; ++i)
-        bytes += events[i].user.len + events[i].item.len + events[i].event_id.len;
+        bytes += events[i].user.len + events[i].item.len + events[i].request_id.len + events[i].event_id.len;
     events_pending_t *p = recd_xmalloc(bytes);
     memset(p, 0, sizeof(*p));
     p->actx = actx;
@@ -57,6 +57,12 @@ static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_
         memcpy(ids, events[i].event_id.base, events[i].event_id.len);
         p->event_ids[i] = h2o_iovec_init(ids, events[i].event_id.len);
         ids += events[i].event_id.len;
+        /* for attribution to an experiment arm (recd_serve_remember) */
+        if (events[i].request_id.len > 0)
+            memcpy(ids, events[i].request_id.base, events[i].request_id.len);
+        p->events[i].request_id = (recd_serve_id_t){ids, events[i].request_id.len};
+        ids += events[i].request_id.len;
+        p->events[i].type = events[i].type;
     }
     return p;
 }
