@@ -341,7 +341,10 @@ static long long info_field(fixture_t *f, const char *section, const char *field
     return v;
 }
 
-/* A lookup is HGET + LRANGE + HGETALL arriving in one read of the server: one round trip. */
+/* A lookup is HGET + LRANGE + HGETALL arriving in one read of the server: one round trip. The server's read counter is
+ * global, and a stray read (a probe connection's late EOF) may land in the window, so K lookups are counted: pipelined
+ * they cost K reads, one command per round trip would cost 3K. */
+#define K_LOOKUPS 16
 static void test_redis_store_one_round_trip(void **state)
 {
     fixture_t *f = *state;
@@ -359,13 +362,15 @@ static void test_redis_store_one_round_trip(void **state)
     long long lrange = info_field(f, "commandstats", "cmdstat_lrange:calls=");
     long long hgetall = info_field(f, "commandstats", "cmdstat_hgetall:calls=");
     long long r2 = info_field(f, "stats", "total_reads_processed:");
-    assert_int_equal(get(f, &l, "u3", 1), 0);
+    for (int i = 0; i < K_LOOKUPS; ++i)
+        assert_int_equal(get(f, &l, "u3", 1), 0);
     long long r3 = info_field(f, "stats", "total_reads_processed:");
-    long long baseline = r1 - r0;
-    assert_int_equal(r3 - r2 - baseline, 1); /* the lookup's three commands came in one read */
-    assert_int_equal(info_field(f, "commandstats", "cmdstat_hget:calls="), hget + 1);
-    assert_int_equal(info_field(f, "commandstats", "cmdstat_lrange:calls="), lrange + 1);
-    assert_int_equal(info_field(f, "commandstats", "cmdstat_hgetall:calls="), hgetall + 1);
+    long long reads = r3 - r2 - (r1 - r0);
+    if (reads < K_LOOKUPS || reads >= 2 * K_LOOKUPS)
+        fail_msg("%d lookups took %lld reads of the server; one round trip each is %d", K_LOOKUPS, reads, K_LOOKUPS);
+    assert_int_equal(info_field(f, "commandstats", "cmdstat_hget:calls="), hget + K_LOOKUPS);
+    assert_int_equal(info_field(f, "commandstats", "cmdstat_lrange:calls="), lrange + K_LOOKUPS);
+    assert_int_equal(info_field(f, "commandstats", "cmdstat_hgetall:calls="), hgetall + K_LOOKUPS);
     lookup_reset(&l);
 }
 
