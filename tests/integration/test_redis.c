@@ -269,13 +269,16 @@ static void test_redis_killed_under_load_then_restarted(void **state)
     assert_true(metric(f, "recd_redis_fallbacks_total{reason=\"down\"}") > 0);
     assert_true(metric(f, "recd_redis_writes_dropped_total") > 0); /* the events' appends while Redis was away */
 
-    /* with Redis away: the artifact's users as usual, strangers folded in from the request, else popularity */
+    /* with Redis away: the artifact's users as usual, strangers folded in from the request, else popularity; each
+     * lookup is one more "down" fallback */
+    long long down = metric(f, "recd_redis_fallbacks_total{reason=\"down\"}");
     recs(f, "GET", "/v1/recommendations?user=u12&k=3", fallback, sizeof(fallback), NULL, NULL);
     assert_string_equal(fallback, "none");
     recs(f, "POST", "{\"user\":\"anon\",\"k\":3,\"recent_items\":[\"i10\",\"i11\"]}", fallback, sizeof(fallback), NULL, NULL);
     assert_string_equal(fallback, "fold_in");
     recs(f, "GET", "/v1/recommendations?user=seeded2&k=3", fallback, sizeof(fallback), NULL, NULL);
     assert_string_equal(fallback, "popular");
+    assert_int_equal(metric(f, "recd_redis_fallbacks_total{reason=\"down\"}"), down + 3);
 
     /* a new, empty server on the same port: state written there is served again, on every thread */
     start_redis(f);
