@@ -58,6 +58,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: invalid log_level or listen address\n");
         goto Exit;
     }
+    /* signals are taken by sigwait on this thread only: block them before any thread starts
+     * (the catalog loader and the event log's writer start their threads below and inherit the mask) */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     app.config = &config;
     app.log = (recd_logger_t){level, STDERR_FILENO};
     app.n_workers = config.threads > 0 ? config.threads : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
@@ -117,13 +125,6 @@ int main(int argc, char **argv)
         goto Exit;
     }
     recd_api_register(hostconf, app.api);
-
-    /* signals are taken by sigwait on this thread only: block them before any thread starts */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     if ((workers = recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
