@@ -27,7 +27,7 @@ enum { REASON_TIMEOUT, REASON_DOWN, REASON_ERROR, N_REASONS };
 typedef struct st_redis_store_t {
     recd_feature_store_t super;
     recd_redis_config_t config;
-    char *host, *model;
+    char *host;
     const recd_logger_t *log;
     recd_metric_t *fallbacks[N_REASONS];
     recd_metric_t *lookups, *reconnects, *breaker_opens, *writes_dropped, *write_errors;
@@ -104,10 +104,10 @@ static size_t write_key(char *p, const char *user, size_t ulen, const char *kind
 
 #define KEY_ROOM(ulen) ((ulen) + 24)
 
-/* Writes "<model>@<version>" at p (room for strlen(model) + 21); returns its length. */
-static size_t write_field(const redis_store_t *st, char *p, uint64_t version)
+/* Writes "<model>@<version>" at p (room for strlen(model) + 21); returns its length. A NULL model is "". */
+static size_t write_field(char *p, const char *model, uint64_t version)
 {
-    return (size_t)sprintf(p, "%s@%llu", st->model, (unsigned long long)version);
+    return (size_t)sprintf(p, "%s@%llu", model != NULL ? model : "", (unsigned long long)version);
 }
 
 /* float32 little-endian on the wire whatever the host's order. */
@@ -421,7 +421,7 @@ static int store_get(recd_feature_store_t *s, const recd_feature_query_t *qy, re
         return RECD_EIO;
     }
 
-    size_t ulen = qy->user_len, room = 3 * KEY_ROOM(ulen) + strlen(st->model) + 24;
+    size_t ulen = qy->user_len, room = 3 * KEY_ROOM(ulen) + (qy->model != NULL ? strlen(qy->model) : 0) + 48;
     char *p = reserve_scratch(c, room);
     const char *argv[4];
     size_t argvlen[4];
@@ -432,7 +432,7 @@ static int store_get(recd_feature_store_t *s, const recd_feature_query_t *qy, re
     attr_key = recent_key + recent_len;
     size_t attr_len = write_key(attr_key, qy->user, ulen, "attr");
     field = attr_key + attr_len;
-    size_t field_len = write_field(st, field, qy->model_version);
+    size_t field_len = write_field(field, qy->model, qy->model_version);
     stop = field + field_len;
     size_t stop_len = (size_t)sprintf(stop, "%u", st->config.max_recent - 1);
 
@@ -532,24 +532,24 @@ static void store_append(recd_feature_store_t *s, const char *user, size_t ulen,
     free(argvlen);
 }
 
-static void store_put_vector(recd_feature_store_t *s, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
-                             const float *vec, uint32_t n_factors)
+static void store_put_vector(recd_feature_store_t *s, const char *user, size_t ulen, uint64_t seq, const char *model,
+                             uint64_t model_version, const float *vec, uint32_t n_factors)
 {
     redis_store_t *st = (redis_store_t *)s;
     recd_redis_conn_t *c;
     if (n_factors == 0 || (c = writable_conn(st)) == NULL)
         return;
 
-    size_t flen = strlen(st->model) + 24;
+    size_t flen = (model != NULL ? strlen(model) : 0) + 24;
     char *p = reserve_scratch(c, 2 * KEY_ROOM(ulen) + 2 * flen + 24 + (size_t)n_factors * 4);
     char *vec_key = p;
     size_t vec_len = write_key(vec_key, user, ulen, "vec");
     char *stamp_key = vec_key + vec_len;
     size_t stamp_len = write_key(stamp_key, user, ulen, "stamp");
     char *field = stamp_key + stamp_len;
-    size_t field_len = write_field(st, field, model_version);
+    size_t field_len = write_field(field, model, model_version);
     char *stamp = field + field_len;
-    size_t stamp_val_len = write_field(st, stamp, model_version);
+    size_t stamp_val_len = write_field(stamp, model, model_version);
     stamp_val_len += (size_t)sprintf(stamp + stamp_val_len, " %llu", (unsigned long long)seq);
     unsigned char *bytes = (unsigned char *)stamp + stamp_val_len;
     floats_to_le(vec, n_factors, bytes);
@@ -572,7 +572,6 @@ static void store_free(recd_feature_store_t *s)
 {
     redis_store_t *st = (redis_store_t *)s;
     free(st->host);
-    free(st->model);
     free(st);
 }
 
@@ -584,9 +583,7 @@ recd_feature_store_t *recd_redis_store_create(const recd_redis_config_t *config,
     st->super.ops = &redis_store_ops;
     st->config = *config;
     st->host = recd_xstrdup(config->host);
-    st->model = recd_xstrdup(config->model);
     st->config.host = st->host;
-    st->config.model = st->model;
     st->log = log;
     if (st->config.timeout_ms == 0)
         st->config.timeout_ms = 1;

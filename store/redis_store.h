@@ -41,7 +41,6 @@ typedef struct st_recd_redis_loop_t {
 typedef struct st_recd_redis_config_t {
     const char *host; /* copied */
     uint16_t port;
-    const char *model;         /* the served model's name: vectors are stored under "<model>@<version>" (copied) */
     uint32_t timeout_ms;       /* per-request deadline */
     uint32_t vec_ttl_s;        /* EXPIRE of a user's vectors and stamp */
     uint32_t recent_ttl_s;     /* EXPIRE of a user's recent items */

@@ -92,7 +92,6 @@ int main(int argc, char **argv)
     if (config.redis[0] != '\0') {
         char redis_host[256];
         recd_redis_config_t rc = {.host = redis_host,
-                                  .model = config.model,
                                   .timeout_ms = config.redis_timeout_ms,
                                   .vec_ttl_s = config.redis_vec_ttl_s,
                                   .recent_ttl_s = config.redis_recent_ttl_s,

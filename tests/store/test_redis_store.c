@@ -103,7 +103,6 @@ static void open_store(fixture_t *f, uint32_t timeout_ms, uint32_t breaker_failu
 {
     recd_redis_config_t rc = {.host = "127.0.0.1",
                               .port = (uint16_t)f->redis.port,
-                              .model = "m",
                               .timeout_ms = timeout_ms,
                               .vec_ttl_s = 1000,
                               .recent_ttl_s = 2000,
@@ -166,7 +165,7 @@ static uint64_t metric(fixture_t *f, const char *name, const char *labels)
 static int get(fixture_t *f, lookup_t *l, const char *user, uint64_t version)
 {
     lookup_reset(l);
-    recd_feature_query_t q = {user, strlen(user), version, NF, lookup_alloc, l};
+    recd_feature_query_t q = {user, strlen(user), version, NF, lookup_alloc, l, "m"};
     int ret = recd_feature_store_get(f->store, &q, &l->out, on_lookup, l);
     if (ret != RECD_FEATURE_PENDING)
         return ret;
@@ -262,7 +261,7 @@ static void test_redis_store_round_trip(void **state)
     uint64_t seq = l.out.seq;
 
     const float vec[NF] = {0.5f, -1.25f, 3.0f, 1e-3f};
-    recd_feature_store_put_vector(f->store, "u1", 2, seq, 7, vec, NF);
+    recd_feature_store_put_vector(f->store, "u1", 2, seq, "m", 7, vec, NF);
     assert_int_equal(get(f, &l, "u1", 7), 0);
     assert_non_null(l.out.vec);
     assert_int_equal(l.out.n_factors, NF);
@@ -313,7 +312,7 @@ static void test_redis_store_ttls_and_cap(void **state)
     assert_item(&l.out.items[0], "c", 3);
     assert_item(&l.out.items[4], "g", 7);
     const float vec[NF] = {1, 2, 3, 4};
-    recd_feature_store_put_vector(f->store, "u2", 2, l.out.seq, 1, vec, NF);
+    recd_feature_store_put_vector(f->store, "u2", 2, l.out.seq, "m", 1, vec, NF);
     assert_int_equal(get(f, &l, "u2", 1), 0); /* orders the check after the writes */
     assert_non_null(l.out.vec);
 
@@ -422,7 +421,7 @@ static void test_redis_store_breaker_opens_and_recovers(void **state)
     assert_false(recd_redis_conn_ready(f->conn));
     uint64_t down = metric(f, "recd_redis_fallbacks_total", "reason=\"down\"");
     lookup_reset(&l);
-    recd_feature_query_t q = {"u5", 2, 1, NF, lookup_alloc, &l};
+    recd_feature_query_t q = {"u5", 2, 1, NF, lookup_alloc, &l, "m"};
     assert_int_equal(recd_feature_store_get(f->store, &q, &l.out, on_lookup, &l), RECD_EIO); /* at once */
     assert_false(l.done);
     assert_int_equal(metric(f, "recd_redis_fallbacks_total", "reason=\"down\""), down + 1);
@@ -469,10 +468,10 @@ static void test_redis_store_reconnects_after_restart(void **state)
 static void test_redis_store_unattached_thread(void **state)
 {
     fixture_t *f = *state;
-    recd_redis_config_t rc = {.host = "127.0.0.1", .port = (uint16_t)f->redis.port, .model = "m", .timeout_ms = 5, .max_recent = 5};
+    recd_redis_config_t rc = {.host = "127.0.0.1", .port = (uint16_t)f->redis.port, .timeout_ms = 5, .max_recent = 5};
     recd_feature_store_t *other = recd_redis_store_create(&rc, NULL, &f->log_to);
     lookup_t l = {0};
-    recd_feature_query_t q = {"u", 1, 1, NF, lookup_alloc, &l};
+    recd_feature_query_t q = {"u", 1, 1, NF, lookup_alloc, &l, "m"};
     assert_int_equal(recd_feature_store_get(other, &q, &l.out, on_lookup, &l), RECD_EIO);
     assert_false(l.done);
     recd_feature_store_free(other);
