@@ -804,7 +804,8 @@ static void discover_models(recd_catalog_loader_t *l)
         }
     }
     closedir(d);
-    qsort(found, n_found, sizeof(*found), compare_names);
+    if (n_found > 1)
+        qsort(found, n_found, sizeof(*found), compare_names); /* qsort(NULL, 0, ...) is undefined behaviour */
     for (size_t i = 0; i < n_found; ++i) {
         char qname[200];
         add_model(l, found[i]);
