@@ -10,6 +10,9 @@
  * store costs a request nothing but a counter. */
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,6 +578,28 @@ static void store_free(recd_feature_store_t *s)
     free(st);
 }
 
+/* The address of host as a numeric string: hiredis resolves names with a blocking getaddrinfo on every connect, which
+ * must not happen on a worker's loop, so a name is resolved once here (NULL when it does not resolve). */
+static char *resolve_host(const char *host)
+{
+    struct addrinfo hints = {0}, *list = NULL;
+    char buf[INET6_ADDRSTRLEN];
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &list) != 0 || list == NULL)
+        return NULL;
+    const struct addrinfo *ai = list;
+    for (const struct addrinfo *a = list; a != NULL; a = a->ai_next)
+        if (a->ai_family == AF_INET) { /* "localhost" means 127.0.0.1, where redis-server binds by default */
+            ai = a;
+            break;
+        }
+    const void *addr = ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                                                 : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    char *ret = inet_ntop(ai->ai_family, addr, buf, sizeof(buf)) != NULL ? recd_xstrdup(buf) : NULL;
+    freeaddrinfo(list);
+    return ret;
+}
+
 static const recd_feature_store_ops_t redis_store_ops = {store_get, store_append, store_put_vector, store_count, store_free};
 
 recd_feature_store_t *recd_redis_store_create(const recd_redis_config_t *config, recd_metrics_t *metrics, const recd_logger_t *log)
@@ -582,7 +607,10 @@ recd_feature_store_t *recd_redis_store_create(const recd_redis_config_t *config,
     redis_store_t *st = recd_xcalloc(1, sizeof(*st));
     st->super.ops = &redis_store_ops;
     st->config = *config;
-    st->host = recd_xstrdup(config->host);
+    if ((st->host = resolve_host(config->host)) == NULL) {
+        recd_log(log, RECD_LOG_WARN, "redis host does not resolve; connects will retry it as given", "%s", "");
+        st->host = recd_xstrdup(config->host);
+    }
     st->config.host = st->host;
     st->log = log;
     if (st->config.timeout_ms == 0)

@@ -39,7 +39,7 @@ typedef struct st_recd_redis_loop_t {
 
 /** How to reach Redis and what to keep there. */
 typedef struct st_recd_redis_config_t {
-    const char *host; /* copied */
+    const char *host; /* copied; a name is resolved once, when the store is created */
     uint16_t port;
     uint32_t timeout_ms;       /* per-request deadline */
     uint32_t vec_ttl_s;        /* EXPIRE of a user's vectors and stamp */

@@ -99,9 +99,9 @@ static void wait_ready(fixture_t *f, int want, const char *what)
     }
 }
 
-static void open_store(fixture_t *f, uint32_t timeout_ms, uint32_t breaker_failures)
+static void open_store_at(fixture_t *f, const char *host, uint32_t timeout_ms, uint32_t breaker_failures)
 {
-    recd_redis_config_t rc = {.host = "127.0.0.1",
+    recd_redis_config_t rc = {.host = host,
                               .port = (uint16_t)f->redis.port,
                               .timeout_ms = timeout_ms,
                               .vec_ttl_s = 1000,
@@ -114,6 +114,11 @@ static void open_store(fixture_t *f, uint32_t timeout_ms, uint32_t breaker_failu
     f->store = recd_redis_store_create(&rc, f->metrics, &f->log_to);
     f->conn = recd_redis_store_attach(f->store, 0, f->adapter);
     wait_ready(f, 1, "the first connection");
+}
+
+static void open_store(fixture_t *f, uint32_t timeout_ms, uint32_t breaker_failures)
+{
+    open_store_at(f, "127.0.0.1", timeout_ms, breaker_failures);
 }
 
 static int setup(void **state)
@@ -464,6 +469,16 @@ static void test_redis_store_reconnects_after_restart(void **state)
     lookup_reset(&l);
 }
 
+/* A host name is resolved once, when the store is created (hiredis would resolve it on the loop at every connect). */
+static void test_redis_store_host_name(void **state)
+{
+    fixture_t *f = *state;
+    lookup_t l = {0};
+    open_store_at(f, "localhost", 10000, 5);
+    assert_int_equal(get(f, &l, "nobody", 1), RECD_ENOTFOUND);
+    lookup_reset(&l);
+}
+
 /* A lookup on a thread that never attached is answered "no state" at once. */
 static void test_redis_store_unattached_thread(void **state)
 {
@@ -486,6 +501,7 @@ int test_redis_store_run(void)
         cmocka_unit_test_setup_teardown(test_redis_store_deadline_on_paused_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_breaker_opens_and_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_reconnects_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_store_host_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_unattached_thread, setup, teardown),
     };
     return cmocka_run_group_tests_name("redis_store", tests, NULL, NULL);
