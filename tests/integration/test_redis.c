@@ -40,7 +40,7 @@ static void start_redis(fixture_t *f)
     assert_int_equal(f->admin->err, 0);
 }
 
-static int setup(void **state)
+static int setup_with_timeout(void **state, const char *timeout_ms)
 {
     if (access(REDIS, X_OK) != 0) {
         fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", REDIS);
@@ -55,11 +55,23 @@ static int setup(void **state)
     snprintf(f->redis_addr, sizeof(f->redis_addr), "127.0.0.1:%d", port);
     start_redis(f);
     /* a generous deadline: this test checks what Redis holds and what happens when it dies, not how fast it answers */
-    const char *const extra[] = {"--redis", f->redis_addr, "--redis-timeout-ms", "2000", NULL};
+    const char *const extra[] = {"--redis", f->redis_addr, "--redis-timeout-ms", timeout_ms, NULL};
     if (harness_start(&f->server, extra) != 0)
         return -1;
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with_timeout(state, "2000");
+}
+
+/* A short deadline, for the paused-server test (a running server may miss it on a busy machine: nothing asserts it
+ * does not). */
+static int setup_short_deadline(void **state)
+{
+    return setup_with_timeout(state, "50");
 }
 
 static int teardown(void **state)
@@ -288,11 +300,51 @@ static void test_redis_killed_under_load_then_restarted(void **state)
     assert_true(metric(f, "recd_redis_connects_total") >= 4); /* two threads, connected twice each */
 }
 
+/* A paused Redis (SIGSTOP) holds every lookup until its deadline: answers are still 200, the timeouts are counted, the
+ * breakers open (after which lookups stop waiting), and once Redis resumes the state in it is served again. */
+static void test_redis_paused_then_resumed(void **state)
+{
+    fixture_t *f = *state;
+    char fallback[32];
+    redisReply *r = admin(f, "RPUSH recd:u:{paused}:recent %s", "1\ti20");
+    freeReplyObject(r);
+    wait_fallback(f, "paused", "fold_in", 1);
+
+    long long opens = metric(f, "recd_redis_breaker_opens_total");
+    assert_int_equal(kill(f->redis.pid, SIGSTOP), 0);
+    /* Every lookup on a closed breaker now waits out its deadline (a timeout); five in a row open that thread's breaker,
+     * after which its lookups are answered at once (down). Requests spread over both threads: go on until STREAK in a
+     * row cost no timeout, every answer a 200 served like a stranger's. */
+    enum { STREAK = 16 };
+    uint64_t deadline = recd_monotonic_ns() + (uint64_t)WAIT_MS * 1000000;
+    long long down_at_streak = 0;
+    int n = 0;
+    for (int streak = 0; streak < STREAK; ++n) {
+        if (recd_monotonic_ns() > deadline)
+            fail_msg("after %d requests to a paused Redis, still timing out (%d in a row without)", n, streak);
+        long long timeouts = metric(f, "recd_redis_fallbacks_total{reason=\"timeout\"}");
+        if (streak == 0)
+            down_at_streak = metric(f, "recd_redis_fallbacks_total{reason=\"down\"}");
+        recs(f, "GET", "/v1/recommendations?user=paused&k=3", fallback, sizeof(fallback), NULL, NULL);
+        assert_string_equal(fallback, "popular"); /* Redis' state unreachable */
+        streak = metric(f, "recd_redis_fallbacks_total{reason=\"timeout\"}") == timeouts ? streak + 1 : 0;
+    }
+    assert_int_equal(metric(f, "recd_redis_fallbacks_total{reason=\"down\"}"), down_at_streak + STREAK);
+    assert_true(metric(f, "recd_redis_breaker_opens_total") > opens);
+    assert_true(metric(f, "recd_redis_fallbacks_total{reason=\"timeout\"}") >= 5);
+    recs(f, "POST", "{\"user\":\"anon\",\"k\":3,\"recent_items\":[\"i10\",\"i11\"]}", fallback, sizeof(fallback), NULL, NULL);
+    assert_string_equal(fallback, "fold_in");
+
+    assert_int_equal(kill(f->redis.pid, SIGCONT), 0);
+    wait_fallback(f, "paused", "fold_in", 8);
+}
+
 int test_redis_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_redis_users_served_from_redis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_killed_under_load_then_restarted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_paused_then_resumed, setup_short_deadline, teardown),
     };
     return cmocka_run_group_tests_name("redis", tests, NULL, NULL);
 }
