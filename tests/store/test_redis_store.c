@@ -469,6 +469,27 @@ static void test_redis_store_reconnects_after_restart(void **state)
     lookup_reset(&l);
 }
 
+/* A key of the wrong type is an error reply: "no state", counted as an error; malformed list elements are skipped. */
+static void test_redis_store_error_reply_and_bad_elements(void **state)
+{
+    fixture_t *f = *state;
+    lookup_t l = {0};
+    open_store(f, 10000, 5);
+    freeReplyObject(admin(f, "SET recd:u:{wrong}:recent %s", "not a list"));
+    assert_int_equal(get(f, &l, "wrong", 1), RECD_EIO);
+    assert_true(l.done);
+    assert_int_equal(metric(f, "recd_redis_fallbacks_total", "reason=\"error\""), 1);
+    assert_int_equal(metric(f, "recd_redis_fallbacks_total", "reason=\"timeout\""), 0);
+
+    freeReplyObject(admin(f, "RPUSH recd:u:{odd}:recent %s %s %s %s %s", "2\tgood", "nan\tx", "1.5", "abc\ty", "1\t"));
+    freeReplyObject(admin(f, "HSET recd:u:{odd}:vec m@1 %s", "short")); /* not n_factors floats */
+    assert_int_equal(get(f, &l, "odd", 1), 0);
+    assert_int_equal(l.out.n_items, 1);
+    assert_item(&l.out.items[0], "good", 2.0f);
+    assert_null(l.out.vec);
+    lookup_reset(&l);
+}
+
 /* A host name is resolved once, when the store is created (hiredis would resolve it on the loop at every connect). */
 static void test_redis_store_host_name(void **state)
 {
@@ -501,6 +522,7 @@ int test_redis_store_run(void)
         cmocka_unit_test_setup_teardown(test_redis_store_deadline_on_paused_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_breaker_opens_and_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_reconnects_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_store_error_reply_and_bad_elements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_host_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_store_unattached_thread, setup, teardown),
     };
