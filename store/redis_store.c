@@ -11,6 +11,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -335,7 +336,7 @@ static int parse_recent(const char *s, size_t len, float *weight, const char **i
     num[tab - s] = '\0';
     char *end;
     *weight = strtof(num, &end);
-    if (*end != '\0')
+    if (*end != '\0' || !isfinite(*weight))
         return -1;
     *item = tab + 1;
     *ilen = (size_t)(s + len - *item);
@@ -376,13 +377,11 @@ static void on_attr(redisAsyncContext *ac, void *r, void *privdata)
     req_t *q = privdata;
     redisReply *reply = r;
     /* attributes are reserved: read in the same round trip, not used yet */
-    if (reply_ok(q, reply) || (reply != NULL && !q->answered)) {
-        recd_redis_conn_t *c = q->conn;
-        c->failures = 0;
-        if (q->error)
-            answer(q, RECD_EIO, REASON_ERROR);
-        else
-            answer(q, q->out->vec != NULL || q->out->n_items > 0 ? 0 : RECD_ENOTFOUND, 0);
+    reply_ok(q, reply); /* answers "down" for a NULL reply, notes an error reply */
+    if (reply != NULL && !q->answered) {
+        q->conn->failures = 0; /* Redis answered in time */
+        int found = q->out->vec != NULL || q->out->n_items > 0;
+        answer(q, q->error ? RECD_EIO : found ? 0 : RECD_ENOTFOUND, REASON_ERROR);
     }
     release_reply(q);
 }
