@@ -33,7 +33,7 @@ static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_
 {
     size_t bytes = sizeof(events_pending_t) + sizeof(recd_serve_event_t) * n;
     for (size_t i = 0; i < n; ++i)
-        bytes += events[i].user.len + events[i].item.len;
+        bytes += events[i].user.len + events[i].item.len + events[i].request_id.len;
     events_pending_t *p = recd_xmalloc(bytes);
     memset(p, 0, sizeof(*p));
     p->actx = actx;
@@ -49,6 +49,12 @@ static events_pending_t *pending_create(recd_api_context_t *actx, recd_api_call_
         p->events[i].item = (recd_serve_id_t){ids, events[i].item.len};
         ids += events[i].item.len;
         p->events[i].weight = recd_event_weight(&events[i]);
+        /* for attribution to an experiment arm (recd_serve_remember) */
+        if (events[i].request_id.len > 0)
+            memcpy(ids, events[i].request_id.base, events[i].request_id.len);
+        p->events[i].request_id = (recd_serve_id_t){ids, events[i].request_id.len};
+        ids += events[i].request_id.len;
+        p->events[i].type = events[i].type;
     }
     return p;
 }

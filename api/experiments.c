@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "models/experiment.h"
 #include "registry/registry.h"
+#include "serve/experiments.h"
 #include "api/admin_internal.h"
 #include "api/auth.h"
 
@@ -411,9 +412,27 @@ static void run_report(recd_api_job_t *job)
             recd_api_job_error(job, 404, "not_found", "no experiment \"%s\"", job->arg);
         return;
     }
-    /* The per-arm counters and statistics are computed by serve/ (issue 8, "experiments"); until its report function is
-     * merged this endpoint says so instead of inventing numbers. */
-    recd_api_job_error(job, 501, "not_implemented", "experiment reports are not available in this build yet");
+    recd_control_t c = {0};
+    char err[512];
+    const recd_control_experiment_t *e;
+    if (recd_control_read(job->api->config->registry, model, &c, err, sizeof(err)) != RECD_OK ||
+        (e = recd_control_find_experiment(&c, job->arg)) == NULL) {
+        recd_api_job_error(job, 404, "not_found", "no experiment \"%s\"", job->arg); /* deleted meanwhile */
+        goto Exit;
+    }
+    /* the counters and statistics are serve/'s; the report is rendered as JSON text and handed over as an object */
+    recd_jw_t out;
+    json_error_t jerr;
+    recd_jw_init(&out, NULL, NULL, 4096);
+    recd_serve_experiment_report(job->api->serve, model, e, &out);
+    json_t *body = json_loadb(out.buf, out.len, 0, &jerr);
+    recd_jw_dispose(&out);
+    if (body == NULL)
+        recd_api_job_error(job, 500, "internal", "the experiment report is not valid JSON: %s", jerr.text);
+    else
+        recd_api_job_reply(job, 200, body);
+Exit:
+    recd_control_dispose(&c);
 }
 
 /* ---- routing ------------------------------------------------------------------------------------------------------ */

@@ -220,13 +220,6 @@ h2o_iovec_t recd_api_path(h2o_req_t *req)
     return h2o_iovec_init(req->path.base, req->query_at == SIZE_MAX ? req->path.len : req->query_at);
 }
 
-h2o_iovec_t recd_api_request_id(recd_serve_worker_t *sw, h2o_mem_pool_t *pool)
-{
-    char *s = h2o_mem_alloc_pool(pool, 17);
-    recd_serve_worker_request_id(sw, s);
-    return h2o_iovec_init(s, 16);
-}
-
 int recd_api_authorize_or_reply(recd_api_call_t *call, unsigned need)
 {
     recd_api_t *api = call->api;

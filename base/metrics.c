@@ -1,4 +1,5 @@
 /* metrics.c: the metrics registry — families of per-slot counters, gauges and histograms, rendered as Prometheus text. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -213,6 +214,30 @@ static uint64_t sum_value(const recd_metric_t *s, size_t i)
 uint64_t recd_metric_value(const recd_metric_t *s)
 {
     return sum_value(s, 0);
+}
+
+uint64_t recd_metric_count(const recd_metric_t *s)
+{
+    return s->family->kind == KIND_HISTOGRAM ? sum_value(s, s->family->n_bounds + 1) : sum_value(s, 0);
+}
+
+double recd_metric_quantile(const recd_metric_t *s, double q)
+{
+    const family_t *f = s->family;
+    uint64_t total = 0, cum = 0;
+    if (f->kind != KIND_HISTOGRAM)
+        return NAN;
+    for (size_t b = 0; b <= f->n_bounds; ++b)
+        total += sum_value(s, b);
+    if (total == 0)
+        return NAN;
+    double want = ceil(q * (double)total);
+    uint64_t rank = want < 1.0 ? 1 : want > (double)total ? total : (uint64_t)want;
+    /* buckets only grow while this reads them, so the rank is reached no later than in the counts summed above */
+    for (size_t b = 0; b < f->n_bounds; ++b)
+        if ((cum += sum_value(s, b)) >= rank)
+            return f->bounds[b];
+    return INFINITY;
 }
 
 void recd_metrics_add_collector(recd_metrics_t *m, recd_metrics_collect_cb cb, void *data)

@@ -49,6 +49,14 @@ void recd_metric_set(recd_metric_t *s, double v);
 void recd_metric_observe(recd_metric_t *s, size_t slot, double v);
 /** The value of a counter summed over its slots (for tests and reports). */
 uint64_t recd_metric_value(const recd_metric_t *s);
+/**
+ * A histogram's q-quantile (0 < q <= 1) at bucket resolution: the upper bound of the bucket that holds the ceil(q * count)-th
+ * smallest observation, summed over slots (+INFINITY when that is the +Inf bucket, NAN when there are no observations).
+ * Comparable between series of one family, which share their bounds (for guardrails and reports).
+ */
+double recd_metric_quantile(const recd_metric_t *s, double q);
+/** A histogram's number of observations, summed over its slots. */
+uint64_t recd_metric_count(const recd_metric_t *s);
 
 /**
  * Adds a collector: at every render, after the registered families, cb appends whole Prometheus text lines (with their own

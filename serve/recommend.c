@@ -35,13 +35,9 @@ static uint32_t *resolve_ids(recd_serve_ctx_t *ctx, const recd_serve_id_t *ids, 
 static void finish(recd_serve_ctx_t *ctx)
 {
     ctx->timing.done_ns = recd_monotonic_ns();
+    recd_serve_count_arm(ctx);
     if (!ctx->cancelled && ctx->done_cb != NULL)
         ctx->done_cb(ctx, ctx->done_data);
-}
-
-/* Stage 1, route: the experiment arm. There are no experiments yet, so every request takes the default version. */
-static void stage_route(recd_serve_ctx_t *ctx)
-{
 }
 
 /* Stage 2, version: the context holds its version since it was created; every id of the request is resolved against it,
@@ -215,7 +211,7 @@ int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
 {
     ctx->done_cb = cb;
     ctx->done_data = data;
-    stage_route(ctx);
+    recd_serve_route(ctx, &rq->user); /* stage 1: the experiment arm, whose version the context then holds */
     if ((ctx->result.err = stage_version(ctx, rq)) != 0) {
         finish(ctx);
         return 0;

@@ -21,13 +21,22 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
     if (s->config.max_k == 0)
         s->config.max_k = 1;
     s->store = store;
-    s->metrics = metrics;
+    s->metrics = metrics != NULL ? metrics : (s->own_metrics = recd_metrics_create(0));
     s->log = log;
+    pthread_mutex_init(&s->arms_mutex, NULL);
+    s->bad_request_ids =
+        recd_metrics_counter(s->metrics, "recd_experiment_bad_request_ids_total",
+                             "Events whose request_id is garbled, forged or of an unknown experiment (ignored).", NULL);
     return s;
 }
 
 void recd_serve_free(recd_serve_t *s)
 {
+    if (s == NULL)
+        return;
+    recd_serve_free_arms(s);
+    pthread_mutex_destroy(&s->arms_mutex);
+    recd_metrics_free(s->own_metrics);
     free(s);
 }
 
@@ -45,6 +54,7 @@ void recd_serve_worker_free(recd_serve_worker_t *sw)
 {
     if (sw == NULL)
         return;
+    recd_serve_free_routes(sw);
     recd_catalog_release(sw->catalog);
     while (sw->free_ctx != NULL) {
         recd_serve_ctx_t *next = (recd_serve_ctx_t *)sw->free_ctx->worker;
@@ -63,6 +73,7 @@ void recd_serve_worker_set_catalog(recd_serve_worker_t *sw, recd_catalog_t *snap
     sw->catalog = snapshot;
     if (snapshot != NULL)
         recd_serve_reserve_scratch(sw, recd_catalog_max_items(snapshot));
+    recd_serve_build_routes(sw); /* before the old snapshot goes: the routes borrow from it */
     recd_catalog_release(old);
 }
 
@@ -76,17 +87,13 @@ recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw)
     return sw->catalog != NULL ? recd_catalog_active(sw->catalog, NULL, 0) : NULL;
 }
 
-void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17])
+uint64_t recd_serve_worker_nonce(recd_serve_worker_t *sw)
 {
-    static const char hex[] = "0123456789abcdef";
-    /* xorshift64*: ids only need to be unique in practice, not unpredictable */
+    /* xorshift64*: ids only need to be unique in practice, not unpredictable (the MAC of an experiment id protects it) */
     uint64_t x = sw->rng;
     x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
     sw->rng = x;
-    x *= 0x2545f4914f6cdd1dULL;
-    for (int i = 15; i >= 0; --i, x >>= 4)
-        out[i] = hex[x & 15];
-    out[16] = '\0';
+    return x * 0x2545f4914f6cdd1dULL;
 }
 
 /* Makes the worker's scratch big enough for a version with n items (rarely grows: only for a larger version). */
@@ -132,6 +139,21 @@ recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw)
     if ((ctx->model = recd_serve_worker_model(sw)) != NULL)
         recd_model_retain(ctx->model);
     return ctx;
+}
+
+int recd_serve_ctx_use_model(recd_serve_ctx_t *ctx, const char *name, size_t len)
+{
+    const recd_catalog_t *snap = ctx->worker->catalog;
+    int index = snap != NULL ? recd_catalog_model_index(snap, name, len) : -1;
+    if (index < 0)
+        return RECD_ENOTFOUND;
+    recd_model_t *m = recd_catalog_active(snap, name, len);
+    if (m != NULL)
+        recd_model_retain(m);
+    recd_model_release(ctx->model);
+    ctx->model = m;
+    ctx->model_index = (size_t)index;
+    return 0;
 }
 
 void recd_serve_ctx_retain(recd_serve_ctx_t *ctx)

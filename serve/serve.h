@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "base/log.h"
 #include "base/metrics.h"
+#include "models/event.h"
 #include "models/model.h"
 #include "registry/catalog.h"
 #include "store/feature_store.h"
@@ -52,6 +53,9 @@ typedef struct st_recd_serve_result_t {
     size_t n_items;
     const recd_serve_id_t *ignored; /* recommend: the request's recent items unknown to the model, in request order */
     size_t n_ignored;
+    const char *request_id; /* recommend: NUL-terminated; signed (recd_experiment_request_id_encode) inside an experiment */
+    const char *experiment; /* recommend: the experiment the request was routed by, or NULL */
+    const char *arm;        /* its arm's name, or NULL */
 } recd_serve_result_t;
 
 /** When a context started and finished (monotonic nanoseconds; done_ns is 0 until the answer is complete). */
@@ -89,8 +93,6 @@ void recd_serve_worker_set_catalog(recd_serve_worker_t *sw, recd_catalog_t *snap
 void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model);
 /** The version a request of the default model would use now (borrowed; NULL when none is loaded). */
 recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
-/** The worker's current version (borrowed; NULL when none is loaded). */
-recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
 /** Writes a fresh request id: 16 lowercase hex digits and a NUL. Unique in practice, not unpredictable. */
 void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17]);
 
@@ -102,6 +104,13 @@ void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17]);
  * recd_serve_ctx_release; the caller holds one reference.
  */
 recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw);
+/**
+ * Makes the context serve model name (len bytes) instead of the default one: the active version of that model in the
+ * worker's snapshot (none when it has no loaded version: the request then fails as for an unloaded default). Call before
+ * recd_serve_recommend or recd_serve_similar. Returns 0, or RECD_ENOTFOUND when the snapshot serves no model of that name
+ * (the context keeps the default's version).
+ */
+int recd_serve_ctx_use_model(recd_serve_ctx_t *ctx, const char *name, size_t len);
 /** Adds a reference. */
 void recd_serve_ctx_retain(recd_serve_ctx_t *ctx);
 /** Drops a reference; the last one releases the model reference and the memory. Accepts NULL. */
@@ -159,13 +168,18 @@ int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint
 typedef struct st_recd_serve_event_t {
     recd_serve_id_t user, item;
     float weight;
+    recd_serve_id_t request_id; /* the answer the event follows (len 0: none), for experiment attribution */
+    recd_event_type_t type;
 } recd_serve_event_t;
 
 /**
- * Remembers accepted events in the feature store: one append per user with that user's items in event order (users in
- * the order of their last event). No fold-in runs here: the next recommendation of each user folds its new state once
- * for its version (lazily, as for any user whose stored vector is missing or stale). Items unknown to the context's
- * version are remembered too, and counted in an info log line.
+ * Attributes events that carry an experiment request id to their arm (a click counts as a click; add_to_cart and purchase
+ * as conversions; other types as neither), then remembers accepted events in the feature store: one append per user with that
+ * user's items in event order (users in the order of their last event). No fold-in runs here: the next recommendation of each user
+ * folds its new state once for its version (lazily, as for any user whose stored vector is missing or stale). Items unknown to the
+ * context's version are remembered too, and counted in an info log line. A request id that is garbled, forged (its MAC does not
+ * check out with the experiment's salt) or names an experiment the worker's snapshot does not have is counted in
+ * recd_experiment_bad_request_ids_total and ignored; a plain id (16 hex digits, an answer outside experiments) is ignored.
  */
 void recd_serve_remember(recd_serve_ctx_t *ctx, const recd_serve_event_t *events, size_t n);
 

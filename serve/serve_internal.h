@@ -2,20 +2,40 @@
 #ifndef RECD_SERVE_SERVE_INTERNAL_H
 #define RECD_SERVE_SERVE_INTERNAL_H
 
+#include <pthread.h>
 #include "serve/serve.h"
+
+/** One experiment arm's counters: process-wide, registered once per (model, experiment, arm) and never freed before s. */
+typedef struct st_recd_serve_arm_stats_t {
+    recd_metric_t *requests, *errors, *latency, *impressions, *clicks, *conversions;
+    recd_metric_t *table_requests; /* this slot table version's requests alone (SRM) */
+} recd_serve_arm_stats_t;
+
+/** A worker's view of one experiment of its snapshot: borrowed from the snapshot, rebuilt with every snapshot. */
+typedef struct st_recd_serve_route_t {
+    size_t model;                       /* index in the snapshot */
+    const recd_control_experiment_t *e; /* borrowed from the snapshot */
+    recd_serve_arm_stats_t **arms;      /* e->n_arms, process-wide */
+} recd_serve_route_t;
 
 struct st_recd_serve_t {
     recd_serve_config_t config;
     recd_feature_store_t *store;
     recd_metrics_t *metrics; /* may be NULL */
     const recd_logger_t *log;
+    recd_metrics_t *own_metrics; /* when created without a registry: counters still count, nobody renders them */
+    pthread_mutex_t arms_mutex;  /* guards the arm table; the counters themselves are lock-free */
+    struct st_recd_serve_arm_entry_t *arms;
+    recd_metric_t *bad_request_ids;
 };
 
 struct st_recd_serve_worker_t {
     recd_serve_t *serve;
     size_t slot;
-    recd_catalog_t *catalog; /* the snapshot the worker serves from; NULL before the first */
-    uint64_t rng;            /* request ids */
+    recd_catalog_t *catalog;    /* the snapshot the worker serves from; NULL before the first */
+    recd_serve_route_t *routes; /* the snapshot's experiments, every model's, in snapshot order */
+    size_t n_routes;
+    uint64_t rng; /* request ids */
     /* scratch reused by the synchronous score .. top-k stages, sized for the largest version seen */
     float *scores;
     uint64_t *excluded; /* one bit per item, all clear between requests */
@@ -42,6 +62,7 @@ enum { RECD_SERVE_EXCL_TRAINED, RECD_SERVE_EXCL_REMEMBERED, RECD_SERVE_EXCL_RECE
 struct st_recd_serve_ctx_t {
     recd_serve_worker_t *worker;
     recd_model_t *model; /* the context's own reference */
+    size_t model_index;  /* the model's index in the worker's snapshot (0: the default), for the route stage */
     unsigned refcnt;     /* one thread only: no atomics */
     int cancelled;
     recd_serve_timing_t timing;
@@ -60,12 +81,36 @@ struct st_recd_serve_ctx_t {
     size_t n_recent_known;
     recd_serve_index_list_t excluded[RECD_SERVE_N_EXCL];
     recd_feature_user_t state;
-    const float *vec; /* the user vector scored, or NULL for the popular order */
+    const float *vec;            /* the user vector scored, or NULL for the popular order */
+    recd_serve_arm_stats_t *arm; /* the experiment arm the request was routed to, or NULL */
 };
 
 /** Makes the worker's scratch (scores, exclusion bits) big enough for a version of n items; grows only for a larger one. */
 void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n);
 /** Copies the worker's first n top-k entries into the context's result memory, with their ids. */
 recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, size_t n);
+
+/** A 64-bit nonce from the worker's request-id generator. */
+uint64_t recd_serve_worker_nonce(recd_serve_worker_t *sw);
+/** Rebuilds sw's routes for its current snapshot (registering arm counters on first sight). */
+void recd_serve_build_routes(recd_serve_worker_t *sw);
+/** Frees sw's routes. */
+void recd_serve_free_routes(recd_serve_worker_t *sw);
+/** The counters of arm (an index in e) of experiment e of model, registering them on first use. Thread-safe. */
+recd_serve_arm_stats_t *recd_serve_arm_stats(recd_serve_t *s, const char *model, const recd_control_experiment_t *e, size_t arm);
+/** Appends the labels model="..",experiment=".." (escaped). */
+void recd_serve_label_experiment(recd_jw_t *out, const char *model, const char *experiment);
+/** Frees the process-wide arm table. */
+void recd_serve_free_arms(recd_serve_t *s);
+/**
+ * Stage 1, route: when the context's model has an enabled experiment, picks the user's arm by slot, makes the arm's
+ * version the context's (NULL when it is not loaded: the request fails and counts as the arm's error), and fills the
+ * result's experiment, arm and signed request id; otherwise a plain request id. Call before the version stage.
+ */
+void recd_serve_route(recd_serve_ctx_t *ctx, const recd_serve_id_t *user);
+/** Counts a finished request in its arm's counters (requests, errors, latency, impressions); nothing outside experiments. */
+void recd_serve_count_arm(recd_serve_ctx_t *ctx);
+/** Attributes events carrying a request id to their arms (clicks, conversions); bad ids are counted and ignored. */
+void recd_serve_attribute(recd_serve_ctx_t *ctx, const recd_serve_event_t *events, size_t n);
 
 #endif

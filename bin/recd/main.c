@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/text.h"
+#include "config/options.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "serve/experiments.h"
 #include "store/file_sink.h"
 
 extern char **environ;
@@ -19,16 +21,6 @@ void openblas_set_num_threads(int num_threads);
 
 #define GRACE_MS 2000
 #define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
-
-#if defined(__SANITIZE_ADDRESS__)
-/* libh2o 2.2.5 caches freed request-pool chunks in a static thread-local list that nothing can drain; when a worker thread
- * exits, LeakSanitizer reports whatever that cache held. Only that allocator is suppressed; everything of ours is checked. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:h2o_mem_alloc_recycle\n";
-}
-#endif
 
 int main(int argc, char **argv)
 {
@@ -63,14 +55,26 @@ int main(int argc, char **argv)
     if (app.n_workers < 1)
         app.n_workers = 1;
 
+    /* signals are taken by sigwait on this thread only: block them before any thread starts (the event sink's writer and
+     * the admin thread start below; a SIGTERM that one of them took while this thread is not in sigwait kills the process) */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
     openblas_set_num_threads(1);
     recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"pid\":%d", RECD_VERSION,
              recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())), (int)getpid());
 
     app.metrics = recd_metrics_create(app.n_workers);
-    const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) == NULL) {
+    size_t n_models;
+    char **models = recd_options_list_items(config.model, &n_models);
+    app.catalog = recd_catalog_loader_create(config.registry, (const char *const *)models, n_models, config.max_loaded_bytes,
+                                             &app.log, app.metrics, err, sizeof(err));
+    free(models);
+    if (app.catalog == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
@@ -98,13 +102,6 @@ int main(int argc, char **argv)
     }
     recd_api_register(hostconf, app.api);
 
-    /* signals are taken by sigwait on this thread only: block them before any thread starts */
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
     if ((workers = recd_workers_start(&app, &conf, host, port, &bound_port, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot listen", "\"error\":%s", recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: %s\n", err);
@@ -115,10 +112,15 @@ int main(int argc, char **argv)
              recd_json_quote(q2, sizeof(q2), host, strlen(host)), bound_port, app.n_workers);
     if (recd_catalog_loader_start(app.catalog, config.reload_interval_ms) != 0)
         recd_log(&app.log, RECD_LOG_ERROR, "cannot start the registry watcher; new versions will not be loaded", "%s", "");
+    /* canary guardrails judge every second and roll back through control.json */
+    recd_serve_guardrail_t *guardrail = recd_serve_guardrail_start(app.serve, app.catalog, config.registry, 1000);
+    if (guardrail == NULL)
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot start the guardrail thread; canaries will not be rolled back", "%s", "");
 
     while (sigwait(&sigs, &sig) != 0)
         ;
     recd_log(&app.log, RECD_LOG_INFO, "stopping", "\"signal\":\"%s\"", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    recd_serve_guardrail_stop(guardrail);
     recd_catalog_loader_stop(app.catalog);
     recd_workers_stop(workers, GRACE_MS);
     h2o_config_dispose(&conf);

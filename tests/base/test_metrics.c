@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,12 @@ static void test_metrics_registry_sums_and_renders(void **state)
     assert_line(text, "lat_seconds_bucket{ep=\"r\",le=\"+Inf\"} 3");
     assert_line(text, "lat_seconds_count{ep=\"r\"} 3");
     assert_line(text, "lat_seconds_sum{ep=\"r\"} 3.001500000");
+    /* 3 observations: the median (2nd) is in the 0.001 bucket, the p99 (3rd) in +Inf */
+    assert_true(recd_metric_count(h) == 3);
+    assert_true(recd_metric_quantile(h, 0.5) == 0.001);
+    assert_true(recd_metric_quantile(h, 0.33) == 0.001);
+    assert_true(isinf(recd_metric_quantile(h, 0.99)));
+    assert_true(isnan(recd_metric_quantile(a, 0.5))); /* not a histogram */
     assert_line(text, "depth 2.5");
     assert_line(text, "custom{name=\"q\\\"uote\"} 1");
     assert_true(strstr(text, "x_total{k=\"b\"}") < strstr(text, "y_total 1")); /* registration order */

@@ -5,10 +5,12 @@
 #include <cmocka.h>
 
 int test_pipeline_run(void);
+int test_experiments_run(void);
 
 int main(void)
 {
     int failed = 0;
     failed += test_pipeline_run();
+    failed += test_experiments_run();
     return failed != 0;
 }

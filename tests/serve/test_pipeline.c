@@ -273,8 +273,10 @@ static void test_pipeline_fold_user_sums_history_and_extras(void **state)
 static void test_pipeline_remembered_user_refolded_once_per_version(void **state)
 {
     fixture_t *fx = *state;
-    recd_serve_event_t events[] = {
-        {id("u1"), id("i5"), 1.0f}, {id("newbie"), id("i8"), 2.0f}, {id("u1"), id("i5"), 3.0f}, {id("u1"), id("zzz"), 5.0f}};
+    recd_serve_event_t events[] = {{.user = id("u1"), .item = id("i5"), .weight = 1.0f},
+                                   {.user = id("newbie"), .item = id("i8"), .weight = 2.0f},
+                                   {.user = id("u1"), .item = id("i5"), .weight = 3.0f},
+                                   {.user = id("u1"), .item = id("zzz"), .weight = 5.0f}};
     recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
     recd_serve_remember(ctx, events, 4);
     recd_serve_ctx_release(ctx);
