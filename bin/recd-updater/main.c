@@ -275,12 +275,14 @@ Exit:
 static rd_kafka_t *consumer_create(updater_t *u, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char session[16];
+    char session[16], poll_interval[16];
     snprintf(session, sizeof(session), "%u", u->cfg.session_timeout_ms);
+    /* also the rebalance timeout: how long a join waits for a member that went silent (a killed replica) */
+    snprintf(poll_interval, sizeof(poll_interval), "%u", 5 * u->cfg.session_timeout_ms);
     const char *settings[][2] = {
-        {"session.timeout.ms", session},   {"bootstrap.servers", u->cfg.kafka}, {"group.id", u->cfg.group},
-        {"client.id", "recd-updater"},     {"enable.auto.commit", "false"},     {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},
+        {"session.timeout.ms", session},   {"max.poll.interval.ms", poll_interval}, {"bootstrap.servers", u->cfg.kafka},
+        {"group.id", u->cfg.group},        {"client.id", "recd-updater"},           {"enable.auto.commit", "false"},
+        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
     };
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); ++i)
         if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, errlen) != RD_KAFKA_CONF_OK) {
