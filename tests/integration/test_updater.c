@@ -23,7 +23,7 @@
 #include "updater/updater.h"
 
 #define MODEL "demo"
-#define WAIT_MS 60000 /* bound on every wait: room for sanitizer builds and a consumer group's first join */
+#define WAIT_MS 120000 /* bound on every wait: a rejoin after a kill -9 can wait out the 30 s rebalance timeout */
 
 typedef struct st_fixture_t {
     char dir[256], registry[300], redis_log[300], updater_log[300];
