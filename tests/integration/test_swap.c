@@ -30,7 +30,7 @@
 #define N_CLIENTS 3
 #define MAX_ANSWERS_PER_CLIENT 500000 /* answers recorded per client for the consistency check */
 #define LOAD_DEADLINE_S 120
-#define SWITCH_TIMEOUT_S 20 /* how long a switch may take to reach every client before the test fails */
+#define SWITCH_TIMEOUT_S 60 /* a bound on a switch reaching every client, against a hang, not a latency target */
 #define MAX_INTERVALS 16
 
 static uint64_t now_ns(void)
@@ -76,9 +76,11 @@ static int admin_post(int port, const char *tok, const char *path, const char *b
     char headers[2048];
     harness_response_t res;
     snprintf(headers, sizeof(headers), "Authorization: Bearer %s\r\n", tok);
-    assert_int_equal(
-        harness_request(port, "POST", path, body != NULL ? "application/json" : NULL, body, body ? strlen(body) : 0, headers, &res),
-        0);
+    if (harness_request(port, "POST", path, body != NULL ? "application/json" : NULL, body, body ? strlen(body) : 0, headers,
+                        &res) != 0) {
+        fprintf(stderr, "test_swap: POST %s: no answer\n", path);
+        return -1; /* the caller fails, after stopping the load */
+    }
     int status = res.status;
     if (status != 200)
         fprintf(stderr, "test_swap: POST %s: %d %s\n", path, status, res.body);
