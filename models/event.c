@@ -50,3 +50,8 @@ int recd_event_id_valid(const char *id, size_t len)
     }
     return 1;
 }
+
+double recd_event_weight_of(recd_event_type_t t, double value)
+{
+    return t == RECD_EVENT_RATING ? value : recd_event_default_weight(t);
+}

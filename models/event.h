@@ -24,6 +24,11 @@ int recd_event_type_parse(const char *name, size_t len);
  * value (returns -1 to say so).
  */
 double recd_event_default_weight(recd_event_type_t t);
+/**
+ * The interaction weight an event carries, wherever it is counted (recd's feature store, recd-updater's fold-in): a
+ * rating weighs its value, every other type its default weight (a value it carries is ignored).
+ */
+double recd_event_weight_of(recd_event_type_t t, double value);
 
 /** Length of an event id recd assigns (a ULID: 10 characters of milliseconds, 16 of randomness, Crockford base32). */
 #define RECD_EVENT_ID_LEN 26

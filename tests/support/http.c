@@ -11,7 +11,7 @@
 #include "tests/support/http.h"
 #include "tests/support/net.h"
 
-#define TIMEOUT_S 10
+#define TIMEOUT_S 60 /* a bound against a hung server, far above any answer time even under sanitizers on a loaded machine */
 
 ssize_t support_http_raw(int port, const char *data, size_t len, char *buf, size_t buflen)
 {
