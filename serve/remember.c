@@ -44,6 +44,8 @@ void recd_serve_remember(recd_serve_ctx_t *ctx, const recd_serve_event_t *events
     if (n == 0)
         return;
     recd_serve_attribute(ctx, events, n);
+    if (s->config.store_written_by_updater)
+        return; /* the updater folds these events into the store from the topic; a second append would count them twice */
     ref_t *refs = recd_serve_ctx_alloc(ctx, sizeof(*refs) * n);
     for (size_t i = 0; i < n; ++i) {
         refs[i] = (ref_t){&events[i], i};

@@ -28,7 +28,8 @@ typedef struct st_recd_serve_ctx_t recd_serve_ctx_t;
 
 /** What the pipeline needs of the configuration. */
 typedef struct st_recd_serve_config_t {
-    uint32_t max_k; /* the largest k a request may ask for */
+    uint32_t max_k;               /* the largest k a request may ask for */
+    int store_written_by_updater; /* recd-updater writes the feature store from Kafka: accepted events are not appended here too */
 } recd_serve_config_t;
 
 /** An id given by a caller: len bytes, not necessarily NUL-terminated. */
@@ -180,6 +181,7 @@ typedef struct st_recd_serve_event_t {
  * context's version are remembered too, and counted in an info log line. A request id that is garbled, forged (its MAC does not
  * check out with the experiment's salt) or names an experiment the worker's snapshot does not have is counted in
  * recd_experiment_bad_request_ids_total and ignored; a plain id (16 hex digits, an answer outside experiments) is ignored.
+ * With store_written_by_updater set, only the attribution runs: recd-updater appends the events from the topic.
  */
 void recd_serve_remember(recd_serve_ctx_t *ctx, const recd_serve_event_t *events, size_t n);
 

@@ -108,7 +108,9 @@ int main(int argc, char **argv)
     } else {
         app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     }
-    app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
+    /* with Redis and Kafka both configured, recd-updater is the one writer of user state: it folds events from the topic */
+    recd_serve_config_t sc = {config.max_k, config.redis[0] != '\0' && config.kafka[0] != '\0'};
+    app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log);
     if (config.kafka[0] != '\0') {
         recd_kafka_sink_config_t kc = {.brokers = config.kafka, .wal_dir = config.wal_dir, .wal_max_bytes = config.wal_max_bytes};
         app.events = recd_kafka_sink_open(&kc, app.metrics, &app.log, err, sizeof(err));
