@@ -109,7 +109,8 @@ int main(int argc, char **argv)
         app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
     }
     /* with Redis and Kafka both configured, recd-updater is the one writer of user state: it folds events from the topic */
-    recd_serve_config_t sc = {config.max_k, config.redis[0] != '\0' && config.kafka[0] != '\0'};
+    recd_serve_config_t sc = {.max_k = config.max_k,
+                              .store_written_by_updater = config.redis[0] != '\0' && config.kafka[0] != '\0'};
     app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log);
     if (config.kafka[0] != '\0') {
         recd_kafka_sink_config_t kc = {.brokers = config.kafka, .wal_dir = config.wal_dir, .wal_max_bytes = config.wal_max_bytes};

@@ -236,7 +236,7 @@ static int setup(void **state)
     f->app.catalog = recd_catalog_loader_create(f->registry, models, 1, 0, &f->app.log, f->app.metrics, err, sizeof(err));
     assert_non_null(f->app.catalog);
     f->app.store = recd_memory_store_create(f->config.max_recent_items, f->config.max_users, f->app.metrics);
-    f->app.serve = recd_serve_create(&(recd_serve_config_t){f->config.max_k}, f->app.store, f->app.metrics, &f->app.log);
+    f->app.serve = recd_serve_create(&(recd_serve_config_t){.max_k = f->config.max_k}, f->app.store, f->app.metrics, &f->app.log);
     f->app.events = recd_file_sink_open(f->events_path, 0, (size_t)1 << 20, err, sizeof(err));
     assert_non_null(f->app.events);
     recd_file_sink_use_metrics(f->app.events, f->app.metrics);

@@ -57,7 +57,7 @@ static int setup(void **state)
     fx->metrics = recd_metrics_create(1);
     fx->log = (recd_logger_t){RECD_LOG_ERROR, 2};
     fx->store = recd_memory_store_create(16, 100000, fx->metrics);
-    fx->serve = recd_serve_create(&(recd_serve_config_t){20}, fx->store, fx->metrics, &fx->log);
+    fx->serve = recd_serve_create(&(recd_serve_config_t){.max_k = 20}, fx->store, fx->metrics, &fx->log);
     fx->sw = recd_serve_worker_create(fx->serve, 0, 42);
     /* the registry: demo@1 and demo@2 (ranking differently), demo@3 corrupt (the catalog refuses it) */
     assert_true(support_fixture_publish(fx->dir, "demo", 0, 0) == 1);

@@ -93,7 +93,7 @@ static int setup(void **state)
     fx->metrics = recd_metrics_create(1);
     fx->log = (recd_logger_t){RECD_LOG_ERROR, 2};
     fx->store = recd_memory_store_create(16, 1000, fx->metrics);
-    fx->serve = recd_serve_create(&(recd_serve_config_t){MAX_K}, fx->store, fx->metrics, &fx->log);
+    fx->serve = recd_serve_create(&(recd_serve_config_t){.max_k = MAX_K}, fx->store, fx->metrics, &fx->log);
     fx->sw = recd_serve_worker_create(fx->serve, 0, 42);
     fx->model = make_model(fx, "demo", "i", 1, 7);
     recd_model_retain(fx->model);
@@ -360,7 +360,7 @@ static void test_pipeline_late_answer_keeps_its_version(void **state)
 {
     fixture_t *fx = *state;
     late_store_t store = {.super = {&late_ops}};
-    recd_serve_t *serve = recd_serve_create(&(recd_serve_config_t){MAX_K}, &store.super, NULL, &fx->log);
+    recd_serve_t *serve = recd_serve_create(&(recd_serve_config_t){.max_k = MAX_K}, &store.super, NULL, &fx->log);
     recd_serve_worker_t *sw = recd_serve_worker_create(serve, 0, 1);
     recd_model_t *v1 = make_model(fx, "demo", "old", 1, 11), *v2 = make_model(fx, "demo", "new", 2, 12);
     done_t done = {0};
