@@ -199,7 +199,7 @@ static double wait_reflected(fixture_t *f, const char *user, const answer_t *pop
             return now - since;
         if (now - since > WAIT_S)
             fail_msg("user %s on replica B after %.0f s: fallback \"%s\", %zu items, first \"%s\" (wanted items of %s*, none of "
-                     "the posted ones); logs in %s",
+                     "the posted ones); logs in %s (RECD_KEEP_TMP=1 keeps them)",
                      user, WAIT_S, got.fallback, got.n, got.n > 0 ? got.items[0] : "", group, f->dir);
         sleep_ms(POLL_MS);
     }
