@@ -9,6 +9,7 @@ int test_hotswap_run(void);
 int test_events_disk_run(void);
 int test_served_run(void);
 int test_admin_run(void);
+int test_experiments_run(void);
 
 int main(void)
 {
@@ -18,5 +19,6 @@ int main(void)
     failed += test_events_disk_run();
     failed += test_served_run();
     failed += test_admin_run();
+    failed += test_experiments_run();
     return failed != 0;
 }
