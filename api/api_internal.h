@@ -68,6 +68,8 @@ int recd_percent_decode(const char *s, size_t len, int plus_is_space, h2o_mem_po
 int recd_api_check_id(const char *field, h2o_iovec_t id, recd_api_error_t *err);
 /** Parses k from a query value: a decimal integer in 1..max_k. */
 int recd_api_parse_k(h2o_iovec_t s, uint32_t max_k, uint32_t *k, recd_api_error_t *err);
+/** Checks a request's model name (a registry name: 1..64 of [A-Za-z0-9_.-], not starting with '.'); 400 otherwise. */
+int recd_api_check_model(h2o_iovec_t name, recd_api_error_t *err);
 
 /* ---- codecs (codec.c): pure request parsing and response rendering ------------------------------------------------- */
 
@@ -79,17 +81,18 @@ typedef struct st_recd_recs_request_t {
     size_t n_recent;
     h2o_iovec_t *exclude;
     size_t n_exclude;
+    h2o_iovec_t model; /* the model asked for; base NULL: the default */
 } recd_recs_request_t;
 
-/** Parses GET /v1/recommendations?user=&k= (query without '?'; NULL/0 when absent). */
+/** Parses GET /v1/recommendations?user=&k=&model= (query without '?'; NULL/0 when absent). */
 int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                 recd_recs_request_t *out, recd_api_error_t *err);
-/** Parses a POST /v1/recommendations body {user, k?, recent_items?, exclude?}; unknown members are errors. */
+/** Parses a POST /v1/recommendations body {user, k?, recent_items?, exclude?, model?}; unknown members are errors. */
 int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                recd_recs_request_t *out, recd_api_error_t *err);
-/** Parses the k of a similar-items query (other parameters are errors). */
+/** Parses the k and model of a similar-items query (other parameters are errors); *model's base is NULL when absent. */
 int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
-                                   recd_api_error_t *err);
+                                   h2o_iovec_t *model, recd_api_error_t *err);
 
 /** One validated event; strings in pool memory. */
 typedef struct st_recd_event_t {

@@ -68,8 +68,9 @@ int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, u
         return -1;
     for (size_t i = 0; i < n; ++i)
         if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("user")) &&
-            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")))
-            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected user, k)",
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")) &&
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("model")))
+            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected user, k, model)",
                                       (int)(params[i].name.len > 64 ? 64 : params[i].name.len), params[i].name.base);
     if ((v = recd_query_find(params, n, "user")) == NULL)
         return recd_api_error_set(err, 400, "invalid_argument", "user is required");
@@ -78,6 +79,11 @@ int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, u
     out->user = *v;
     if ((v = recd_query_find(params, n, "k")) != NULL && recd_api_parse_k(*v, max_k, &out->k, err) != 0)
         return -1;
+    if ((v = recd_query_find(params, n, "model")) != NULL) {
+        if (recd_api_check_model(*v, err) != 0)
+            return -1;
+        out->model = *v;
+    }
     return 0;
 }
 
@@ -94,9 +100,10 @@ int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k,
         return -1;
     json_object_foreach(root, key, v)
     {
-        if (strcmp(key, "user") != 0 && strcmp(key, "k") != 0 && strcmp(key, "recent_items") != 0 && strcmp(key, "exclude") != 0) {
-            recd_api_error_set(err, 400, "invalid_argument", "unknown field '%.64s' (expected user, k, recent_items, exclude)",
-                               key);
+        if (strcmp(key, "user") != 0 && strcmp(key, "k") != 0 && strcmp(key, "recent_items") != 0 && strcmp(key, "exclude") != 0 &&
+            strcmp(key, "model") != 0) {
+            recd_api_error_set(err, 400, "invalid_argument",
+                               "unknown field '%.64s' (expected user, k, recent_items, exclude, model)", key);
             goto Exit;
         }
     }
@@ -118,6 +125,15 @@ int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k,
         goto Exit;
     if ((v = json_object_get(root, "exclude")) != NULL && get_id_list(v, "exclude", pool, &out->exclude, &out->n_exclude, err) != 0)
         goto Exit;
+    if ((v = json_object_get(root, "model")) != NULL) {
+        if (!json_is_string(v)) {
+            recd_api_error_set(err, 400, "invalid_argument", "model must be a string");
+            goto Exit;
+        }
+        out->model = pool_string(pool, v);
+        if (recd_api_check_model(out->model, err) != 0)
+            goto Exit;
+    }
     ret = 0;
 Exit:
     json_decref(root);
@@ -125,21 +141,28 @@ Exit:
 }
 
 int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
-                                   recd_api_error_t *err)
+                                   h2o_iovec_t *model, recd_api_error_t *err)
 {
     recd_query_param_t params[RECD_QUERY_MAX_PARAMS];
     const h2o_iovec_t *v;
     size_t n;
 
     *k = default_k;
+    *model = h2o_iovec_init(NULL, 0);
     if (recd_query_parse(q, len, pool, params, RECD_QUERY_MAX_PARAMS, &n, err) != 0)
         return -1;
     for (size_t i = 0; i < n; ++i)
-        if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")))
-            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected k)",
+        if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")) &&
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("model")))
+            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected k, model)",
                                       (int)(params[i].name.len > 64 ? 64 : params[i].name.len), params[i].name.base);
     if ((v = recd_query_find(params, n, "k")) != NULL && recd_api_parse_k(*v, max_k, k, err) != 0)
         return -1;
+    if ((v = recd_query_find(params, n, "model")) != NULL) {
+        if (recd_api_check_model(*v, err) != 0)
+            return -1;
+        *model = *v;
+    }
     return 0;
 }
 

@@ -139,13 +139,17 @@ static json_t *describe_model(recd_api_job_t *job, const recd_catalog_t *snap, c
         json_array_append_new(exps, json_string(control.experiments[e].id));
     json_object_set_new(m, "experiments", exps);
     for (size_t i = n; i-- > 0;) { /* newest first */
-        int is_loaded = 0;
-        for (size_t k = 0; k < n_loaded; ++k)
-            is_loaded |= loaded[k].version == versions[i];
+        const recd_catalog_version_t *in_snap = NULL;
+        for (size_t k = 0; k < n_loaded && in_snap == NULL; ++k)
+            if (loaded[k].version == versions[i])
+                in_snap = &loaded[k];
+        int failed = in_snap != NULL && (in_snap->roles & RECD_CATALOG_FAILED);
         json_t *v = json_object();
         json_object_set_new(v, "version", json_integer((json_int_t)versions[i]));
-        json_object_set_new(v, "state", json_string(version_state(&control, serving, versions[i])));
-        json_object_set_new(v, "loaded", json_boolean(is_loaded));
+        json_object_set_new(v, "state", json_string(failed ? "failed" : version_state(&control, serving, versions[i])));
+        if (failed)
+            json_object_set_new(v, "reason", json_string(in_snap->reason != NULL ? in_snap->reason : "failed its checks"));
+        json_object_set_new(v, "loaded", json_boolean(in_snap != NULL && in_snap->model != NULL));
         json_object_set_new(v, "metadata", version_file(registry, name, versions[i], "manifest.json"));
         json_object_set_new(v, "evaluation", version_file(registry, name, versions[i], "evaluation.json"));
         json_array_append_new(vs, v);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "api/api_internal.h"
+#include "registry/registry.h"
 
 int recd_api_error_set(recd_api_error_t *err, int status, const char *code, const char *fmt, ...)
 {
@@ -104,6 +105,20 @@ int recd_api_check_id(const char *field, h2o_iovec_t id, recd_api_error_t *err)
     if (!recd_utf8_valid(id.base, id.len))
         return recd_api_error_set(err, 400, "invalid_argument", "%s must be valid UTF-8 without NUL", field);
     return 0;
+}
+
+int recd_api_check_model(h2o_iovec_t name, recd_api_error_t *err)
+{
+    char buf[65];
+    if (name.len == 0 || name.len >= sizeof(buf))
+        goto Error;
+    memcpy(buf, name.base, name.len);
+    buf[name.len] = '\0';
+    if (memchr(name.base, '\0', name.len) == NULL && recd_registry_valid_name(buf))
+        return 0;
+Error:
+    return recd_api_error_set(err, 400, "invalid_argument",
+                              "model must be a model name: 1..64 of [A-Za-z0-9_.-], not starting with '.'");
 }
 
 int recd_api_parse_k(h2o_iovec_t s, uint32_t max_k, uint32_t *k, recd_api_error_t *err)

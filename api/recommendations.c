@@ -88,6 +88,12 @@ static void recommend(recd_api_call_t *call, const recd_recs_request_t *rq)
     if (rq->n_exclude > 0)
         srq.exclude = to_ids(&req->pool, rq->exclude, rq->n_exclude);
     *p = (pending_t){call, recd_serve_ctx_create(call->ctx->serve), *rq, NULL};
+    if (rq->model.base != NULL && recd_serve_ctx_use_model(p->ctx, rq->model.base, rq->model.len) != 0) {
+        recd_api_reply_error(req, 404, "not_found", "no model named \"%.*s\" is served", (int)rq->model.len, rq->model.base);
+        recd_serve_ctx_release(p->ctx);
+        recd_api_end(call);
+        return;
+    }
     if (recd_serve_recommend(p->ctx, &srq, on_done, p) == RECD_SERVE_PENDING) {
         /* the context outlives this call: the guard holds the request's reference on it until on_done or disposal */
         p->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*p->guard), on_guard_dispose);

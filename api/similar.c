@@ -19,7 +19,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     recd_api_call_t *call = recd_api_begin(req, h->api, h->ep);
     recd_serve_ctx_t *ctx = NULL;
     recd_api_error_t err;
-    h2o_iovec_t path = recd_api_path(req), raw_id, id, q;
+    h2o_iovec_t path = recd_api_path(req), raw_id, id, q, model;
     uint32_t k;
 
     /* the id is taken from the raw path so an encoded '/' (%2F) stays part of it */
@@ -43,12 +43,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto Exit;
     }
     q = recd_api_query(req);
-    if (recd_codec_parse_similar_query(q.base, q.len, cfg->default_k, cfg->max_k, &req->pool, &k, &err) != 0) {
+    if (recd_codec_parse_similar_query(q.base, q.len, cfg->default_k, cfg->max_k, &req->pool, &k, &model, &err) != 0) {
         recd_api_reply_api_error(req, &err);
         goto Exit;
     }
 
     ctx = recd_serve_ctx_create(call->ctx->serve);
+    if (model.base != NULL && recd_serve_ctx_use_model(ctx, model.base, model.len) != 0) {
+        recd_api_reply_error(req, 404, "not_found", "no model named \"%.*s\" is served", (int)model.len, model.base);
+        goto Exit;
+    }
     if (recd_serve_similar(ctx, id.base, id.len, k) != 0) {
         if (recd_serve_ctx_model(ctx) == NULL)
             recd_api_reply_error(req, 503, "unavailable", "no model is loaded");

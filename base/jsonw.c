@@ -24,10 +24,8 @@ void recd_jw_dispose(recd_jw_t *w)
     w->len = w->cap = 0;
 }
 
-void recd_jw_reserve(recd_jw_t *w, size_t extra)
+void recd_jw_grow(recd_jw_t *w, size_t extra)
 {
-    if (w->len + extra <= w->cap)
-        return;
     size_t cap = w->cap * 2;
     while (cap < w->len + extra)
         cap *= 2;
@@ -41,22 +39,16 @@ void recd_jw_reserve(recd_jw_t *w, size_t extra)
     w->cap = cap;
 }
 
-void recd_jw_raw(recd_jw_t *w, const char *s, size_t len)
-{
-    recd_jw_reserve(w, len);
-    memcpy(w->buf + w->len, s, len);
-    w->len += len;
-}
-
 void recd_jw_escaped(recd_jw_t *w, const char *s, size_t len)
 {
     size_t start = 0;
     recd_jw_reserve(w, len);
     for (size_t i = 0; i < len; ++i) {
+        unsigned char c = (unsigned char)s[i];
         char esc[6];
-        size_t elen = recd_json_escape_byte((unsigned char)s[i], esc);
-        if (elen == 0)
-            continue;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue; /* the common byte, without a call */
+        size_t elen = recd_json_escape_byte(c, esc);
         recd_jw_raw(w, s + start, i - start);
         recd_jw_raw(w, esc, elen);
         start = i + 1;

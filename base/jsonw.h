@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /**
  * Returns size bytes that live as long as the writer's output is needed; never NULL (abort on out of memory). Old buffers
@@ -23,10 +24,23 @@ typedef struct st_recd_jw_t {
 void recd_jw_init(recd_jw_t *w, recd_jw_alloc_cb alloc, void *ctx, size_t cap);
 /** Frees a heap buffer (alloc NULL); a no-op for arena memory. */
 void recd_jw_dispose(recd_jw_t *w);
-/** Makes room for extra more bytes. */
-void recd_jw_reserve(recd_jw_t *w, size_t extra);
+/** Grows the buffer to hold extra more bytes (the slow path of recd_jw_reserve). */
+void recd_jw_grow(recd_jw_t *w, size_t extra);
+
+/** Makes room for extra more bytes. Inline: every answer appends many small pieces. */
+static inline void recd_jw_reserve(recd_jw_t *w, size_t extra)
+{
+    if (w->len + extra > w->cap)
+        recd_jw_grow(w, extra);
+}
+
 /** Appends raw bytes. */
-void recd_jw_raw(recd_jw_t *w, const char *s, size_t len);
+static inline void recd_jw_raw(recd_jw_t *w, const char *s, size_t len)
+{
+    recd_jw_reserve(w, len);
+    memcpy(w->buf + w->len, s, len);
+    w->len += len;
+}
 #define recd_jw_lit(w, s) recd_jw_raw((w), (s), sizeof(s) - 1)
 /** Appends s as a quoted JSON string (quotes, backslashes and control characters escaped; UTF-8 passed through). */
 void recd_jw_str(recd_jw_t *w, const char *s, size_t len);

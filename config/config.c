@@ -1,6 +1,7 @@
 /* config.c: recd's configuration — its option table (config/options.h does the parsing) and the rules that tie keys together. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "config/config.h"
 #include "config/options.h"
@@ -10,6 +11,7 @@
 static int check_listen(const char *value, char *err, size_t errlen);
 static int check_log_level(const char *value, char *err, size_t errlen);
 static int check_nonempty(const char *value, char *err, size_t errlen);
+static int check_models(const char *value, char *err, size_t errlen);
 
 #define OFF(field) offsetof(recd_config_t, field)
 
@@ -20,7 +22,14 @@ static const recd_option_t options[] = {
      "Worker threads, each with its own event loop; 0 = one per core."},
     {"registry", RECD_OPT_STRING, OFF(registry), "registry", 0, 0, check_nonempty, "DIR",
      "Model registry directory: one folder per model, one per version inside it."},
-    {"model", RECD_OPT_STRING, OFF(model), "default", 0, 0, check_nonempty, "NAME", "Name of the model served from the registry."},
+    {"model", RECD_OPT_LIST, OFF(model), "default", 0, 0, check_models, "NAME",
+     "Models served from the registry: repeat the flag, or give them comma-separated (an array in the file). `*` serves every "
+     "model in the registry, including ones published later. Requests name one with `model`; the first listed is the default "
+     "(with `*` first: the first name in byte order)."},
+    {"max_loaded_bytes", RECD_OPT_U64, OFF(max_loaded_bytes), "0", 0, UINT64_C(1) << 62, NULL, "BYTES",
+     "Memory budget of the loaded model versions, all models together. Each model's active version always loads and counts "
+     "against it; a pin, experiment arm or rollback standby that would pass it is refused, logged and counted in "
+     "recd_model_refusals_total{reason=\"budget\"}, and serving goes on. 0: no limit."},
     {"events_path", RECD_OPT_STRING, OFF(events_path), "data/events.jsonl", 0, 0, check_nonempty, "FILE",
      "Embedded event log: POST /v1/events appends JSON lines here."},
     {"events_fsync", RECD_OPT_BOOL, OFF(events_fsync), "false", 0, 1, NULL, "BOOL",
@@ -56,6 +65,32 @@ static int check_nonempty(const char *value, char *err, size_t errlen)
         return RECD_EINVAL;
     }
     return RECD_OK;
+}
+
+/* A list of model names: each element non-empty and given once ("*" for every model; names are checked by the registry). */
+static int check_models(const char *value, char *err, size_t errlen)
+{
+    size_t n;
+    char **items = recd_options_list_items(value, &n);
+    int ret = RECD_OK;
+    for (size_t i = 0; i < n && ret == RECD_OK; ++i) {
+        if (items[i][0] == '\0') {
+            snprintf(err, errlen, "must be model names separated by commas, got \"%s\"", value);
+            ret = RECD_EINVAL;
+        }
+        for (size_t j = 0; j < i && ret == RECD_OK; ++j) {
+            if (strcmp(items[i], items[j]) == 0) {
+                snprintf(err, errlen, "names \"%s\" twice", items[i]);
+                ret = RECD_EINVAL;
+            }
+        }
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "must not be empty: name at least one model, or \"*\"");
+        ret = RECD_EINVAL;
+    }
+    free(items);
+    return ret;
 }
 
 static int check_log_level(const char *value, char *err, size_t errlen)

@@ -11,7 +11,8 @@ typedef struct st_recd_config_t {
     char *listen;                /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
     uint32_t threads;            /* worker threads, 0 = number of cores */
     char *registry;              /* model registry directory */
-    char *model;                 /* model name served */
+    char *model;                 /* models served, comma-separated (recd_options_list_items); "*" = every model */
+    uint64_t max_loaded_bytes;   /* budget of loaded versions beyond the active ones, 0 = none */
     char *events_path;           /* embedded event log (JSON lines) */
     int events_fsync;            /* fdatasync the event log before answering 202 */
     uint64_t max_body_bytes;     /* request bodies above this get 413 */

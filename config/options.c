@@ -108,6 +108,8 @@ static const char *type_name(recd_option_type_t t)
         return "integer";
     case RECD_OPT_BOOL:
         return "boolean";
+    case RECD_OPT_LIST:
+        return "list";
     }
     return "?";
 }
@@ -160,6 +162,7 @@ static int set_from_string(void *c, const recd_option_t *o, const char *where, c
 {
     switch (o->type) {
     case RECD_OPT_STRING:
+    case RECD_OPT_LIST:
         return store_string(c, o, where, value, err, errlen);
     case RECD_OPT_U32:
     case RECD_OPT_U64: {
@@ -196,6 +199,40 @@ static int set_from_string(void *c, const recd_option_t *o, const char *where, c
     return RECD_EINVAL;
 }
 
+static int set_from_json(void *c, const recd_option_t *o, const char *where, json_t *v, char *err, size_t errlen);
+
+/* A list option from a JSON array of strings: joined with commas, so each must be non-empty and free of commas. */
+static int set_list_from_json(void *c, const recd_option_t *o, const char *where, json_t *v, char *err, size_t errlen)
+{
+    size_t i, len = 0;
+    json_t *s;
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        set_err(err, errlen, "%s: %s must be a JSON string or a non-empty array of strings", where, o->key);
+        return RECD_EINVAL;
+    }
+    json_array_foreach(v, i, s)
+    {
+        if (!json_is_string(s) || json_string_length(s) == 0 || strlen(json_string_value(s)) != json_string_length(s) ||
+            strchr(json_string_value(s), ',') != NULL) {
+            set_err(err, errlen, "%s: %s[%zu] must be a non-empty string without commas or NUL characters", where, o->key, i);
+            return RECD_EINVAL;
+        }
+        len += json_string_length(s) + 1;
+    }
+    char *joined = recd_xmalloc(len), *p = joined;
+    json_array_foreach(v, i, s)
+    {
+        if (i != 0)
+            *p++ = ',';
+        memcpy(p, json_string_value(s), json_string_length(s));
+        p += json_string_length(s);
+    }
+    *p = '\0';
+    int ret = store_string(c, o, where, joined, err, errlen);
+    free(joined);
+    return ret;
+}
+
 /* Sets an option from a JSON value of the matching type. */
 static int set_from_json(void *c, const recd_option_t *o, const char *where, json_t *v, char *err, size_t errlen)
 {
@@ -223,6 +260,12 @@ static int set_from_json(void *c, const recd_option_t *o, const char *where, jso
             goto WrongType;
         *(int *)field(c, o) = json_is_true(v);
         return RECD_OK;
+    case RECD_OPT_LIST:
+        if (json_is_string(v))
+            return set_from_json(c,
+                                 &(recd_option_t){.key = o->key, .type = RECD_OPT_STRING, .offset = o->offset, .check = o->check},
+                                 where, v, err, errlen);
+        return set_list_from_json(c, o, where, v, err, errlen);
     }
 WrongType:
     set_err(err, errlen, "%s: %s must be a JSON %s", where, o->key, type_name(o->type));
@@ -404,6 +447,7 @@ static int check_required(const recd_options_t *spec, const void *c, char *err, 
             continue;
         switch (o->type) {
         case RECD_OPT_STRING:
+        case RECD_OPT_LIST:
             missing = *(char *const *)cfield(c, o) == NULL;
             break;
         case RECD_OPT_U32:
@@ -460,20 +504,38 @@ int recd_options_parse(const recd_options_t *spec, void *c, int argc, char **arg
     if ((ret = recd_options_apply_env(spec, c, envp, err, errlen)) != RECD_OK)
         return ret;
 
-    /* pass 2: flags win over everything */
+    /* pass 2: flags win over everything; a list flag given again appends */
+    unsigned char *seen = recd_xcalloc(spec->n_options, 1);
     for (int i = 1; i < argc; ++i) {
         const char *flag = argv[i];
         if ((ret = split_flag(spec, argc, argv, &i, key, sizeof(key), &value, err, errlen)) != RECD_OK)
-            return ret;
+            goto Exit;
         if (spec->has_config_file && strcmp(key, "config") == 0)
             continue;
         char where[80];
         const char *eq = strchr(flag, '=');
+        const recd_option_t *o = find_option(spec, key);
         snprintf(where, sizeof(where), "%.*s", eq != NULL ? (int)(eq - flag) : (int)strlen(flag), flag);
-        if ((ret = set_from_string(c, find_option(spec, key), where, value, err, errlen)) != RECD_OK)
-            return ret;
+        if (o->type == RECD_OPT_LIST && seen[o - spec->options]) {
+            const char *have = *(char *const *)cfield(c, o);
+            size_t hl = strlen(have), vl = strlen(value);
+            char *joined = recd_xmalloc(hl + vl + 2);
+            memcpy(joined, have, hl);
+            joined[hl] = ',';
+            memcpy(joined + hl + 1, value, vl + 1);
+            ret = set_from_string(c, o, where, joined, err, errlen);
+            free(joined);
+        } else {
+            ret = set_from_string(c, o, where, value, err, errlen);
+        }
+        if (ret != RECD_OK)
+            goto Exit;
+        seen[o - spec->options] = 1;
     }
-    return check_required(spec, c, err, errlen);
+    ret = check_required(spec, c, err, errlen);
+Exit:
+    free(seen);
+    return ret;
 }
 
 void recd_options_print(const recd_options_t *spec, FILE *out)
@@ -535,6 +597,18 @@ int recd_options_to_json(const recd_options_t *spec, const void *c, char *buf, s
         case RECD_OPT_BOOL:
             v = json_boolean(*(const int *)cfield(c, o));
             break;
+        case RECD_OPT_LIST: {
+            const char *s = *(char *const *)cfield(c, o);
+            size_t n = 0;
+            char **items = s != NULL ? recd_options_list_items(s, &n) : NULL;
+            v = s != NULL ? json_array() : json_null();
+            for (size_t k = 0; k < n && v != NULL; ++k)
+                if (json_array_append_new(v, json_string(items[k])) != 0) {
+                    json_decref(v);
+                    v = NULL;
+                }
+            free(items);
+        } break;
         }
         if (v == NULL || json_object_set_new(obj, o->key, v) != 0) {
             fprintf(stderr, "recd: out of memory\n");
@@ -567,10 +641,28 @@ void recd_options_init(const recd_options_t *spec, void *c)
 void recd_options_dispose(const recd_options_t *spec, void *c)
 {
     for (size_t i = 0; i != spec->n_options; ++i) {
-        if (spec->options[i].type == RECD_OPT_STRING) {
+        if (spec->options[i].type == RECD_OPT_STRING || spec->options[i].type == RECD_OPT_LIST) {
             char **slot = field(c, &spec->options[i]);
             free(*slot);
             *slot = NULL;
         }
     }
+}
+
+char **recd_options_list_items(const char *value, size_t *n)
+{
+    size_t len = strlen(value), count = len != 0;
+    for (const char *p = value; *p != '\0'; ++p)
+        count += *p == ',';
+    /* the pointers, then a copy of value whose commas become NULs */
+    char **items = recd_xmalloc(count * sizeof(*items) + len + 1), *copy = (char *)(items + count);
+    memcpy(copy, value, len + 1);
+    *n = 0;
+    for (char *p = copy; count != 0;) {
+        items[(*n)++] = p;
+        if ((p = strchr(p, ',')) == NULL)
+            break;
+        *p++ = '\0';
+    }
+    return items;
 }

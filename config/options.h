@@ -7,16 +7,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum en_recd_option_type_t { RECD_OPT_STRING, RECD_OPT_U32, RECD_OPT_U64, RECD_OPT_BOOL } recd_option_type_t;
+/**
+ * Option types. RECD_OPT_LIST is a char * holding comma-separated values: a repeated --flag appends to it (the first one given
+ * replaces what the file or a variable set), a variable gives it comma-separated, the file as one string or an array of
+ * strings; the check runs on the joined value.
+ */
+typedef enum en_recd_option_type_t { RECD_OPT_STRING, RECD_OPT_U32, RECD_OPT_U64, RECD_OPT_BOOL, RECD_OPT_LIST } recd_option_type_t;
 
 /** Validates a string value; returns 0, or RECD_EINVAL with why it is wrong in err ("must be ..."). */
 typedef int (*recd_option_check_cb)(const char *value, char *err, size_t errlen);
 
 /**
  * One option: its key ("max_k"; the flag is --max-k, the variable <PREFIX>_MAX_K), its type and where it lives in the
- * target struct (a char * the struct owns, uint32_t, uint64_t or int), its default in string form (parsed through the same
- * path as a flag; NULL: required, no default), the inclusive range for numbers, an optional check for strings, and the
- * words of --help.
+ * target struct (a char * the struct owns for strings and lists, uint32_t, uint64_t or int), its default in string form (parsed
+ * through the same path as a flag; NULL: required, no default), the inclusive range for numbers, an optional check for strings, and
+ * the words of --help.
  */
 typedef struct st_recd_option_t {
     const char *key;
@@ -59,6 +64,11 @@ int recd_options_parse(const recd_options_t *spec, void *target, int argc, char 
 void recd_options_print(const recd_options_t *spec, FILE *out);
 /** Prints the options as a Markdown table (key, flag, env, type, default, meaning). */
 void recd_options_print_markdown(const recd_options_t *spec, FILE *out);
+/**
+ * Splits a list option's value at its commas into a malloc'ed array of *n NUL-terminated strings (one allocation: free the
+ * array alone). An empty value gives *n 0.
+ */
+char **recd_options_list_items(const char *value, size_t *n);
 /** Writes target as a compact NUL-terminated JSON object, keys in table order. Returns RECD_EINVAL when it does not fit. */
 int recd_options_to_json(const recd_options_t *spec, const void *target, char *buf, size_t buflen);
 

@@ -10,6 +10,7 @@
  * chosen version (mmap + SHA-256 check) on its own thread, never on an event loop, and hands each subscriber one reference
  * to the new snapshot. A version that fails to open is remembered with its file's identity (device, inode, size, mtime), so
  * it is logged and counted once and opened again only when the file changes. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -69,8 +70,10 @@ void recd_catalog_release(recd_catalog_t *c)
         return;
     for (size_t i = 0; i < c->n_models; ++i) {
         entry_t *e = &c->models[i];
-        for (size_t j = 0; j < e->n_versions; ++j)
+        for (size_t j = 0; j < e->n_versions; ++j) {
             recd_model_release(e->versions[j].model); /* NULL for a failed version */
+            free((char *)e->versions[j].reason);
+        }
         free(e->versions);
         free(e->experiments);
         free(e->name);
@@ -86,7 +89,7 @@ recd_catalog_t *recd_catalog_of_model(recd_model_t *model)
     e->name_len = strlen(e->name);
     e->n_versions = 1;
     e->versions = recd_xcalloc(1, sizeof(*e->versions));
-    e->versions[0] = (recd_catalog_version_t){recd_model_version(model), model, RECD_CATALOG_ACTIVE};
+    e->versions[0] = (recd_catalog_version_t){recd_model_version(model), model, RECD_CATALOG_ACTIVE, NULL};
     c->max_items = recd_model_n_items(model);
     return c;
 }
@@ -144,6 +147,12 @@ const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i)
     return c->models[i].name;
 }
 
+int recd_catalog_model_index(const recd_catalog_t *c, const char *name, size_t len)
+{
+    const entry_t *e = find_entry(c, name, len);
+    return e != NULL ? (int)(e - c->models) : -1;
+}
+
 const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n)
 {
     const entry_t *e = find_entry(c, name, len);
@@ -191,6 +200,7 @@ typedef struct st_file_id_t {
 typedef struct st_rejection_t {
     uint64_t version;
     file_id_t file;
+    char reason[300]; /* "artifact: ..." or "warmup: ...", shown as the failed version's reason */
 } rejection_t;
 
 /* What the loader remembers about one model name; only the polling thread touches it. */
@@ -224,6 +234,8 @@ struct st_recd_catalog_loader_t {
     recd_metric_t *loads, *failures;
     size_t n_models;
     model_state_t *models;
+    int all_models; /* "*" was given: every model directory of the registry is served, found again at every poll */
+    int root_wd;    /* with all_models: the inotify watch of the registry directory itself, or -1 */
     uint64_t generation;
     pthread_mutex_t mutex; /* guards current against readers on other threads; only the polling thread writes it */
     recd_catalog_t *current;
@@ -329,7 +341,8 @@ static void reject(recd_catalog_loader_t *l, model_state_t *ms, uint64_t v, cons
         ms->rejected = recd_xreallocarray(ms->rejected, ms->n_rejected + 1, sizeof(*ms->rejected));
         rej = &ms->rejected[ms->n_rejected++];
     }
-    *rej = (rejection_t){v, *file};
+    *rej = (rejection_t){v, *file, ""};
+    snprintf(rej->reason, sizeof(rej->reason), "%s: %s", reason, err);
     snprintf(ms->last_error, sizeof(ms->last_error), "version %llu: %s", (unsigned long long)v, err);
     recd_metric_add(l->failures, RECD_METRICS_SHARED, 1);
     count_refusal(l, ms, reason);
@@ -475,13 +488,15 @@ Keep: /* even when its directory is gone: the copy in memory stays valid */
     return serving;
 }
 
-/* Adds version v with roles to e (merging roles when it is there already); model may be NULL (failed). Takes over model's
- * reference. */
-static void entry_add(entry_t *e, uint64_t v, recd_model_t *model, unsigned roles)
+/* Adds version v with roles to e (merging roles when it is there already); model may be NULL (failed, and then reason says
+ * why; copied). Takes over model's reference. */
+static void entry_add(entry_t *e, uint64_t v, recd_model_t *model, unsigned roles, const char *reason)
 {
     for (size_t j = 0; j < e->n_versions; ++j) {
         if (e->versions[j].version == v) {
             e->versions[j].roles |= roles;
+            if (e->versions[j].reason == NULL && reason != NULL)
+                e->versions[j].reason = recd_xstrdup(reason);
             recd_model_release(model);
             return;
         }
@@ -492,7 +507,7 @@ static void entry_add(entry_t *e, uint64_t v, recd_model_t *model, unsigned role
         e->versions[at] = e->versions[at - 1];
         --at;
     }
-    e->versions[at] = (recd_catalog_version_t){v, model, roles};
+    e->versions[at] = (recd_catalog_version_t){v, model, roles, reason != NULL ? recd_xstrdup(reason) : NULL};
 }
 
 static const recd_catalog_version_t *entry_find(const entry_t *e, uint64_t v)
@@ -534,12 +549,12 @@ static void add_extra(recd_catalog_loader_t *l, model_state_t *ms, const entry_t
 {
     const recd_catalog_version_t *had = entry_find(pe, v), *have = entry_find(e, v);
     recd_model_t *m = NULL;
-    char path[4096], detail[128];
+    char path[4096], detail[160] = "";
     struct stat st;
     int published = 0;
 
     if (have != NULL) { /* already there (the active one, or wanted by another role) */
-        entry_add(e, v, NULL, roles);
+        entry_add(e, v, NULL, roles, NULL);
         return;
     }
     for (size_t i = 0; i < n && !published; ++i)
@@ -550,7 +565,7 @@ static void add_extra(recd_catalog_loader_t *l, model_state_t *ms, const entry_t
     } else if (published) {
         if (l->max_loaded_bytes != 0 && recd_registry_artifact_path(l->registry, ms->name, v, path, sizeof(path)) == RECD_OK &&
             stat(path, &st) == 0 && *budget_used + (size_t)st.st_size > l->max_loaded_bytes) {
-            snprintf(detail, sizeof(detail), "needs %lld bytes, %zu of max_loaded_bytes %zu in use", (long long)st.st_size,
+            snprintf(detail, sizeof(detail), "budget: needs %lld bytes, %zu of max_loaded_bytes %zu in use", (long long)st.st_size,
                      *budget_used, l->max_loaded_bytes);
             refuse(l, ms, v, "budget", detail);
         } else {
@@ -558,21 +573,26 @@ static void add_extra(recd_catalog_loader_t *l, model_state_t *ms, const entry_t
         }
     }
     if (m == NULL) {
+        const rejection_t *rej = find_rejection(ms, v);
         if (published || had != NULL)
-            entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED);
+            entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED,
+                      detail[0] != '\0' ? detail
+                      : rej != NULL     ? rej->reason
+                      : had != NULL     ? had->reason
+                                        : "not loaded");
         return;
     }
     if (had == NULL && l->max_loaded_bytes != 0 && *budget_used + recd_model_bytes(m) > l->max_loaded_bytes) {
-        snprintf(detail, sizeof(detail), "needs %zu bytes, %zu of max_loaded_bytes %zu in use", recd_model_bytes(m), *budget_used,
-                 l->max_loaded_bytes);
+        snprintf(detail, sizeof(detail), "budget: needs %zu bytes, %zu of max_loaded_bytes %zu in use", recd_model_bytes(m),
+                 *budget_used, l->max_loaded_bytes);
         refuse(l, ms, v, "budget", detail);
         recd_model_release(m);
-        entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED);
+        entry_add(e, v, NULL, roles | RECD_CATALOG_FAILED, detail);
         return;
     }
     forget_refusal(ms, v);
     *budget_used += recd_model_bytes(m);
-    entry_add(e, v, m, roles);
+    entry_add(e, v, m, roles, NULL);
 }
 
 /* Copies the previous entry (every version with its roles, the experiments): a control file that cannot be read changes
@@ -585,13 +605,21 @@ static void copy_entry(entry_t *e, const entry_t *pe, size_t *budget_used)
             recd_model_retain(pe->versions[j].model);
             *budget_used += recd_model_bytes(pe->versions[j].model);
         }
-        entry_add(e, pe->versions[j].version, pe->versions[j].model, pe->versions[j].roles);
+        entry_add(e, pe->versions[j].version, pe->versions[j].model, pe->versions[j].roles, pe->versions[j].reason);
     }
     if (pe->n_experiments != 0) {
         e->experiments = recd_xcalloc(pe->n_experiments, sizeof(*e->experiments));
         memcpy(e->experiments, pe->experiments, pe->n_experiments * sizeof(*e->experiments));
         e->n_experiments = pe->n_experiments;
     }
+}
+
+/* Lists every published version that failed its checks (and is not in e with a role already) as failed, with its reason. */
+static void add_failed(const model_state_t *ms, entry_t *e)
+{
+    for (size_t i = 0; i < ms->n_rejected; ++i)
+        if (entry_find(e, ms->rejected[i].version) == NULL)
+            entry_add(e, ms->rejected[i].version, NULL, RECD_CATALOG_FAILED, ms->rejected[i].reason);
 }
 
 typedef struct st_ignored_ctx_t {
@@ -645,12 +673,12 @@ static void build_entry(recd_catalog_loader_t *l, model_state_t *ms, const entry
     e->control_generation = in_effect ? control.generation : pe != NULL ? pe->control_generation : 0;
     if (active != NULL) {
         *budget_used += recd_model_bytes(active); /* what serves is never refused for the budget */
-        entry_add(e, recd_model_version(active), active, RECD_CATALOG_ACTIVE);
+        entry_add(e, recd_model_version(active), active, RECD_CATALOG_ACTIVE, NULL);
     }
     if (!in_effect && pe != NULL && serving != NULL) {
         /* the control file's active cannot serve: keep the rest of the previous state with it */
         for (size_t j = 0; j < pe->n_versions; ++j)
-            if (pe->versions[j].model != serving)
+            if (pe->versions[j].model != serving && (pe->versions[j].roles & ~(RECD_CATALOG_ACTIVE | RECD_CATALOG_FAILED)) != 0)
                 add_extra(l, ms, pe, e, versions, n, pe->versions[j].version, pe->versions[j].roles & ~RECD_CATALOG_ACTIVE,
                           budget_used);
         if (pe->n_experiments != 0) {
@@ -676,6 +704,7 @@ static void build_entry(recd_catalog_loader_t *l, model_state_t *ms, const entry
         control.n_experiments = 0;
     }
 Exit:
+    add_failed(ms, e);
     recd_control_dispose(&control);
     free(versions);
 }
@@ -686,7 +715,9 @@ static int same_entry(const entry_t *a, const entry_t *b)
         return 0;
     for (size_t j = 0; j < a->n_versions; ++j)
         if (a->versions[j].version != b->versions[j].version || a->versions[j].model != b->versions[j].model ||
-            a->versions[j].roles != b->versions[j].roles)
+            a->versions[j].roles != b->versions[j].roles ||
+            strcmp(a->versions[j].reason != NULL ? a->versions[j].reason : "",
+                   b->versions[j].reason != NULL ? b->versions[j].reason : "") != 0)
             return 0;
     return a->n_experiments == 0 || memcmp(a->experiments, b->experiments, a->n_experiments * sizeof(*a->experiments)) == 0;
 }
@@ -721,18 +752,85 @@ static void publish(recd_catalog_loader_t *l, recd_catalog_t *snapshot)
     recd_catalog_release(old);
 }
 
+/* Adds a model name to the loader's state, with its metrics (names are valid, so they need no escaping in labels). */
+static void add_model(recd_catalog_loader_t *l, const char *name)
+{
+    static const char *const states[5] = {"active", "pinned", "arm", "standby", "failed"};
+    char labels[128];
+    l->models = recd_xreallocarray(l->models, l->n_models + 1, sizeof(*l->models));
+    model_state_t *ms = &l->models[l->n_models++];
+    memset(ms, 0, sizeof(*ms));
+    ms->name = recd_xstrdup(name);
+    ms->wd = -1;
+    snprintf(labels, sizeof(labels), "model=\"%s\"", name);
+    ms->version_gauge =
+        recd_metrics_gauge(l->metrics, "recd_model_version", "The model version being served (the active one).", labels);
+    for (size_t k = 0; k < 5; ++k) {
+        snprintf(labels, sizeof(labels), "model=\"%s\",state=\"%s\"", name, states[k]);
+        ms->state_gauges[k] =
+            recd_metrics_gauge(l->metrics, "recd_models_loaded", "Versions of a model in the current snapshot, by state.", labels);
+    }
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* With "*": adds every model directory of the registry not served yet (a real directory with a valid name), new ones in
+ * byte order after the ones already there, so a model keeps its index. A registry that cannot be listed adds nothing. */
+static void discover_models(recd_catalog_loader_t *l)
+{
+    DIR *d = opendir(l->registry);
+    struct dirent *de;
+    char **found = NULL;
+    size_t n_found = 0;
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char path[4096];
+        struct stat st;
+        int known = 0;
+        if (!recd_registry_valid_name(de->d_name))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", l->registry, de->d_name);
+        if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue; /* a symlinked model directory is refused like a symlinked version */
+        for (size_t i = 0; i < l->n_models && !known; ++i)
+            known = strcmp(l->models[i].name, de->d_name) == 0;
+        if (!known) {
+            found = recd_xreallocarray(found, n_found + 1, sizeof(*found));
+            found[n_found++] = recd_xstrdup(de->d_name);
+        }
+    }
+    closedir(d);
+    if (n_found > 1)
+        qsort(found, n_found, sizeof(*found), compare_names); /* qsort(NULL, 0, ...) is undefined behaviour */
+    for (size_t i = 0; i < n_found; ++i) {
+        char qname[200];
+        add_model(l, found[i]);
+        if (l->current != NULL)
+            recd_log(l->log, RECD_LOG_INFO, "model found in the registry", "\"model\":%s",
+                     recd_json_quote(qname, sizeof(qname), found[i], strlen(found[i])));
+        free(found[i]);
+    }
+    free(found);
+}
+
 /* One check of every model; only the polling thread calls it. Returns 1 when a snapshot was published, else 0. */
 static int poll_once(recd_catalog_loader_t *l)
 {
     const recd_catalog_t *prev = l->current; /* only this thread writes current: no lock needed to read it here */
+    if (l->all_models)
+        discover_models(l);
     recd_catalog_t *next = catalog_new(l->n_models, l->generation + 1);
-    int changed = prev == NULL;
+    int changed = prev == NULL || prev->n_models != l->n_models;
     size_t budget_used = 0;
 
     for (size_t i = 0; i < l->n_models; ++i) {
         model_state_t *ms = &l->models[i];
         entry_t *e = &next->models[i];
-        const entry_t *pe = prev != NULL ? &prev->models[i] : NULL;
+        const entry_t *pe = prev != NULL && i < prev->n_models ? &prev->models[i] : NULL;
         e->name = recd_xstrdup(ms->name);
         e->name_len = strlen(ms->name);
         build_entry(l, ms, pe, e, &budget_used);
@@ -770,7 +868,6 @@ recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const ch
                                                   size_t max_loaded_bytes, const recd_logger_t *log, recd_metrics_t *metrics,
                                                   char *err, size_t errlen)
 {
-    static const char *const states[5] = {"active", "pinned", "arm", "standby", "failed"};
     recd_catalog_loader_t *l;
 
     if (n_models == 0) {
@@ -778,7 +875,7 @@ recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const ch
         return NULL;
     }
     for (size_t i = 0; i < n_models; ++i) {
-        if (!recd_registry_valid_name(models[i])) {
+        if (strcmp(models[i], "*") != 0 && !recd_registry_valid_name(models[i])) {
             snprintf(err, errlen, "invalid model name \"%s\" (1..64 of [A-Za-z0-9_.-], not starting with '.')", models[i]);
             return NULL;
         }
@@ -790,29 +887,29 @@ recd_catalog_loader_t *recd_catalog_loader_create(const char *registry, const ch
     l->max_loaded_bytes = max_loaded_bytes;
     l->loads = recd_metrics_counter(metrics, "recd_model_loads_total", "Model versions loaded from the registry.", NULL);
     l->failures = recd_metrics_counter(metrics, "recd_model_load_failures_total", "Model versions rejected when loading.", NULL);
-    l->n_models = n_models;
-    l->models = recd_xcalloc(n_models, sizeof(*l->models));
+    l->root_wd = -1;
     for (size_t i = 0; i < n_models; ++i) {
-        char labels[128];
-        l->models[i].name = recd_xstrdup(models[i]);
-        l->models[i].wd = -1;
-        /* valid names need no escaping in a label value */
-        snprintf(labels, sizeof(labels), "model=\"%s\"", models[i]);
-        l->models[i].version_gauge =
-            recd_metrics_gauge(metrics, "recd_model_version", "The model version being served (the active one).", labels);
-        for (size_t k = 0; k < 5; ++k) {
-            snprintf(labels, sizeof(labels), "model=\"%s\",state=\"%s\"", models[i], states[k]);
-            l->models[i].state_gauges[k] =
-                recd_metrics_gauge(metrics, "recd_models_loaded", "Versions of a model in the current snapshot, by state.", labels);
-        }
+        int repeated = 0;
+        for (size_t j = 0; j < i; ++j)
+            repeated |= strcmp(models[i], models[j]) == 0;
+        if (strcmp(models[i], "*") == 0)
+            l->all_models = 1;
+        else if (!repeated)
+            add_model(l, models[i]);
     }
     recd_metrics_add_collector(metrics, collect_memory, NULL);
     pthread_mutex_init(&l->mutex, NULL);
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
 
     poll_once(l);
+    if (l->n_models == 0) {
+        snprintf(err, errlen, "no model in registry %s (\"*\" serves the model directories found there)", registry);
+        recd_catalog_loader_free(l);
+        return NULL;
+    }
     if (recd_catalog_active(l->current, NULL, 0) == NULL) {
-        snprintf(err, errlen, "no version of model \"%s\" in registry %s opens (%s)", models[0], registry, l->models[0].last_error);
+        snprintf(err, errlen, "no version of model \"%s\" in registry %s opens (%s)", l->models[0].name, registry,
+                 l->models[0].last_error);
         recd_catalog_loader_free(l);
         return NULL;
     }
@@ -863,6 +960,8 @@ int recd_catalog_loader_poll(recd_catalog_loader_t *l)
 /* (Re)adds the inotify watch of every model directory that has none (it may not exist yet, or was replaced). */
 static void add_watches(recd_catalog_loader_t *l, int ifd)
 {
+    if (l->all_models && l->root_wd < 0) /* a model directory created or renamed in */
+        l->root_wd = inotify_add_watch(ifd, l->registry, IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
     for (size_t i = 0; i < l->n_models; ++i) {
         char dir[4096];
         if (l->models[i].wd >= 0)
@@ -884,6 +983,11 @@ static void read_events(recd_catalog_loader_t *l, int ifd)
             const struct inotify_event *ev = (const struct inotify_event *)p;
             if (!(ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)))
                 continue;
+            if (ev->wd == l->root_wd) {
+                if (!(ev->mask & IN_IGNORED))
+                    inotify_rm_watch(ifd, ev->wd);
+                l->root_wd = -1;
+            }
             for (size_t i = 0; i < l->n_models; ++i) {
                 if (l->models[i].wd == ev->wd) {
                     if (!(ev->mask & IN_IGNORED))
@@ -919,6 +1023,7 @@ static void *watch_main(void *arg)
         close(ifd);
     for (size_t i = 0; i < l->n_models; ++i)
         l->models[i].wd = -1;
+    l->root_wd = -1;
     return NULL;
 }
 

@@ -25,8 +25,8 @@ typedef struct st_recd_catalog_t recd_catalog_t;
 /**
  * Roles of a version in its model (bits). ACTIVE: serves the model's traffic outside experiments; PINNED: named by the
  * control file's "pins"; ARM: named by an arm of an enabled, running experiment; STANDBY: no role but kept loaded (the
- * rollback target, the top of "history"); FAILED: a version one of the others wanted that did not pass its checks or did
- * not fit the memory budget (its model is NULL).
+ * rollback target, the top of "history"); FAILED: a published version that did not pass its checks (alone, or with the
+ * role it was wanted for), or one that was wanted and did not fit the memory budget (its model is NULL).
  */
 enum { RECD_CATALOG_ACTIVE = 1, RECD_CATALOG_PINNED = 2, RECD_CATALOG_ARM = 4, RECD_CATALOG_STANDBY = 8, RECD_CATALOG_FAILED = 16 };
 
@@ -35,6 +35,7 @@ typedef struct st_recd_catalog_version_t {
     uint64_t version;
     recd_model_t *model; /* borrowed from the snapshot; NULL when roles has RECD_CATALOG_FAILED */
     unsigned roles;      /* RECD_CATALOG_* bits */
+    const char *reason;  /* with RECD_CATALOG_FAILED: why ("artifact: ...", "warmup: ...", "budget: ..."); else NULL */
 } recd_catalog_version_t;
 
 /**
@@ -63,8 +64,11 @@ uint64_t recd_catalog_generation(const recd_catalog_t *c);
 size_t recd_catalog_n_models(const recd_catalog_t *c);
 /** The name of model i (0 <= i < recd_catalog_n_models; 0 is the default). */
 const char *recd_catalog_model_name(const recd_catalog_t *c, size_t i);
+/** The index of model name (len bytes) in the snapshot (0 is the default), or -1 when the snapshot has no such model. */
+int recd_catalog_model_index(const recd_catalog_t *c, const char *name, size_t len);
 /**
- * The loaded versions of model name (NULL = the default), ascending, *n of them (0 and NULL for an unknown model). The
+ * The versions of model name (NULL = the default) in the snapshot, ascending, *n of them (0 and NULL for an unknown
+ * model): the loaded ones with their roles, and the failed ones (RECD_CATALOG_FAILED, model NULL, with a reason). The
  * array belongs to the snapshot.
  */
 const recd_catalog_version_t *recd_catalog_versions(const recd_catalog_t *c, const char *name, size_t len, size_t *n);
@@ -93,10 +97,13 @@ typedef struct st_recd_catalog_loader_t recd_catalog_loader_t;
 
 /**
  * Loads models (n_models names, the first the default) from the registry directory and returns a loader holding the first
- * snapshot. A model's version is the one its control file (<registry>/<model>/control.json, {"active": N}) names, else the
- * newest one that opens; a version that fails its checks is rejected (logged and counted), and the next older one is tried.
- * Runs on the calling thread: call it at start-up, before any event loop runs. Returns NULL with a message in err when a
- * name is invalid or the default model has no version that opens.
+ * snapshot. The name "*" stands for every model directory in the registry (a real directory with a valid name), found
+ * again at every poll: a model published later is served from then on, after the ones named, new ones in byte order
+ * (a model keeps its index in later snapshots). With "*" alone the default is the first name in byte order at start-up. A model's
+ * version is the one its control file (<registry>/<model>/control.json, {"active": N}) names, else the newest one that opens; a
+ * version that fails its checks is rejected (logged and counted), and the next older one is tried. Runs on the calling thread: call
+ * it at start-up, before any event loop runs. Returns NULL with a message in err when a name is invalid or the default model has no
+ * version that opens.
  *
  * Registers recd_model_loads_total, recd_model_load_failures_total and recd_model_version{model="..."} in metrics; log and
  * metrics are borrowed and must outlive the loader.

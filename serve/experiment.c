@@ -155,9 +155,9 @@ void recd_serve_route(recd_serve_ctx_t *ctx, const recd_serve_id_t *user)
     uint64_t nonce = recd_serve_worker_nonce(sw);
     const recd_serve_route_t *r = NULL;
 
-    /* the default model's first enabled experiment routes (requests name no model yet; the admin API keeps one per model) */
+    /* the first enabled experiment of the request's model routes it (the admin API keeps one per model) */
     for (size_t i = 0; i < sw->n_routes && r == NULL; ++i)
-        if (sw->routes[i].model == 0 && sw->routes[i].e->enabled && sw->routes[i].e->n_arms > 0)
+        if (sw->routes[i].model == ctx->model_index && sw->routes[i].e->enabled && sw->routes[i].e->n_arms > 0)
             r = &sw->routes[i];
     if (r == NULL) {
         char *id = recd_serve_ctx_alloc(ctx, 17);
@@ -169,7 +169,8 @@ void recd_serve_route(recd_serve_ctx_t *ctx, const recd_serve_id_t *user)
     uint8_t arm = e->slots[recd_experiment_slot(e->salt, strlen(e->salt), user->base, user->len)];
     if (arm >= e->n_arms)
         arm = 0; /* the control file's reader guarantees this cannot happen; never index out of the arms */
-    recd_model_t *m = recd_catalog_version(sw->catalog, NULL, 0, e->arms[arm].version);
+    const char *model_name = recd_catalog_model_name(sw->catalog, ctx->model_index);
+    recd_model_t *m = recd_catalog_version(sw->catalog, model_name, strlen(model_name), e->arms[arm].version);
     if (m != NULL)
         recd_model_retain(m);
     recd_model_release(ctx->model);

@@ -141,6 +141,21 @@ recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw)
     return ctx;
 }
 
+int recd_serve_ctx_use_model(recd_serve_ctx_t *ctx, const char *name, size_t len)
+{
+    const recd_catalog_t *snap = ctx->worker->catalog;
+    int index = snap != NULL ? recd_catalog_model_index(snap, name, len) : -1;
+    if (index < 0)
+        return RECD_ENOTFOUND;
+    recd_model_t *m = recd_catalog_active(snap, name, len);
+    if (m != NULL)
+        recd_model_retain(m);
+    recd_model_release(ctx->model);
+    ctx->model = m;
+    ctx->model_index = (size_t)index;
+    return 0;
+}
+
 void recd_serve_ctx_retain(recd_serve_ctx_t *ctx)
 {
     ++ctx->refcnt;

@@ -104,6 +104,13 @@ void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17]);
  * recd_serve_ctx_release; the caller holds one reference.
  */
 recd_serve_ctx_t *recd_serve_ctx_create(recd_serve_worker_t *sw);
+/**
+ * Makes the context serve model name (len bytes) instead of the default one: the active version of that model in the
+ * worker's snapshot (none when it has no loaded version: the request then fails as for an unloaded default). Call before
+ * recd_serve_recommend or recd_serve_similar. Returns 0, or RECD_ENOTFOUND when the snapshot serves no model of that name
+ * (the context keeps the default's version).
+ */
+int recd_serve_ctx_use_model(recd_serve_ctx_t *ctx, const char *name, size_t len);
 /** Adds a reference. */
 void recd_serve_ctx_retain(recd_serve_ctx_t *ctx);
 /** Drops a reference; the last one releases the model reference and the memory. Accepts NULL. */

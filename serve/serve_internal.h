@@ -62,6 +62,7 @@ enum { RECD_SERVE_EXCL_TRAINED, RECD_SERVE_EXCL_REMEMBERED, RECD_SERVE_EXCL_RECE
 struct st_recd_serve_ctx_t {
     recd_serve_worker_t *worker;
     recd_model_t *model; /* the context's own reference */
+    size_t model_index;  /* the model's index in the worker's snapshot (0: the default), for the route stage */
     unsigned refcnt;     /* one thread only: no atomics */
     int cancelled;
     recd_serve_timing_t timing;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/text.h"
+#include "config/options.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
 #include "serve/experiments.h"
@@ -68,9 +69,12 @@ int main(int argc, char **argv)
              recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())), (int)getpid());
 
     app.metrics = recd_metrics_create(app.n_workers);
-    const char *models[] = {config.model};
-    if ((app.catalog = recd_catalog_loader_create(config.registry, models, 1, 0, &app.log, app.metrics, err, sizeof(err))) ==
-        NULL) {
+    size_t n_models;
+    char **models = recd_options_list_items(config.model, &n_models);
+    app.catalog = recd_catalog_loader_create(config.registry, (const char *const *)models, n_models, config.max_loaded_bytes,
+                                             &app.log, app.metrics, err, sizeof(err));
+    free(models);
+    if (app.catalog == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot load a model", "\"error\":%s",
                  recd_json_quote(q1, sizeof(q1), err, strlen(err)));
         fprintf(stderr, "recd: cannot load a model: %s\n", err);

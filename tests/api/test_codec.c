@@ -40,6 +40,13 @@ static void test_codec_recs_body_valid(void **state)
     assert_int_equal(rq.n_exclude, 1);
 
     assert_int_equal(recd_codec_parse_recs_body(H2O_STRLIT("{\"user\":\"x\"}"), 12, 1000, &pool, &rq, &err), 0);
+    assert_null(rq.model.base);
+    assert_int_equal(recd_codec_parse_recs_body(H2O_STRLIT("{\"user\":\"x\",\"model\":\"m2\"}"), 12, 1000, &pool, &rq, &err), 0);
+    assert_true(h2o_memis(rq.model.base, rq.model.len, H2O_STRLIT("m2")));
+    assert_int_equal(recd_codec_parse_recs_body(H2O_STRLIT("{\"user\":\"x\",\"model\":7}"), 12, 1000, &pool, &rq, &err), -1);
+    assert_string_equal(err.message, "model must be a string");
+    assert_int_equal(recd_codec_parse_recs_body(H2O_STRLIT("{\"user\":\"x\",\"model\":\"a b\"}"), 12, 1000, &pool, &rq, &err), -1);
+    assert_int_equal(err.status, 400);
     assert_int_equal(rq.k, 12);
     assert_int_equal(rq.n_recent, 0);
 }
@@ -106,10 +113,22 @@ static void test_codec_recs_query(void **state)
     assert_non_null(strstr(err.message, "'kk'"));
     assert_int_equal(recd_codec_parse_recs_query(H2O_STRLIT("user=a&k=20"), 10, 15, &pool, &rq, &err), -1);
     assert_string_equal(err.message, "k must be an integer in 1..15");
+    assert_null(rq.model.base); /* no model: the default */
+    assert_int_equal(recd_codec_parse_recs_query(H2O_STRLIT("user=a&model=ml-2"), 10, 1000, &pool, &rq, &err), 0);
+    assert_true(h2o_memis(rq.model.base, rq.model.len, H2O_STRLIT("ml-2")));
+    assert_int_equal(recd_codec_parse_recs_query(H2O_STRLIT("user=a&model=.hidden"), 10, 1000, &pool, &rq, &err), -1);
+    assert_int_equal(err.status, 400);
+    assert_non_null(strstr(err.message, "model must be a model name"));
+    assert_int_equal(recd_codec_parse_recs_query(H2O_STRLIT("user=a&model="), 10, 1000, &pool, &rq, &err), -1);
+    assert_int_equal(recd_codec_parse_recs_query(H2O_STRLIT("user=a&model=a%2Fb"), 10, 1000, &pool, &rq, &err), -1);
     uint32_t k;
-    assert_int_equal(recd_codec_parse_similar_query(H2O_STRLIT(""), 10, 1000, &pool, &k, &err), 0);
+    h2o_iovec_t model;
+    assert_int_equal(recd_codec_parse_similar_query(H2O_STRLIT(""), 10, 1000, &pool, &k, &model, &err), 0);
     assert_int_equal(k, 10);
-    assert_int_equal(recd_codec_parse_similar_query(H2O_STRLIT("user=x"), 10, 1000, &pool, &k, &err), -1);
+    assert_null(model.base);
+    assert_int_equal(recd_codec_parse_similar_query(H2O_STRLIT("k=2&model=m"), 10, 1000, &pool, &k, &model, &err), 0);
+    assert_true(h2o_memis(model.base, model.len, H2O_STRLIT("m")));
+    assert_int_equal(recd_codec_parse_similar_query(H2O_STRLIT("user=x"), 10, 1000, &pool, &k, &model, &err), -1);
 }
 
 static void test_codec_events_valid(void **state)

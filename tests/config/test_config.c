@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "config/config.h"
+#include "config/options.h"
 #include "models/model.h"
 
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -264,7 +265,7 @@ static void test_config_help_mentions_every_key(void **state)
     assert_int_equal(recd_config_to_json(&c, buf, sizeof(buf)), RECD_OK);
     json_t *obj = json_loads(buf, 0, NULL);
     assert_non_null(obj);
-    assert_int_equal(json_object_size(obj), 17);
+    assert_int_equal(json_object_size(obj), 18);
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
@@ -358,6 +359,55 @@ static void test_config_to_json_round_trip(void **state)
     assert_int_equal(recd_config_to_json(&d, b, 16), RECD_EINVAL);
     recd_config_dispose(&c);
     recd_config_dispose(&d);
+}
+
+/* model is a list: a repeated flag appends (replacing what the file or a variable set), a variable and a file string are
+ * comma-separated, a file array is joined; duplicates and empty names are refused. */
+static void test_config_model_list(void **state)
+{
+    recd_config_t c;
+    char err[256] = "", path[64], cfg_env[128], json[1024];
+    int help;
+    size_t n;
+
+    write_temp(path, sizeof(path), "{\"model\": [\"a\", \"b\"], \"max_loaded_bytes\": 4096}");
+    snprintf(cfg_env, sizeof(cfg_env), "RECD_CONFIG=%s", path);
+    char *envp_file[] = {cfg_env, NULL};
+    char *argv0[] = {"recd"};
+    recd_config_init(&c);
+    assert_int_equal(recd_config_parse(&c, ARGC(argv0), argv0, envp_file, &help, err, sizeof(err)), RECD_OK);
+    assert_string_equal(c.model, "a,b");
+    assert_int_equal(c.max_loaded_bytes, 4096);
+    assert_int_equal(recd_config_to_json(&c, json, sizeof(json)), RECD_OK);
+    assert_non_null(strstr(json, "\"model\":[\"a\",\"b\"]"));
+    recd_config_dispose(&c);
+
+    char *argv[] = {"recd", "--model", "x", "--model=y", "--model", "*"};
+    recd_config_init(&c);
+    assert_int_equal(recd_config_parse(&c, ARGC(argv), argv, envp_file, &help, err, sizeof(err)), RECD_OK);
+    assert_string_equal(c.model, "x,y,*"); /* the flags replace the file's list, then append */
+    char **items = recd_options_list_items(c.model, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(items[0], "x");
+    assert_string_equal(items[2], "*");
+    free(items);
+    recd_config_dispose(&c);
+    unlink(path);
+
+    char *envp[] = {"RECD_MODEL=m1,m2", NULL};
+    recd_config_init(&c);
+    assert_int_equal(recd_config_parse(&c, ARGC(argv0), argv0, envp, &help, err, sizeof(err)), RECD_OK);
+    assert_string_equal(c.model, "m1,m2");
+    recd_config_dispose(&c);
+
+    char *dup[] = {"recd", "--model", "x", "--model", "x"};
+    expect_parse_error(dup, ARGC(dup), NULL, "names \"x\" twice", "--model");
+    char *empty[] = {"recd", "--model", "a,,b"};
+    expect_parse_error(empty, ARGC(empty), NULL, "model names separated by commas", NULL);
+    expect_file_error("{\"model\": []}", RECD_EINVAL, "model must be a JSON string or a non-empty array", NULL);
+    expect_file_error("{\"model\": [\"a,b\"]}", RECD_EINVAL, "model[0] must be a non-empty string without commas", NULL);
+    expect_file_error("{\"model\": [\"a\", \"a\"]}", RECD_EINVAL, "names \"a\" twice", NULL);
+    expect_file_error("{\"model\": 3}", RECD_EINVAL, "model must be a JSON string or a non-empty array", NULL);
 }
 
 static void test_config_file_errors(void **state)
@@ -519,6 +569,7 @@ int test_config_run(void)
         cmocka_unit_test(test_config_readme_table_matches),
         cmocka_unit_test(test_config_to_json_round_trip),
         cmocka_unit_test(test_config_file_errors),
+        cmocka_unit_test(test_config_model_list),
         cmocka_unit_test(test_config_listen_forms),
         cmocka_unit_test(test_config_flag_errors),
         cmocka_unit_test(test_config_env_errors),

@@ -141,6 +141,20 @@ int harness_call(int port, const char *method, const char *path, const char *tok
     return status;
 }
 
+double harness_metric(int port, const char *sample)
+{
+    harness_response_t res;
+    double v = -1;
+    size_t len = strlen(sample);
+    if (harness_get(port, "/metrics", &res) != 0)
+        return -1;
+    for (const char *p = res.body; res.status == 200 && p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL)
+        if (strncmp(p, sample, len) == 0 && p[len] == ' ')
+            v = strtod(p + len + 1, NULL);
+    harness_response_free(&res);
+    return v;
+}
+
 int harness_log_contains(const char *path, const char *needle)
 {
     FILE *fp = fopen(path, "r");

@@ -91,6 +91,8 @@ char *harness_token(const char *scope, long exp_in);
  */
 int harness_call(int port, const char *method, const char *path, const char *tok, const char *body, json_t **out,
                  harness_response_t *keep);
+/** The value of a sample in /metrics (name and labels exactly as recd writes them), or -1 when absent or unreachable. */
+double harness_metric(int port, const char *sample);
 /** 1 when a line of the file at path contains needle. */
 int harness_log_contains(const char *path, const char *needle);
 /** Sleeps ms milliseconds. */

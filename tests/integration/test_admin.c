@@ -5,7 +5,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -90,21 +90,6 @@ static void read_experiment(const server_t *s, recd_control_experiment_t *out)
     recd_control_dispose(&c);
 }
 
-/* The value of one series in /metrics (name and labels exactly as recd writes them), or -1 when it is not there. */
-static double metric(int port, const char *series)
-{
-    harness_response_t res;
-    assert_int_equal(harness_get(port, "/metrics", &res), 0);
-    assert_int_equal(res.status, 200);
-    double v = -1;
-    size_t len = strlen(series);
-    for (const char *p = res.body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL)
-        if (strncmp(p, series, len) == 0 && p[len] == ' ')
-            v = strtod(p + len + 1, NULL);
-    harness_response_free(&res);
-    return v;
-}
-
 /* ---- many users over keep-alive connections ------------------------------------------------------------------------ */
 
 static void user_name(size_t i, char *out, size_t outlen)
@@ -556,9 +541,11 @@ static void test_experiments_report(void **state)
     assert_int_equal(harness_call(s.h.port, "POST", "/v1/events", NULL, text, NULL, NULL), 202);
     free(text);
     check_report(&s, t, 0);
-    assert_int_equal(metric(s.h.port, "recd_experiment_bad_request_ids_total"), bad_ids);
-    assert_int_equal(metric(s.h.port, "recd_experiment_clicks_total{model=\"demo\",experiment=\"e1\",arm=\"control\"}"), 31);
-    assert_int_equal(metric(s.h.port, "recd_experiment_conversions_total{model=\"demo\",experiment=\"e1\",arm=\"canary\"}"), 3);
+    assert_int_equal(harness_metric(s.h.port, "recd_experiment_bad_request_ids_total"), bad_ids);
+    assert_int_equal(harness_metric(s.h.port, "recd_experiment_clicks_total{model=\"demo\",experiment=\"e1\",arm=\"control\"}"),
+                     31);
+    assert_int_equal(harness_metric(s.h.port, "recd_experiment_conversions_total{model=\"demo\",experiment=\"e1\",arm=\"canary\"}"),
+                     3);
 
     /* skew: the canary users come back twice more, the control users do not */
     size_t skewed[2 * REPORT_USERS], n_skewed = 0;
@@ -632,7 +619,7 @@ static void ask_arm(int port, const recd_control_experiment_t *e, int arm, size_
 
 static double rounds(int port)
 {
-    return metric(port, "recd_experiment_guardrail_rounds_total");
+    return harness_metric(port, "recd_experiment_guardrail_rounds_total");
 }
 
 static void test_experiments_canary_rollback(void **state)
@@ -711,7 +698,7 @@ static void test_experiments_canary_rollback(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "error rate"));
     assert_int_equal(json_integer_value(json_object_get(r, "rollbacks")), 1);
     json_decref(r);
-    assert_int_equal(metric(s.h.port, "recd_experiment_rollbacks_total{model=\"demo\",experiment=\"e1\"}"), 1);
+    assert_int_equal(harness_metric(s.h.port, "recd_experiment_rollbacks_total{model=\"demo\",experiment=\"e1\"}"), 1);
     assert_true(harness_log_contains(s.h.log, "\"msg\":\"canary rolled back\""));
     server_stop(&s);
 }

@@ -76,12 +76,16 @@ static void test_hotswap_new_version_then_corrupt_one(void **state)
 static void test_hotswap_missing_model_fails_to_start(void **state)
 {
     harness_t h;
-    const char *const extra[] = {"--model", "absent", NULL};
-    /* the later --model wins: recd must exit 1 with a clear message rather than listen */
-    assert_int_not_equal(harness_start(&h, extra), 0);
+    char dir[256], registry[300];
+    /* a registry that holds another model: recd must exit 1 with a clear message rather than listen */
+    assert_int_equal(support_tmpdir_create(dir, sizeof(dir), "recd-absent"), 0);
+    snprintf(registry, sizeof(registry), "%s/registry", dir);
+    assert_int_equal(harness_publish(registry, 0, 0), 1);
+    assert_int_not_equal(harness_start_registry(&h, registry, "absent", NULL), 0);
     assert_true(harness_log_contains(h.log, "cannot load a model"));
     assert_true(harness_log_contains(h.log, "absent"));
     harness_stop(&h);
+    support_remove_tree(dir);
 }
 
 /* Waits (up to ~5 s) until every answer comes from want, checking that no request fails meanwhile. */

@@ -239,6 +239,19 @@ static void test_catalog_rejected_version_not_retried_until_its_file_changes(voi
     recd_catalog_loader_t *l = create(fx);
 
     assert_int_equal(publish(fx, "demo", 4, 1), 2);
+    /* the rejection is published once: the snapshot lists version 2 as failed, with its reason */
+    assert_int_equal(recd_catalog_loader_poll(l), 1);
+    recd_catalog_t *c = recd_catalog_loader_current(l);
+    size_t n;
+    const recd_catalog_version_t *vs = recd_catalog_versions(c, NULL, 0, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(vs[1].version, 2);
+    assert_int_equal(vs[1].roles, RECD_CATALOG_FAILED);
+    assert_null(vs[1].model);
+    assert_non_null(vs[1].reason);
+    assert_non_null(strstr(vs[1].reason, "artifact: "));
+    assert_null(vs[0].reason);
+    recd_catalog_release(c);
     for (int i = 0; i < 4; ++i) {
         assert_int_equal(recd_catalog_loader_poll(l), 0);
         assert_int_equal(counter(fx, "recd_model_load_failures_total"), 1);
@@ -257,6 +270,11 @@ static void test_catalog_rejected_version_not_retried_until_its_file_changes(voi
     replace_artifact(fx, "demo", 2, 6, 0);
     assert_int_equal(recd_catalog_loader_poll(l), 1);
     assert_int_equal(active_version(l), 2);
+    c = recd_catalog_loader_current(l);
+    vs = recd_catalog_versions(c, NULL, 0, &n);
+    assert_int_equal(n, 1); /* no longer failed */
+    assert_int_equal(vs[0].roles, RECD_CATALOG_ACTIVE);
+    recd_catalog_release(c);
     assert_int_equal(counter(fx, "recd_model_loads_total"), 2);
     assert_int_equal(counter(fx, "recd_model_load_failures_total"), 2);
     recd_catalog_loader_free(l);
