@@ -170,9 +170,7 @@ int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k
 
 float recd_event_weight(const recd_event_t *ev)
 {
-    if (ev->type == RECD_EVENT_RATING)
-        return (float)ev->value;
-    return (float)recd_event_default_weight(ev->type);
+    return (float)recd_event_weight_of(ev->type, ev->value);
 }
 
 int recd_codec_parse_iso8601(const char *s, size_t len, double *epoch)

@@ -11,6 +11,7 @@
 static int check_listen(const char *value, char *err, size_t errlen);
 static int check_log_level(const char *value, char *err, size_t errlen);
 static int check_nonempty(const char *value, char *err, size_t errlen);
+static int check_redis(const char *value, char *err, size_t errlen);
 static int check_models(const char *value, char *err, size_t errlen);
 
 #define OFF(field) offsetof(recd_config_t, field)
@@ -54,6 +55,14 @@ static const recd_option_t options[] = {
      "Clock-skew allowance when checking a JWT's exp and nbf."},
     {"jwt_public_scopes", RECD_OPT_BOOL, OFF(jwt_public_scopes), "false", 0, 1, NULL, "BOOL",
      "Public endpoints need a JWT too: recs:read for recommendations and similar items, events:write for events."},
+    {"redis", RECD_OPT_STRING, OFF(redis), "", 0, 0, check_redis, "HOST:PORT",
+     "Redis holding the users' vectors and recent items (docs/REDIS.md); empty: the embedded in-memory user state."},
+    {"redis_timeout_ms", RECD_OPT_U32, OFF(redis_timeout_ms), "5", 1, 60000, NULL, "MS",
+     "Deadline of one Redis lookup; a request that misses it is served without the user's stored state."},
+    {"redis_vec_ttl_s", RECD_OPT_U32, OFF(redis_vec_ttl_s), "604800", 1, 315360000, NULL, "SECONDS",
+     "Expiry of a user's vectors (and their stamp) in Redis, renewed by every write."},
+    {"redis_recent_ttl_s", RECD_OPT_U32, OFF(redis_recent_ttl_s), "2592000", 1, 315360000, NULL, "SECONDS",
+     "Expiry of a user's recent items in Redis, renewed by every append."},
 };
 
 static const recd_options_t spec = {options, sizeof(options) / sizeof(options[0]), "RECD", 1};
@@ -65,6 +74,16 @@ static int check_nonempty(const char *value, char *err, size_t errlen)
         return RECD_EINVAL;
     }
     return RECD_OK;
+}
+
+/* "" (none) or HOST:PORT with a port other than 0. */
+static int check_redis(const char *value, char *err, size_t errlen)
+{
+    uint16_t port;
+    if (value[0] == '\0' || (recd_config_parse_listen(value, NULL, 0, &port) == RECD_OK && port != 0))
+        return RECD_OK;
+    snprintf(err, errlen, "must be HOST:PORT with a port from 1 to 65535, got \"%s\"", value);
+    return RECD_EINVAL;
 }
 
 /* A list of model names: each element non-empty and given once ("*" for every model; names are checked by the registry). */

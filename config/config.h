@@ -26,6 +26,10 @@ typedef struct st_recd_config_t {
     char *jwt_rs256_public_key;  /* RS256 public key PEM for JWTs ("" = none) */
     uint32_t jwt_clock_skew_s;   /* allowance on exp and nbf */
     int jwt_public_scopes;       /* public endpoints need recs:read / events:write */
+    char *redis;                 /* "HOST:PORT" of the Redis feature store ("" = the in-memory store) */
+    uint32_t redis_timeout_ms;   /* per-request deadline of a Redis lookup */
+    uint32_t redis_vec_ttl_s;    /* EXPIRE of a user's vectors in Redis */
+    uint32_t redis_recent_ttl_s; /* EXPIRE of a user's recent items in Redis */
 } recd_config_t;
 
 /** Sets every key to its default (see recd_config_print_help). */

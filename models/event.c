@@ -22,3 +22,8 @@ double recd_event_default_weight(recd_event_type_t t)
 {
     return (unsigned)t < RECD_EVENT_N_TYPES ? default_weights[t] : -1;
 }
+
+double recd_event_weight_of(recd_event_type_t t, double value)
+{
+    return t == RECD_EVENT_RATING ? value : recd_event_default_weight(t);
+}

@@ -23,5 +23,10 @@ int recd_event_type_parse(const char *name, size_t len);
  * value (returns -1 to say so).
  */
 double recd_event_default_weight(recd_event_type_t t);
+/**
+ * The interaction weight an event carries, wherever it is counted (recd's feature store, recd-updater's fold-in): a
+ * rating weighs its value, every other type its default weight (a value it carries is ignored).
+ */
+double recd_event_weight_of(recd_event_type_t t, double value);
 
 #endif

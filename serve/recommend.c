@@ -74,8 +74,8 @@ static void after_state(recd_serve_ctx_t *ctx, int err);
 /* Stage 3, user vector, first half: ask the feature store what it remembers of the user. */
 static int stage_user_vector(recd_serve_ctx_t *ctx)
 {
-    recd_feature_query_t q = {
-        ctx->user.base, ctx->user.len, recd_model_version(ctx->model), recd_model_n_factors(ctx->model), recd_serve_ctx_alloc, ctx};
+    recd_feature_query_t q = {ctx->user.base,       ctx->user.len, recd_model_version(ctx->model), recd_model_n_factors(ctx->model),
+                              recd_serve_ctx_alloc, ctx,           recd_model_name(ctx->model)};
     int ret = recd_feature_store_get(ctx->worker->serve->store, &q, &ctx->state, on_state, ctx);
     if (ret == RECD_FEATURE_PENDING) {
         recd_serve_ctx_retain(ctx); /* the pending lookup's reference */
@@ -103,7 +103,7 @@ static const float *user_vector_from_state(recd_serve_ctx_t *ctx, const float *w
     if (recd_serve_fold_user(m, ctx->user_index, ctx->excluded[RECD_SERVE_EXCL_REMEMBERED].v, weights, n_known,
                              recd_serve_ctx_alloc, ctx, folded) == 0) {
         /* stored back, so the user is folded once per version and state, whichever thread asks next */
-        recd_feature_store_put_vector(ctx->worker->serve->store, ctx->user.base, ctx->user.len, ctx->state.seq,
+        recd_feature_store_put_vector(ctx->worker->serve->store, ctx->user.base, ctx->user.len, ctx->state.seq, recd_model_name(m),
                                       recd_model_version(m), folded, nf);
         return folded;
     }

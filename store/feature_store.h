@@ -40,6 +40,7 @@ typedef struct st_recd_feature_query_t {
     uint32_t n_factors;
     recd_store_alloc_cb alloc;
     void *alloc_ctx;
+    const char *model; /* the name of model_version's model (NUL-terminated), or NULL; several models share a store */
 } recd_feature_query_t;
 
 /** The lookup will complete later through its callback (a positive value, never a RECD_E* code). */
@@ -59,8 +60,8 @@ typedef struct st_recd_feature_store_ops_t {
     int (*get)(recd_feature_store_t *s, const recd_feature_query_t *q, recd_feature_user_t *out, recd_feature_get_cb cb,
                void *data);
     void (*append)(recd_feature_store_t *s, const char *user, size_t user_len, const recd_feature_item_t *items, size_t n);
-    void (*put_vector)(recd_feature_store_t *s, const char *user, size_t user_len, uint64_t seq, uint64_t model_version,
-                       const float *vec, uint32_t n_factors);
+    void (*put_vector)(recd_feature_store_t *s, const char *user, size_t user_len, uint64_t seq, const char *model,
+                       uint64_t model_version, const float *vec, uint32_t n_factors);
     size_t (*count)(recd_feature_store_t *s);
     void (*free)(recd_feature_store_t *s);
 } recd_feature_store_ops_t;
@@ -92,14 +93,15 @@ static inline void recd_feature_store_append(recd_feature_store_t *s, const char
 }
 
 /**
- * Stores a vector folded for model_version from the user's state with sequence seq (copied). Ignored when the user is
- * unknown or a vector from a later state is already stored, so folds finishing out of order never go back in time.
- * Thread-safe.
+ * Stores a vector folded for model_version (of the model named model, NUL-terminated or NULL, as in the lookup) from the
+ * user's state with sequence seq (copied). Ignored when the user is unknown or a vector from a later state is already
+ * stored, so folds finishing out of order never go back in time (a remote backend may only approximate this: see its
+ * header). Thread-safe.
  */
 static inline void recd_feature_store_put_vector(recd_feature_store_t *s, const char *user, size_t user_len, uint64_t seq,
-                                                 uint64_t model_version, const float *vec, uint32_t n_factors)
+                                                 const char *model, uint64_t model_version, const float *vec, uint32_t n_factors)
 {
-    s->ops->put_vector(s, user, user_len, seq, model_version, vec, n_factors);
+    s->ops->put_vector(s, user, user_len, seq, model, model_version, vec, n_factors);
 }
 
 /** Number of users with state (for tests and reports). */

@@ -258,8 +258,8 @@ static int store_get(recd_feature_store_t *s, const recd_feature_query_t *q, rec
     return ret;
 }
 
-static void store_put_vector(recd_feature_store_t *s, const char *user, size_t ulen, uint64_t seq, uint64_t model_version,
-                             const float *vec, uint32_t n_factors)
+static void store_put_vector(recd_feature_store_t *s, const char *user, size_t ulen, uint64_t seq, const char *model,
+                             uint64_t model_version, const float *vec, uint32_t n_factors)
 {
     memory_store_t *us = (memory_store_t *)s;
     uint64_t hash = recd_hash_id(user, ulen);

@@ -19,6 +19,7 @@ typedef struct st_recd_app_t {
     struct st_recd_serve_t *serve;
     struct st_recd_api_t *api;
     recd_event_sink_t *events;
+    int redis; /* store is the Redis feature store: every worker attaches its own connection */
     size_t n_workers;
 } recd_app_t;
 

@@ -12,6 +12,7 @@
 #include "bin/recd/workers.h"
 #include "serve/experiments.h"
 #include "store/file_sink.h"
+#include "store/redis_store.h"
 
 extern char **environ;
 
@@ -49,6 +50,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: invalid log_level or listen address\n");
         goto Exit;
     }
+    /* signals are taken by sigwait on this thread only: block them before any thread starts
+     * (the catalog loader and the event log's writer start their threads below and inherit the mask) */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     app.config = &config;
     app.log = (recd_logger_t){level, STDERR_FILENO};
     app.n_workers = config.threads > 0 ? config.threads : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
@@ -80,7 +89,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: cannot load a model: %s\n", err);
         goto Exit;
     }
-    app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
+    if (config.redis[0] != '\0') {
+        char redis_host[256];
+        recd_redis_config_t rc = {.host = redis_host,
+                                  .timeout_ms = config.redis_timeout_ms,
+                                  .vec_ttl_s = config.redis_vec_ttl_s,
+                                  .recent_ttl_s = config.redis_recent_ttl_s,
+                                  .max_recent = config.max_recent_items};
+        if (recd_config_parse_listen(config.redis, redis_host, sizeof(redis_host), &rc.port) != RECD_OK) {
+            fprintf(stderr, "recd: invalid redis address\n");
+            goto Exit;
+        }
+        app.store = recd_redis_store_create(&rc, app.metrics, &app.log);
+        app.redis = 1;
+        recd_log(&app.log, RECD_LOG_INFO, "user state in redis", "\"redis\":%s,\"timeout_ms\":%u",
+                 recd_json_quote(q1, sizeof(q1), config.redis, strlen(config.redis)), config.redis_timeout_ms);
+    } else {
+        app.store = recd_memory_store_create(config.max_recent_items, config.max_users, app.metrics);
+    }
     app.serve = recd_serve_create(&(recd_serve_config_t){config.max_k}, app.store, app.metrics, &app.log);
     if ((app.events = recd_file_sink_open(config.events_path, config.events_fsync, EVENT_QUEUE_BYTES, err, sizeof(err))) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot open the event log", "\"error\":%s",

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "base/alloc.h"
 #include "api/api.h"
+#include "api/redis_loop.h"
 #include "bin/recd/workers.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -43,7 +44,9 @@ typedef struct st_recd_worker_t {
     int listen_fd;
     h2o_socket_t *listener;
     h2o_accept_ctx_t accept_ctx;
-    uint64_t seed; /* of the request-id generator */
+    uint64_t seed;                 /* of the request-id generator */
+    recd_redis_loop_t *redis_loop; /* with app->redis: this loop's adapter and connection */
+    recd_redis_conn_t *redis_conn;
 } recd_worker_t;
 
 /* A new catalog snapshot for a worker (one reference, which the worker takes over), or NULL: stop. */
@@ -158,6 +161,10 @@ static void *worker_main(void *arg)
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = ws->conf->hosts;
     w->serve = recd_serve_worker_create(app->serve, w->index, w->seed);
+    if (app->redis) {
+        w->redis_loop = recd_api_redis_loop_create(loop);
+        w->redis_conn = recd_redis_store_attach(app->store, w->index, w->redis_loop);
+    }
     set_catalog(w, recd_catalog_loader_current(app->catalog));
     recd_api_attach(app->api, &w->ctx, w->serve, w->index);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
@@ -189,6 +196,11 @@ static void *worker_main(void *arg)
         while (recd_api_pending(app->api, &w->ctx) > 0)
             h2o_evloop_run(loop, 10);
     }
+    /* lookups still waiting on Redis are answered now; the run below lets h2o dispose of the closed socket */
+    recd_redis_conn_close(w->redis_conn);
+    w->redis_conn = NULL;
+    recd_api_redis_loop_free(w->redis_loop);
+    w->redis_loop = NULL;
     /* drain leftover messages (none are sent after the loader stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);

@@ -301,7 +301,7 @@ static void test_pipeline_remembered_user_refolded_once_per_version(void **state
     /* the folded vector was stored for this version and state: the next request reads it back */
     recd_feature_user_t user;
     ctx = recd_serve_ctx_create(fx->sw);
-    recd_feature_query_t q = {"u1", 2, 1, N_FACTORS, recd_serve_ctx_alloc, ctx};
+    recd_feature_query_t q = {"u1", 2, 1, N_FACTORS, recd_serve_ctx_alloc, ctx, NULL};
     assert_int_equal(recd_feature_store_get(fx->store, &q, &user, NULL, NULL), 0);
     assert_non_null(user.vec);
     assert_memory_equal(user.vec, vec, sizeof(vec));
@@ -340,8 +340,8 @@ static void late_append(recd_feature_store_t *s, const char *user, size_t len, c
 {
 }
 
-static void late_put_vector(recd_feature_store_t *s, const char *user, size_t len, uint64_t seq, uint64_t version, const float *vec,
-                            uint32_t nf)
+static void late_put_vector(recd_feature_store_t *s, const char *user, size_t len, uint64_t seq, const char *model,
+                            uint64_t version, const float *vec, uint32_t nf)
 {
 }
 

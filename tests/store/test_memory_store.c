@@ -41,7 +41,7 @@ static void add_one(recd_feature_store_t *us, const char *user, const char *item
 static int get_user(recd_feature_store_t *us, const char *user, uint64_t version, uint32_t n_factors, arena_t *arena,
                     recd_feature_user_t *out)
 {
-    recd_feature_query_t q = {user, strlen(user), version, n_factors, arena_alloc, arena};
+    recd_feature_query_t q = {user, strlen(user), version, n_factors, arena_alloc, arena, "m"};
     /* the in-memory store always answers at once, so no callback is given */
     return recd_feature_store_get(us, &q, out, NULL, NULL);
 }
@@ -163,7 +163,7 @@ static void test_memory_store_evicted_user_starts_fresh(void **state)
     add_one(us, "anchor", "y");
     add_one(us, b, "z"); /* evicts anchor */
     /* a vector folded from anchor's old snapshot is dropped: the user is gone */
-    recd_feature_store_put_vector(us, "anchor", 6, 2, 1, vec, 4);
+    recd_feature_store_put_vector(us, "anchor", 6, 2, "m", 1, vec, 4);
     assert_int_equal(n_items(us, "anchor"), -1);
     add_one(us, "anchor", "w"); /* evicts b; anchor comes back with only the new item and no vector */
     assert_int_equal(get_user(us, "anchor", 1, 4, &arena, &snap), 0);
@@ -243,7 +243,7 @@ static void test_memory_store_vector_only_for_its_state_and_version(void **state
     float got[4];
 
     add_one(us, "u", "x"); /* seq 1 */
-    recd_feature_store_put_vector(us, "u", 1, 1, 7, v1, 2);
+    recd_feature_store_put_vector(us, "u", 1, 1, "m", 7, v1, 2);
     assert_true(stored_vector(us, "u", 7, 2, got));
     assert_memory_equal(got, v1, sizeof(v1));
     /* another version, or another width, does not get it */
@@ -253,7 +253,7 @@ static void test_memory_store_vector_only_for_its_state_and_version(void **state
     add_one(us, "u", "y"); /* seq 2 */
     assert_false(stored_vector(us, "u", 7, 2, got));
     /* a vector for an unknown user is dropped */
-    recd_feature_store_put_vector(us, "nobody", 6, 1, 7, v1, 2);
+    recd_feature_store_put_vector(us, "nobody", 6, 1, "m", 7, v1, 2);
     assert_int_equal(n_items(us, "nobody"), -1);
     recd_feature_store_free(us);
 }
@@ -267,13 +267,13 @@ static void test_memory_store_vector_never_goes_back_in_time(void **state)
     add_one(us, "u", "x");
     add_one(us, "u", "y"); /* seq 2 */
     /* two folds finish out of order: the one from the newer state (seq 2) first, then one from seq 1 */
-    recd_feature_store_put_vector(us, "u", 1, 2, 7, newer, 2);
-    recd_feature_store_put_vector(us, "u", 1, 1, 7, older, 2);
+    recd_feature_store_put_vector(us, "u", 1, 2, "m", 7, newer, 2);
+    recd_feature_store_put_vector(us, "u", 1, 1, "m", 7, older, 2);
     assert_true(stored_vector(us, "u", 7, 2, got));
     assert_memory_equal(got, newer, sizeof(newer));
     /* same state: a later version replaces it, an earlier one does not */
-    recd_feature_store_put_vector(us, "u", 1, 2, 8, next_version, 2);
-    recd_feature_store_put_vector(us, "u", 1, 2, 7, prev_version, 2);
+    recd_feature_store_put_vector(us, "u", 1, 2, "m", 8, next_version, 2);
+    recd_feature_store_put_vector(us, "u", 1, 2, "m", 7, prev_version, 2);
     assert_false(stored_vector(us, "u", 7, 2, got));
     assert_true(stored_vector(us, "u", 8, 2, got));
     assert_memory_equal(got, next_version, sizeof(next_version));
