@@ -85,8 +85,9 @@ typedef struct st_recd_serve_guardrail_t recd_serve_guardrail_t;
  * Starts the guardrail thread: every interval_ms it takes the loader's current snapshot and judges each enabled, running
  * experiment of each model whose guardrails are enabled; a rollback verdict is written with recd_control_update (one
  * atomic change of registry/<model>/control.json), logged, and counted in recd_experiment_rollbacks_total{model,
- * experiment}; the catalog then serves the new slot table. s and loader are borrowed. Returns NULL when the thread cannot
- * start.
+ * experiment}; the catalog then serves the new slot table. Each finished round adds 1 to
+ * recd_experiment_guardrail_rounds_total, so a test or an operator can wait for a verdict without guessing at time. s and
+ * loader are borrowed. Returns NULL when the thread cannot start.
  */
 recd_serve_guardrail_t *recd_serve_guardrail_start(recd_serve_t *s, recd_catalog_loader_t *loader, const char *registry,
                                                    uint32_t interval_ms);

@@ -22,6 +22,7 @@ struct st_recd_serve_guardrail_t {
     recd_catalog_loader_t *loader;
     char *registry;
     uint32_t interval_ms;
+    recd_metric_t *rounds;
     pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t cond;
@@ -94,6 +95,8 @@ static void *run(void *arg)
         if (snapshot != NULL)
             recd_serve_guardrail_run_once(g->serve, snapshot, g->registry);
         recd_catalog_release(snapshot);
+        /* counted once the round is over: a watcher that reads n knows round n + 2 began after its read */
+        recd_metric_add(g->rounds, RECD_METRICS_SHARED, 1);
         pthread_mutex_lock(&g->mutex);
     }
     pthread_mutex_unlock(&g->mutex);
@@ -108,6 +111,8 @@ recd_serve_guardrail_t *recd_serve_guardrail_start(recd_serve_t *s, recd_catalog
     g->loader = loader;
     g->registry = recd_xstrdup(registry);
     g->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    g->rounds = recd_metrics_counter(s->metrics, "recd_experiment_guardrail_rounds_total",
+                                     "Rounds of the guardrail thread (each judges every guarded experiment once).", NULL);
     pthread_mutex_init(&g->mutex, NULL);
     pthread_cond_init(&g->cond, NULL);
     if (pthread_create(&g->thread, NULL, run, g) != 0) {

@@ -1,7 +1,10 @@
 /* harness.c: integration-test harness: a temp registry with a generated artifact and the real recd, on tests/support. */
+#include <jansson.h>
+#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "tests/integration/harness.h"
 #include "tests/support/net.h"
 
@@ -91,4 +94,82 @@ int harness_stop(harness_t *h)
     }
     support_remove_tree(h->dir);
     return ret;
+}
+
+int harness_write_jwt_secret(const char *path)
+{
+    FILE *fp = fopen(path, "w");
+    if (fp == NULL)
+        return -1;
+    int ok = fprintf(fp, "%s\n", HARNESS_JWT_SECRET) > 0;
+    return fclose(fp) == 0 && ok ? 0 : -1;
+}
+
+char *harness_token(const char *scope, long exp_in)
+{
+    jwt_t *jwt;
+    if (jwt_new(&jwt) != 0)
+        return NULL;
+    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + exp_in);
+    if (scope != NULL)
+        jwt_add_grant(jwt, "scope", scope);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)HARNESS_JWT_SECRET, (int)strlen(HARNESS_JWT_SECRET));
+    char *t = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    return t;
+}
+
+int harness_call(int port, const char *method, const char *path, const char *tok, const char *body, json_t **out,
+                 harness_response_t *keep)
+{
+    char headers[4096] = "";
+    harness_response_t res;
+    if (out != NULL)
+        *out = NULL;
+    if (tok != NULL)
+        snprintf(headers, sizeof(headers), "Authorization: Bearer %s\r\n", tok);
+    if (harness_request(port, method, path, body != NULL ? "application/json" : NULL, body, body != NULL ? strlen(body) : 0,
+                        headers[0] != '\0' ? headers : NULL, &res) != 0)
+        return -1;
+    int status = res.status;
+    if (out != NULL)
+        *out = json_loads(res.body, 0, NULL);
+    if (keep != NULL)
+        *keep = res;
+    else
+        harness_response_free(&res);
+    return status;
+}
+
+double harness_metric(int port, const char *sample)
+{
+    harness_response_t res;
+    double v = -1;
+    size_t len = strlen(sample);
+    if (harness_get(port, "/metrics", &res) != 0)
+        return -1;
+    for (const char *p = res.body; res.status == 200 && p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL)
+        if (strncmp(p, sample, len) == 0 && p[len] == ' ')
+            v = strtod(p + len + 1, NULL);
+    harness_response_free(&res);
+    return v;
+}
+
+int harness_log_contains(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char line[8192];
+    int found = 0;
+    if (fp == NULL)
+        return 0;
+    while (!found && fgets(line, sizeof(line), fp) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+void harness_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <jansson.h>
 #include "tests/support/fixtures.h"
 #include "tests/support/http.h"
 #include "tests/support/proc.h"
@@ -13,6 +14,9 @@
 #define HARNESS_N_GROUPS SUPPORT_FIXTURE_N_GROUPS
 #define HARNESS_ITEMS_PER_GROUP SUPPORT_FIXTURE_ITEMS_PER_GROUP
 #define HARNESS_USERS_PER_GROUP SUPPORT_FIXTURE_USERS_PER_GROUP
+
+/** The HS256 secret harness_write_jwt_secret writes and harness_token signs with. */
+#define HARNESS_JWT_SECRET "integration-secret-0123456789abcdef0123456789"
 
 /** A running recd and the temp directory it works in. */
 typedef struct st_harness_t {
@@ -76,5 +80,22 @@ static inline ssize_t harness_raw(int port, const char *data, size_t len, char *
 {
     return support_http_raw(port, data, len, buf, buflen);
 }
+
+/** Writes HARNESS_JWT_SECRET (and a newline) to path, for --jwt-hs256-secret-file. Returns 0 or -1. */
+int harness_write_jwt_secret(const char *path);
+/** An HS256 token signed with HARNESS_JWT_SECRET, expiring exp_in seconds from now, with scope (may be NULL); free() it. */
+char *harness_token(const char *scope, long exp_in);
+/**
+ * One request with an optional bearer token tok and JSON body (may be NULL). Returns the status, or -1 on a transport error;
+ * *out (may be NULL) receives the parsed body (NULL when not JSON), *keep (may be NULL) the whole response to free.
+ */
+int harness_call(int port, const char *method, const char *path, const char *tok, const char *body, json_t **out,
+                 harness_response_t *keep);
+/** The value of a sample in /metrics (name and labels exactly as recd writes them), or -1 when absent or unreachable. */
+double harness_metric(int port, const char *sample);
+/** 1 when a line of the file at path contains needle. */
+int harness_log_contains(const char *path, const char *needle);
+/** Sleeps ms milliseconds. */
+void harness_sleep_ms(int ms);
 
 #endif

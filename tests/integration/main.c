@@ -10,6 +10,7 @@ int test_events_disk_run(void);
 int test_served_run(void);
 int test_admin_run(void);
 int test_kafka_run(void);
+int test_experiments_run(void);
 int test_redis_run(void);
 int test_swap_run(void);
 
@@ -22,6 +23,7 @@ int main(void)
     failed += test_served_run();
     failed += test_admin_run();
     failed += test_kafka_run();
+    failed += test_experiments_run();
     failed += test_redis_run();
     failed += test_swap_run();
     return failed != 0;

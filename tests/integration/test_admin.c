@@ -5,7 +5,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,42 +12,6 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include "tests/integration/harness.h"
-
-#define SECRET "integration-secret-0123456789abcdef0123456789"
-
-static char *token(const char *scope, long exp_in)
-{
-    jwt_t *jwt;
-    assert_int_equal(jwt_new(&jwt), 0);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + exp_in);
-    if (scope != NULL)
-        jwt_add_grant(jwt, "scope", scope);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    return t;
-}
-
-/* One request with an optional bearer token; returns the status, body parsed into *out (may be NULL). */
-static int request(int port, const char *method, const char *path, const char *tok, const char *body, json_t **out,
-                   harness_response_t *keep)
-{
-    char headers[4096] = "";
-    harness_response_t res;
-    if (tok != NULL)
-        snprintf(headers, sizeof(headers), "Authorization: Bearer %s\r\n", tok);
-    assert_int_equal(harness_request(port, method, path, body != NULL ? "application/json" : NULL, body, body ? strlen(body) : 0,
-                                     headers[0] ? headers : NULL, &res),
-                     0);
-    int status = res.status;
-    if (out != NULL)
-        *out = json_loads(res.body, 0, NULL);
-    if (keep != NULL)
-        *keep = res;
-    else
-        harness_response_free(&res);
-    return status;
-}
 
 static int recdctl(int port, const char *tok, const char *args)
 {
@@ -64,82 +27,85 @@ static void test_admin_auth_models_experiments(void **state)
     char dir[] = "/tmp/recd-admin-XXXXXX", secret[64], flag[128];
     assert_non_null(mkdtemp(dir));
     snprintf(secret, sizeof(secret), "%s/secret", dir);
-    FILE *fp = fopen(secret, "w");
-    fprintf(fp, "%s\n", SECRET);
-    fclose(fp);
+    assert_int_equal(harness_write_jwt_secret(secret), 0);
     snprintf(flag, sizeof(flag), "--jwt-hs256-secret-file=%s", secret);
     const char *args[] = {flag, NULL};
     harness_t h;
     harness_response_t res;
     json_t *j;
-    char *admin = token("admin", 600), *reader = token("recs:read", 600), *expired = token("admin", -600);
+    char *admin = harness_token("admin", 600), *reader = harness_token("recs:read", 600), *expired = harness_token("admin", -600);
 
     assert_int_equal(harness_start(&h, args), 0);
     /* the 401/403 matrix */
-    assert_int_equal(request(h.port, "GET", "/v1/models", NULL, NULL, NULL, &res), 401);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", NULL, NULL, NULL, &res), 401);
     char www[200];
     assert_non_null(harness_header(&res, "www-authenticate", www, sizeof(www)));
     assert_non_null(strstr(www, "Bearer"));
     harness_response_free(&res);
-    assert_int_equal(request(h.port, "GET", "/v1/models", expired, NULL, NULL, NULL), 401);
-    assert_int_equal(request(h.port, "GET", "/v1/models", "garbage.token.here", NULL, NULL, NULL), 401);
-    assert_int_equal(request(h.port, "GET", "/v1/models", reader, NULL, NULL, NULL), 403);
-    assert_int_equal(request(h.port, "PUT", "/v1/experiments/e1", reader, "{}", NULL, NULL), 403);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", expired, NULL, NULL, NULL), 401);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", "garbage.token.here", NULL, NULL, NULL), 401);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", reader, NULL, NULL, NULL), 403);
+    assert_int_equal(harness_call(h.port, "PUT", "/v1/experiments/e1", reader, "{}", NULL, NULL), 403);
     /* public endpoints stay open by default */
-    assert_int_equal(request(h.port, "GET", "/v1/recommendations?user=u10&k=2", NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/recommendations?user=u10&k=2", NULL, NULL, NULL, NULL), 200);
 
-    assert_int_equal(request(h.port, "GET", "/v1/models", admin, NULL, &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", admin, NULL, &j, NULL), 200);
     json_t *m = json_array_get(json_object_get(j, "models"), 0);
     assert_string_equal(json_string_value(json_object_get(m, "name")), HARNESS_MODEL);
     assert_int_equal(json_integer_value(json_object_get(m, "active")), 1);
     json_decref(j);
 
     /* activate and rollback: version 1 serves and nothing came before it */
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":1}", &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":1}", &j, NULL),
+                     200);
     uint64_t g1 = (uint64_t)json_integer_value(json_object_get(j, "generation"));
     assert_true(g1 >= 1);
     json_decref(j);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, NULL, NULL), 409);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, NULL, NULL), 409);
     assert_int_equal(harness_publish(h.registry, 1, 0), 2);
     assert_int_equal(harness_publish(h.registry, 2, 1), 3); /* corrupt */
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":99}", NULL, NULL), 404);
-    assert_int_equal(request(h.port, "POST", "/v1/models/nosuch/activate", admin, "{\"version\":1}", NULL, NULL), 404);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":3}", NULL, NULL), 409);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":\"2\"}", NULL, NULL),
-                     400);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":2}", &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":99}", NULL, NULL),
+                     404);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/nosuch/activate", admin, "{\"version\":1}", NULL, NULL), 404);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":3}", NULL, NULL),
+                     409);
+    assert_int_equal(
+        harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":\"2\"}", NULL, NULL), 400);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/activate", admin, "{\"version\":2}", &j, NULL),
+                     200);
     assert_int_equal(json_integer_value(json_object_get(j, "previous")), 1);
     assert_int_equal((uint64_t)json_integer_value(json_object_get(j, "generation")), g1 + 1);
     json_decref(j);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, &j, NULL), 200);
     assert_int_equal(json_integer_value(json_object_get(j, "active")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "previous")), 2);
     json_decref(j);
-    assert_int_equal(request(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, NULL, NULL), 409);
+    assert_int_equal(harness_call(h.port, "POST", "/v1/models/" HARNESS_MODEL "/rollback", admin, NULL, NULL, NULL), 409);
 
     /* experiments */
     const char *exp = "{\"salt\":\"s1\",\"enabled\":true,\"arms\":[{\"name\":\"control\",\"model\":\"" HARNESS_MODEL
                       "@1\",\"weight\":9000},{\"name\":\"canary\",\"model\":\"" HARNESS_MODEL "@2\",\"weight\":1000}],"
                       "\"guardrails\":{\"canary\":\"canary\",\"control\":\"control\",\"min_requests\":10}}";
-    assert_int_equal(request(h.port, "PUT", "/v1/experiments/e1", admin, exp, &j, NULL), 201);
+    assert_int_equal(harness_call(h.port, "PUT", "/v1/experiments/e1", admin, exp, &j, NULL), 201);
     assert_int_equal(json_integer_value(json_object_get(j, "table_version")), 1);
     json_decref(j);
-    assert_int_equal(request(h.port, "PUT", "/v1/experiments/e1", admin,
-                             "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL "@1\",\"weight\":9999}]}", &j,
-                             NULL),
+    assert_int_equal(harness_call(h.port, "PUT", "/v1/experiments/e1", admin,
+                                  "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL "@1\",\"weight\":9999}]}",
+                                  &j, NULL),
                      400);
     assert_non_null(strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "10000"));
     json_decref(j);
-    assert_int_equal(request(h.port, "PUT", "/v1/experiments/e1", admin,
-                             "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL "@1\",\"weight\":5000},"
-                             "{\"name\":\"b\",\"model\":\"other@1\",\"weight\":5000}]}",
-                             NULL, NULL),
+    assert_int_equal(harness_call(h.port, "PUT", "/v1/experiments/e1", admin,
+                                  "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL "@1\",\"weight\":5000},"
+                                  "{\"name\":\"b\",\"model\":\"other@1\",\"weight\":5000}]}",
+                                  NULL, NULL),
                      400);
-    assert_int_equal(request(h.port, "PUT", "/v1/experiments/e1", admin,
-                             "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL "@3\",\"weight\":10000}]}",
-                             NULL, NULL),
+    assert_int_equal(harness_call(h.port, "PUT", "/v1/experiments/e1", admin,
+                                  "{\"salt\":\"s1\",\"arms\":[{\"name\":\"a\",\"model\":\"" HARNESS_MODEL
+                                  "@3\",\"weight\":10000}]}",
+                                  NULL, NULL),
                      409);
-    assert_int_equal(request(h.port, "GET", "/v1/experiments/e1", admin, NULL, &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/experiments/e1", admin, NULL, &j, NULL), 200);
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "arms"), 1), "model")),
                         HARNESS_MODEL "@2");
     json_decref(j);
@@ -147,7 +113,7 @@ static void test_admin_auth_models_experiments(void **state)
     /* recdctl against the same server: a ramp keeps the table and bumps its version */
     assert_int_equal(recdctl(h.port, admin, "models"), 0);
     assert_int_equal(recdctl(h.port, admin, "experiment ramp e1 canary 2500"), 0);
-    assert_int_equal(request(h.port, "GET", "/v1/experiments/e1", admin, NULL, &j, NULL), 200);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/experiments/e1", admin, NULL, &j, NULL), 200);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "arms"), 0), "weight")), 7500);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "arms"), 1), "weight")), 2500);
     assert_int_equal(json_integer_value(json_object_get(j, "table_version")), 2);
@@ -157,15 +123,15 @@ static void test_admin_auth_models_experiments(void **state)
     assert_int_equal(recdctl(h.port, reader, "models"), 1);
     assert_int_equal(recdctl(h.port, admin, "frobnicate"), 2);
     assert_int_equal(recdctl(h.port, admin, "experiment delete e1"), 0);
-    assert_int_equal(request(h.port, "GET", "/v1/experiments/e1", admin, NULL, NULL, NULL), 404);
-    assert_int_equal(request(h.port, "DELETE", "/v1/experiments/e1", admin, NULL, NULL, NULL), 404);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/experiments/e1", admin, NULL, NULL, NULL), 404);
+    assert_int_equal(harness_call(h.port, "DELETE", "/v1/experiments/e1", admin, NULL, NULL, NULL), 404);
     assert_int_equal(harness_stop(&h), 0);
     /* nothing listens there any more: a clear error, exit 1 */
     assert_int_equal(recdctl(h.port, admin, "models"), 1);
 
     /* without a key the admin endpoints are refused, saying how to enable them */
     assert_int_equal(harness_start(&h, NULL), 0);
-    assert_int_equal(request(h.port, "GET", "/v1/models", admin, NULL, &j, NULL), 403);
+    assert_int_equal(harness_call(h.port, "GET", "/v1/models", admin, NULL, &j, NULL), 403);
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "admin_disabled");
     json_decref(j);
     assert_int_equal(harness_stop(&h), 0);

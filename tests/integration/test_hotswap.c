@@ -14,12 +14,6 @@
 #include <sys/socket.h>
 #include "tests/integration/harness.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* GET recommendations must succeed; returns the "model" it was served by (static buffer). */
 static const char *served_model(int port)
 {
@@ -34,19 +28,6 @@ static const char *served_model(int port)
     json_decref(j);
     harness_response_free(&res);
     return model;
-}
-
-static int log_contains(const char *path, const char *needle)
-{
-    FILE *fp = fopen(path, "r");
-    char line[8192];
-    int found = 0;
-    if (fp == NULL)
-        return 0;
-    while (!found && fgets(line, sizeof(line), fp) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
 }
 
 static void test_hotswap_new_version_then_corrupt_one(void **state)
@@ -65,14 +46,14 @@ static void test_hotswap_new_version_then_corrupt_one(void **state)
             all_new &= strcmp(served_model(h.port), "demo@2") == 0;
         if (all_new)
             break;
-        sleep_ms(50);
+        harness_sleep_ms(50);
     }
     assert_true(i < 100);
 
     assert_int_equal(harness_publish(h.registry, 2, 1), 3);
-    for (i = 0; i < 100 && !log_contains(h.log, "\"msg\":\"model version rejected\""); ++i) {
+    for (i = 0; i < 100 && !harness_log_contains(h.log, "\"msg\":\"model version rejected\""); ++i) {
         assert_string_equal(served_model(h.port), "demo@2");
-        sleep_ms(50);
+        harness_sleep_ms(50);
     }
     assert_true(i < 100);
     for (int r = 0; r < 6; ++r)
@@ -101,8 +82,8 @@ static void test_hotswap_missing_model_fails_to_start(void **state)
     snprintf(registry, sizeof(registry), "%s/registry", dir);
     assert_int_equal(harness_publish(registry, 0, 0), 1);
     assert_int_not_equal(harness_start_registry(&h, registry, "absent", NULL), 0);
-    assert_true(log_contains(h.log, "cannot load a model"));
-    assert_true(log_contains(h.log, "absent"));
+    assert_true(harness_log_contains(h.log, "cannot load a model"));
+    assert_true(harness_log_contains(h.log, "absent"));
     harness_stop(&h);
     support_remove_tree(dir);
 }
@@ -116,7 +97,7 @@ static int wait_for_model(int port, const char *want)
             all &= strcmp(served_model(port), want) == 0;
         if (all)
             return 1;
-        sleep_ms(50);
+        harness_sleep_ms(50);
     }
     return 0;
 }
@@ -138,9 +119,9 @@ static void test_hotswap_rejected_version_retried_when_fixed(void **state)
     char path[1200];
     assert_int_equal(harness_start(&h, NULL), 0);
     assert_int_equal(harness_publish(h.registry, 1, 1), 2);
-    for (int i = 0; i < 100 && !log_contains(h.log, "\"msg\":\"model version rejected\""); ++i)
-        sleep_ms(50);
-    assert_true(log_contains(h.log, "\"msg\":\"model version rejected\""));
+    for (int i = 0; i < 100 && !harness_log_contains(h.log, "\"msg\":\"model version rejected\""); ++i)
+        harness_sleep_ms(50);
+    assert_true(harness_log_contains(h.log, "\"msg\":\"model version rejected\""));
     assert_string_equal(served_model(h.port), "demo@1");
     /* the operator replaces the broken file: the new file is loaded as version 2 */
     snprintf(path, sizeof(path), "%s/%s/2/model.recd", h.registry, HARNESS_MODEL);

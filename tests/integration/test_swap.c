@@ -9,7 +9,6 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,7 +25,6 @@
 #include "tests/integration/harness.h"
 #include "tests/support/net.h"
 
-#define SECRET "swap-test-secret-0123456789abcdef0123456789"
 #define N_CLIENTS 3
 #define MAX_ANSWERS_PER_CLIENT 500000 /* answers recorded per client for the consistency check */
 #define LOAD_DEADLINE_S 120
@@ -40,33 +38,12 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static char *token(void)
-{
-    jwt_t *jwt;
-    assert_int_equal(jwt_new(&jwt), 0);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 3600);
-    jwt_add_grant(jwt, "scope", "admin");
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *t = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    return t;
-}
-
 /* Writes the HS256 secret into dir/secret and the flag naming it into flag. */
 static void write_secret(const char *dir, char *flag, size_t flaglen)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/secret", dir);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fprintf(fp, "%s\n", SECRET);
-    fclose(fp);
+    assert_int_equal(harness_write_jwt_secret(path), 0);
     snprintf(flag, flaglen, "--jwt-hs256-secret-file=%s", path);
 }
 
@@ -86,21 +63,6 @@ static int admin_post(int port, const char *tok, const char *path, const char *b
         fprintf(stderr, "test_swap: POST %s: %d %s\n", path, status, res.body);
     harness_response_free(&res);
     return status;
-}
-
-/* The value of an unlabelled (or exactly labelled) sample in /metrics, or -1 when absent. */
-static double metric(int port, const char *sample)
-{
-    harness_response_t res;
-    char needle[256];
-    double v = -1;
-    assert_int_equal(harness_get(port, "/metrics", &res), 0);
-    snprintf(needle, sizeof(needle), "\n%s ", sample);
-    const char *p = strstr(res.body, needle);
-    if (p != NULL)
-        v = strtod(p + strlen(needle), NULL);
-    harness_response_free(&res);
-    return v;
 }
 
 /* The bytes recd_model_bytes reports for a published version (opened in this process, released at once). */
@@ -277,7 +239,7 @@ static uint64_t wait_until_all_serve(client_t *clients, uint32_t version, uint64
                                           version, clients[i].failures, clients[i].failure);
         if (now_ns() > deadline)
             fail_with_clients_stopped("the clients did not all get answers from version %u within %d s", version, SWITCH_TIMEOUT_S);
-        sleep_ms(5);
+        harness_sleep_ms(5);
     }
 }
 
@@ -312,7 +274,7 @@ static void test_swap_under_load(void **state)
 {
     harness_t h;
     char flag[600], dir[256];
-    char *tok = token();
+    char *tok = harness_token("admin", 3600);
     timeline_t t = {.n = 0};
     client_t *clients = swap_clients;
 
@@ -337,17 +299,17 @@ static void test_swap_under_load(void **state)
 
     if (harness_publish(h.registry, 1, 0) != 2 || harness_publish(h.registry, 2, 0) != 3)
         fail_with_clients_stopped("publishing versions 2 and 3 failed");
-    sleep_ms(300); /* the watcher sees both publishes: neither may take traffic */
+    harness_sleep_ms(300); /* the watcher sees both publishes: neither may take traffic */
     switch_to(&t, clients, h.port, tok, "/v1/models/" HARNESS_MODEL "/activate", "{\"version\":2}", 2);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     switch_to(&t, clients, h.port, tok, "/v1/models/" HARNESS_MODEL "/activate", "{\"version\":3}", 3);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     switch_to(&t, clients, h.port, tok, "/v1/models/" HARNESS_MODEL "/rollback", NULL, 2);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     switch_to(&t, clients, h.port, tok, "/v1/models/" HARNESS_MODEL "/activate", "{\"version\":3}", 3);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     switch_to(&t, clients, h.port, tok, "/v1/models/" HARNESS_MODEL "/rollback", NULL, 2);
-    sleep_ms(200);
+    harness_sleep_ms(200);
 
     stop_clients();
     size_t total = 0, per_version[4] = {0};
@@ -373,13 +335,13 @@ static void test_swap_under_load(void **state)
     /* memory: version 2 active and version 1 its rollback standby (history [1]); version 3 is released once the last
      * snapshot and request holding it are gone */
     size_t want_bytes = artifact_bytes(h.registry, HARNESS_MODEL, 1) + artifact_bytes(h.registry, HARNESS_MODEL, 2);
-    for (int i = 0; i < 200 && metric(h.port, "recd_models_in_memory") != 2; ++i)
-        sleep_ms(50);
-    assert_int_equal((int)metric(h.port, "recd_models_in_memory"), 2);
-    assert_int_equal((size_t)metric(h.port, "recd_model_loaded_bytes"), want_bytes);
-    assert_int_equal((int)metric(h.port, "recd_models_loaded{model=\"" HARNESS_MODEL "\",state=\"active\"}"), 1);
-    assert_int_equal((int)metric(h.port, "recd_models_loaded{model=\"" HARNESS_MODEL "\",state=\"standby\"}"), 1);
-    assert_int_equal((int)metric(h.port, "recd_model_version{model=\"" HARNESS_MODEL "\"}"), 2);
+    for (int i = 0; i < 200 && harness_metric(h.port, "recd_models_in_memory") != 2; ++i)
+        harness_sleep_ms(50);
+    assert_int_equal((int)harness_metric(h.port, "recd_models_in_memory"), 2);
+    assert_int_equal((size_t)harness_metric(h.port, "recd_model_loaded_bytes"), want_bytes);
+    assert_int_equal((int)harness_metric(h.port, "recd_models_loaded{model=\"" HARNESS_MODEL "\",state=\"active\"}"), 1);
+    assert_int_equal((int)harness_metric(h.port, "recd_models_loaded{model=\"" HARNESS_MODEL "\",state=\"standby\"}"), 1);
+    assert_int_equal((int)harness_metric(h.port, "recd_model_version{model=\"" HARNESS_MODEL "\"}"), 2);
 
     assert_int_equal(harness_stop(&h), 0);
     support_remove_tree(dir);
@@ -419,7 +381,7 @@ static void test_swap_budget_refuses_a_pin_and_keeps_serving(void **state)
 {
     harness_t h;
     char flag[600], dir[256], budget[64], err[256];
-    char *tok = token();
+    char *tok = harness_token("admin", 3600);
     json_t *root, *v;
     harness_response_t res;
 
@@ -440,11 +402,12 @@ static void test_swap_budget_refuses_a_pin_and_keeps_serving(void **state)
     uint64_t generation;
     assert_int_equal(recd_control_update(registry, HARNESS_MODEL, edit_active_2_pin_1, NULL, &generation, err, sizeof(err)),
                      RECD_OK);
-    for (int i = 0; i < 200 && metric(h.port, "recd_model_refusals_total{model=\"" HARNESS_MODEL "\",reason=\"budget\"}") < 1; ++i)
-        sleep_ms(50);
-    assert_int_equal((int)metric(h.port, "recd_model_refusals_total{model=\"" HARNESS_MODEL "\",reason=\"budget\"}"), 1);
-    assert_int_equal((int)metric(h.port, "recd_models_in_memory"), 1);
-    assert_int_equal((size_t)metric(h.port, "recd_model_loaded_bytes"), one);
+    for (int i = 0;
+         i < 200 && harness_metric(h.port, "recd_model_refusals_total{model=\"" HARNESS_MODEL "\",reason=\"budget\"}") < 1; ++i)
+        harness_sleep_ms(50);
+    assert_int_equal((int)harness_metric(h.port, "recd_model_refusals_total{model=\"" HARNESS_MODEL "\",reason=\"budget\"}"), 1);
+    assert_int_equal((int)harness_metric(h.port, "recd_models_in_memory"), 1);
+    assert_int_equal((size_t)harness_metric(h.port, "recd_model_loaded_bytes"), one);
 
     v = model_version(h.port, tok, 1, &root);
     assert_non_null(v);
@@ -510,7 +473,7 @@ static void test_swap_several_models(void **state)
     int status = 0;
     for (int i = 0;
          i < 200 && (status = get_model(h.port, "/v1/recommendations?user=u10&k=2&model=other", model, sizeof(model))) != 200; ++i)
-        sleep_ms(50);
+        harness_sleep_ms(50);
     assert_int_equal(status, 200);
     assert_string_equal(model, "other@1");
     assert_int_equal(get_model(h.port, "/v1/items/i10/similar?k=2&model=other", model, sizeof(model)), 200);
