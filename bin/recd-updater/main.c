@@ -33,7 +33,7 @@
 typedef struct st_updater_config_t {
     char *kafka, *redis, *registry, *model, *group, *topic, *listen, *log_level;
     uint32_t max_recent_items, redis_recent_ttl_s, redis_vec_ttl_s, dedup_ttl_s, batch_max, poll_ms, redis_timeout_ms,
-        watch_interval_ms, session_timeout_ms;
+        watch_interval_ms, session_timeout_ms, fetch_wait_ms;
 } updater_config_t;
 
 static int check_host_port(const char *value, char *err, size_t errlen)
@@ -86,6 +86,9 @@ static const recd_option_t options[] = {
      "Connect and command timeout towards Redis (a timeout retries the batch)."},
     {"session_timeout_ms", RECD_OPT_U32, OFF(session_timeout_ms), "10000", 1000, 3600000, NULL, "MS",
      "Kafka group session timeout: how soon a dead replica's partitions move to the others."},
+    {"fetch_wait_ms", RECD_OPT_U32, OFF(fetch_wait_ms), "20", 1, 10000, NULL, "MS",
+     "Longest time a broker may hold a fetch with no new data (librdkafka's fetch.wait.max.ms, 500 by default): the floor "
+     "of event-to-fresh-recommendation latency."},
     {"watch_interval_ms", RECD_OPT_U32, OFF(watch_interval_ms), "1000", 10, 3600000, NULL, "MS",
      "Longest time between registry checks (inotify usually reports sooner)."},
 };
@@ -275,14 +278,15 @@ Exit:
 static rd_kafka_t *consumer_create(updater_t *u, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char session[16], poll_interval[16];
+    char session[16], poll_interval[16], fetch_wait[16];
     snprintf(session, sizeof(session), "%u", u->cfg.session_timeout_ms);
+    snprintf(fetch_wait, sizeof(fetch_wait), "%u", u->cfg.fetch_wait_ms);
     /* also the rebalance timeout: how long a join waits for a member that went silent (a killed replica) */
     snprintf(poll_interval, sizeof(poll_interval), "%u", 5 * u->cfg.session_timeout_ms);
     const char *settings[][2] = {
         {"session.timeout.ms", session},   {"max.poll.interval.ms", poll_interval}, {"bootstrap.servers", u->cfg.kafka},
         {"group.id", u->cfg.group},        {"client.id", "recd-updater"},           {"enable.auto.commit", "false"},
-        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
+        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},       {"fetch.wait.max.ms", fetch_wait},
     };
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); ++i)
         if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, errlen) != RD_KAFKA_CONF_OK) {
