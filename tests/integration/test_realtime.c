@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include "base/clock.h"
 #include "tests/integration/harness.h"
+#include "tests/support/redis.h"
 #include "tests/support/kafka.h"
 #include "tests/support/net.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define TOPIC "recd.events"
 #define WAIT_S 30.0 /* bound on waiting for B to see A's events (the updater's first group join included) */
 #define POLL_MS 10
@@ -38,13 +38,9 @@ static void sleep_ms(unsigned ms)
 
 static int start_redis(fixture_t *f)
 {
-    char port_s[16];
     int port = support_free_port();
-    snprintf(port_s, sizeof(port_s), "%d", port);
     snprintf(f->redis_addr, sizeof(f->redis_addr), "127.0.0.1:%d", port);
-    const char *argv[] = {REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", NULL};
-    support_proc_spec_t spec = {.argv = argv, .log = f->redis_log, .port = port, .probe = support_probe_redis};
-    return support_proc_start(&f->redis, &spec);
+    return support_redis_start(&f->redis, port, f->redis_log);
 }
 
 static int start_updater(fixture_t *f)
@@ -70,7 +66,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof(*f));
     f->a.pid = f->b.pid = f->redis.pid = f->updater.pid = f->kafka.proc.pid = -1;
     *state = f;
-    if (access(REDIS_SERVER, X_OK) != 0 || !support_kcat_available()) {
+    if (access(SUPPORT_REDIS_SERVER, X_OK) != 0 || !support_kcat_available()) {
         fprintf(stderr, "test_realtime: redis-server or kcat is not installed (scripts/setup installs them); skipping\n");
         return 0;
     }

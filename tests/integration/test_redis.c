@@ -15,9 +15,9 @@
 #include <unistd.h>
 #include "base/clock.h"
 #include "tests/integration/harness.h"
+#include "tests/support/redis.h"
 #include "tests/support/net.h"
 
-#define REDIS "/usr/bin/redis-server"
 #define WAIT_MS 20000 /* bound on any wait for a condition */
 
 typedef struct st_fixture_t {
@@ -29,9 +29,7 @@ typedef struct st_fixture_t {
 
 static void start_redis(fixture_t *f)
 {
-    const char *argv[] = {REDIS, "--port", f->port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", NULL};
-    support_proc_spec_t spec = {.argv = argv, .log = f->redis_log, .port = atoi(f->port_arg), .probe = support_probe_redis};
-    assert_int_equal(support_proc_start(&f->redis, &spec), 0);
+    assert_int_equal(support_redis_start(&f->redis, atoi(f->port_arg), f->redis_log), 0);
     if (f->admin != NULL)
         redisFree(f->admin);
     struct timeval tv = {10, 0};
@@ -42,8 +40,8 @@ static void start_redis(fixture_t *f)
 
 static int setup_with_timeout(void **state, const char *timeout_ms)
 {
-    if (access(REDIS, X_OK) != 0) {
-        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", REDIS);
+    if (access(SUPPORT_REDIS_SERVER, X_OK) != 0) {
+        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", SUPPORT_REDIS_SERVER);
         return -1;
     }
     fixture_t *f = calloc(1, sizeof(*f));

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/error.h"
+#include "tests/support/redis.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/http.h"
 #include "tests/support/net.h"
@@ -42,12 +43,7 @@ static void sleep_ms(unsigned ms)
 
 static int start_redis(fixture_t *fx, int port)
 {
-    char port_s[16];
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    const char *argv[] = {"/usr/bin/redis-server", "--port", port_s, "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly",          "no",     NULL};
-    support_proc_spec_t spec = {.argv = argv, .log = fx->redis_log, .port = port, .probe = support_probe_redis};
-    return support_proc_start(&fx->redis, &spec);
+    return support_redis_start(&fx->redis, port, fx->redis_log);
 }
 
 static int start_updater(fixture_t *fx)

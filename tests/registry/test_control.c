@@ -4,7 +4,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "tests/support/fixtures.h"
 #include "registry/control.h"
 #include "registry/registry.h"
 
@@ -21,16 +21,10 @@ typedef struct st_fixture_t {
     char reg[96]; /* a registry path that does not exist yet: writes create it */
 } fixture_t;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/recd-test-control-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
+    if (support_tmpdir_create(fx->dir, sizeof(fx->dir), "recd-test-control") != 0)
         return -1;
     snprintf(fx->reg, sizeof(fx->reg), "%s/registry", fx->dir);
     *state = fx;
@@ -40,7 +34,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    support_remove_tree(fx->dir);
     free(fx);
     return 0;
 }

@@ -3,7 +3,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <sys/wait.h>
 #include <errno.h>
 #include <unistd.h>
+#include "tests/support/fixtures.h"
 #include "registry/registry.h"
 
 typedef struct st_fixture_t {
@@ -19,16 +19,10 @@ typedef struct st_fixture_t {
     char reg[96]; /* a registry path that does not exist yet, to exercise mkdir -p */
 } fixture_t;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture_t *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/recd-test-registry-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
+    if (support_tmpdir_create(fx->dir, sizeof(fx->dir), "recd-test-registry") != 0)
         return -1;
     snprintf(fx->reg, sizeof(fx->reg), "%s/a/registry", fx->dir);
     *state = fx;
@@ -38,7 +32,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
-    nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    support_remove_tree(fx->dir);
     free(fx);
     return 0;
 }

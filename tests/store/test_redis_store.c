@@ -15,11 +15,11 @@
 #include "base/error.h"
 #include "api/redis_loop.h"
 #include "store/redis_store.h"
+#include "tests/support/redis.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/net.h"
 #include "tests/support/proc.h"
 
-#define REDIS "/usr/bin/redis-server"
 #define WAIT_MS 20000 /* bound on any wait for a condition (sanitizer builds on a busy machine) */
 #define NF 4
 
@@ -67,9 +67,7 @@ static void on_lookup(void *data, int err)
 
 static void start_redis(fixture_t *f)
 {
-    const char *argv[] = {REDIS, "--port", f->port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", NULL};
-    support_proc_spec_t spec = {.argv = argv, .log = f->log, .port = atoi(f->port_arg), .probe = support_probe_redis};
-    assert_int_equal(support_proc_start(&f->redis, &spec), 0);
+    assert_int_equal(support_redis_start(&f->redis, atoi(f->port_arg), f->log), 0);
     if (f->admin != NULL)
         redisFree(f->admin);
     struct timeval tv = {10, 0};
@@ -123,8 +121,8 @@ static void open_store(fixture_t *f, uint32_t timeout_ms, uint32_t breaker_failu
 
 static int setup(void **state)
 {
-    if (access(REDIS, X_OK) != 0) {
-        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", REDIS);
+    if (access(SUPPORT_REDIS_SERVER, X_OK) != 0) {
+        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", SUPPORT_REDIS_SERVER);
         return -1;
     }
     fixture_t *f = calloc(1, sizeof(*f));

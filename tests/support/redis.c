@@ -46,3 +46,12 @@ Error:
     close(fd);
     return -1;
 }
+
+int support_redis_start(support_proc_t *p, int port, const char *log)
+{
+    char port_s[16];
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    const char *argv[] = {SUPPORT_REDIS_SERVER, "--port", port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", NULL};
+    support_proc_spec_t spec = {.argv = argv, .log = log, .port = port, .probe = support_probe_redis};
+    return support_proc_start(p, &spec);
+}

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include "tests/support/proc.h"
 
 /**
  * Sends command (an inline command such as "PING" or "INFO server", without CRLF) to 127.0.0.1:port and reads one reply
@@ -11,5 +12,14 @@
  * length, or -1 on a transport error or a reply that does not fit.
  */
 ssize_t support_redis_call(int port, const char *command, char *reply, size_t cap);
+
+/** Debian's redis-server. */
+#define SUPPORT_REDIS_SERVER "/usr/bin/redis-server"
+
+/**
+ * Starts SUPPORT_REDIS_SERVER on 127.0.0.1:port with persistence off (--save '' --appendonly no), its output in log, and
+ * waits until it answers PING as the child started here. Returns support_proc_start's result.
+ */
+int support_redis_start(support_proc_t *p, int port, const char *log);
 
 #endif

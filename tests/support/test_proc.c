@@ -15,8 +15,6 @@
 #include "tests/support/proc.h"
 #include "tests/support/redis.h"
 
-#define REDIS "/usr/bin/redis-server"
-
 typedef struct st_fixture_t {
     char dir[256];
     char log[300];
@@ -44,16 +42,14 @@ static int teardown(void **state)
 /* Starts redis-server on a free port, without persistence; skips the test when redis-server is not installed. */
 static void start_redis(fixture_t *f, support_proc_t *p)
 {
-    if (access(REDIS, X_OK) != 0) {
-        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", REDIS);
+    if (access(SUPPORT_REDIS_SERVER, X_OK) != 0) {
+        fprintf(stderr, "%s is not installed (scripts/setup installs it)\n", SUPPORT_REDIS_SERVER);
         skip();
     }
     int port = support_free_port();
     assert_true(port > 0);
     snprintf(f->port_arg, sizeof(f->port_arg), "%d", port);
-    const char *argv[] = {REDIS, "--port", f->port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", NULL};
-    support_proc_spec_t spec = {.argv = argv, .log = f->log, .port = port, .probe = support_probe_redis};
-    assert_int_equal(support_proc_start(p, &spec), 0);
+    assert_int_equal(support_redis_start(p, port, f->log), 0);
 }
 
 static void test_proc_redis_starts_answers_and_stops(void **state)
