@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include "base/alloc.h"
 #include "base/fs.h"
+#include "models/experiment.h"
 #include "registry/control.h"
 #include "registry/registry.h"
 
@@ -635,4 +636,15 @@ int recd_control_is_pinned(const recd_control_t *c, uint64_t version)
         if (c->pins[i] == version)
             return 1;
     return 0;
+}
+
+int recd_control_experiment_routes(const recd_control_experiment_t *e)
+{
+    return e->enabled && e->n_arms > 0;
+}
+
+size_t recd_control_arm_of(const recd_control_experiment_t *e, const char *user, size_t len)
+{
+    uint8_t arm = e->slots[recd_experiment_slot(e->salt, strlen(e->salt), user, len)];
+    return arm < e->n_arms ? arm : 0; /* the reader guarantees arm < n_arms; never index out of the arms */
 }

@@ -85,6 +85,13 @@ int recd_control_write(const char *registry, const char *model, const recd_contr
  */
 int recd_control_update(const char *registry, const char *model, int (*edit)(recd_control_t *c, void *data), void *data,
                         uint64_t *new_generation, char *err, size_t errlen);
+/**
+ * Whether e routes traffic: enabled and with arms. A model's traffic is routed by the first such experiment of its
+ * control file; recd's route stage and recd-updater both apply this rule, so a user is folded for the version it is served.
+ */
+int recd_control_experiment_routes(const recd_control_experiment_t *e);
+/** The arm of user (len bytes) in e: the arm of its slot (recd_experiment_slot), or 0 if the table names no such arm. */
+size_t recd_control_arm_of(const recd_control_experiment_t *e, const char *user, size_t len);
 /** Frees what c holds and empties it; accepts a zeroed or already disposed c. */
 void recd_control_dispose(recd_control_t *c);
 

@@ -157,7 +157,7 @@ void recd_serve_route(recd_serve_ctx_t *ctx, const recd_serve_id_t *user)
 
     /* the first enabled experiment of the request's model routes it (the admin API keeps one per model) */
     for (size_t i = 0; i < sw->n_routes && r == NULL; ++i)
-        if (sw->routes[i].model == ctx->model_index && sw->routes[i].e->enabled && sw->routes[i].e->n_arms > 0)
+        if (sw->routes[i].model == ctx->model_index && recd_control_experiment_routes(sw->routes[i].e))
             r = &sw->routes[i];
     if (r == NULL) {
         char *id = recd_serve_ctx_alloc(ctx, 17);
@@ -166,9 +166,7 @@ void recd_serve_route(recd_serve_ctx_t *ctx, const recd_serve_id_t *user)
         return;
     }
     const recd_control_experiment_t *e = r->e;
-    uint8_t arm = e->slots[recd_experiment_slot(e->salt, strlen(e->salt), user->base, user->len)];
-    if (arm >= e->n_arms)
-        arm = 0; /* the control file's reader guarantees this cannot happen; never index out of the arms */
+    uint8_t arm = (uint8_t)recd_control_arm_of(e, user->base, user->len);
     const char *model_name = recd_catalog_model_name(sw->catalog, ctx->model_index);
     recd_model_t *m = recd_catalog_version(sw->catalog, model_name, strlen(model_name), e->arms[arm].version);
     if (m != NULL)

@@ -9,7 +9,6 @@
 #include "base/error.h"
 #include "base/text.h"
 #include "models/event.h"
-#include "models/experiment.h"
 #include "serve/fold.h"
 #include "updater/updater.h"
 
@@ -404,14 +403,9 @@ recd_model_t *recd_updater_user_model(const recd_catalog_t *c, const char *model
     size_t n = 0, len = strlen(model);
     const recd_control_experiment_t *e = recd_catalog_experiments(c, model, len, &n);
     /* the same choice as recd's route stage: the first enabled experiment with arms routes the user by slot */
-    for (size_t i = 0; i < n; ++i) {
-        if (!e[i].enabled || e[i].n_arms == 0)
-            continue;
-        uint8_t arm = e[i].slots[recd_experiment_slot(e[i].salt, strlen(e[i].salt), user, user_len)];
-        if (arm >= e[i].n_arms)
-            arm = 0;
-        return recd_catalog_version(c, model, len, e[i].arms[arm].version);
-    }
+    for (size_t i = 0; i < n; ++i)
+        if (recd_control_experiment_routes(&e[i]))
+            return recd_catalog_version(c, model, len, e[i].arms[recd_control_arm_of(&e[i], user, user_len)].version);
     return recd_catalog_active(c, model, len);
 }
 
