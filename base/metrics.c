@@ -221,23 +221,45 @@ uint64_t recd_metric_count(const recd_metric_t *s)
     return s->family->kind == KIND_HISTOGRAM ? sum_value(s, s->family->n_bounds + 1) : sum_value(s, 0);
 }
 
-double recd_metric_quantile(const recd_metric_t *s, double q)
+double recd_metrics_bucket_quantile(const double *bounds, const uint64_t *counts, size_t n_bounds, double q)
 {
-    const family_t *f = s->family;
     uint64_t total = 0, cum = 0;
-    if (f->kind != KIND_HISTOGRAM)
-        return NAN;
-    for (size_t b = 0; b <= f->n_bounds; ++b)
-        total += sum_value(s, b);
+    for (size_t b = 0; b <= n_bounds; ++b)
+        total += counts[b];
     if (total == 0)
         return NAN;
     double want = ceil(q * (double)total);
     uint64_t rank = want < 1.0 ? 1 : want > (double)total ? total : (uint64_t)want;
-    /* buckets only grow while this reads them, so the rank is reached no later than in the counts summed above */
-    for (size_t b = 0; b < f->n_bounds; ++b)
-        if ((cum += sum_value(s, b)) >= rank)
-            return f->bounds[b];
+    for (size_t b = 0; b < n_bounds; ++b)
+        if ((cum += counts[b]) >= rank)
+            return bounds[b];
     return INFINITY;
+}
+
+size_t recd_metric_buckets(const recd_metric_t *s, uint64_t *counts, size_t cap, const double **bounds)
+{
+    const family_t *f = s->family;
+    if (f->kind != KIND_HISTOGRAM)
+        return 0;
+    if (bounds != NULL)
+        *bounds = f->bounds;
+    for (size_t b = 0; b <= f->n_bounds && b < cap; ++b)
+        counts[b] = sum_value(s, b);
+    return f->n_bounds + 1;
+}
+
+double recd_metric_quantile(const recd_metric_t *s, double q)
+{
+    const family_t *f = s->family;
+    if (f->kind != KIND_HISTOGRAM)
+        return NAN;
+    /* one read of every bucket, so the rank and the walk see the same counts */
+    uint64_t stack_counts[64], *counts = f->n_bounds < 64 ? stack_counts : recd_xmalloc((f->n_bounds + 1) * sizeof(uint64_t));
+    recd_metric_buckets(s, counts, f->n_bounds + 1, NULL);
+    double v = recd_metrics_bucket_quantile(f->bounds, counts, f->n_bounds, q);
+    if (counts != stack_counts)
+        free(counts);
+    return v;
 }
 
 void recd_metrics_add_collector(recd_metrics_t *m, recd_metrics_collect_cb cb, void *data)

@@ -55,6 +55,14 @@ uint64_t recd_metric_value(const recd_metric_t *s);
  * Comparable between series of one family, which share their bounds (for guardrails and reports).
  */
 double recd_metric_quantile(const recd_metric_t *s, double q);
+/**
+ * A histogram's buckets summed over slots: writes min(cap, n_bounds + 1) per-bucket (not cumulative) counts, the last the
+ * +Inf bucket, and *bounds (may be NULL) its n_bounds upper bounds. Returns n_bounds + 1, or 0 for a series that is not a
+ * histogram. For code that adds histograms up across processes (the experiment counters kept in Redis).
+ */
+size_t recd_metric_buckets(const recd_metric_t *s, uint64_t *counts, size_t cap, const double **bounds);
+/** The q-quantile of per-bucket counts (n_bounds + 1 of them) at bucket resolution, as recd_metric_quantile defines it. */
+double recd_metrics_bucket_quantile(const double *bounds, const uint64_t *counts, size_t n_bounds, double q);
 /** A histogram's number of observations, summed over its slots. */
 uint64_t recd_metric_count(const recd_metric_t *s);
 

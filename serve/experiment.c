@@ -12,9 +12,13 @@
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                         0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 
+_Static_assert(sizeof(latency_bounds) / sizeof(latency_bounds[0]) + 1 == RECD_SERVE_ARM_LATENCY_BUCKETS,
+               "the flushed latency counts cover every bucket");
+
 typedef struct st_recd_serve_arm_entry_t {
     char model[128], experiment[65], arm[65];
     uint64_t table_version;
+    int owns_flushed; /* the arm's first entry; later table versions share its flushed counts */
     recd_serve_arm_stats_t stats;
     struct st_recd_serve_arm_entry_t *next;
 } arm_entry_t;
@@ -79,6 +83,17 @@ recd_serve_arm_stats_t *recd_serve_arm_stats(recd_serve_t *s, const char *model,
     snprintf(a->arm, sizeof(a->arm), "%s", e->arms[arm].name);
     a->table_version = e->table_version;
     register_arm(s->metrics, a);
+    /* {model/experiment} is a Redis Cluster hash tag: every arm of one experiment lives in one slot */
+    snprintf(a->stats.shared_key, sizeof(a->stats.shared_key), "recd:x:{%s/%s}:%s", a->model, a->experiment, a->arm);
+    for (arm_entry_t *b = s->arms; b != NULL; b = b->next)
+        if (strcmp(b->arm, a->arm) == 0 && strcmp(b->experiment, a->experiment) == 0 && strcmp(b->model, a->model) == 0) {
+            a->stats.flushed = b->stats.flushed;
+            break;
+        }
+    if (a->stats.flushed == NULL) {
+        a->stats.flushed = recd_xcalloc(1, sizeof(*a->stats.flushed));
+        a->owns_flushed = 1;
+    }
     a->next = s->arms;
     s->arms = a;
 Exit:
@@ -90,9 +105,153 @@ void recd_serve_free_arms(recd_serve_t *s)
 {
     for (arm_entry_t *a = s->arms, *next; a != NULL; a = next) {
         next = a->next;
+        if (a->owns_flushed)
+            free(a->stats.flushed);
         free(a);
     }
     s->arms = NULL;
+}
+
+/* The fields of an arm's shared hash, in the order counts_of writes them. */
+enum {
+    SHARED_REQUESTS,
+    SHARED_ERRORS,
+    SHARED_IMPRESSIONS,
+    SHARED_CLICKS,
+    SHARED_CONVERSIONS,
+    SHARED_LATENCY,
+    SHARED_TABLE = SHARED_LATENCY + RECD_SERVE_ARM_LATENCY_BUCKETS,
+    SHARED_N_FIELDS
+};
+
+#define SHARED_TTL_S (30u * 24 * 3600) /* an experiment idle for a month is forgotten */
+
+/* An arm's current local counts, in field order. */
+static void counts_of(const recd_serve_arm_stats_t *a, uint64_t *v)
+{
+    v[SHARED_REQUESTS] = recd_metric_value(a->requests);
+    v[SHARED_ERRORS] = recd_metric_value(a->errors);
+    v[SHARED_IMPRESSIONS] = recd_metric_value(a->impressions);
+    v[SHARED_CLICKS] = recd_metric_value(a->clicks);
+    v[SHARED_CONVERSIONS] = recd_metric_value(a->conversions);
+    recd_metric_buckets(a->latency, v + SHARED_LATENCY, RECD_SERVE_ARM_LATENCY_BUCKETS, NULL);
+    v[SHARED_TABLE] = recd_metric_value(a->table_requests);
+}
+
+static void flushed_of(const recd_serve_arm_stats_t *a, uint64_t *v)
+{
+    v[SHARED_REQUESTS] = a->flushed->requests;
+    v[SHARED_ERRORS] = a->flushed->errors;
+    v[SHARED_IMPRESSIONS] = a->flushed->impressions;
+    v[SHARED_CLICKS] = a->flushed->clicks;
+    v[SHARED_CONVERSIONS] = a->flushed->conversions;
+    memcpy(v + SHARED_LATENCY, a->flushed->latency, sizeof(a->flushed->latency));
+    v[SHARED_TABLE] = a->flushed_table_requests;
+}
+
+static void set_flushed(recd_serve_arm_stats_t *a, const uint64_t *v)
+{
+    a->flushed->requests = v[SHARED_REQUESTS];
+    a->flushed->errors = v[SHARED_ERRORS];
+    a->flushed->impressions = v[SHARED_IMPRESSIONS];
+    a->flushed->clicks = v[SHARED_CLICKS];
+    a->flushed->conversions = v[SHARED_CONVERSIONS];
+    memcpy(a->flushed->latency, v + SHARED_LATENCY, sizeof(a->flushed->latency));
+    a->flushed_table_requests = v[SHARED_TABLE];
+}
+
+/* The shared hash's field names; the table field names the slot table version, so the SRM check reads one table's counts. */
+static void field_names(uint64_t table_version, char names[SHARED_N_FIELDS][32])
+{
+    static const char *const fixed[] = {"requests", "errors", "impressions", "clicks", "conversions"};
+    for (size_t i = 0; i < SHARED_LATENCY; ++i)
+        snprintf(names[i], 32, "%s", fixed[i]);
+    for (size_t b = 0; b < RECD_SERVE_ARM_LATENCY_BUCKETS; ++b)
+        snprintf(names[SHARED_LATENCY + b], 32, "latency:%zu", b);
+    snprintf(names[SHARED_TABLE], 32, "table:%llu:requests", (unsigned long long)table_version);
+}
+
+void recd_serve_flush_counters(recd_serve_t *s)
+{
+    if (s->shared == NULL)
+        return;
+    /* entries are only ever prepended and never freed before s: the list as it is now can be walked without the lock */
+    pthread_mutex_lock(&s->arms_mutex);
+    arm_entry_t *first = s->arms;
+    pthread_mutex_unlock(&s->arms_mutex);
+    for (arm_entry_t *a = first; a != NULL; a = a->next) {
+        uint64_t now[SHARED_N_FIELDS], before[SHARED_N_FIELDS], delta[SHARED_N_FIELDS];
+        char names[SHARED_N_FIELDS][32];
+        const char *fields[SHARED_N_FIELDS];
+        field_names(a->table_version, names);
+        pthread_mutex_lock(&s->shared_mutex);
+        counts_of(&a->stats, now);
+        flushed_of(&a->stats, before);
+        for (size_t i = 0; i < SHARED_N_FIELDS; ++i) {
+            delta[i] = now[i] - before[i];
+            fields[i] = names[i];
+        }
+        int ret = recd_shared_counters_add(s->shared, a->stats.shared_key, fields, delta, SHARED_N_FIELDS, SHARED_TTL_S);
+        if (ret == 0)
+            set_flushed(&a->stats, now);
+        pthread_mutex_unlock(&s->shared_mutex);
+        recd_metric_add(s->shared_flushes[ret == 0 ? 0 : 1], RECD_METRICS_SHARED, 1);
+    }
+}
+
+typedef struct st_shared_read_t {
+    char names[SHARED_N_FIELDS][32];
+    uint64_t v[SHARED_N_FIELDS];
+} shared_read_t;
+
+static void on_shared_field(void *data, const char *field, size_t len, uint64_t value)
+{
+    shared_read_t *r = data;
+    for (size_t i = 0; i < SHARED_N_FIELDS; ++i)
+        if (strlen(r->names[i]) == len && memcmp(r->names[i], field, len) == 0)
+            r->v[i] = value;
+}
+
+void recd_serve_arm_counts(recd_serve_t *s, const char *model, const recd_control_experiment_t *e, size_t arm,
+                           recd_serve_arm_counts_t *out)
+{
+    recd_serve_arm_stats_t *a = recd_serve_arm_stats(s, model, e, arm);
+    uint64_t v[SHARED_N_FIELDS];
+
+    out->all_replicas = 0;
+    if (s->shared == NULL) {
+        counts_of(a, v);
+    } else {
+        /* the hash holds what every replica flushed; this process adds what it has not flushed yet */
+        shared_read_t r = {.v = {0}};
+        uint64_t before[SHARED_N_FIELDS];
+        field_names(e->table_version, r.names);
+        pthread_mutex_lock(&s->shared_mutex);
+        counts_of(a, v);
+        if (recd_shared_counters_read(s->shared, a->shared_key, on_shared_field, &r) == 0) {
+            flushed_of(a, before);
+            for (size_t i = 0; i < SHARED_N_FIELDS; ++i)
+                v[i] = r.v[i] + (v[i] - before[i]);
+            out->all_replicas = 1;
+        }
+        pthread_mutex_unlock(&s->shared_mutex);
+    }
+    out->requests = v[SHARED_REQUESTS];
+    out->errors = v[SHARED_ERRORS];
+    out->impressions = v[SHARED_IMPRESSIONS];
+    out->clicks = v[SHARED_CLICKS];
+    out->conversions = v[SHARED_CONVERSIONS];
+    out->table_requests = v[SHARED_TABLE];
+    out->p99_seconds = recd_metrics_bucket_quantile(latency_bounds, v + SHARED_LATENCY, RECD_SERVE_ARM_LATENCY_BUCKETS - 1, 0.99);
+}
+
+void recd_serve_share_counters(recd_serve_t *s, recd_shared_counters_t *c)
+{
+    s->shared = c;
+    s->shared_flushes[0] = recd_metrics_counter(s->metrics, "recd_experiment_counter_flushes_total",
+                                                "Arm counter flushes to the shared Redis hashes.", "result=\"ok\"");
+    s->shared_flushes[1] = recd_metrics_counter(s->metrics, "recd_experiment_counter_flushes_total",
+                                                "Arm counter flushes to the shared Redis hashes.", "result=\"error\"");
 }
 
 void recd_serve_free_routes(recd_serve_worker_t *sw)

@@ -8,24 +8,41 @@
 #include "registry/catalog.h"
 #include "registry/control.h"
 #include "serve/serve.h"
+#include "store/shared_counters.h"
 
 /*
  * Every recommendation routed by an experiment is counted in its arm: recd_experiment_requests_total, _errors_total,
  * _request_duration_seconds (pipeline time), _impressions_total (items answered), and, from events that carry the answer's
  * request_id, _clicks_total (type click) and _conversions_total (add_to_cart or purchase), all labelled
  * {model, experiment, arm}; recd_experiment_table_requests_total adds table_version, so the sample-ratio check compares
- * the requests of one slot table with its weights even after ramps. Counters are this process's: each replica reports
- * its own traffic.
+ * the requests of one slot table with its weights even after ramps. The metrics are this process's. With shared counters
+ * (recd_serve_share_counters: --redis), every replica adds its counts to one Redis hash per arm each guardrail round, and
+ * reports and guardrails read those hashes plus what this process has not flushed yet: they add up across replicas.
  */
+
+/**
+ * Makes the experiment counters shared through c (borrowed; it must outlive s). Call once, before any thread reads
+ * counts. recd_serve_guardrail_run_once then flushes every arm's new counts before it judges.
+ */
+void recd_serve_share_counters(recd_serve_t *s, recd_shared_counters_t *c);
+/**
+ * Adds every arm's counts not yet in the shared hashes to them (one transaction per arm; what Redis refuses stays for the
+ * next flush); a no-op without shared counters. Thread-safe. A stopping process calls it once its workers are stopped.
+ */
+void recd_serve_flush_counters(recd_serve_t *s);
 
 /** One arm's counters at one moment. */
 typedef struct st_recd_serve_arm_counts_t {
     uint64_t requests, errors, impressions, clicks, conversions;
     uint64_t table_requests; /* under the experiment's current slot table */
     double p99_seconds;      /* at bucket resolution; NAN without requests, +INFINITY beyond the last bucket */
+    int all_replicas;        /* 1: read from the shared counters (every replica's); 0: this process's alone */
 } recd_serve_arm_counts_t;
 
-/** Reads the counters of arm (an index in e) of experiment e of model. Thread-safe. */
+/**
+ * Reads the counters of arm (an index in e) of experiment e of model: with shared counters, the arm's Redis hash plus this
+ * process's unflushed counts (all_replicas = 1), or this process's alone when Redis does not answer. Thread-safe.
+ */
 void recd_serve_arm_counts(recd_serve_t *s, const char *model, const recd_control_experiment_t *e, size_t arm,
                            recd_serve_arm_counts_t *out);
 
@@ -35,7 +52,7 @@ size_t recd_serve_control_arm(const recd_control_experiment_t *e);
 /**
  * Writes the report of experiment e of model as one JSON object:
  *   {"experiment", "model", "enabled", "status" ("running" | "rolled_back"), "reason", "changed_at", "table_version",
- *    "control": arm name, "rollbacks": count in this process,
+ *    "control": arm name, "counts": "all_replicas" | "this_replica", "rollbacks": count in this process,
  *    "arms": [{"name", "version", "weight", "requests", "errors", "error_rate", "p99_seconds", "impressions", "clicks",
  *              "conversions", "ctr", "ctr_ci95": [lo, hi] (Wilson), "conversion_rate",
  *              "lift" (ctr / control's ctr - 1; null for control or when control's ctr is 0),

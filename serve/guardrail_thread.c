@@ -65,6 +65,7 @@ static void judge(recd_serve_t *s, const char *model, const recd_control_experim
 
 void recd_serve_guardrail_run_once(recd_serve_t *s, recd_catalog_t *snapshot, const char *registry)
 {
+    recd_serve_flush_counters(s); /* first, so the verdicts below judge every replica's traffic */
     size_t n_models = recd_catalog_n_models(snapshot);
     for (size_t mi = 0; mi < n_models; ++mi) {
         const char *model = recd_catalog_model_name(snapshot, mi);

@@ -5,19 +5,6 @@
 #include "serve/experiments.h"
 #include "serve/serve_internal.h"
 
-void recd_serve_arm_counts(recd_serve_t *s, const char *model, const recd_control_experiment_t *e, size_t arm,
-                           recd_serve_arm_counts_t *out)
-{
-    recd_serve_arm_stats_t *a = recd_serve_arm_stats(s, model, e, arm);
-    out->requests = recd_metric_value(a->requests);
-    out->errors = recd_metric_value(a->errors);
-    out->impressions = recd_metric_value(a->impressions);
-    out->clicks = recd_metric_value(a->clicks);
-    out->conversions = recd_metric_value(a->conversions);
-    out->table_requests = recd_metric_value(a->table_requests);
-    out->p99_seconds = recd_metric_quantile(a->latency, 0.99);
-}
-
 size_t recd_serve_control_arm(const recd_control_experiment_t *e)
 {
     for (size_t i = 0; i < e->n_arms; ++i)
@@ -94,6 +81,10 @@ int recd_serve_experiment_report(recd_serve_t *s, const char *model, const recd_
         recd_jw_str(out, e->arms[control].name, strlen(e->arms[control].name));
     else
         recd_jw_lit(out, "null");
+    /* whether the counts add up every replica's (the shared Redis hashes answered) or are this process's alone */
+    key(out, "counts");
+    const char *scope = n_arms > 0 && counts[0].all_replicas ? "\"all_replicas\"" : "\"this_replica\"";
+    recd_jw_raw(out, scope, strlen(scope));
     key(out, "rollbacks");
     recd_jw_u64(out, recd_metric_value(recd_serve_rollbacks_metric(s, model, e->id)));
     key(out, "arms");

@@ -24,6 +24,7 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
     s->metrics = metrics != NULL ? metrics : (s->own_metrics = recd_metrics_create(0));
     s->log = log;
     pthread_mutex_init(&s->arms_mutex, NULL);
+    pthread_mutex_init(&s->shared_mutex, NULL);
     s->bad_request_ids =
         recd_metrics_counter(s->metrics, "recd_experiment_bad_request_ids_total",
                              "Events whose request_id is garbled, forged or of an unknown experiment (ignored).", NULL);
@@ -36,6 +37,7 @@ void recd_serve_free(recd_serve_t *s)
         return;
     recd_serve_free_arms(s);
     pthread_mutex_destroy(&s->arms_mutex);
+    pthread_mutex_destroy(&s->shared_mutex);
     recd_metrics_free(s->own_metrics);
     free(s);
 }

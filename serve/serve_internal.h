@@ -4,11 +4,24 @@
 
 #include <pthread.h>
 #include "serve/serve.h"
+#include "store/shared_counters.h"
+
+/** The arms' latency histogram: its bounds, plus the +Inf bucket. */
+#define RECD_SERVE_ARM_LATENCY_BUCKETS 17
+
+/** How much of an arm's counters this process has added to the shared (Redis) hash already; guarded by shared_mutex. */
+typedef struct st_recd_serve_arm_flushed_t {
+    uint64_t requests, errors, impressions, clicks, conversions;
+    uint64_t latency[RECD_SERVE_ARM_LATENCY_BUCKETS];
+} recd_serve_arm_flushed_t;
 
 /** One experiment arm's counters: process-wide, registered once per (model, experiment, arm) and never freed before s. */
 typedef struct st_recd_serve_arm_stats_t {
     recd_metric_t *requests, *errors, *latency, *impressions, *clicks, *conversions;
-    recd_metric_t *table_requests; /* this slot table version's requests alone (SRM) */
+    recd_metric_t *table_requests;     /* this slot table version's requests alone (SRM) */
+    char shared_key[320];              /* the arm's hash in the shared counters (docs/REDIS.md) */
+    recd_serve_arm_flushed_t *flushed; /* one per arm, whatever its table version */
+    uint64_t flushed_table_requests;
 } recd_serve_arm_stats_t;
 
 /** A worker's view of one experiment of its snapshot: borrowed from the snapshot, rebuilt with every snapshot. */
@@ -27,6 +40,9 @@ struct st_recd_serve_t {
     pthread_mutex_t arms_mutex;  /* guards the arm table; the counters themselves are lock-free */
     struct st_recd_serve_arm_entry_t *arms;
     recd_metric_t *bad_request_ids;
+    recd_shared_counters_t *shared;   /* experiment counters across replicas, or NULL (this process's alone) */
+    pthread_mutex_t shared_mutex;     /* guards every arm's flushed counts: a flush and a read see one state */
+    recd_metric_t *shared_flushes[2]; /* recd_experiment_counter_flushes_total{result="ok"|"error"} */
 };
 
 struct st_recd_serve_worker_t {

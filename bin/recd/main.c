@@ -22,6 +22,7 @@ char *openblas_get_corename(void);
 void openblas_set_num_threads(int num_threads);
 
 #define GRACE_MS 2000
+#define SHARED_COUNTERS_TIMEOUT_MS 200       /* a flush or a report's read; never on a worker's loop */
 #define EVENT_QUEUE_BYTES ((size_t)64 << 20) /* events accepted but not yet written; beyond it POST /v1/events answers 503 */
 
 int main(int argc, char **argv)
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
     recd_config_t config;
     recd_app_t app = {0};
     recd_workers_t *workers = NULL;
+    recd_shared_counters_t *shared_counters = NULL;
     h2o_globalconf_t conf;
     char err[1024], q1[1100], q2[300];
     int want_help = 0, ret = 1, level, sig;
@@ -103,6 +105,7 @@ int main(int argc, char **argv)
         }
         app.store = recd_redis_store_create(&rc, app.metrics, &app.log);
         app.redis = 1;
+        shared_counters = recd_shared_counters_create(redis_host, rc.port, SHARED_COUNTERS_TIMEOUT_MS, &app.log);
         recd_log(&app.log, RECD_LOG_INFO, "user state in redis", "\"redis\":%s,\"timeout_ms\":%u",
                  recd_json_quote(q1, sizeof(q1), config.redis, strlen(config.redis)), config.redis_timeout_ms);
     } else {
@@ -112,6 +115,8 @@ int main(int argc, char **argv)
     recd_serve_config_t sc = {.max_k = config.max_k,
                               .store_written_by_updater = config.redis[0] != '\0' && config.kafka[0] != '\0'};
     app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log);
+    if (shared_counters != NULL)
+        recd_serve_share_counters(app.serve, shared_counters); /* experiment reports add up every replica's traffic */
     if (config.kafka[0] != '\0') {
         recd_kafka_sink_config_t kc = {.brokers = config.kafka, .wal_dir = config.wal_dir, .wal_max_bytes = config.wal_max_bytes};
         app.events = recd_kafka_sink_open(&kc, app.metrics, &app.log, err, sizeof(err));
@@ -159,6 +164,7 @@ int main(int argc, char **argv)
     recd_serve_guardrail_stop(guardrail);
     recd_catalog_loader_stop(app.catalog);
     recd_workers_stop(workers, GRACE_MS);
+    recd_serve_flush_counters(app.serve); /* the last requests' counts, once nothing serves any more */
     h2o_config_dispose(&conf);
     recd_log(&app.log, RECD_LOG_INFO, "stopped", "%s", "");
     ret = 0;
@@ -168,6 +174,7 @@ Exit:
     recd_api_free(app.api);
     recd_serve_free(app.serve);
     recd_feature_store_free(app.store);
+    recd_shared_counters_free(shared_counters);
     recd_catalog_loader_free(app.catalog);
     recd_metrics_free(app.metrics);
     recd_config_dispose(&config);

@@ -19,6 +19,9 @@
 #include "registry/control.h"
 #include "tests/integration/harness.h"
 #include "tests/support/net.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/proc.h"
+#include "tests/support/redis.h"
 
 #define N_USERS 10000
 #define CLIENT_THREADS 2
@@ -38,16 +41,22 @@ typedef struct st_server_t {
     char *admin;
 } server_t;
 
-static void server_start(server_t *s)
+/* Starts recd with an admin secret and up to two extra arguments (NULL for none). */
+static void server_start_with(server_t *s, const char *arg1, const char *arg2)
 {
     char dir[] = "/tmp/recd-xsecret-XXXXXX";
     assert_non_null(mkdtemp(dir));
     snprintf(s->secret, sizeof(s->secret), "%s/secret", dir);
     assert_int_equal(harness_write_jwt_secret(s->secret), 0);
     snprintf(s->flag, sizeof(s->flag), "--jwt-hs256-secret-file=%s", s->secret);
-    const char *args[] = {s->flag, NULL};
+    const char *args[] = {s->flag, arg1, arg2, NULL};
     assert_int_equal(harness_start(&s->h, args), 0);
     assert_non_null(s->admin = harness_token("admin", 3600));
+}
+
+static void server_start(server_t *s)
+{
+    server_start_with(s, NULL, NULL);
 }
 
 static void server_stop(server_t *s)
@@ -703,12 +712,139 @@ static void test_experiments_canary_rollback(void **state)
     server_stop(&s);
 }
 
+/* ---- two replicas, one report --------------------------------------------------------------------------------------- */
+
+/* recd_experiment_<what>_total of arm on the replica at port: that process's own count. */
+static uint64_t arm_metric(int port, const char *what, int arm)
+{
+    char sample[256];
+    snprintf(sample, sizeof(sample), "recd_experiment_%s_total{model=\"" HARNESS_MODEL "\",experiment=\"e1\",arm=\"%s\"}", what,
+             arm == CONTROL ? "control" : "canary");
+    double v = harness_metric(port, sample);
+    assert_true(v >= 0);
+    return (uint64_t)v;
+}
+
+/* Waits until the guardrail thread of the replica at port has finished two more rounds: its counts up to now are flushed. */
+static void wait_flushed(int port)
+{
+    double r0 = rounds(port);
+    assert_true(r0 >= 0);
+    for (int waited = 0; rounds(port) < r0 + 2; waited += 50) {
+        if (waited >= WAIT_MS)
+            fail_msg("the guardrail thread did not finish two rounds within %d ms", WAIT_MS);
+        harness_sleep_ms(50);
+    }
+}
+
+/* Posts a click for each answer, to the replica at port. */
+static void click_answers(int port, const size_t *users, const answer_t *answers, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        char body[512];
+        harness_response_t res;
+        event_json(body, sizeof(body), users[i], "click", answers[i].request_id);
+        assert_int_equal(harness_post_json(port, "/v1/events", body, &res), 0);
+        assert_int_equal(res.status, 202);
+        harness_response_free(&res);
+    }
+}
+
+static const char *const report_counters[] = {"requests", "errors", "impressions", "clicks", "conversions"};
+
+/* The report of the replica at s adds up both replicas' own counts, field by field, and says so. */
+static void check_summed_report(server_t *s, int port_a, int port_b)
+{
+    json_t *r = report(s);
+    assert_string_equal(json_string_value(json_object_get(r, "counts")), "all_replicas");
+    for (int arm = CONTROL; arm <= CANARY; ++arm)
+        for (size_t f = 0; f < sizeof(report_counters) / sizeof(report_counters[0]); ++f) {
+            uint64_t a = arm_metric(port_a, report_counters[f], arm), b = arm_metric(port_b, report_counters[f], arm);
+            json_int_t got = json_integer_value(json_object_get(report_arm(r, arm), report_counters[f]));
+            if ((uint64_t)got != a + b)
+                fail_msg("arm %d %s: report %lld, replicas %llu + %llu", arm, report_counters[f], (long long)got,
+                         (unsigned long long)a, (unsigned long long)b);
+        }
+    json_decref(r);
+}
+
+static void test_experiments_report_across_replicas(void **state)
+{
+    support_proc_t redis;
+    server_t a, b;
+    char dir[256], redis_log[300], redis_flag[64];
+    recd_control_experiment_t e;
+
+    if (access(SUPPORT_REDIS_SERVER, X_OK) != 0)
+        fail_msg("%s is not installed (scripts/setup installs it)", SUPPORT_REDIS_SERVER);
+    assert_int_equal(support_tmpdir_create(dir, sizeof(dir), "recd-xreplicas"), 0);
+    snprintf(redis_log, sizeof(redis_log), "%s/redis.log", dir);
+    int redis_port = support_free_port();
+    assert_int_equal(support_redis_start(&redis, redis_port, redis_log), 0);
+    snprintf(redis_flag, sizeof(redis_flag), "--redis=127.0.0.1:%d", redis_port);
+
+    /* replica B serves A's registry with A's admin secret: one experiment, two processes */
+    server_start_with(&a, redis_flag, NULL);
+    memset(&b, 0, sizeof(b));
+    b.admin = a.admin;
+    const char *b_args[] = {a.flag, redis_flag, NULL};
+    assert_int_equal(harness_start_registry(&b.h, a.h.registry, HARNESS_MODEL, b_args), 0);
+    put_experiment(&a, "replicas", 1, 1, RECD_EXPERIMENT_SLOTS / 2, 201, 1);
+    read_experiment(&a, &e);
+    wait_for_arm(a.h.port, first_user_in(&e, CANARY, 0), CANARY);
+    wait_for_arm(b.h.port, first_user_in(&e, CONTROL, 0), CONTROL);
+
+    /* different users on each replica; the clicks for A's answers go to B, B's to A */
+    size_t users_a[300], users_b[200];
+    answer_t answers_a[300], answers_b[200];
+    for (size_t i = 0; i < 300; ++i)
+        users_a[i] = 1000 + i;
+    for (size_t i = 0; i < 200; ++i)
+        users_b[i] = 2000 + i;
+    ask_users(a.h.port, users_a, 300, 2, answers_a);
+    ask_users(b.h.port, users_b, 200, 2, answers_b);
+    check_answers(&e, users_a, answers_a, 300);
+    check_answers(&e, users_b, answers_b, 200);
+    click_answers(b.h.port, users_a, answers_a, 40);
+    click_answers(a.h.port, users_b, answers_b, 30);
+    for (int arm = CONTROL; arm <= CANARY; ++arm) {
+        assert_true(arm_metric(a.h.port, "requests", arm) > 0);
+        assert_true(arm_metric(b.h.port, "requests", arm) > 0);
+    }
+    assert_true(arm_metric(a.h.port, "clicks", CONTROL) + arm_metric(a.h.port, "clicks", CANARY) == 30);
+
+    wait_flushed(a.h.port);
+    wait_flushed(b.h.port);
+    check_summed_report(&a, a.h.port, b.h.port);
+    check_summed_report(&b, a.h.port, b.h.port);
+    /* at once after more traffic on A: A's report adds what A has not flushed yet (a flush in between changes nothing) */
+    ask_users(a.h.port, users_b, 200, 2, answers_b);
+    check_summed_report(&a, a.h.port, b.h.port);
+    assert_true(arm_metric(a.h.port, "clicks", CONTROL) + arm_metric(b.h.port, "clicks", CONTROL) +
+                    arm_metric(a.h.port, "clicks", CANARY) + arm_metric(b.h.port, "clicks", CANARY) ==
+                70);
+
+    /* Redis away: the report still answers, with this replica's own counts, and says so */
+    assert_int_equal(support_proc_stop(&redis, 2000), 0);
+    json_t *r = report(&a);
+    assert_string_equal(json_string_value(json_object_get(r, "counts")), "this_replica");
+    assert_int_equal(json_integer_value(json_object_get(report_arm(r, CONTROL), "requests")),
+                     arm_metric(a.h.port, "requests", CONTROL));
+    json_decref(r);
+    printf("experiments: one report over two replicas matched the sum of their own counters\n");
+
+    assert_int_equal(harness_stop(&b.h), 0);
+    server_stop(&a);
+    support_remove_tree(dir);
+}
+
 int test_experiments_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_experiments_split_and_ramps),
         cmocka_unit_test(test_experiments_report),
         cmocka_unit_test(test_experiments_canary_rollback),
+        cmocka_unit_test(test_experiments_report_across_replicas),
     };
     return cmocka_run_group_tests_name("experiments", tests, NULL, NULL);
 }

@@ -317,13 +317,13 @@ static void test_report_srm_not_flagged(void **state)
 static void test_guardrail_verdicts(void **state)
 {
     recd_control_guardrails_t g = {"canary", "control", 0.01, 2.0, 0.05, 1000, 100, 1};
-    recd_serve_arm_counts_t control = {10000, 50, 100000, 5000, 100, 0, 0.01};
-    recd_serve_arm_counts_t canary = {999, 500, 1000, 50, 1, 0, 5.0};
+    recd_serve_arm_counts_t control = {10000, 50, 100000, 5000, 100, 0, 0.01, 0};
+    recd_serve_arm_counts_t canary = {999, 500, 1000, 50, 1, 0, 5.0, 0};
     char reason[256];
     /* sparse: held, whatever the canary looks like */
     assert_int_equal(recd_serve_guardrail_judge(&g, &control, &canary, reason, sizeof(reason)), RECD_SERVE_HOLD);
     assert_non_null(strstr(reason, "too few requests"));
-    canary = (recd_serve_arm_counts_t){2000, 40, 20000, 1000, 0, 0, 0.01};
+    canary = (recd_serve_arm_counts_t){2000, 40, 20000, 1000, 0, 0, 0.01, 0};
     assert_int_equal(recd_serve_guardrail_judge(&g, &control, &canary, reason, sizeof(reason)), RECD_SERVE_ROLLBACK);
     assert_non_null(strstr(reason, "error rate"));
     canary.errors = 20; /* 1% vs 0.5%: within the 0.01 delta */
