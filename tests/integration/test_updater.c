@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/error.h"
+#include "registry/control.h"
 #include "tests/support/redis.h"
 #include "tests/support/fixtures.h"
 #include "tests/support/http.h"
@@ -408,6 +409,108 @@ static void test_updater_commits_only_after_redis_writes(void **state)
     wait_for(fx, has_vector, &k, "rd-user's vector");
 }
 
+/* The vector Redis holds for user under field, as floats (fails when absent or of the wrong length). */
+static void stored_vector(fixture_t *fx, const char *user, const char *field, float *out, uint32_t nf)
+{
+    redisContext *c = redis(fx);
+    redisReply *r = redisCommand(c, "HGET recd:u:{%s}:vec %s", user, field);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, nf * 4);
+    for (uint32_t f = 0; f < nf; ++f) {
+        const unsigned char *p = (const unsigned char *)r->str + 4 * f;
+        uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        memcpy(&out[f], &x, 4);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* The user's recent list from Redis, parsed into out (which points into the reply: free it after use); *n its length. */
+static redisReply *stored_entries(fixture_t *fx, const char *user, recd_updater_entry_t *out, size_t cap, size_t *n)
+{
+    redisContext *c = redis(fx);
+    redisReply *r = redisCommand(c, "LRANGE recd:u:{%s}:recent 0 -1", user);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements <= cap);
+    for (size_t i = 0; i < r->elements; ++i)
+        assert_int_equal(recd_updater_entry_parse(r->element[i]->str, r->element[i]->len, &out[i]), 0);
+    *n = r->elements;
+    redisFree(c);
+    return r;
+}
+
+static int activate_edit(recd_control_t *c, void *data)
+{
+    recd_control_activate(c, *(const uint64_t *)data);
+    return RECD_OK;
+}
+
+/* Events after an activation change fold the user's whole list against the newly active version. */
+static void check_follows(fixture_t *fx, const char *user, const char *field, const recd_model_t *m, int *next_event)
+{
+    key_cond_t k = {user, field, 0};
+    /* the updater loads the change on its own schedule: events keep coming until one is folded under the new version */
+    for (unsigned waited = 0; !has_vector(fx, &k); waited += 200) {
+        char id[32];
+        if (waited >= WAIT_MS)
+            fail_msg("no vector for %s under %s after %d ms (log: %s)", user, field, WAIT_MS, fx->updater_log);
+        snprintf(id, sizeof(id), "act-%d", (*next_event)++);
+        produce(fx, id, user, "i11", "view");
+        flush(fx);
+        sleep_ms(200);
+    }
+    recd_updater_entry_t entries[64];
+    float want[64], got[64];
+    uint32_t nf = recd_model_n_factors(m);
+    /* read the list, then the vector, then the list again: equal lists mean the vector is the fold of that list */
+    for (int tries = 0;; ++tries) {
+        size_t n, n_again;
+        recd_updater_entry_t again[64];
+        redisReply *list = stored_entries(fx, user, entries, 64, &n);
+        stored_vector(fx, user, field, got, nf);
+        freeReplyObject(stored_entries(fx, user, again, 64, &n_again));
+        if (n_again == n) {
+            assert_int_equal(recd_updater_fold(m, user, strlen(user), entries, n, want), 0);
+            freeReplyObject(list);
+            break;
+        }
+        freeReplyObject(list);
+        assert_true(tries < 100);
+    }
+    for (uint32_t f = 0; f < nf; ++f)
+        if (fabsf(got[f] - want[f]) > 1e-6f * (1 + fabsf(want[f])))
+            fail_msg("%s factor %u: Redis holds %g, the fold of the whole list under %s is %g", user, f, got[f], field, want[f]);
+}
+
+static void test_updater_follows_activation_changes(void **state)
+{
+    fixture_t *fx = *state;
+    char err[512], path[400];
+    int next_event = 0;
+    produce(fx, "act-first", "rt-act", "i00", "purchase");
+    flush(fx);
+    key_cond_t k1 = {"rt-act", MODEL "@1", 1};
+    wait_for(fx, has_vector, &k1, "rt-act's vector for demo@1");
+
+    /* a new version (items shifted: it folds differently) becomes the newest, so it is served */
+    assert_int_equal(support_fixture_publish(fx->registry, MODEL, 1, 0), 2);
+    snprintf(path, sizeof(path), "%s/model-v2.recd", fx->dir);
+    assert_int_equal(support_fixture_write_artifact(path, 1, 0), 0);
+    recd_model_t *v2 = recd_model_open(path, err, sizeof(err));
+    assert_non_null(v2);
+    check_follows(fx, "rt-act", MODEL "@2", v2, &next_event);
+
+    /* an SRE activates version 1 again: the next events fold under it, with everything since */
+    uint64_t v = 1;
+    redisContext *c = redis(fx);
+    redisReply *r = redisCommand(c, "HDEL recd:u:{rt-act}:vec " MODEL "@1");
+    freeReplyObject(r);
+    redisFree(c);
+    assert_int_equal(recd_control_update(fx->registry, MODEL, activate_edit, &v, NULL, err, sizeof(err)), RECD_OK);
+    check_follows(fx, "rt-act", MODEL "@1", fx->model, &next_event);
+    recd_model_release(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_apply_script_is_idempotent),
         cmocka_unit_test(test_updater_killed_mid_stream_skips_nothing),
         cmocka_unit_test(test_updater_commits_only_after_redis_writes),
+        cmocka_unit_test(test_updater_follows_activation_changes), /* last: it leaves version 1 active with 2 published */
     };
     return cmocka_run_group_tests_name("updater_integration", tests, setup, teardown);
 }
