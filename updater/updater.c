@@ -16,7 +16,7 @@
 #define MAX_EVENT_ID_BYTES 128 /* Contract A */
 #define CHUNK_BYTES 65536
 
-/* KEYS[1] recent list, KEYS[2..] recd:e:<id>; ARGV[1] dedup TTL, ARGV[2] max recent, ARGV[3] recent TTL, ARGV[4..] entries.
+/* KEYS[1] recent list, KEYS[2..] recd:e:{<user>}:<id>; ARGV[1] dedup TTL, ARGV[2] max recent, ARGV[3] recent TTL, ARGV[4..] entries.
  * An event is pushed exactly when its dedup key was set, in one atomic step. */
 static const char apply_script[] = "local applied = 0\n"
                                    "for i = 2, #KEYS do\n"
@@ -361,7 +361,8 @@ void recd_updater_cmd_apply(recd_updater_batch_t *b, const recd_updater_user_t *
     cmd_argf(b, out, "%zu", 1 + u->n_events);
     cmd_user_key(b, out, u->user, u->user_len, "recent");
     for (size_t i = 0; i < u->n_events; ++i)
-        cmd_argf(b, out, "recd:e:%.*s", (int)u->events[i].event_id_len, u->events[i].event_id);
+        /* the user's hash tag: the script's keys all hash to the user's slot, as Redis Cluster requires */
+        cmd_argf(b, out, "recd:e:{%.*s}:%.*s", (int)u->user_len, u->user, (int)u->events[i].event_id_len, u->events[i].event_id);
     cmd_argf(b, out, "%u", lim->dedup_ttl_s);
     cmd_argf(b, out, "%u", lim->max_recent);
     cmd_argf(b, out, "%u", lim->recent_ttl_s);

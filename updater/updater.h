@@ -10,7 +10,7 @@
 
 /*
  * One batch of consumed messages becomes two pipelined Redis round trips. First, per user, one atomic script that for each
- * event sets recd:e:<event_id> NX EX and, only when that succeeded, LPUSHes "<weight>\t<item>" to recd:u:{<user>}:recent,
+ * event sets recd:e:{<user>}:<event_id> NX EX and, only when that succeeded, LPUSHes "<weight>\t<item>" to recd:u:{<user>}:recent,
  * then LTRIMs and EXPIREs the list and returns it: an event is marked seen exactly when it was applied, so a crash between
  * the two cannot lose it, and a replay after a crash does not double-count it. Second, per user, the vector folded from
  * exactly that list for the version the user is served, written by a script that replaces the model's other versions'
@@ -23,7 +23,7 @@ typedef struct st_recd_updater_limits_t {
     uint32_t max_recent;   /* LTRIM bound of the recent list (recd's max_recent_items) */
     uint32_t recent_ttl_s; /* EXPIRE of recd:u:{user}:recent */
     uint32_t vec_ttl_s;    /* EXPIRE of recd:u:{user}:vec and :stamp */
-    uint32_t dedup_ttl_s;  /* EX of recd:e:<event_id> */
+    uint32_t dedup_ttl_s;  /* EX of recd:e:{<user>}:<event_id> */
 } recd_updater_limits_t;
 
 /** One parsed event (Contract A); the strings belong to the batch that parsed it. */

@@ -273,7 +273,7 @@ static void test_updater_writes_recent_items_and_folded_vector(void **state)
     assert_true(redis_int(c, "TTL recd:u:{rt-new}:vec") > 0);
     assert_true(redis_int(c, "TTL recd:u:{rt-new}:recent") > 0);
     assert_true(redis_int(c, "TTL recd:u:{rt-new}:stamp") > 0);
-    long long ttl = redis_int(c, "TTL recd:e:a-2");
+    long long ttl = redis_int(c, "TTL recd:e:{rt-new}:a-2");
     assert_true(ttl > 0 && ttl <= 86400);
     redisFree(c);
     assert_true(metric(fx, "recd_updater_event_to_redis_seconds_count") >= 3);
@@ -378,7 +378,7 @@ static void test_updater_killed_mid_stream_skips_nothing(void **state)
     for (int u = 0; u < USERS; ++u) {
         assert_int_equal(redis_int(c, "LLEN recd:u:{kill-%d}:recent", u), PER_USER); /* no event applied twice */
         for (int e = 0; e < PER_USER; ++e)
-            assert_int_equal(redis_int(c, "EXISTS recd:e:kill-%d-%d", u, e), 1);
+            assert_int_equal(redis_int(c, "EXISTS recd:e:{kill-%d}:kill-%d-%d", u, u, e), 1);
         assert_int_equal(redis_int(c, "HEXISTS recd:u:{kill-%d}:vec %s", u, MODEL "@1"), 1);
     }
     redisFree(c);

@@ -129,8 +129,8 @@ static void test_cmd_apply_keys_and_entries(void **state)
     assert_non_null(memmem(c.argv[1], c.argvlen[1], "'NX'", 4));
     assert_true(arg_is(&c, 2, "3"));
     assert_true(arg_is(&c, 3, "recd:u:{u1}:recent"));
-    assert_true(arg_is(&c, 4, "recd:e:e1"));
-    assert_true(arg_is(&c, 5, "recd:e:e2"));
+    assert_true(arg_is(&c, 4, "recd:e:{u1}:e1"));
+    assert_true(arg_is(&c, 5, "recd:e:{u1}:e2"));
     assert_true(arg_is(&c, 6, "86400"));
     assert_true(arg_is(&c, 7, "50"));
     assert_true(arg_is(&c, 8, "600"));
