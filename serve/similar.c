@@ -14,7 +14,7 @@ int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint
         k = sw->serve->config.max_k;
     recd_serve_reserve_scratch(sw, recd_model_n_items(m));
     size_t n = recd_model_similar(m, (uint32_t)idx, k, sw->scores, sw->top);
-    ctx->result.items = recd_serve_copy_top(ctx, n);
+    ctx->result.items = recd_serve_copy_top(ctx, sw->top, n);
     ctx->result.n_items = n;
     return 0;
 }

@@ -190,7 +190,7 @@ static void test_pipeline_popular_order_with_exclusions(void **state)
 {
     fixture_t *fx = *state;
     recd_serve_id_t exclude[] = {id("i8"), id("nope"), id("i5")};
-    recd_serve_recs_request_t rq = {id("stranger"), 6, NULL, 0, exclude, 3};
+    recd_serve_recs_request_t rq = {id("stranger"), 6, NULL, 0, exclude, 3, RECD_SERVE_SEARCH_DEFAULT};
     recd_serve_ctx_t *ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
     const uint32_t *order = recd_model_popular_order(fx->model);
@@ -227,7 +227,7 @@ static void test_pipeline_fold_in_sums_repeated_recent_items(void **state)
     fixture_t *fx = *state;
     recd_serve_id_t recent[] = {id("i3"), id("ghost"), id("i3"), id("i9"), id("ghost")};
     recd_serve_id_t exclude[] = {id("i0")};
-    recd_serve_recs_request_t rq = {id("stranger"), 10, recent, 5, exclude, 1};
+    recd_serve_recs_request_t rq = {id("stranger"), 10, recent, 5, exclude, 1, RECD_SERVE_SEARCH_DEFAULT};
     recd_serve_ctx_t *ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
 
@@ -284,7 +284,7 @@ static void test_pipeline_remembered_user_refolded_once_per_version(void **state
 
     /* u1: history 2 (1), 3 (1) plus remembered 5 (1 + 3); the unknown item is remembered but not folded */
     recd_serve_id_t recent[] = {id("i0")};
-    recd_serve_recs_request_t rq = {id("u1"), 10, recent, 1, NULL, 0};
+    recd_serve_recs_request_t rq = {id("u1"), 10, recent, 1, NULL, 0, RECD_SERVE_SEARCH_DEFAULT};
     ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
     static const uint32_t items[] = {2, 3, 5};
