@@ -212,8 +212,12 @@ static void *worker_main(void *arg)
     while (has_connections(&w->ctx) && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
     /* Scans this worker queued come back to this loop (their contexts belong to it): wait for every one of them. */
-    while (recd_serve_worker_pending(w->serve) > 0)
-        h2o_evloop_run(loop, 10);
+    if (recd_serve_worker_pending(w->serve) > 0) {
+        recd_log(&app->log, RECD_LOG_WARN, "waiting for the scoring threads to answer", "\"thread\":%zu,\"scans\":%zu", w->index,
+                 recd_serve_worker_pending(w->serve));
+        while (recd_serve_worker_pending(w->serve) > 0)
+            h2o_evloop_run(loop, 10);
+    }
     /* The event sink answers every batch it took, even after the grace period (a stalled fsync): its completion posts to
      * this context, so the loop runs until none is pending, or the answer would land in freed memory. */
     if (recd_api_pending(app->api, &w->ctx) > 0) {
