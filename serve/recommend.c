@@ -1,4 +1,5 @@
-/* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k. */
+/* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k — and the
+ * stage that runs a context's scan on the scoring pool and completes it back on its worker (similar items use it too). */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@ static uint32_t *resolve_ids(recd_serve_ctx_t *ctx, const recd_serve_id_t *ids, 
     return known;
 }
 
-static void finish(recd_serve_ctx_t *ctx)
+void recd_serve_finish(recd_serve_ctx_t *ctx)
 {
     ctx->timing.done_ns = recd_monotonic_ns();
     recd_serve_count_arm(ctx);
@@ -195,7 +196,7 @@ static void after_scan(recd_serve_ctx_t *ctx)
     stage_rank(ctx);
     ctx->result.items = recd_serve_copy_top(ctx, ctx->job.query.out, ctx->job.query.n_out);
     ctx->result.n_items = ctx->job.query.n_out;
-    finish(ctx);
+    recd_serve_finish(ctx);
 }
 
 /* Stages 4 to 7 without a vector: the precomputed popular order (descending popularity, ties by index, every value finite:
@@ -278,28 +279,39 @@ static int after_state(recd_serve_ctx_t *ctx, int err, int search)
         size_t n = select_popular(ctx);
         ctx->result.items = recd_serve_copy_top(ctx, sw->top, n);
         ctx->result.n_items = n;
-        finish(ctx);
+        recd_serve_finish(ctx);
         return 0;
     }
     if (ctx->k == 0) { /* nothing asked: a scan query needs k >= 1 */
-        finish(ctx);
+        recd_serve_finish(ctx);
         return 0;
     }
     prepare_scan(ctx, approximate);
+    return recd_serve_run_job(ctx);
+}
+
+int recd_serve_run_job(recd_serve_ctx_t *ctx)
+{
+    recd_serve_worker_t *sw = ctx->worker;
     if (sw->serve->pool != NULL && sw->wake != NULL) {
         ctx->job.done = on_scored;
         if (recd_score_pool_submit(sw->serve->pool, &ctx->job) != 0) {
             ctx->result.err = RECD_EBUSY;
-            finish(ctx);
+            recd_serve_finish(ctx);
             return 0;
         }
-        recd_serve_ctx_retain(ctx); /* the scan's reference, dropped when the worker drains it */
+        recd_serve_ctx_retain(ctx); /* the job's reference, dropped when the worker drains it */
         ++sw->pending;
         return RECD_SERVE_PENDING;
     }
-    recd_scorer_t scorer;
-    recd_model_scorer(ctx->model, &scorer);
-    recd_scan_topk(&scorer, &ctx->job.query, 1, sw->scan);
+    if (ctx->job.run != NULL) {
+        recd_serve_reserve_scratch(sw, recd_model_n_items(ctx->model));
+        ctx->job.run(&ctx->job, sw->scores);
+    } else {
+        recd_scorer_t scorer;
+        recd_model_scorer(ctx->model, &scorer);
+        recd_scan_topk(&scorer, &ctx->job.query, 1, sw->scan);
+    }
     after_scan(ctx);
     return 0;
 }
@@ -310,7 +322,7 @@ int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
     ctx->done_data = data;
     recd_serve_route(ctx, &rq->user); /* stage 1: the experiment arm, whose version the context then holds */
     if ((ctx->result.err = stage_version(ctx, rq)) != 0) {
-        finish(ctx);
+        recd_serve_finish(ctx);
         return 0;
     }
     return stage_user_vector(ctx);

@@ -5,7 +5,8 @@
  * version (other threads leave those to it meanwhile), then scans the batch with one recd_scan_topk call outside the lock
  * and hands each job to its done callback, which posts it to the loop that queued it. The bound counts queued jobs only
  * (what waits, not what is being scanned): a submit beyond it is refused at once, so the caller answers 503 instead of
- * letting latency grow. Nothing here blocks a loop: submit takes the mutex for a list insert. */
+ * letting latency grow. A job with its own run function (similar items) is taken and run alone. Nothing here blocks a
+ * loop: submit takes the mutex for a list insert. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@ typedef struct st_pool_thread_t {
     struct st_recd_score_pool_t *pool;
     pthread_t tid;
     const recd_model_t *gathering; /* the version this thread waits for more jobs of, or NULL (under the pool's mutex) */
+    float *scores;                 /* scratch of run jobs */
+    size_t scores_cap;
 } pool_thread_t;
 
 struct st_recd_score_pool_t {
@@ -47,23 +50,23 @@ static int gathered_by_other(const recd_score_pool_t *p, const pool_thread_t *se
     return 0;
 }
 
-/* The version of the oldest job no other thread is gathering for, or NULL. */
-static const recd_model_t *next_version(const recd_score_pool_t *p, const pool_thread_t *self)
+/* The oldest job that is a run job or whose version no other thread is gathering for, or NULL. */
+static recd_score_job_t *next_job(const recd_score_pool_t *p, const pool_thread_t *self)
 {
-    for (const recd_score_job_t *j = p->head; j != NULL; j = j->next)
-        if (!gathered_by_other(p, self, j->model))
-            return j->model;
+    for (recd_score_job_t *j = p->head; j != NULL; j = j->next)
+        if (j->run != NULL || !gathered_by_other(p, self, j->model))
+            return j;
     return NULL;
 }
 
-/* Moves up to max queued jobs of version m, oldest first, into out. */
-static size_t take(recd_score_pool_t *p, const recd_model_t *m, recd_score_job_t **out, size_t max)
+/* Moves up to max queued jobs that match (first itself, or the scan queries of version m), oldest first, into out. */
+static size_t take(recd_score_pool_t *p, const recd_score_job_t *first, const recd_model_t *m, recd_score_job_t **out, size_t max)
 {
     size_t n = 0;
     recd_score_job_t **link = &p->head, *prev = NULL;
     while (*link != NULL && n < max) {
         recd_score_job_t *j = *link;
-        if (j->model == m) {
+        if (first != NULL ? j == first : j->model == m && j->run == NULL) {
             *link = j->next;
             if (p->tail == j)
                 p->tail = prev;
@@ -115,6 +118,24 @@ static void scan_batch(recd_score_pool_t *p, recd_score_job_t **batch, size_t n,
         batch[i]->done(batch[i]);
 }
 
+/* Runs a job with its own run function (outside the lock) and delivers it. */
+static void run_alone(recd_score_pool_t *p, pool_thread_t *self, recd_score_job_t *job)
+{
+    size_t n_items = recd_model_n_items(job->model);
+    job->query.n_out = 0;
+    if (!atomic_load_explicit(&job->cancelled, memory_order_relaxed)) {
+        if (self->scores_cap < n_items) {
+            free(self->scores);
+            self->scores = recd_xreallocarray(NULL, n_items, sizeof(float));
+            self->scores_cap = n_items;
+        }
+        uint64_t t0 = recd_monotonic_ns();
+        job->run(job, self->scores);
+        recd_metric_observe(p->scan_seconds, RECD_METRICS_SHARED, (double)(recd_monotonic_ns() - t0) * 1e-9);
+    }
+    job->done(job);
+}
+
 static void *thread_main(void *arg)
 {
     pool_thread_t *self = arg;
@@ -124,27 +145,35 @@ static void *thread_main(void *arg)
     recd_scan_query_t *queries = recd_xreallocarray(NULL, max, sizeof(*queries));
     size_t *scanned = recd_xreallocarray(NULL, max, sizeof(*scanned));
     recd_scan_scratch_t *scratch = recd_scan_scratch_new();
-    const recd_model_t *m;
+    recd_score_job_t *first;
 
     pthread_mutex_lock(&p->mutex);
     for (;;) {
         for (;;) {
             if (p->hold != 0 && (p->queued >= p->hold || p->stopping))
                 p->hold = 0; /* a hold lets go once */
-            if (p->hold == 0 && (m = next_version(p, self)) != NULL)
+            if (p->hold == 0 && (first = next_job(p, self)) != NULL)
                 break;
             if (p->stopping && p->head == NULL)
                 goto Exit;
             pthread_cond_wait(&p->more, &p->mutex);
         }
-        size_t n = take(p, m, batch, max);
+        const recd_model_t *m = first->model;
+        if (first->run != NULL) {
+            take(p, first, NULL, batch, 1);
+            pthread_mutex_unlock(&p->mutex);
+            run_alone(p, self, first);
+            pthread_mutex_lock(&p->mutex);
+            continue;
+        }
+        size_t n = take(p, NULL, m, batch, max);
         if (n < max && p->config.window_us > 0 && !p->stopping) {
             struct timespec deadline;
             deadline_after_us(&deadline, p->config.window_us);
             self->gathering = m;
             while (n < max && !p->stopping) {
                 int rc = pthread_cond_timedwait(&p->more, &p->mutex, &deadline);
-                n += take(p, m, batch + n, max - n);
+                n += take(p, NULL, m, batch + n, max - n);
                 if (rc == ETIMEDOUT)
                     break;
             }
@@ -161,6 +190,7 @@ Exit:
     free(batch);
     free(queries);
     free(scanned);
+    free(self->scores);
     recd_scan_scratch_free(scratch);
     return NULL;
 }
@@ -186,9 +216,10 @@ recd_score_pool_t *recd_score_pool_create(const recd_score_pool_config_t *config
         recd_metrics_gauge(metrics, "recd_score_queue_depth", "Scoring jobs queued and not yet taken by a scoring thread.", NULL);
     p->batch_size = recd_metrics_histogram(metrics, "recd_score_batch_size", "Queries scanned together in one call, per scan.",
                                            NULL, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
-    p->scan_seconds = recd_metrics_histogram(metrics, "recd_score_scan_duration_seconds",
-                                             "Time of one batched scan (scoring, exclusions and top-k of its queries).", NULL,
-                                             scan_bounds, sizeof(scan_bounds) / sizeof(scan_bounds[0]));
+    p->scan_seconds = recd_metrics_histogram(
+        metrics, "recd_score_scan_duration_seconds",
+        "Time of one batched scan (scoring, exclusions and top-k of its queries), or of one similar-items job.", NULL, scan_bounds,
+        sizeof(scan_bounds) / sizeof(scan_bounds[0]));
     p->shed = recd_metrics_counter(metrics, "recd_score_shed_total",
                                    "Requests refused with 503 because the scoring queue was full.", NULL);
     p->threads = recd_xcalloc(p->config.threads, sizeof(*p->threads));

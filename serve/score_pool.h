@@ -22,12 +22,18 @@ typedef struct st_recd_score_pool_config_t {
 
 /** Called on a scoring thread once a job's query.out and query.n_out are written; the pool never touches the job again. */
 typedef void (*recd_score_done_cb)(recd_score_job_t *job);
+/**
+ * Work other than a scan query (similar items), run alone on a scoring thread: fills job->query.out and n_out. scores is the
+ * thread's scratch of n_items floats of job->model.
+ */
+typedef void (*recd_score_run_cb)(recd_score_job_t *job, float *scores);
 
 /** One query against one version. The submitter owns the memory and keeps it (and the model) alive until done is called. */
 struct st_recd_score_job_t {
     recd_score_job_t *next; /* the pool's queue while queued; free for the submitter's use once done is called */
     const recd_model_t *model;
     recd_scan_query_t query;
+    recd_score_run_cb run; /* NULL: query is scanned, batched with the other queries of model */
     recd_score_done_cb done;
     atomic_int cancelled; /* set by the submitter when nobody waits: the job is delivered without being scanned */
 };
@@ -43,7 +49,7 @@ void recd_score_pool_free(recd_score_pool_t *p);
 const recd_score_pool_config_t *recd_score_pool_config(const recd_score_pool_t *p);
 
 /**
- * Queues job (its model, query and done set; query.out has room for query.k entries). Any thread. Returns 0, or
+ * Queues job (its model, query, run and done set; query.out has room for query.k entries). Any thread. Returns 0, or
  * RECD_EBUSY when queue_max jobs are queued already (counted as shed; done will not be called).
  */
 int recd_score_pool_submit(recd_score_pool_t *p, recd_score_job_t *job);

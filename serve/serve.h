@@ -156,7 +156,7 @@ void recd_serve_ctx_cancel(recd_serve_ctx_t *ctx);
 void *recd_serve_ctx_alloc(void *ctx, size_t size);
 /** The version the context uses (borrowed from it; NULL when none was loaded). */
 recd_model_t *recd_serve_ctx_model(const recd_serve_ctx_t *ctx);
-/** The context's answer (valid once its done callback ran, or after recd_serve_similar). */
+/** The context's answer (valid once its done callback ran). */
 const recd_serve_result_t *recd_serve_ctx_result(const recd_serve_ctx_t *ctx);
 /** The context's timing record. */
 const recd_serve_timing_t *recd_serve_ctx_timing(const recd_serve_ctx_t *ctx);
@@ -196,10 +196,12 @@ int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
 /* ---- similar items and events ---------------------------------------------------------------------------------------- */
 
 /**
- * Fills the context's result with the k items most similar to item (len bytes) in the context's version. Synchronous.
- * Returns 0, or RECD_ENOTFOUND when the item is unknown or no version is loaded (also in result->err).
+ * Finds the k items most similar to item (len bytes) in the context's version, on the scoring pool like a recommendation's
+ * scan (or at once without one). Returns 0 when the answer is complete (cb has been called already) or RECD_SERVE_PENDING
+ * (cb will be called later, on the worker's thread). result->err is RECD_ENOTFOUND when the item is unknown or no version
+ * is loaded, RECD_EBUSY when the scoring queue was full. Call once per context.
  */
-int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k);
+int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k, recd_serve_done_cb cb, void *data);
 
 /** One accepted interaction to remember. */
 typedef struct st_recd_serve_event_t {

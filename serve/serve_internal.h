@@ -85,6 +85,7 @@ struct st_recd_serve_ctx_t {
     recd_serve_id_t user;
     int64_t user_index; /* in model, or -1 */
     uint32_t k;
+    uint32_t similar_item;  /* similar items: the item's index */
     int search;             /* RECD_SERVE_SEARCH_* as asked */
     size_t n_recent;        /* as asked, known or not */
     uint32_t *recent_known; /* indexes of the recent items model knows, request order */
@@ -98,6 +99,14 @@ struct st_recd_serve_ctx_t {
 
 /** Makes the worker's scratch (scores, exclusion bits) big enough for a version of n items; grows only for a larger one. */
 void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n);
+/**
+ * Runs ctx->job (model, query, run set; run NULL for a scan query): on the scoring pool when the worker is bound to a loop,
+ * else at once on this thread. Either way its answer becomes the context's result and the context finishes. Returns 0 when
+ * that happened already (a full queue finishes it with result.err RECD_EBUSY), or RECD_SERVE_PENDING.
+ */
+int recd_serve_run_job(recd_serve_ctx_t *ctx);
+/** Marks the context done (timing, arm counters) and calls its done callback unless it was cancelled. */
+void recd_serve_finish(recd_serve_ctx_t *ctx);
 /** Copies n top-k entries into the context's result memory, with their ids. */
 recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, const recd_scored_t *top, size_t n);
 

@@ -431,12 +431,17 @@ static void test_pipeline_similar_and_request_ids(void **state)
     recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
     recd_scored_t want[4];
     float scratch[N_ITEMS];
-    assert_int_equal(recd_serve_similar(ctx, "i3", 2, 4), 0);
+    done_t done = {0};
+    assert_int_equal(recd_serve_similar(ctx, "i3", 2, 4, on_done, &done), 0);
+    assert_int_equal(done.calls, 1);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, 0);
     size_t n = recd_model_similar(fx->model, 3, 4, scratch, want);
     assert_items(recd_serve_ctx_result(ctx), want, n);
     recd_serve_ctx_release(ctx);
     ctx = recd_serve_ctx_create(fx->sw);
-    assert_int_equal(recd_serve_similar(ctx, "i33", 3, 4), RECD_ENOTFOUND);
+    assert_int_equal(recd_serve_similar(ctx, "i33", 3, 4, on_done, &done), 0);
+    assert_int_equal(done.calls, 2);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, RECD_ENOTFOUND);
     recd_serve_ctx_release(ctx);
 
     char a[17], b[17];
@@ -600,7 +605,7 @@ static void test_pipeline_pool_batched_equals_alone(void **state)
     pool_fixture_t pf;
     pool_requests_t r;
     recd_serve_recs_request_t *rq = r.rq;
-    recd_serve_ctx_t *batched[MAX_POOL_REQUESTS];
+    recd_serve_ctx_t *batched[MAX_POOL_REQUESTS], *similar = NULL;
     done_t done = {0};
 
     pool_fixture_init(&pf, fx, 1, 0);
@@ -612,15 +617,29 @@ static void test_pipeline_pool_batched_equals_alone(void **state)
     pool_requests(&r, "i");
     size_t n = r.n;
 
-    /* the pool holds until every request is queued, so they are scanned together */
-    recd_score_pool_hold(recd_serve_pool(pf.serve), n);
+    /* the pool holds until every request is queued, so they are scanned together; similar items run alone among them */
+    recd_score_pool_hold(recd_serve_pool(pf.serve), n + 1);
     for (size_t i = 0; i < n; ++i) {
         batched[i] = recd_serve_ctx_create(pf.looped);
         assert_int_equal(recd_serve_recommend(batched[i], &rq[i], on_done, &done), RECD_SERVE_PENDING);
+        if (i == n / 2) {
+            similar = recd_serve_ctx_create(pf.looped);
+            assert_int_equal(recd_serve_similar(similar, "i42", 3, 12, on_done, &done), RECD_SERVE_PENDING);
+        }
     }
     assert_int_equal(done.calls, 0); /* nothing is answered on the submitting thread */
     run_until_idle(&pf.loop, pf.looped);
-    assert_int_equal(done.calls, n);
+    assert_int_equal(done.calls, n + 1);
+    recd_serve_ctx_t *similar_alone = recd_serve_ctx_create(pf.alone);
+    assert_int_equal(recd_serve_similar(similar_alone, "i42", 3, 12, on_done, &done), 0);
+    assert_int_equal(recd_serve_ctx_result(similar)->n_items, 12);
+    for (size_t i = 0; i < 12; ++i) {
+        assert_int_equal(recd_serve_ctx_result(similar)->items[i].index, recd_serve_ctx_result(similar_alone)->items[i].index);
+        assert_memory_equal(&recd_serve_ctx_result(similar)->items[i].score, &recd_serve_ctx_result(similar_alone)->items[i].score,
+                            sizeof(float));
+    }
+    recd_serve_ctx_release(similar);
+    recd_serve_ctx_release(similar_alone);
     assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0);     /* one scan ... */
     assert_true(rendered(&pf, "recd_score_batch_size_sum") == (double)n); /* ... of every request */
 
