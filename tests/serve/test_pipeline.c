@@ -755,6 +755,63 @@ static void test_pipeline_pool_sheds_when_full(void **state)
     pool_fixture_dispose(&pf);
 }
 
+/* Many requests over three versions, in bursts, on two threads that gather with a window: every answer is the one the
+ * same request gets alone, whatever batches formed. */
+static void test_pipeline_pool_bursts_over_versions(void **state)
+{
+    fixture_t *fx = *state;
+    enum { VERSIONS = 3, ROUNDS = 12, PER_ROUND = 10 };
+    pool_fixture_t pf;
+    pool_requests_t r[VERSIONS];
+    recd_model_t *v[VERSIONS];
+    recd_serve_ctx_t *ctx[ROUNDS * PER_ROUND];
+    static const char *const prefixes[VERSIONS] = {"a", "b", "c"};
+    done_t done = {0};
+
+    pf.metrics = recd_metrics_create(1);
+    pf.serve = recd_serve_create(&(recd_serve_config_t){.max_k = MAX_K,
+                                                        .score_threads = 2,
+                                                        .score_batch_max = 4,
+                                                        .score_batch_window_us = 2000,
+                                                        .score_queue_max = ROUNDS * PER_ROUND},
+                                 fx->store, pf.metrics, &fx->log);
+    pf.alone = recd_serve_worker_create(pf.serve, 0, 3);
+    pf.looped = recd_serve_worker_create(pf.serve, 0, 4);
+    pthread_mutex_init(&pf.loop.lock, NULL);
+    pthread_cond_init(&pf.loop.cond, NULL);
+    recd_serve_worker_use_loop(pf.looped, on_test_wake, &pf.loop);
+    for (size_t i = 0; i < VERSIONS; ++i) {
+        v[i] = make_model_sized(fx, "demo", prefixes[i], i + 1, 70 + i, POOL_USERS, POOL_ITEMS, POOL_FACTORS);
+        pool_requests(&r[i], prefixes[i]);
+    }
+    for (size_t i = 0; i < ROUNDS * PER_ROUND; ++i) {
+        size_t ver = (i * 7 + i / PER_ROUND) % VERSIONS;
+        recd_model_retain(v[ver]);
+        recd_serve_worker_set_model(pf.looped, v[ver]);
+        ctx[i] = recd_serve_ctx_create(pf.looped);
+        recd_serve_recommend(ctx[i], &r[ver].rq[i % r[ver].n], on_done, &done);
+        if (i % PER_ROUND == PER_ROUND - 1)
+            recd_serve_worker_drain(pf.looped); /* whatever is back already; the rest later */
+    }
+    run_until_idle(&pf.loop, pf.looped);
+    assert_int_equal(done.calls, ROUNDS * PER_ROUND);
+    assert_true(rendered(&pf, "recd_score_shed_total") == 0.0);
+    for (size_t i = 0; i < ROUNDS * PER_ROUND; ++i) {
+        size_t ver = (i * 7 + i / PER_ROUND) % VERSIONS;
+        assert_ptr_equal(recd_serve_ctx_model(ctx[i]), v[ver]);
+        recd_model_retain(v[ver]);
+        recd_serve_worker_set_model(pf.alone, v[ver]);
+        recd_serve_ctx_t *alone = recd_serve_ctx_create(pf.alone);
+        assert_int_equal(recd_serve_recommend(alone, &r[ver].rq[i % r[ver].n], on_done, &done), 0);
+        assert_same_answer(recd_serve_ctx_result(ctx[i]), recd_serve_ctx_result(alone));
+        recd_serve_ctx_release(alone);
+        recd_serve_ctx_release(ctx[i]);
+    }
+    pool_fixture_dispose(&pf);
+    for (size_t i = 0; i < VERSIONS; ++i)
+        recd_model_release(v[i]);
+}
+
 int test_pipeline_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -768,6 +825,7 @@ int test_pipeline_run(void)
         cmocka_unit_test_setup_teardown(test_pipeline_pool_batched_equals_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_pool_groups_by_version_and_keeps_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_pool_sheds_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_pool_bursts_over_versions, setup, teardown),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }
