@@ -578,6 +578,28 @@ static void test_workers_stop_waits_for_a_pending_scan(void **state)
     assert_true(f->stopper.done);
 }
 
+static void test_workers_client_gone_while_scan_queued(void **state)
+{
+    fixture_t *f = *state;
+    recd_score_pool_t *pool = recd_serve_pool(f->app.serve);
+    support_http_response_t res;
+
+    recd_score_pool_hold(pool, 1000);
+    int gone = send_recommendation(f, "u01"), stays = send_recommendation(f, "u10");
+    wait_queued(pool, 2);
+    close(gone); /* the client goes away with its scan queued */
+    recd_score_pool_hold(pool, 0);
+    expect_recommendation(stays);
+    wait_queued(pool, 0);
+    /* the late answer to nobody touched nothing (ASan watches): the workers go on serving, a new version too */
+    publish_version_2(f);
+    for (size_t i = 0; i < N_WORKERS; ++i) {
+        exchange(f->conns[i], "GET", "/healthz", NULL, &res);
+        assert_int_equal(res.status, 200);
+        support_http_response_free(&res);
+    }
+}
+
 int test_workers_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +610,7 @@ int test_workers_run(void)
         cmocka_unit_test_setup_teardown(test_workers_stop_answers_a_pending_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_scoring_pool_sheds_while_health_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_stop_waits_for_a_pending_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_client_gone_while_scan_queued, setup, teardown),
     };
     return cmocka_run_group_tests_name("workers", tests, NULL, NULL);
 }
