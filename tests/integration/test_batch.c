@@ -136,6 +136,9 @@ static void test_batch_blas_core_exported(void **state)
 {
     harness_t *h = *state;
     harness_response_t res;
+    /* the flags reached the pool (queue bound: 4 x threads x batch_max by default) */
+    assert_true(harness_log_contains(h->log, "\"msg\":\"scoring pool\",\"threads\":2,\"batch_max\":32,\"window_us\":200,"
+                                             "\"queue_max\":256"));
     assert_int_equal(harness_get(h->port, "/metrics", &res), 0);
     const char *line = strstr(res.body, "\nrecd_blas_info{core=\"");
     assert_non_null(line);
