@@ -35,7 +35,7 @@ struct st_recd_score_pool_t {
     size_t hold; /* threads take nothing while fewer are queued (0: no hold) */
     int stopping;
     pool_thread_t *threads;
-    recd_metric_t *depth, *batch_size, *scan_seconds, *shed;
+    recd_metric_t *depth, *wait_seconds, *batch_size, *scan_seconds, *shed;
 };
 
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -78,8 +78,12 @@ static size_t take(recd_score_pool_t *p, const recd_score_job_t *first, const re
         }
     }
     p->queued -= n;
-    if (n > 0)
+    if (n > 0) {
+        uint64_t now = recd_monotonic_ns();
+        for (size_t i = 0; i < n; ++i)
+            recd_metric_observe(p->wait_seconds, RECD_METRICS_SHARED, (double)(now - out[i]->_queued_ns) * 1e-9);
         recd_metric_set(p->depth, (double)p->queued);
+    }
     return n;
 }
 
@@ -214,6 +218,9 @@ recd_score_pool_t *recd_score_pool_create(const recd_score_pool_config_t *config
     pthread_condattr_destroy(&attr);
     p->depth =
         recd_metrics_gauge(metrics, "recd_score_queue_depth", "Scoring jobs queued and not yet taken by a scoring thread.", NULL);
+    p->wait_seconds = recd_metrics_histogram(metrics, "recd_score_queue_wait_seconds",
+                                             "Time a scoring job waited in the queue for a scoring thread (batch window included).",
+                                             NULL, scan_bounds, sizeof(scan_bounds) / sizeof(scan_bounds[0]));
     p->batch_size = recd_metrics_histogram(metrics, "recd_score_batch_size", "Queries scanned together in one call, per scan.",
                                            NULL, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
     p->scan_seconds = recd_metrics_histogram(
@@ -264,6 +271,7 @@ int recd_score_pool_submit(recd_score_pool_t *p, recd_score_job_t *job)
         return RECD_EBUSY;
     }
     job->next = NULL;
+    job->_queued_ns = recd_monotonic_ns();
     if (p->tail != NULL)
         p->tail->next = job;
     else

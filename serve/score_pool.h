@@ -36,11 +36,13 @@ struct st_recd_score_job_t {
     recd_score_run_cb run; /* NULL: query is scanned, batched with the other queries of model */
     recd_score_done_cb done;
     atomic_int cancelled; /* set by the submitter when nobody waits: the job is delivered without being scanned */
+    uint64_t _queued_ns;  /* when it was queued (the pool's) */
 };
 
 /**
- * Starts the scoring threads. metrics (borrowed, must outlive the pool) receives the pool's families: queue depth, batch
- * sizes, scan time, shed jobs. Returns NULL when a thread cannot start (none is left running); aborts on out of memory.
+ * Starts the scoring threads. metrics (borrowed, must outlive the pool) receives the pool's families: queue depth, time in
+ * the queue, batch sizes, scan time, shed jobs. Returns NULL when a thread cannot start (none is left running); aborts on out of
+ * memory.
  */
 recd_score_pool_t *recd_score_pool_create(const recd_score_pool_config_t *config, recd_metrics_t *metrics);
 /** Scans what is still queued (a hold is lifted), joins the threads and frees; accepts NULL. */

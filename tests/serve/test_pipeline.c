@@ -640,8 +640,9 @@ static void test_pipeline_pool_batched_equals_alone(void **state)
     }
     recd_serve_ctx_release(similar);
     recd_serve_ctx_release(similar_alone);
-    assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0);     /* one scan ... */
-    assert_true(rendered(&pf, "recd_score_batch_size_sum") == (double)n); /* ... of every request */
+    assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0);                     /* one scan ... */
+    assert_true(rendered(&pf, "recd_score_batch_size_sum") == (double)n);                 /* ... of every request */
+    assert_true(rendered(&pf, "recd_score_queue_wait_seconds_count") == (double)(n + 1)); /* similar items waited too */
 
     for (size_t i = 0; i < n; ++i) {
         recd_serve_ctx_t *alone = recd_serve_ctx_create(pf.alone);
