@@ -1,7 +1,6 @@
 /* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k — and the
  * stage that runs a context's scan on the scoring pool and completes it back on its worker (similar items use it too). */
 #include <math.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base/alloc.h"
@@ -72,7 +71,7 @@ static int stage_version(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
 }
 
 static void on_state(void *data, int err);
-static int after_state(recd_serve_ctx_t *ctx, int err, int search);
+static int after_state(recd_serve_ctx_t *ctx, int err);
 
 /* Stage 3, user vector, first half: ask the feature store what it remembers of the user. */
 static int stage_user_vector(recd_serve_ctx_t *ctx)
@@ -84,14 +83,14 @@ static int stage_user_vector(recd_serve_ctx_t *ctx)
         recd_serve_ctx_retain(ctx); /* the pending lookup's reference */
         return RECD_SERVE_PENDING;
     }
-    return after_state(ctx, ret, ctx->search);
+    return after_state(ctx, ret);
 }
 
 static void on_state(void *data, int err)
 {
     recd_serve_ctx_t *ctx = data;
     if (!ctx->cancelled)
-        after_state(ctx, err, ctx->search);
+        after_state(ctx, err);
     recd_serve_ctx_release(ctx);
 }
 
@@ -228,7 +227,7 @@ static size_t select_popular(recd_serve_ctx_t *ctx)
  * was empty (one wake per drain). The worker stays alive until it drained this job (pending counts it). */
 static void on_scored(recd_score_job_t *job)
 {
-    recd_serve_ctx_t *ctx = (recd_serve_ctx_t *)((char *)job - offsetof(recd_serve_ctx_t, job));
+    recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
     recd_serve_worker_t *sw = ctx->worker;
     recd_serve_wake_cb wake = sw->wake;
     void *wake_data = sw->wake_data;
@@ -256,7 +255,7 @@ void recd_serve_worker_drain(recd_serve_worker_t *sw)
     }
     for (job = fifo; job != NULL;) {
         recd_score_job_t *next = job->next;
-        recd_serve_ctx_t *ctx = (recd_serve_ctx_t *)((char *)job - offsetof(recd_serve_ctx_t, job));
+        recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
         --sw->pending;
         if (!ctx->cancelled)
             after_scan(ctx);
@@ -266,9 +265,10 @@ void recd_serve_worker_drain(recd_serve_worker_t *sw)
 }
 
 /* Stages 4 to 7. Returns 0 when the answer is complete, or RECD_SERVE_PENDING when the scan went to the scoring pool. */
-static int after_state(recd_serve_ctx_t *ctx, int err, int search)
+static int after_state(recd_serve_ctx_t *ctx, int err)
 {
     recd_serve_worker_t *sw = ctx->worker;
+    int search = ctx->search;
     choose_vector(ctx, err);
     if (search == RECD_SERVE_SEARCH_DEFAULT)
         search = sw->serve->config.approximate ? RECD_SERVE_SEARCH_APPROXIMATE : RECD_SERVE_SEARCH_EXACT;

@@ -3,6 +3,7 @@
 #define RECD_SERVE_SERVE_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include "serve/score_pool.h"
 #include "serve/serve.h"
 
@@ -99,6 +100,11 @@ struct st_recd_serve_ctx_t {
 
 /** Makes the worker's scratch (scores, exclusion bits) big enough for a version of n items; grows only for a larger one. */
 void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n);
+/** The context a job is embedded in. */
+static inline recd_serve_ctx_t *recd_serve_ctx_of_job(recd_score_job_t *job)
+{
+    return (recd_serve_ctx_t *)((char *)job - offsetof(recd_serve_ctx_t, job));
+}
 /**
  * Runs ctx->job (model, query, run set; run NULL for a scan query): on the scoring pool when the worker is bound to a loop,
  * else at once on this thread. Either way its answer becomes the context's result and the context finishes. Returns 0 when

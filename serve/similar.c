@@ -1,12 +1,11 @@
 /* similar.c: items closest to an item in the context's version (cosine of their factors, or popularity). */
-#include <stddef.h>
 #include "base/error.h"
 #include "serve/serve_internal.h"
 
 /* On a scoring thread (or at once without a pool): the job's top k. */
 static void run_similar(recd_score_job_t *job, float *scores)
 {
-    recd_serve_ctx_t *ctx = (recd_serve_ctx_t *)((char *)job - offsetof(recd_serve_ctx_t, job));
+    recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
     job->query.n_out = recd_model_similar(job->model, ctx->similar_item, job->query.k, scores, job->query.out);
 }
 
