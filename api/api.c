@@ -106,6 +106,7 @@ void recd_api_detach(recd_api_t *api, h2o_context_t *ctx)
 void recd_api_register(h2o_hostconf_t *host, recd_api_t *api)
 {
     recd_api_register_recommendations(h2o_config_register_path(host, "/v1/recommendations", 0), api);
+    recd_api_register_recommendations_batch(h2o_config_register_path(host, "/v1/recommendations:batch", 0), api);
     recd_api_register_similar(h2o_config_register_path(host, "/v1/items", 0), api);
     recd_api_register_events(h2o_config_register_path(host, "/v1/events", 0), api);
     recd_api_register_healthz(h2o_config_register_path(host, "/healthz", 0), api);

@@ -29,10 +29,9 @@ int recd_api_enable_control(recd_api_t *api, recd_catalog_loader_t *catalog, cha
 void recd_api_free(recd_api_t *api);
 
 /**
- * Registers /v1/recommendations, /v1/items/{id}/similar, /v1/events, /healthz, /readyz, /metrics, the admin endpoints
- * /v1/models and /v1/experiments, and a catch-all that
- * answers unknown paths with a JSON 404. The handlers keep api (borrowed; it must outlive the host's contexts) and serve
- * only on contexts attached with recd_api_attach.
+ * Registers /v1/recommendations, /v1/recommendations:batch, /v1/items/{id}/similar, /v1/events, /healthz, /readyz, /metrics, the
+ * admin endpoints /v1/models and /v1/experiments, and a catch-all that answers unknown paths with a JSON 404. The handlers keep api
+ * (borrowed; it must outlive the host's contexts) and serve only on contexts attached with recd_api_attach.
  */
 void recd_api_register(h2o_hostconf_t *host, recd_api_t *api);
 

@@ -82,14 +82,28 @@ typedef struct st_recd_recs_request_t {
     h2o_iovec_t *exclude;
     size_t n_exclude;
     h2o_iovec_t model; /* the model asked for; base NULL: the default */
+    int search;        /* RECD_SERVE_SEARCH_*: exact, approximate, or the configured default when absent */
 } recd_recs_request_t;
 
-/** Parses GET /v1/recommendations?user=&k=&model= (query without '?'; NULL/0 when absent). */
+/** Parses GET /v1/recommendations?user=&k=&model=&search= (query without '?'; NULL/0 when absent). */
 int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                 recd_recs_request_t *out, recd_api_error_t *err);
-/** Parses a POST /v1/recommendations body {user, k?, recent_items?, exclude?, model?}; unknown members are errors. */
+/** Parses a POST /v1/recommendations body {user, k?, recent_items?, exclude?, model?, search?}; unknown members are errors. */
 int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                recd_recs_request_t *out, recd_api_error_t *err);
+/** recd_codec_parse_recs_body on an already parsed JSON value (one entry of a batch); messages start with prefix. */
+int recd_codec_parse_recs_object(json_t *obj, const char *prefix, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                 recd_recs_request_t *out, recd_api_error_t *err);
+
+#define RECD_API_MAX_BATCH 256 /* requests in one POST /v1/recommendations:batch */
+
+/**
+ * Parses a POST /v1/recommendations:batch body {"requests":[1..256 request objects]}. A body that is not that shape fails
+ * (400). Each entry is parsed as a POST /v1/recommendations body into (*out)[i]; an entry that fails does not fail the batch:
+ * its error goes to (*errs)[i] (status 0 when the entry is good). Arrays in pool memory.
+ */
+int recd_codec_parse_recs_batch(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                recd_recs_request_t **out, recd_api_error_t **errs, size_t *n, recd_api_error_t *err);
 /** Parses the k and model of a similar-items query (other parameters are errors); *model's base is NULL when absent. */
 int recd_codec_parse_similar_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool, uint32_t *k,
                                    h2o_iovec_t *model, recd_api_error_t *err);
@@ -135,11 +149,11 @@ typedef struct st_recd_api_item_t {
 
 /**
  * Renders the recommendations answer; ignored (unknown recent items) is omitted when n_ignored is 0; experiment and arm
- * (NUL-terminated) render as null when NULL.
+ * (NUL-terminated) render as null when NULL; search is "exact" or "approximate".
  */
 void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
                             const char *experiment, const char *arm, const recd_api_item_t *items, size_t n, const char *fallback,
-                            const h2o_iovec_t *ignored, size_t n_ignored);
+                            const char *search, const h2o_iovec_t *ignored, size_t n_ignored);
 /** Renders {"item","model","items"} for similar items. */
 void recd_codec_render_similar(recd_jw_t *w, h2o_iovec_t item, h2o_iovec_t model, uint64_t version, const recd_api_item_t *items,
                                size_t n);
@@ -296,6 +310,7 @@ static inline recd_serve_id_t recd_api_id(h2o_iovec_t s)
  */
 
 void recd_api_register_recommendations(h2o_pathconf_t *pathconf, recd_api_t *api);
+void recd_api_register_recommendations_batch(h2o_pathconf_t *pathconf, recd_api_t *api);
 void recd_api_register_similar(h2o_pathconf_t *pathconf, recd_api_t *api);
 void recd_api_register_events(h2o_pathconf_t *pathconf, recd_api_t *api);
 void recd_api_register_healthz(h2o_pathconf_t *pathconf, recd_api_t *api);

@@ -57,6 +57,18 @@ static int get_id_list(json_t *v, const char *field, h2o_mem_pool_t *pool, h2o_i
     return 0;
 }
 
+/* search=exact|approximate (anything else is a 400). */
+static int parse_search(const char *s, size_t len, const char *field, int *out, recd_api_error_t *err)
+{
+    if (len == 5 && memcmp(s, "exact", 5) == 0)
+        *out = RECD_SERVE_SEARCH_EXACT;
+    else if (len == 11 && memcmp(s, "approximate", 11) == 0)
+        *out = RECD_SERVE_SEARCH_APPROXIMATE;
+    else
+        return recd_api_error_set(err, 400, "invalid_argument", "%s must be \"exact\" or \"approximate\"", field);
+    return 0;
+}
+
 int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                 recd_recs_request_t *out, recd_api_error_t *err)
 {
@@ -71,8 +83,10 @@ int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, u
     for (size_t i = 0; i < n; ++i)
         if (!h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("user")) &&
             !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("k")) &&
-            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("model")))
-            return recd_api_error_set(err, 400, "invalid_argument", "unknown query parameter '%.*s' (expected user, k, model)",
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("model")) &&
+            !h2o_memis(params[i].name.base, params[i].name.len, H2O_STRLIT("search")))
+            return recd_api_error_set(err, 400, "invalid_argument",
+                                      "unknown query parameter '%.*s' (expected user, k, model, search)",
                                       (int)(params[i].name.len > 64 ? 64 : params[i].name.len), params[i].name.base);
     if ((v = recd_query_find(params, n, "user")) == NULL)
         return recd_api_error_set(err, 400, "invalid_argument", "user is required");
@@ -86,55 +100,107 @@ int recd_codec_parse_recs_query(const char *q, size_t len, uint32_t default_k, u
             return -1;
         out->model = *v;
     }
+    if ((v = recd_query_find(params, n, "search")) != NULL && parse_search(v->base, v->len, "search", &out->search, err) != 0)
+        return -1;
+    return 0;
+}
+
+int recd_codec_parse_recs_object(json_t *root, const char *prefix, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                 recd_recs_request_t *out, recd_api_error_t *err)
+{
+    json_t *v;
+    const char *key;
+    char field[64];
+
+    memset(out, 0, sizeof(*out));
+    out->k = default_k;
+    if (!json_is_object(root))
+        return recd_api_error_set(err, 400, "invalid_argument", "%s must be a JSON object", prefix[0] ? prefix : "the body");
+#define FIELD(name) (snprintf(field, sizeof(field), "%s%s", prefix, name), field)
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "user") != 0 && strcmp(key, "k") != 0 && strcmp(key, "recent_items") != 0 && strcmp(key, "exclude") != 0 &&
+            strcmp(key, "model") != 0 && strcmp(key, "search") != 0)
+            return recd_api_error_set(err, 400, "invalid_argument",
+                                      "unknown field '%s%.64s' (expected user, k, recent_items, exclude, model, search)", prefix,
+                                      key);
+    }
+    if ((v = json_object_get(root, "user")) == NULL)
+        return recd_api_error_set(err, 400, "invalid_argument", "%s is required", FIELD("user"));
+    if (get_id(v, FIELD("user"), pool, &out->user, err) != 0)
+        return -1;
+    if ((v = json_object_get(root, "k")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)max_k)
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be an integer in 1..%u", FIELD("k"), max_k);
+        out->k = (uint32_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "recent_items")) != NULL &&
+        get_id_list(v, FIELD("recent_items"), pool, &out->recent_items, &out->n_recent, err) != 0)
+        return -1;
+    if ((v = json_object_get(root, "exclude")) != NULL &&
+        get_id_list(v, FIELD("exclude"), pool, &out->exclude, &out->n_exclude, err) != 0)
+        return -1;
+    if ((v = json_object_get(root, "model")) != NULL) {
+        if (!json_is_string(v))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be a string", FIELD("model"));
+        out->model = pool_string(pool, v);
+        if (recd_api_check_model(out->model, err) != 0)
+            return -1;
+    }
+    if ((v = json_object_get(root, "search")) != NULL) {
+        if (!json_is_string(v))
+            return recd_api_error_set(err, 400, "invalid_argument", "%s must be \"exact\" or \"approximate\"", FIELD("search"));
+        if (parse_search(json_string_value(v), json_string_length(v), FIELD("search"), &out->search, err) != 0)
+            return -1;
+    }
+#undef FIELD
     return 0;
 }
 
 int recd_codec_parse_recs_body(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
                                recd_recs_request_t *out, recd_api_error_t *err)
 {
-    json_t *root, *v;
+    json_t *root;
+    memset(out, 0, sizeof(*out));
+    if ((root = load_object(body, len, err)) == NULL)
+        return -1;
+    int ret = recd_codec_parse_recs_object(root, "", default_k, max_k, pool, out, err);
+    json_decref(root);
+    return ret;
+}
+
+int recd_codec_parse_recs_batch(const char *body, size_t len, uint32_t default_k, uint32_t max_k, h2o_mem_pool_t *pool,
+                                recd_recs_request_t **out, recd_api_error_t **errs, size_t *n, recd_api_error_t *err)
+{
+    json_t *root, *requests, *v;
     const char *key;
+    char prefix[32];
     int ret = -1;
 
-    memset(out, 0, sizeof(*out));
-    out->k = default_k;
     if ((root = load_object(body, len, err)) == NULL)
         return -1;
     json_object_foreach(root, key, v)
     {
-        if (strcmp(key, "user") != 0 && strcmp(key, "k") != 0 && strcmp(key, "recent_items") != 0 && strcmp(key, "exclude") != 0 &&
-            strcmp(key, "model") != 0) {
-            recd_api_error_set(err, 400, "invalid_argument",
-                               "unknown field '%.64s' (expected user, k, recent_items, exclude, model)", key);
+        if (strcmp(key, "requests") != 0) {
+            recd_api_error_set(err, 400, "invalid_argument", "unknown field '%.64s' (expected requests)", key);
             goto Exit;
         }
     }
-    if ((v = json_object_get(root, "user")) == NULL) {
-        recd_api_error_set(err, 400, "invalid_argument", "user is required");
+    if (!json_is_array(requests = json_object_get(root, "requests")) || json_array_size(requests) == 0 ||
+        json_array_size(requests) > RECD_API_MAX_BATCH) {
+        recd_api_error_set(err, 400, "invalid_argument", "requests must be an array of 1..%d request objects", RECD_API_MAX_BATCH);
         goto Exit;
     }
-    if (get_id(v, "user", pool, &out->user, err) != 0)
-        goto Exit;
-    if ((v = json_object_get(root, "k")) != NULL) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)max_k) {
-            recd_api_error_set(err, 400, "invalid_argument", "k must be an integer in 1..%u", max_k);
-            goto Exit;
-        }
-        out->k = (uint32_t)json_integer_value(v);
-    }
-    if ((v = json_object_get(root, "recent_items")) != NULL &&
-        get_id_list(v, "recent_items", pool, &out->recent_items, &out->n_recent, err) != 0)
-        goto Exit;
-    if ((v = json_object_get(root, "exclude")) != NULL && get_id_list(v, "exclude", pool, &out->exclude, &out->n_exclude, err) != 0)
-        goto Exit;
-    if ((v = json_object_get(root, "model")) != NULL) {
-        if (!json_is_string(v)) {
-            recd_api_error_set(err, 400, "invalid_argument", "model must be a string");
-            goto Exit;
-        }
-        out->model = pool_string(pool, v);
-        if (recd_api_check_model(out->model, err) != 0)
-            goto Exit;
+    *n = json_array_size(requests);
+    *out = h2o_mem_alloc_pool(pool, sizeof(**out) * *n);
+    *errs = h2o_mem_alloc_pool(pool, sizeof(**errs) * *n);
+    for (size_t i = 0; i < *n; ++i) {
+        snprintf(prefix, sizeof(prefix), "requests[%zu].", i);
+        (*errs)[i].status = 0;
+        if (recd_codec_parse_recs_object(json_array_get(requests, i), prefix, default_k, max_k, pool, &(*out)[i], &(*errs)[i]) !=
+                0 &&
+            !json_is_object(json_array_get(requests, i)))
+            recd_api_error_set(&(*errs)[i], 400, "invalid_argument", "requests[%zu] must be a JSON object", i);
     }
     ret = 0;
 Exit:
@@ -369,7 +435,7 @@ static void str_or_null(recd_jw_t *w, const char *s)
 
 void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t user, h2o_iovec_t model, uint64_t version,
                             const char *experiment, const char *arm, const recd_api_item_t *items, size_t n, const char *fallback,
-                            const h2o_iovec_t *ignored, size_t n_ignored)
+                            const char *search, const h2o_iovec_t *ignored, size_t n_ignored)
 {
     recd_jw_lit(w, "{\"request_id\":");
     recd_jw_str(w, request_id.base, request_id.len);
@@ -385,6 +451,8 @@ void recd_codec_render_recs(recd_jw_t *w, h2o_iovec_t request_id, h2o_iovec_t us
     render_items(w, items, n);
     recd_jw_lit(w, ",\"fallback\":");
     recd_jw_str(w, fallback, strlen(fallback));
+    recd_jw_lit(w, ",\"search\":");
+    recd_jw_str(w, search, strlen(search));
     if (n_ignored > 0) {
         recd_jw_lit(w, ",\"ignored_items\":[");
         for (size_t i = 0; i < n_ignored; ++i) {

@@ -13,6 +13,7 @@ static int check_log_level(const char *value, char *err, size_t errlen);
 static int check_nonempty(const char *value, char *err, size_t errlen);
 static int check_redis(const char *value, char *err, size_t errlen);
 static int check_models(const char *value, char *err, size_t errlen);
+static int check_search(const char *value, char *err, size_t errlen);
 
 #define OFF(field) offsetof(recd_config_t, field)
 
@@ -47,6 +48,20 @@ static const recd_option_t options[] = {
      "Request bodies larger than this are answered 413."},
     {"default_k", RECD_OPT_U32, OFF(default_k), "10", 1, 100000, NULL, "K", "Number of items returned when a request gives no k."},
     {"max_k", RECD_OPT_U32, OFF(max_k), "1000", 1, 100000, NULL, "K", "Largest k a request may ask for (at least default_k)."},
+    {"score_threads", RECD_OPT_U32, OFF(score_threads), "0", 0, 256, NULL, "N",
+     "Scoring threads: requests with a user vector are scored, filtered and ranked there, never on an event loop; 0 = one "
+     "per online CPU."},
+    {"score_batch_max", RECD_OPT_U32, OFF(score_batch_max), "32", 1, 1024, NULL, "N",
+     "Most requests of one model version a scoring thread scans together, in one pass over the items."},
+    {"score_batch_window_us", RECD_OPT_U32, OFF(score_batch_window_us), "20", 0, 100000, NULL, "US",
+     "How long a scoring thread with a partial batch waits for more requests of its version; 0 = it takes only what is "
+     "queued."},
+    {"score_queue_max", RECD_OPT_U32, OFF(score_queue_max), "0", 0, 1000000, NULL, "N",
+     "Requests waiting for a scoring thread beyond which new ones are answered 503 with Retry-After (counted in "
+     "recd_score_shed_total); 0 = 4 x score_threads x score_batch_max."},
+    {"search", RECD_OPT_STRING, OFF(search), "exact", 0, 0, check_search, "MODE",
+     "Search of a request that does not choose one (its search parameter): exact, or approximate (the version's index "
+     "when it has one, else exact; answers say which ran)."},
     {"max_recent_items", RECD_OPT_U32, OFF(max_recent_items), "50", 1, 100000, NULL, "N",
      "Recent items kept in memory per user for fold-in."},
     {"max_users", RECD_OPT_U32, OFF(max_users), "1000000", 1, 1000000000, NULL, "N",
@@ -91,6 +106,14 @@ static int check_redis(const char *value, char *err, size_t errlen)
     if (value[0] == '\0' || (recd_config_parse_listen(value, NULL, 0, &port) == RECD_OK && port != 0))
         return RECD_OK;
     snprintf(err, errlen, "must be HOST:PORT with a port from 1 to 65535, got \"%s\"", value);
+    return RECD_EINVAL;
+}
+
+static int check_search(const char *value, char *err, size_t errlen)
+{
+    if (strcmp(value, "exact") == 0 || strcmp(value, "approximate") == 0)
+        return RECD_OK;
+    snprintf(err, errlen, "must be exact or approximate, got \"%s\"", value);
     return RECD_EINVAL;
 }
 

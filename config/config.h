@@ -8,31 +8,36 @@
 
 /** Every key of config/recd.json. Strings are heap copies owned by the struct. */
 typedef struct st_recd_config_t {
-    char *listen;                /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
-    uint32_t threads;            /* worker threads, 0 = number of cores */
-    char *registry;              /* model registry directory */
-    char *model;                 /* models served, comma-separated (recd_options_list_items); "*" = every model */
-    uint64_t max_loaded_bytes;   /* budget of loaded versions beyond the active ones, 0 = none */
-    char *events_path;           /* embedded event log (JSON lines) */
-    int events_fsync;            /* fdatasync the event log before answering 202 */
-    char *kafka;                 /* Kafka bootstrap brokers ("" = the embedded event log) */
-    char *wal_dir;               /* write-ahead log directory of the Kafka event sink */
-    uint64_t wal_max_bytes;      /* its size limit (503 beyond it) */
-    uint64_t max_body_bytes;     /* request bodies above this get 413 */
-    uint32_t default_k;          /* k when the request has none */
-    uint32_t max_k;              /* largest k accepted */
-    uint32_t max_recent_items;   /* per-user recent events kept in memory */
-    uint32_t max_users;          /* users kept in the in-memory user state (LRU eviction beyond it) */
-    uint32_t reload_interval_ms; /* registry poll period */
-    char *log_level;             /* debug, info, warn, error */
-    char *jwt_hs256_secret_file; /* HS256 secret for JWTs ("" = none) */
-    char *jwt_rs256_public_key;  /* RS256 public key PEM for JWTs ("" = none) */
-    uint32_t jwt_clock_skew_s;   /* allowance on exp and nbf */
-    int jwt_public_scopes;       /* public endpoints need recs:read / events:write */
-    char *redis;                 /* "HOST:PORT" of the Redis feature store ("" = the in-memory store) */
-    uint32_t redis_timeout_ms;   /* per-request deadline of a Redis lookup */
-    uint32_t redis_vec_ttl_s;    /* EXPIRE of a user's vectors in Redis */
-    uint32_t redis_recent_ttl_s; /* EXPIRE of a user's recent items in Redis */
+    char *listen;                   /* "HOST:PORT" (IPv6 as "[::1]:8080"); port 0 picks a free one */
+    uint32_t threads;               /* worker threads, 0 = number of cores */
+    char *registry;                 /* model registry directory */
+    char *model;                    /* models served, comma-separated (recd_options_list_items); "*" = every model */
+    uint64_t max_loaded_bytes;      /* budget of loaded versions beyond the active ones, 0 = none */
+    char *events_path;              /* embedded event log (JSON lines) */
+    int events_fsync;               /* fdatasync the event log before answering 202 */
+    char *kafka;                    /* Kafka bootstrap brokers ("" = the embedded event log) */
+    char *wal_dir;                  /* write-ahead log directory of the Kafka event sink */
+    uint64_t wal_max_bytes;         /* its size limit (503 beyond it) */
+    uint64_t max_body_bytes;        /* request bodies above this get 413 */
+    uint32_t default_k;             /* k when the request has none */
+    uint32_t max_k;                 /* largest k accepted */
+    uint32_t score_threads;         /* scoring threads, 0 = one per online CPU */
+    uint32_t score_batch_max;       /* most requests of one version scanned together */
+    uint32_t score_batch_window_us; /* how long a partial batch waits for more */
+    uint32_t score_queue_max;       /* queued scans beyond which requests get 503, 0 = 4 x threads x batch_max */
+    char *search;                   /* default search: "exact" or "approximate" */
+    uint32_t max_recent_items;      /* per-user recent events kept in memory */
+    uint32_t max_users;             /* users kept in the in-memory user state (LRU eviction beyond it) */
+    uint32_t reload_interval_ms;    /* registry poll period */
+    char *log_level;                /* debug, info, warn, error */
+    char *jwt_hs256_secret_file;    /* HS256 secret for JWTs ("" = none) */
+    char *jwt_rs256_public_key;     /* RS256 public key PEM for JWTs ("" = none) */
+    uint32_t jwt_clock_skew_s;      /* allowance on exp and nbf */
+    int jwt_public_scopes;          /* public endpoints need recs:read / events:write */
+    char *redis;                    /* "HOST:PORT" of the Redis feature store ("" = the in-memory store) */
+    uint32_t redis_timeout_ms;      /* per-request deadline of a Redis lookup */
+    uint32_t redis_vec_ttl_s;       /* EXPIRE of a user's vectors in Redis */
+    uint32_t redis_recent_ttl_s;    /* EXPIRE of a user's recent items in Redis */
 } recd_config_t;
 
 /** Sets every key to its default (see recd_config_print_help). */

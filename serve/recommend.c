@@ -1,4 +1,5 @@
-/* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k. */
+/* recommend.c: the recommendation pipeline — route, version, user vector, score, exclude and filter, rank, top-k — and the
+ * stage that runs a context's scan on the scoring pool and completes it back on its worker (similar items use it too). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,7 @@ static uint32_t *resolve_ids(recd_serve_ctx_t *ctx, const recd_serve_id_t *ids, 
     return known;
 }
 
-static void finish(recd_serve_ctx_t *ctx)
+void recd_serve_finish(recd_serve_ctx_t *ctx)
 {
     ctx->timing.done_ns = recd_monotonic_ns();
     recd_serve_count_arm(ctx);
@@ -48,6 +49,7 @@ static int stage_version(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
     if (m == NULL)
         return RECD_ENOTFOUND;
     ctx->k = rq->k < ctx->worker->serve->config.max_k ? rq->k : ctx->worker->serve->config.max_k;
+    ctx->search = rq->search;
     ctx->user = (recd_serve_id_t){copy_id(ctx, rq->user), rq->user.len};
     ctx->user_index = recd_model_find_user(m, rq->user.base, rq->user.len);
     if (ctx->user_index >= 0) {
@@ -69,7 +71,7 @@ static int stage_version(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
 }
 
 static void on_state(void *data, int err);
-static void after_state(recd_serve_ctx_t *ctx, int err);
+static int after_state(recd_serve_ctx_t *ctx, int err);
 
 /* Stage 3, user vector, first half: ask the feature store what it remembers of the user. */
 static int stage_user_vector(recd_serve_ctx_t *ctx)
@@ -81,8 +83,7 @@ static int stage_user_vector(recd_serve_ctx_t *ctx)
         recd_serve_ctx_retain(ctx); /* the pending lookup's reference */
         return RECD_SERVE_PENDING;
     }
-    after_state(ctx, ret);
-    return 0;
+    return after_state(ctx, ret);
 }
 
 static void on_state(void *data, int err)
@@ -152,28 +153,53 @@ static void choose_vector(recd_serve_ctx_t *ctx, int err)
     }
 }
 
-/* Stage 6, rank: recd has no ranker yet, so the scores are the ranking. A re-ranker goes here, between filter and top-k. */
+/* Stage 6, rank: recd has no ranker yet, so the scores are the ranking. A re-ranker goes here, on the top candidates of the
+ * scan (oversampled), before the answer is copied. */
 static void stage_rank(recd_serve_ctx_t *ctx)
 {
 }
 
-/* Stages 4 to 7 for a user vector: score every item, drop the excluded ones, rank, take the top k. */
-static size_t select_scored(recd_serve_ctx_t *ctx)
+int recd_serve_version_has_index(const recd_model_t *m)
 {
-    recd_serve_worker_t *sw = ctx->worker;
-    size_t n_items = recd_model_n_items(ctx->model);
-    float *scores = sw->scores;
+    /* no artifact carries an approximate index yet; once one does, this asks the version for it */
+    return 0;
+}
 
-    recd_model_score(ctx->model, ctx->vec, ctx->user_index, scores); /* user_index is -1 when unknown to the artifact */
+/* Stages 4, 5 and 7 for a user vector as one scan query: every exclusion list in one array, room for k answers. */
+static void prepare_scan(recd_serve_ctx_t *ctx, int approximate)
+{
+    recd_scan_query_t *q = &ctx->job.query;
+    size_t n = 0;
     for (size_t l = 0; l < RECD_SERVE_N_EXCL; ++l)
-        for (size_t i = 0; i < ctx->excluded[l].n; ++i)
-            scores[ctx->excluded[l].v[i]] = -INFINITY;
+        n += ctx->excluded[l].n;
+    uint32_t *excluded = recd_serve_ctx_alloc(ctx, sizeof(uint32_t) * (n ? n : 1));
+    n = 0;
+    for (size_t l = 0; l < RECD_SERVE_N_EXCL; ++l) {
+        if (ctx->excluded[l].n > 0)
+            memcpy(excluded + n, ctx->excluded[l].v, sizeof(uint32_t) * ctx->excluded[l].n);
+        n += ctx->excluded[l].n;
+    }
+    *q = (recd_scan_query_t){.vec = ctx->vec,
+                             .user = ctx->user_index, /* -1 when unknown to the artifact */
+                             .k = ctx->k,
+                             .excluded = excluded,
+                             .n_excluded = n,
+                             .approximate = approximate,
+                             .out = recd_serve_ctx_alloc(ctx, sizeof(recd_scored_t) * ctx->k)};
+    ctx->job.model = ctx->model;
+}
+
+/* Stages 6 and 7 done: the scan's answer becomes the context's. */
+static void after_scan(recd_serve_ctx_t *ctx)
+{
     stage_rank(ctx);
-    return recd_topk(scores, n_items, ctx->k, sw->top);
+    ctx->result.items = recd_serve_copy_top(ctx, ctx->job.query.out, ctx->job.query.n_out);
+    ctx->result.n_items = ctx->job.query.n_out;
+    recd_serve_finish(ctx);
 }
 
 /* Stages 4 to 7 without a vector: the precomputed popular order (descending popularity, ties by index, every value finite:
- * exactly what top-k over the popularity gives), skipping the excluded items. */
+ * exactly what top-k over the popularity gives), skipping the excluded items. Cheap, so it stays on the worker's thread. */
 static size_t select_popular(recd_serve_ctx_t *ctx)
 {
     recd_serve_worker_t *sw = ctx->worker;
@@ -197,14 +223,97 @@ static size_t select_popular(recd_serve_ctx_t *ctx)
     return len;
 }
 
-static void after_state(recd_serve_ctx_t *ctx, int err)
+/* On a scoring thread: the scan is done; the context goes to its worker's inbox, and the worker is woken when the inbox
+ * was empty (one wake per drain). The worker stays alive until it drained this job (pending counts it). */
+static void on_scored(recd_score_job_t *job)
 {
+    recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
+    recd_serve_worker_t *sw = ctx->worker;
+    recd_serve_wake_cb wake = sw->wake;
+    void *wake_data = sw->wake_data;
+
+    pthread_mutex_lock(&sw->inbox_mutex);
+    int was_empty = sw->inbox == NULL;
+    job->next = sw->inbox;
+    sw->inbox = job;
+    pthread_mutex_unlock(&sw->inbox_mutex);
+    if (was_empty)
+        wake(wake_data);
+}
+
+void recd_serve_worker_drain(recd_serve_worker_t *sw)
+{
+    pthread_mutex_lock(&sw->inbox_mutex);
+    recd_score_job_t *job = sw->inbox, *fifo = NULL;
+    sw->inbox = NULL;
+    pthread_mutex_unlock(&sw->inbox_mutex);
+    while (job != NULL) { /* the inbox is a stack: answer in the order the scans finished */
+        recd_score_job_t *next = job->next;
+        job->next = fifo;
+        fifo = job;
+        job = next;
+    }
+    for (job = fifo; job != NULL;) {
+        recd_score_job_t *next = job->next;
+        recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
+        --sw->pending;
+        if (!ctx->cancelled)
+            after_scan(ctx);
+        recd_serve_ctx_release(ctx); /* the scan's reference */
+        job = next;
+    }
+}
+
+/* Stages 4 to 7. Returns 0 when the answer is complete, or RECD_SERVE_PENDING when the scan went to the scoring pool. */
+static int after_state(recd_serve_ctx_t *ctx, int err)
+{
+    recd_serve_worker_t *sw = ctx->worker;
+    int search = ctx->search;
     choose_vector(ctx, err);
-    recd_serve_reserve_scratch(ctx->worker, recd_model_n_items(ctx->model));
-    size_t n = ctx->vec != NULL ? select_scored(ctx) : select_popular(ctx);
-    ctx->result.items = recd_serve_copy_top(ctx, n);
-    ctx->result.n_items = n;
-    finish(ctx);
+    if (search == RECD_SERVE_SEARCH_DEFAULT)
+        search = sw->serve->config.approximate ? RECD_SERVE_SEARCH_APPROXIMATE : RECD_SERVE_SEARCH_EXACT;
+    int approximate = search == RECD_SERVE_SEARCH_APPROXIMATE && ctx->vec != NULL && recd_serve_version_has_index(ctx->model);
+    ctx->result.search = approximate ? "approximate" : "exact";
+    if (ctx->vec == NULL) {
+        recd_serve_reserve_scratch(sw, recd_model_n_items(ctx->model));
+        size_t n = select_popular(ctx);
+        ctx->result.items = recd_serve_copy_top(ctx, sw->top, n);
+        ctx->result.n_items = n;
+        recd_serve_finish(ctx);
+        return 0;
+    }
+    if (ctx->k == 0) { /* nothing asked: a scan query needs k >= 1 */
+        recd_serve_finish(ctx);
+        return 0;
+    }
+    prepare_scan(ctx, approximate);
+    return recd_serve_run_job(ctx);
+}
+
+int recd_serve_run_job(recd_serve_ctx_t *ctx)
+{
+    recd_serve_worker_t *sw = ctx->worker;
+    if (sw->serve->pool != NULL && sw->wake != NULL) {
+        ctx->job.done = on_scored;
+        if (recd_score_pool_submit(sw->serve->pool, &ctx->job) != 0) {
+            ctx->result.err = RECD_EBUSY;
+            recd_serve_finish(ctx);
+            return 0;
+        }
+        recd_serve_ctx_retain(ctx); /* the job's reference, dropped when the worker drains it */
+        ++sw->pending;
+        return RECD_SERVE_PENDING;
+    }
+    if (ctx->job.run != NULL) {
+        recd_serve_reserve_scratch(sw, recd_model_n_items(ctx->model));
+        ctx->job.run(&ctx->job, sw->scores);
+    } else {
+        recd_scorer_t scorer;
+        recd_model_scorer(ctx->model, &scorer);
+        recd_scan_topk(&scorer, &ctx->job.query, 1, sw->scan);
+    }
+    after_scan(ctx);
+    return 0;
 }
 
 int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq, recd_serve_done_cb cb, void *data)
@@ -213,7 +322,7 @@ int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t 
     ctx->done_data = data;
     recd_serve_route(ctx, &rq->user); /* stage 1: the experiment arm, whose version the context then holds */
     if ((ctx->result.err = stage_version(ctx, rq)) != 0) {
-        finish(ctx);
+        recd_serve_finish(ctx);
         return 0;
     }
     return stage_user_vector(ctx);

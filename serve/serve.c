@@ -28,6 +28,14 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
     s->bad_request_ids =
         recd_metrics_counter(s->metrics, "recd_experiment_bad_request_ids_total",
                              "Events whose request_id is garbled, forged or of an unknown experiment (ignored).", NULL);
+    if (config->score_threads > 0) {
+        recd_score_pool_config_t pc = {config->score_threads, config->score_batch_max, config->score_batch_window_us,
+                                       config->score_queue_max};
+        if ((s->pool = recd_score_pool_create(&pc, s->metrics)) == NULL) {
+            recd_serve_free(s);
+            return NULL;
+        }
+    }
     return s;
 }
 
@@ -35,11 +43,17 @@ void recd_serve_free(recd_serve_t *s)
 {
     if (s == NULL)
         return;
+    recd_score_pool_free(s->pool);
     recd_serve_free_arms(s);
     pthread_mutex_destroy(&s->arms_mutex);
     pthread_mutex_destroy(&s->shared_mutex);
     recd_metrics_free(s->own_metrics);
     free(s);
+}
+
+struct st_recd_score_pool_t *recd_serve_pool(const recd_serve_t *s)
+{
+    return s->pool;
 }
 
 recd_serve_worker_t *recd_serve_worker_create(recd_serve_t *s, size_t slot, uint64_t seed)
@@ -49,7 +63,20 @@ recd_serve_worker_t *recd_serve_worker_create(recd_serve_t *s, size_t slot, uint
     sw->slot = slot;
     sw->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
     sw->top = recd_xreallocarray(NULL, s->config.max_k, sizeof(*sw->top));
+    sw->scan = recd_scan_scratch_new();
+    pthread_mutex_init(&sw->inbox_mutex, NULL);
     return sw;
+}
+
+void recd_serve_worker_use_loop(recd_serve_worker_t *sw, recd_serve_wake_cb wake, void *data)
+{
+    sw->wake = wake;
+    sw->wake_data = data;
+}
+
+size_t recd_serve_worker_pending(const recd_serve_worker_t *sw)
+{
+    return sw->pending;
 }
 
 void recd_serve_worker_free(recd_serve_worker_t *sw)
@@ -66,6 +93,8 @@ void recd_serve_worker_free(recd_serve_worker_t *sw)
     free(sw->scores);
     free(sw->excluded);
     free(sw->top);
+    recd_scan_scratch_free(sw->scan);
+    pthread_mutex_destroy(&sw->inbox_mutex);
     free(sw);
 }
 
@@ -110,13 +139,13 @@ void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n)
     sw->items_cap = n;
 }
 
-recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, size_t n)
+recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, const recd_scored_t *top, size_t n)
 {
     recd_serve_item_t *out = recd_serve_ctx_alloc(ctx, sizeof(*out) * (n ? n : 1));
     for (size_t i = 0; i < n; ++i) {
         size_t len;
-        const char *id = recd_model_item_id(ctx->model, ctx->worker->top[i].index, &len);
-        out[i] = (recd_serve_item_t){ctx->worker->top[i].index, ctx->worker->top[i].score, id, len};
+        const char *id = recd_model_item_id(ctx->model, top[i].index, &len);
+        out[i] = (recd_serve_item_t){top[i].index, top[i].score, id, len};
     }
     return out;
 }
@@ -186,6 +215,8 @@ void recd_serve_ctx_release(recd_serve_ctx_t *ctx)
 void recd_serve_ctx_cancel(recd_serve_ctx_t *ctx)
 {
     ctx->cancelled = 1;
+    /* a scoring thread that has not scanned it yet skips the scan (the answer still comes back, to release the context) */
+    atomic_store_explicit(&ctx->job.cancelled, 1, memory_order_relaxed);
 }
 
 void *recd_serve_ctx_alloc(void *p, size_t size)

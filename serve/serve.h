@@ -19,7 +19,10 @@
  * waiting, reads nothing it does not own. Nothing here knows HTTP: api/ parses, calls the pipeline and renders.
  *
  * Threads: recd_serve_t is shared and read-only once built. A recd_serve_worker_t and every context it creates belong to
- * one thread (a worker's event loop): create, complete and release them there.
+ * one thread (a worker's event loop): create, complete and release them there. With a scoring pool (score_threads > 0) and
+ * a worker bound to its loop (recd_serve_worker_use_loop), stages 4 to 7 of a request with a user vector run on a scoring
+ * thread, batched with other requests of the same version; the answer comes back to the worker's loop, which completes the
+ * context there. Without either, the same scan runs at once on the caller's thread, as a batch of one.
  */
 
 typedef struct st_recd_serve_t recd_serve_t;
@@ -30,6 +33,11 @@ typedef struct st_recd_serve_ctx_t recd_serve_ctx_t;
 typedef struct st_recd_serve_config_t {
     uint32_t max_k;               /* the largest k a request may ask for */
     int store_written_by_updater; /* recd-updater writes the feature store from Kafka: accepted events are not appended here too */
+    uint32_t score_threads;       /* scoring threads; 0: no pool, every scan runs on the thread that asks */
+    uint32_t score_batch_max;     /* most requests of one version scanned together (0: the pool's default) */
+    uint32_t score_batch_window_us; /* how long a partial batch waits for more (0: only what is queued) */
+    uint32_t score_queue_max;       /* queued scans beyond which requests are refused (0: the pool's default) */
+    int approximate;                /* the search of a request that does not choose: 0 exact, 1 approximate */
 } recd_serve_config_t;
 
 /** An id given by a caller: len bytes, not necessarily NUL-terminated. */
@@ -48,8 +56,10 @@ typedef struct st_recd_serve_item_t {
 
 /** A context's answer; memory owned by the context. */
 typedef struct st_recd_serve_result_t {
-    int err;              /* 0, or RECD_ENOTFOUND when no model is loaded (recommend) / the item is unknown (similar) */
+    int err;              /* 0, RECD_ENOTFOUND when no model is loaded (recommend) / the item is unknown (similar), or
+                             RECD_EBUSY when the scoring queue was full (refused: answer 503 and ask to retry) */
     const char *fallback; /* recommend: "none" (a known or remembered user), "fold_in" or "popular" */
+    const char *search;   /* recommend: the search that answered, "exact" or "approximate" */
     const recd_serve_item_t *items;
     size_t n_items;
     const recd_serve_id_t *ignored; /* recommend: the request's recent items unknown to the model, in request order */
@@ -67,13 +77,21 @@ typedef struct st_recd_serve_timing_t {
 /* ---- process-wide ---------------------------------------------------------------------------------------------- */
 
 /**
- * Creates the serving state. store (the feature store), metrics and log are borrowed and must outlive it; metrics may be
- * NULL (no recd_model_version gauge). Aborts on out of memory.
+ * Creates the serving state, and its scoring pool when config->score_threads > 0. store (the feature store), metrics and log
+ * are borrowed and must outlive it; metrics may be NULL (no recd_model_version gauge). Returns NULL when a scoring thread
+ * cannot start; aborts on out of memory.
  */
 recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_store_t *store, recd_metrics_t *metrics,
                                 const recd_logger_t *log);
-/** Frees; accepts NULL. Free every worker first. */
+/** Frees (joining the scoring threads); accepts NULL. Free every worker first. */
 void recd_serve_free(recd_serve_t *s);
+/** The scoring pool (owned by s), or NULL when s scores on the callers' threads. For tests and drills (recd_score_pool_hold). */
+struct st_recd_score_pool_t *recd_serve_pool(const recd_serve_t *s);
+/**
+ * Whether model version m has an approximate index, so that a request asking for approximate search gets one. The one place
+ * that decides it: no version has an index yet, so this is 0 and every answer is exact.
+ */
+int recd_serve_version_has_index(const recd_model_t *m);
 
 /* ---- per worker thread ------------------------------------------------------------------------------------------ */
 
@@ -96,6 +114,19 @@ void recd_serve_worker_set_model(recd_serve_worker_t *sw, recd_model_t *model);
 recd_model_t *recd_serve_worker_model(const recd_serve_worker_t *sw);
 /** Writes a fresh request id: 16 lowercase hex digits and a NUL. Unique in practice, not unpredictable. */
 void recd_serve_worker_request_id(recd_serve_worker_t *sw, char out[17]);
+
+/** Called on a scoring thread when answers for a worker are waiting: make the worker's thread call recd_serve_worker_drain. */
+typedef void (*recd_serve_wake_cb)(void *data);
+/**
+ * Binds the worker to its thread's event loop so that its scans go to the scoring pool (when s has one): wake(data) is called
+ * from a scoring thread, once each time answers start waiting, and must be safe there (a message to the loop). Call before
+ * the worker's first request. Without it the worker scans on its own thread.
+ */
+void recd_serve_worker_use_loop(recd_serve_worker_t *sw, recd_serve_wake_cb wake, void *data);
+/** On the worker's thread, after a wake: completes every context whose scan is done (their done callbacks run here). */
+void recd_serve_worker_drain(recd_serve_worker_t *sw);
+/** Scans queued or running for this worker and not yet drained. The loop must keep running until 0 before freeing sw. */
+size_t recd_serve_worker_pending(const recd_serve_worker_t *sw);
 
 /* ---- request contexts ------------------------------------------------------------------------------------------- */
 
@@ -125,7 +156,7 @@ void recd_serve_ctx_cancel(recd_serve_ctx_t *ctx);
 void *recd_serve_ctx_alloc(void *ctx, size_t size);
 /** The version the context uses (borrowed from it; NULL when none was loaded). */
 recd_model_t *recd_serve_ctx_model(const recd_serve_ctx_t *ctx);
-/** The context's answer (valid once its done callback ran, or after recd_serve_similar). */
+/** The context's answer (valid once its done callback ran). */
 const recd_serve_result_t *recd_serve_ctx_result(const recd_serve_ctx_t *ctx);
 /** The context's timing record. */
 const recd_serve_timing_t *recd_serve_ctx_timing(const recd_serve_ctx_t *ctx);
@@ -140,7 +171,11 @@ typedef struct st_recd_serve_recs_request_t {
     size_t n_recent;
     const recd_serve_id_t *exclude; /* items never to recommend */
     size_t n_exclude;
+    int search; /* RECD_SERVE_SEARCH_*: what the caller asked for */
 } recd_serve_recs_request_t;
+
+/** A request's choice of search: the configured default, exact, or approximate (exact when the version has no index). */
+enum { RECD_SERVE_SEARCH_DEFAULT, RECD_SERVE_SEARCH_EXACT, RECD_SERVE_SEARCH_APPROXIMATE };
 
 /** Called once when a context's answer is complete (on the worker's thread), unless the context was cancelled. */
 typedef void (*recd_serve_done_cb)(recd_serve_ctx_t *ctx, void *data);
@@ -153,17 +188,20 @@ typedef void (*recd_serve_done_cb)(recd_serve_ctx_t *ctx, void *data);
  * interactions is re-folded from its history plus them (once per version: the vector is stored back); an unknown user
  * is folded from rq's recent items; anyone else gets the most popular items. The user's training items, remembered items,
  * recent items and exclusions are never answered. Returns 0 when the answer is complete (cb has been called already) or
- * RECD_SERVE_PENDING when a stage waits (cb will be called later). Call once per context.
+ * RECD_SERVE_PENDING when a stage waits (the feature store, or the scoring pool: cb will be called later, on the worker's
+ * thread). A full scoring queue completes the context with result->err RECD_EBUSY. Call once per context.
  */
 int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq, recd_serve_done_cb cb, void *data);
 
 /* ---- similar items and events ---------------------------------------------------------------------------------------- */
 
 /**
- * Fills the context's result with the k items most similar to item (len bytes) in the context's version. Synchronous.
- * Returns 0, or RECD_ENOTFOUND when the item is unknown or no version is loaded (also in result->err).
+ * Finds the k items most similar to item (len bytes) in the context's version, on the scoring pool like a recommendation's
+ * scan (or at once without one). Returns 0 when the answer is complete (cb has been called already) or RECD_SERVE_PENDING
+ * (cb will be called later, on the worker's thread). result->err is RECD_ENOTFOUND when the item is unknown or no version
+ * is loaded, RECD_EBUSY when the scoring queue was full. Call once per context.
  */
-int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k);
+int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k, recd_serve_done_cb cb, void *data);
 
 /** One accepted interaction to remember. */
 typedef struct st_recd_serve_event_t {

@@ -3,6 +3,8 @@
 #define RECD_SERVE_SERVE_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
+#include "serve/score_pool.h"
 #include "serve/serve.h"
 #include "store/shared_counters.h"
 
@@ -43,6 +45,7 @@ struct st_recd_serve_t {
     recd_shared_counters_t *shared;   /* experiment counters across replicas, or NULL (this process's alone) */
     pthread_mutex_t shared_mutex;     /* guards every arm's flushed counts: a flush and a read see one state */
     recd_metric_t *shared_flushes[2]; /* recd_experiment_counter_flushes_total{result="ok"|"error"} */
+    recd_score_pool_t *pool;          /* NULL: every scan runs on the thread that asks */
 };
 
 struct st_recd_serve_worker_t {
@@ -52,11 +55,18 @@ struct st_recd_serve_worker_t {
     recd_serve_route_t *routes; /* the snapshot's experiments, every model's, in snapshot order */
     size_t n_routes;
     uint64_t rng; /* request ids */
-    /* scratch reused by the synchronous score .. top-k stages, sized for the largest version seen */
-    float *scores;
-    uint64_t *excluded; /* one bit per item, all clear between requests */
+    /* scratch reused by the synchronous stages, sized for the largest version seen */
+    float *scores;      /* similar items */
+    uint64_t *excluded; /* one bit per item, all clear between requests (the popular order) */
     size_t items_cap;
-    recd_scored_t *top; /* max_k */
+    recd_scored_t *top;        /* max_k (similar items, the popular order) */
+    recd_scan_scratch_t *scan; /* scans run on this thread (no pool, or not bound to a loop) */
+    /* answers of the scoring pool: scoring threads push to the inbox, the worker's thread drains it after a wake */
+    recd_serve_wake_cb wake; /* NULL: not bound to a loop */
+    void *wake_data;
+    pthread_mutex_t inbox_mutex;
+    recd_score_job_t *inbox;
+    size_t pending; /* submitted and not drained (the worker's thread only) */
     /* recycled context blocks */
     recd_serve_ctx_t *free_ctx;
     size_t n_free;
@@ -92,19 +102,35 @@ struct st_recd_serve_ctx_t {
     recd_serve_id_t user;
     int64_t user_index; /* in model, or -1 */
     uint32_t k;
+    uint32_t similar_item;  /* similar items: the item's index */
+    int search;             /* RECD_SERVE_SEARCH_* as asked */
     size_t n_recent;        /* as asked, known or not */
     uint32_t *recent_known; /* indexes of the recent items model knows, request order */
     size_t n_recent_known;
     recd_serve_index_list_t excluded[RECD_SERVE_N_EXCL];
     recd_feature_user_t state;
     const float *vec;            /* the user vector scored, or NULL for the popular order */
+    recd_score_job_t job;        /* stages 4 to 7 as one scan query: on the scoring pool, or at once on this thread */
     recd_serve_arm_stats_t *arm; /* the experiment arm the request was routed to, or NULL */
 };
 
 /** Makes the worker's scratch (scores, exclusion bits) big enough for a version of n items; grows only for a larger one. */
 void recd_serve_reserve_scratch(recd_serve_worker_t *sw, size_t n);
-/** Copies the worker's first n top-k entries into the context's result memory, with their ids. */
-recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, size_t n);
+/** The context a job is embedded in. */
+static inline recd_serve_ctx_t *recd_serve_ctx_of_job(recd_score_job_t *job)
+{
+    return (recd_serve_ctx_t *)((char *)job - offsetof(recd_serve_ctx_t, job));
+}
+/**
+ * Runs ctx->job (model, query, run set; run NULL for a scan query): on the scoring pool when the worker is bound to a loop,
+ * else at once on this thread. Either way its answer becomes the context's result and the context finishes. Returns 0 when
+ * that happened already (a full queue finishes it with result.err RECD_EBUSY), or RECD_SERVE_PENDING.
+ */
+int recd_serve_run_job(recd_serve_ctx_t *ctx);
+/** Marks the context done (timing, arm counters) and calls its done callback unless it was cancelled. */
+void recd_serve_finish(recd_serve_ctx_t *ctx);
+/** Copies n top-k entries into the context's result memory, with their ids. */
+recd_serve_item_t *recd_serve_copy_top(recd_serve_ctx_t *ctx, const recd_scored_t *top, size_t n);
 
 /** A 64-bit nonce from the worker's request-id generator. */
 uint64_t recd_serve_worker_nonce(recd_serve_worker_t *sw);

@@ -2,19 +2,31 @@
 #include "base/error.h"
 #include "serve/serve_internal.h"
 
-int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k)
+/* On a scoring thread (or at once without a pool): the job's top k. */
+static void run_similar(recd_score_job_t *job, float *scores)
+{
+    recd_serve_ctx_t *ctx = recd_serve_ctx_of_job(job);
+    job->query.n_out = recd_model_similar(job->model, ctx->similar_item, job->query.k, scores, job->query.out);
+}
+
+int recd_serve_similar(recd_serve_ctx_t *ctx, const char *item, size_t len, uint32_t k, recd_serve_done_cb cb, void *data)
 {
     recd_serve_worker_t *sw = ctx->worker;
     recd_model_t *m = ctx->model;
     int64_t idx;
 
-    if (m == NULL || (idx = recd_model_find_item(m, item, len)) < 0)
-        return ctx->result.err = RECD_ENOTFOUND;
+    ctx->done_cb = cb;
+    ctx->done_data = data;
+    if (m == NULL || (idx = recd_model_find_item(m, item, len)) < 0) {
+        ctx->result.err = RECD_ENOTFOUND;
+        recd_serve_finish(ctx);
+        return 0;
+    }
     if (k > sw->serve->config.max_k)
         k = sw->serve->config.max_k;
-    recd_serve_reserve_scratch(sw, recd_model_n_items(m));
-    size_t n = recd_model_similar(m, (uint32_t)idx, k, sw->scores, sw->top);
-    ctx->result.items = recd_serve_copy_top(ctx, n);
-    ctx->result.n_items = n;
-    return 0;
+    ctx->similar_item = (uint32_t)idx;
+    ctx->job.model = m;
+    ctx->job.run = run_similar;
+    ctx->job.query = (recd_scan_query_t){.k = k, .out = recd_serve_ctx_alloc(ctx, sizeof(recd_scored_t) * (k ? k : 1))};
+    return recd_serve_run_job(ctx);
 }

@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "base/text.h"
 #include "config/options.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
 #include "serve/experiments.h"
+#include "serve/score_pool.h"
 #include "store/file_sink.h"
 #include "store/kafka_sink.h"
 #include "store/redis_store.h"
@@ -19,7 +21,68 @@ extern char **environ;
 
 /* Set by OpenBLAS' own header on most builds; declared here for the ones that do not. */
 char *openblas_get_corename(void);
+char *openblas_get_config(void);
 void openblas_set_num_threads(int num_threads);
+
+static size_t online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
+
+/* recd_blas_info{core="...",config="..."} 1: which OpenBLAS kernel this process runs. */
+static void register_blas_info(recd_metrics_t *metrics, const char *core, const char *config)
+{
+    recd_jw_t labels;
+    recd_jw_init(&labels, NULL, NULL, 256);
+    recd_jw_lit(&labels, "core=\"");
+    recd_metrics_label_value(&labels, core, strlen(core));
+    recd_jw_lit(&labels, "\",config=\"");
+    recd_metrics_label_value(&labels, config, strlen(config));
+    recd_jw_lit(&labels, "\"");
+    recd_jw_raw(&labels, "", 1); /* NUL */
+    recd_metric_set(
+        recd_metrics_gauge(metrics, "recd_blas_info", "The OpenBLAS kernel (core) and build of this process.", labels.buf), 1);
+    recd_jw_dispose(&labels);
+}
+
+/* OpenBLAS kernels built for AVX2 (or wider). Debian's DYNAMIC_ARCH build has been seen to pick an SSE3 one (Prescott) on
+ * CPUs it does not know, 2-3x slower. */
+static int is_avx2_core(const char *core)
+{
+    static const char *const cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator"};
+    for (size_t i = 0; i < sizeof(cores) / sizeof(cores[0]); ++i)
+        if (strcasecmp(core, cores[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * The defaults never run a generic OpenBLAS kernel on a CPU with AVX2. OpenBLAS reads OPENBLAS_CORETYPE once, when it is
+ * loaded (before main), so setting it now changes nothing for this process: when the user has not set it and the kernel
+ * chosen is not an AVX2 one although the CPU has AVX2 and FMA, recd sets it and executes itself again, once (the variable
+ * is then set). Returns only when nothing had to change, or when the exec failed (then recd runs with the kernel it got).
+ */
+static void ensure_avx2_blas_core(char **argv, const recd_logger_t *log)
+{
+    const char *core = openblas_get_corename();
+    if (getenv("OPENBLAS_CORETYPE") != NULL || is_avx2_core(core))
+        return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return;
+    const char *want = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+                           ? "SkylakeX"
+                           : "Haswell";
+    char q1[128], q2[64];
+    recd_log(log, RECD_LOG_WARN, "OpenBLAS chose a generic kernel on an AVX2 CPU: restarting with OPENBLAS_CORETYPE set",
+             "\"openblas_core\":%s,\"openblas_coretype\":%s", recd_json_quote(q1, sizeof(q1), core, strlen(core)),
+             recd_json_quote(q2, sizeof(q2), want, strlen(want)));
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    execv("/proc/self/exe", argv);
+    recd_log(log, RECD_LOG_ERROR, "cannot execute recd again; running with the generic kernel", "\"errno\":%d", errno);
+}
 
 #define GRACE_MS 2000
 #define SHARED_COUNTERS_TIMEOUT_MS 200       /* a flush or a report's read; never on a worker's loop */
@@ -53,6 +116,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "recd: invalid log_level or listen address\n");
         goto Exit;
     }
+    /* before any thread starts and before anything calls BLAS */
+    ensure_avx2_blas_core(argv, &(recd_logger_t){level, STDERR_FILENO});
     /* signals are taken by sigwait on this thread only: block them before any thread starts
      * (the catalog loader and the event log's writer start their threads below and inherit the mask) */
     signal(SIGPIPE, SIG_IGN);
@@ -63,9 +128,7 @@ int main(int argc, char **argv)
 
     app.config = &config;
     app.log = (recd_logger_t){level, STDERR_FILENO};
-    app.n_workers = config.threads > 0 ? config.threads : (size_t)sysconf(_SC_NPROCESSORS_ONLN);
-    if (app.n_workers < 1)
-        app.n_workers = 1;
+    app.n_workers = config.threads > 0 ? config.threads : online_cpus();
 
     /* signals are taken by sigwait on this thread only: block them before any thread starts (the event sink's writer and
      * the admin thread start below; a SIGTERM that one of them took while this thread is not in sigwait kills the process) */
@@ -77,10 +140,12 @@ int main(int argc, char **argv)
 
     /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
     openblas_set_num_threads(1);
-    recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"pid\":%d", RECD_VERSION,
-             recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())), (int)getpid());
+    recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"openblas_config\":%s,\"pid\":%d",
+             RECD_VERSION, recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())),
+             recd_json_quote(q2, sizeof(q2), openblas_get_config(), strlen(openblas_get_config())), (int)getpid());
 
     app.metrics = recd_metrics_create(app.n_workers);
+    register_blas_info(app.metrics, openblas_get_corename(), openblas_get_config());
     size_t n_models;
     char **models = recd_options_list_items(config.model, &n_models);
     app.catalog = recd_catalog_loader_create(config.registry, (const char *const *)models, n_models, config.max_loaded_bytes,
@@ -113,10 +178,24 @@ int main(int argc, char **argv)
     }
     /* with Redis and Kafka both configured, recd-updater is the one writer of user state: it folds events from the topic */
     recd_serve_config_t sc = {.max_k = config.max_k,
-                              .store_written_by_updater = config.redis[0] != '\0' && config.kafka[0] != '\0'};
-    app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log);
+                              .store_written_by_updater = config.redis[0] != '\0' && config.kafka[0] != '\0',
+                              .score_threads = config.score_threads > 0 ? config.score_threads : (uint32_t)online_cpus(),
+                              .score_batch_max = config.score_batch_max,
+                              .score_batch_window_us = config.score_batch_window_us,
+                              .score_queue_max = config.score_queue_max,
+                              .approximate = strcmp(config.search, "approximate") == 0};
+    if ((app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log)) == NULL) {
+        recd_log(&app.log, RECD_LOG_ERROR, "cannot start the scoring threads", "%s", "");
+        fprintf(stderr, "recd: cannot start the scoring threads\n");
+        goto Exit;
+    }
     if (shared_counters != NULL)
         recd_serve_share_counters(app.serve, shared_counters); /* experiment reports add up every replica's traffic */
+    recd_log(&app.log, RECD_LOG_INFO, "scoring pool", "\"threads\":%u,\"batch_max\":%u,\"window_us\":%u,\"queue_max\":%u",
+             recd_score_pool_config(recd_serve_pool(app.serve))->threads,
+             recd_score_pool_config(recd_serve_pool(app.serve))->batch_max,
+             recd_score_pool_config(recd_serve_pool(app.serve))->window_us,
+             recd_score_pool_config(recd_serve_pool(app.serve))->queue_max);
     if (config.kafka[0] != '\0') {
         recd_kafka_sink_config_t kc = {.brokers = config.kafka, .wal_dir = config.wal_dir, .wal_max_bytes = config.wal_max_bytes};
         app.events = recd_kafka_sink_open(&kc, app.metrics, &app.log, err, sizeof(err));

@@ -4,7 +4,8 @@
  * listening socket bound with SO_REUSEPORT, so the kernel spreads connections and no lock is shared between loops. The
  * only way into a running worker is its h2o_multithread receiver: the catalog loader's thread posts every new snapshot
  * there (the worker swaps it in on its own thread and holds exactly one), and recd_workers_stop posts a NULL snapshot
- * that means "stop". Shutdown closes the listener, asks h2o to close
+ * that means "stop"; a second receiver takes the scoring pool's wake-ups (answers scanned off this loop are waiting) and
+ * completes those requests on the loop. Shutdown closes the listener, asks h2o to close
  * connections after their current request, runs the loop until they are gone or the grace period ends, then tears down. */
 #include <errno.h>
 #include <netdb.h>
@@ -38,6 +39,7 @@ typedef struct st_recd_worker_t {
     recd_serve_worker_t *serve;
     recd_catalog_t *catalog; /* the one snapshot this worker holds, swapped only on its thread */
     h2o_multithread_receiver_t receiver;
+    h2o_multithread_receiver_t scored_receiver; /* the scoring pool's wake-ups */
     int stopping;
     uint32_t grace_ms; /* set before the stop message is sent */
     pthread_t tid;
@@ -141,6 +143,25 @@ static void on_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     }
 }
 
+/* On a scoring thread: answers for this worker are waiting; one message per wake (the serving state wakes once per drain). */
+static void on_scored_wake(void *data)
+{
+    recd_worker_t *w = data;
+    h2o_multithread_message_t *msg = recd_xcalloc(1, sizeof(*msg));
+    h2o_multithread_send_message(&w->scored_receiver, msg);
+}
+
+static void on_scored_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    recd_worker_t *w = H2O_STRUCT_FROM_MEMBER(recd_worker_t, scored_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *msg = H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&msg->link);
+        free(msg);
+    }
+    recd_serve_worker_drain(w->serve);
+}
+
 /* The catalog loader's subscriber (on the loader's thread): posts the snapshot to the worker's loop. */
 static void on_snapshot(void *data, recd_catalog_t *snapshot)
 {
@@ -168,6 +189,8 @@ static void *worker_main(void *arg)
     set_catalog(w, recd_catalog_loader_current(app->catalog));
     recd_api_attach(app->api, &w->ctx, w->serve, w->index);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->scored_receiver, on_scored_message);
+    recd_serve_worker_use_loop(w->serve, on_scored_wake, w);
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
@@ -188,6 +211,13 @@ static void *worker_main(void *arg)
     uint64_t deadline = now_ms() + w->grace_ms;
     while (has_connections(&w->ctx) && now_ms() < deadline)
         h2o_evloop_run(loop, 10);
+    /* Scans this worker queued come back to this loop (their contexts belong to it): wait for every one of them. */
+    if (recd_serve_worker_pending(w->serve) > 0) {
+        recd_log(&app->log, RECD_LOG_WARN, "waiting for the scoring threads to answer", "\"thread\":%zu,\"scans\":%zu", w->index,
+                 recd_serve_worker_pending(w->serve));
+        while (recd_serve_worker_pending(w->serve) > 0)
+            h2o_evloop_run(loop, 10);
+    }
     /* The event sink answers every batch it took, even after the grace period (a stalled fsync): its completion posts to
      * this context, so the loop runs until none is pending, or the answer would land in freed memory. */
     if (recd_api_pending(app->api, &w->ctx) > 0) {
@@ -204,6 +234,7 @@ static void *worker_main(void *arg)
     /* drain leftover messages (none are sent after the loader stopped, but one may still be queued) */
     h2o_evloop_run(loop, 0);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->receiver);
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->scored_receiver);
     recd_api_detach(app->api, &w->ctx);
     if (has_connections(&w->ctx)) {
         /* h2o cannot dispose a context that still has connections; the process is about to exit, so leave it */

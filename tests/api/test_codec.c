@@ -292,12 +292,12 @@ static void test_codec_render_recs(void **state)
     recd_jw_t w;
     recd_jw_init_pool(&w, &pool, 16); /* small, so the writer has to grow */
     recd_codec_render_recs(&w, h2o_iovec_init(H2O_STRLIT("0123456789abcdef")), h2o_iovec_init(H2O_STRLIT("u\x01")),
-                           h2o_iovec_init(H2O_STRLIT("demo")), 3, NULL, NULL, items, 2, "fold_in", ignored, 1);
+                           h2o_iovec_init(H2O_STRLIT("demo")), 3, NULL, NULL, items, 2, "fold_in", "exact", ignored, 1);
     assert_true(h2o_memis(
         w.buf, w.len,
         H2O_STRLIT("{\"request_id\":\"0123456789abcdef\",\"user\":\"u\\u0001\",\"model\":\"demo@3\",\"experiment\":null,"
                    "\"arm\":null,\"items\":[{\"item\":\"a\\\"b\",\"score\":0.5},{\"item\":\"c\\\\d\\n\",\"score\":-0.25}],"
-                   "\"fallback\":\"fold_in\",\"ignored_items\":[\"zz\"]}")));
+                   "\"fallback\":\"fold_in\",\"search\":\"exact\",\"ignored_items\":[\"zz\"]}")));
     /* and it is JSON that parses back */
     json_t *j = json_loadb(w.buf, w.len, 0, NULL);
     assert_non_null(j);
@@ -306,11 +306,11 @@ static void test_codec_render_recs(void **state)
 
     recd_jw_init_pool(&w, &pool, 16);
     recd_codec_render_recs(&w, h2o_iovec_init(H2O_STRLIT("r")), h2o_iovec_init(H2O_STRLIT("u")), h2o_iovec_init(H2O_STRLIT("m")), 1,
-                           "exp1", "canary", NULL, 0, "popular", NULL, 0);
+                           "exp1", "canary", NULL, 0, "popular", "approximate", NULL, 0);
     assert_true(h2o_memis(
         w.buf, w.len,
         H2O_STRLIT("{\"request_id\":\"r\",\"user\":\"u\",\"model\":\"m@1\",\"experiment\":\"exp1\",\"arm\":\"canary\",\"items\":[],"
-                   "\"fallback\":\"popular\"}")));
+                   "\"fallback\":\"popular\",\"search\":\"approximate\"}")));
 }
 
 static void test_codec_render_similar_and_error(void **state)

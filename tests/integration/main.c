@@ -13,6 +13,7 @@ int test_kafka_run(void);
 int test_experiments_run(void);
 int test_redis_run(void);
 int test_swap_run(void);
+int test_batch_run(void);
 
 int main(void)
 {
@@ -26,5 +27,6 @@ int main(void)
     failed += test_experiments_run();
     failed += test_redis_run();
     failed += test_swap_run();
+    failed += test_batch_run();
     return failed != 0;
 }

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include "api/api.h"
 #include "bin/recd/workers.h"
+#include "serve/score_pool.h"
 #include "store/feature_store.h"
 #include "store/file_sink.h"
 #include "tests/support/fixtures.h"
@@ -27,6 +28,7 @@
 #define TIMEOUT_S 20      /* receive timeout of the test's connections: a guard against hanging, not a measurement */
 #define WAIT_ROUNDS 4000  /* bound on polls of 5 ms for something another thread does (a hang guard as well) */
 #define STOP_GRACE_MS 100 /* grace of the stop with an event pending: it has to run out for the pending wait to matter */
+#define QUEUE_MAX 3       /* the scoring queue's bound */
 
 static void sleep_ms(int ms)
 {
@@ -236,7 +238,11 @@ static int setup(void **state)
     f->app.catalog = recd_catalog_loader_create(f->registry, models, 1, 0, &f->app.log, f->app.metrics, err, sizeof(err));
     assert_non_null(f->app.catalog);
     f->app.store = recd_memory_store_create(f->config.max_recent_items, f->config.max_users, f->app.metrics);
-    f->app.serve = recd_serve_create(&(recd_serve_config_t){.max_k = f->config.max_k}, f->app.store, f->app.metrics, &f->app.log);
+    /* scoring on a pool, as main sets it up: a small queue bound, so that a test can fill it */
+    f->app.serve = recd_serve_create(
+        &(recd_serve_config_t){.max_k = f->config.max_k, .score_threads = 2, .score_batch_max = 8, .score_queue_max = QUEUE_MAX},
+        f->app.store, f->app.metrics, &f->app.log);
+    assert_non_null(f->app.serve);
     f->app.events = recd_file_sink_open(f->events_path, 0, (size_t)1 << 20, err, sizeof(err));
     assert_non_null(f->app.events);
     recd_file_sink_use_metrics(f->app.events, f->app.metrics);
@@ -454,6 +460,146 @@ static void test_workers_stop_answers_a_pending_event(void **state)
     assert_false(log_contains(f, "connections still open after the grace period"));
 }
 
+/* Sends GET recommendations for a known user on a new connection and leaves the answer unread; returns the connection. */
+static int send_recommendation(fixture_t *f, const char *user)
+{
+    char path[128];
+    int fd = support_connect_loopback(f->port, TIMEOUT_S);
+    assert_true(fd >= 0);
+    snprintf(path, sizeof(path), "/v1/recommendations?user=%s&k=3", user);
+    assert_int_equal(support_http_send(fd, "GET", path, NULL, NULL, 0), 0);
+    return fd;
+}
+
+/* Reads the answer of a recommendation sent with send_recommendation: 200 with 3 items. Closes fd. */
+static void expect_recommendation(int fd)
+{
+    support_http_response_t res;
+    assert_int_equal(support_http_read_response(fd, &res), 0);
+    assert_int_equal(res.status, 200);
+    json_t *j = json_loads(res.body, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 3);
+    assert_string_equal(json_string_value(json_object_get(j, "search")), "exact");
+    json_decref(j);
+    support_http_response_free(&res);
+    close(fd);
+}
+
+static void wait_queued(recd_score_pool_t *pool, size_t n)
+{
+    for (int round = 0; round < WAIT_ROUNDS && recd_score_pool_queued(pool) < n; ++round)
+        sleep_ms(5);
+    assert_int_equal(recd_score_pool_queued(pool), n);
+}
+
+/* The value of the metrics line "name value" in the body of GET /metrics, or -1. */
+static double metric_in(const char *body, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *line = body; line != NULL && *line != '\0'; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, name, len) == 0 && line[len] == ' ')
+            return strtod(line + len + 1, NULL);
+    return -1;
+}
+
+static void test_workers_scoring_pool_sheds_while_health_answers(void **state)
+{
+    fixture_t *f = *state;
+    recd_score_pool_t *pool = recd_serve_pool(f->app.serve);
+    support_http_response_t res;
+    char retry_after[16];
+    int waiting[QUEUE_MAX];
+
+    /* the scoring threads take nothing: requests fill the queue to its bound, their connections waiting */
+    recd_score_pool_hold(pool, 1000);
+    for (size_t i = 0; i < QUEUE_MAX; ++i)
+        waiting[i] = send_recommendation(f, i % 2 ? "u01" : "u10");
+    wait_queued(pool, QUEUE_MAX);
+
+    /* one more is refused at once, on either worker */
+    for (size_t i = 0; i < N_WORKERS; ++i) {
+        exchange(f->conns[i], "GET", "/v1/recommendations?user=u00&k=3", NULL, &res);
+        assert_int_equal(res.status, 503);
+        assert_non_null(support_http_header(&res, "Retry-After", retry_after, sizeof(retry_after)));
+        assert_true(atoi(retry_after) >= 1);
+        json_t *j = json_loads(res.body, 0, NULL);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")), "overloaded");
+        json_decref(j);
+        support_http_response_free(&res);
+    }
+    /* health, readiness and metrics never wait for the pool; the popular fallback needs no scan */
+    for (size_t i = 0; i < N_WORKERS; ++i) {
+        exchange(f->conns[i], "GET", "/healthz", NULL, &res);
+        assert_int_equal(res.status, 200);
+        support_http_response_free(&res);
+        exchange(f->conns[i], "GET", "/readyz", NULL, &res);
+        assert_int_equal(res.status, 200);
+        support_http_response_free(&res);
+        exchange(f->conns[i], "GET", "/v1/recommendations?user=somebody-new&k=3", NULL, &res);
+        assert_int_equal(res.status, 200);
+        assert_non_null(strstr(res.body, "\"fallback\":\"popular\""));
+        support_http_response_free(&res);
+    }
+    exchange(f->conns[0], "GET", "/metrics", NULL, &res);
+    assert_int_equal(res.status, 200);
+    assert_true(metric_in(res.body, "recd_score_queue_depth") == QUEUE_MAX);
+    assert_true(metric_in(res.body, "recd_score_shed_total") == N_WORKERS);
+    assert_true(metric_in(res.body, "recd_http_requests_total{endpoint=\"recommendations\",status=\"503\"}") == N_WORKERS);
+    support_http_response_free(&res);
+
+    /* let go: every waiting request is answered */
+    recd_score_pool_hold(pool, 0);
+    for (size_t i = 0; i < QUEUE_MAX; ++i)
+        expect_recommendation(waiting[i]);
+    wait_queued(pool, 0);
+}
+
+static void test_workers_stop_waits_for_a_pending_scan(void **state)
+{
+    fixture_t *f = *state;
+    recd_score_pool_t *pool = recd_serve_pool(f->app.serve);
+    int round;
+
+    recd_score_pool_hold(pool, 1000);
+    int fd = send_recommendation(f, "u01");
+    wait_queued(pool, 1);
+    /* stop: the grace period runs out with the scan queued, and its worker must keep its loop for the answer */
+    stopper_start(&f->stopper, &f->workers, STOP_GRACE_MS);
+    for (round = 0;
+         round < WAIT_ROUNDS && !log_contains(f, "waiting for the scoring threads to answer") && !stopper_done(&f->stopper);
+         ++round)
+        sleep_ms(5);
+    assert_false(stopper_done(&f->stopper));
+    assert_true(log_contains(f, "waiting for the scoring threads to answer"));
+    recd_score_pool_hold(pool, 0);
+    expect_recommendation(fd);
+    pthread_join(f->stopper.tid, NULL);
+    f->stopper.started = 0;
+    assert_true(f->stopper.done);
+}
+
+static void test_workers_client_gone_while_scan_queued(void **state)
+{
+    fixture_t *f = *state;
+    recd_score_pool_t *pool = recd_serve_pool(f->app.serve);
+    support_http_response_t res;
+
+    recd_score_pool_hold(pool, 1000);
+    int gone = send_recommendation(f, "u01"), stays = send_recommendation(f, "u10");
+    wait_queued(pool, 2);
+    close(gone); /* the client goes away with its scan queued */
+    recd_score_pool_hold(pool, 0);
+    expect_recommendation(stays);
+    wait_queued(pool, 0);
+    /* the late answer to nobody touched nothing (ASan watches): the workers go on serving, a new version too */
+    publish_version_2(f);
+    for (size_t i = 0; i < N_WORKERS; ++i) {
+        exchange(f->conns[i], "GET", "/healthz", NULL, &res);
+        assert_int_equal(res.status, 200);
+        support_http_response_free(&res);
+    }
+}
+
 int test_workers_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +608,9 @@ int test_workers_run(void)
         cmocka_unit_test_setup_teardown(test_workers_ignore_an_older_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_stop_closes_idle_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_workers_stop_answers_a_pending_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_scoring_pool_sheds_while_health_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_stop_waits_for_a_pending_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workers_client_gone_while_scan_queued, setup, teardown),
     };
     return cmocka_run_group_tests_name("workers", tests, NULL, NULL);
 }

@@ -96,7 +96,7 @@ static int teardown(void **state)
 static int recommend(fixture_t *fx, const char *user, int *err, uint64_t *version, char *request_id, size_t *n_items)
 {
     recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
-    recd_serve_recs_request_t rq = {{user, strlen(user)}, K, NULL, 0, NULL, 0};
+    recd_serve_recs_request_t rq = {{user, strlen(user)}, K, NULL, 0, NULL, 0, RECD_SERVE_SEARCH_DEFAULT};
     assert_int_equal(recd_serve_recommend(ctx, &rq, NULL, NULL), 0);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
     int arm = res->arm == NULL ? -1 : strcmp(res->arm, "control") == 0 ? 0 : strcmp(res->arm, "canary") == 0 ? 1 : -2;

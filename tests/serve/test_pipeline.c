@@ -4,12 +4,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "base/error.h"
 #include "serve/fold.h"
+#include "serve/score_pool.h"
 #include "serve/serve.h"
 
 #define N_USERS 3
@@ -35,30 +38,38 @@ static float rnd(uint64_t *s)
     return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-/* An ALS model with users u0..u2 and items <prefix>0..9; popularity has ties (items 2, 5 and 7 share 4.0). */
-static recd_model_t *make_model(fixture_t *fx, const char *name, const char *prefix, uint64_t version, uint64_t seed)
+/*
+ * An ALS model with users u0..u<n_users-1> and items <prefix>0..<n_items-1> (n_users >= 2, n_items >= 10): u0 trained on
+ * items 1 (1), 4 (3), 6 (2), u1 on 2 and 3; popularity repeats 1, 9, 4, 6, 2, 4, 0, 4, 8, 3 (ties among 2, 5 and 7).
+ */
+static recd_model_t *make_model_sized(fixture_t *fx, const char *name, const char *prefix, uint64_t version, uint64_t seed,
+                                      size_t n_users, size_t n_items, uint32_t n_factors)
 {
     static const uint32_t rows[] = {0, 0, 0, 1, 1};
     static const uint32_t cols[] = {1, 4, 6, 2, 3};
     static const float vals[] = {1, 3, 2, 1, 1};
-    static const float pop[N_ITEMS] = {1, 9, 4, 6, 2, 4, 0, 4, 8, 3};
-    char path[128], err[256] = "", *uids[N_USERS], *iids[N_ITEMS];
-    float uf[N_USERS * N_FACTORS], itf[N_ITEMS * N_FACTORS];
+    static const float pop10[10] = {1, 9, 4, 6, 2, 4, 0, 4, 8, 3};
+    char path[128], err[256] = "";
+    char **uids = calloc(n_users, sizeof(*uids)), **iids = calloc(n_items, sizeof(*iids));
+    float *uf = calloc(n_users * n_factors, sizeof(float)), *itf = calloc(n_items * n_factors, sizeof(float));
+    float *pop = calloc(n_items, sizeof(float));
     recd_csr_t ui;
 
-    for (size_t i = 0; i < N_USERS; ++i)
+    for (size_t i = 0; i < n_users; ++i)
         assert_true(asprintf(&uids[i], "u%zu", i) > 0);
-    for (size_t i = 0; i < N_ITEMS; ++i)
+    for (size_t i = 0; i < n_items; ++i) {
         assert_true(asprintf(&iids[i], "%s%zu", prefix, i) > 0);
-    for (size_t i = 0; i < N_USERS * N_FACTORS; ++i)
+        pop[i] = pop10[i % 10];
+    }
+    for (size_t i = 0; i < n_users * n_factors; ++i)
         uf[i] = rnd(&seed);
-    for (size_t i = 0; i < N_ITEMS * N_FACTORS; ++i)
+    for (size_t i = 0; i < n_items * n_factors; ++i)
         itf[i] = rnd(&seed);
-    assert_int_equal(recd_csr_from_coo(&ui, N_USERS, N_ITEMS, rows, cols, vals, 5, RECD_MERGE_SUM), 0);
+    assert_int_equal(recd_csr_from_coo(&ui, n_users, n_items, rows, cols, vals, 5, RECD_MERGE_SUM), 0);
     recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
-                              .n_factors = N_FACTORS,
-                              .n_users = N_USERS,
-                              .n_items = N_ITEMS,
+                              .n_factors = n_factors,
+                              .n_users = n_users,
+                              .n_items = n_items,
                               .user_ids = (const char *const *)uids,
                               .item_ids = (const char *const *)iids,
                               .user_factors = uf,
@@ -76,12 +87,23 @@ static recd_model_t *make_model(fixture_t *fx, const char *name, const char *pre
         fail_msg("open: %s", err);
     unlink(path); /* the mapping stays valid */
     recd_model_set_identity(m, name, version);
-    for (size_t i = 0; i < N_USERS; ++i)
+    for (size_t i = 0; i < n_users; ++i)
         free(uids[i]);
-    for (size_t i = 0; i < N_ITEMS; ++i)
+    for (size_t i = 0; i < n_items; ++i)
         free(iids[i]);
+    free(uids);
+    free(iids);
+    free(uf);
+    free(itf);
+    free(pop);
     recd_csr_dispose(&ui);
     return m;
+}
+
+/* The small model most tests use: 3 users, 10 items, 3 factors. */
+static recd_model_t *make_model(fixture_t *fx, const char *name, const char *prefix, uint64_t version, uint64_t seed)
+{
+    return make_model_sized(fx, name, prefix, version, seed, N_USERS, N_ITEMS, N_FACTORS);
 }
 
 static int setup(void **state)
@@ -190,7 +212,7 @@ static void test_pipeline_popular_order_with_exclusions(void **state)
 {
     fixture_t *fx = *state;
     recd_serve_id_t exclude[] = {id("i8"), id("nope"), id("i5")};
-    recd_serve_recs_request_t rq = {id("stranger"), 6, NULL, 0, exclude, 3};
+    recd_serve_recs_request_t rq = {id("stranger"), 6, NULL, 0, exclude, 3, RECD_SERVE_SEARCH_DEFAULT};
     recd_serve_ctx_t *ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
     const uint32_t *order = recd_model_popular_order(fx->model);
@@ -227,7 +249,7 @@ static void test_pipeline_fold_in_sums_repeated_recent_items(void **state)
     fixture_t *fx = *state;
     recd_serve_id_t recent[] = {id("i3"), id("ghost"), id("i3"), id("i9"), id("ghost")};
     recd_serve_id_t exclude[] = {id("i0")};
-    recd_serve_recs_request_t rq = {id("stranger"), 10, recent, 5, exclude, 1};
+    recd_serve_recs_request_t rq = {id("stranger"), 10, recent, 5, exclude, 1, RECD_SERVE_SEARCH_DEFAULT};
     recd_serve_ctx_t *ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
 
@@ -284,7 +306,7 @@ static void test_pipeline_remembered_user_refolded_once_per_version(void **state
 
     /* u1: history 2 (1), 3 (1) plus remembered 5 (1 + 3); the unknown item is remembered but not folded */
     recd_serve_id_t recent[] = {id("i0")};
-    recd_serve_recs_request_t rq = {id("u1"), 10, recent, 1, NULL, 0};
+    recd_serve_recs_request_t rq = {id("u1"), 10, recent, 1, NULL, 0, RECD_SERVE_SEARCH_DEFAULT};
     ctx = run(fx, &rq);
     const recd_serve_result_t *res = recd_serve_ctx_result(ctx);
     static const uint32_t items[] = {2, 3, 5};
@@ -409,12 +431,17 @@ static void test_pipeline_similar_and_request_ids(void **state)
     recd_serve_ctx_t *ctx = recd_serve_ctx_create(fx->sw);
     recd_scored_t want[4];
     float scratch[N_ITEMS];
-    assert_int_equal(recd_serve_similar(ctx, "i3", 2, 4), 0);
+    done_t done = {0};
+    assert_int_equal(recd_serve_similar(ctx, "i3", 2, 4, on_done, &done), 0);
+    assert_int_equal(done.calls, 1);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, 0);
     size_t n = recd_model_similar(fx->model, 3, 4, scratch, want);
     assert_items(recd_serve_ctx_result(ctx), want, n);
     recd_serve_ctx_release(ctx);
     ctx = recd_serve_ctx_create(fx->sw);
-    assert_int_equal(recd_serve_similar(ctx, "i33", 3, 4), RECD_ENOTFOUND);
+    assert_int_equal(recd_serve_similar(ctx, "i33", 3, 4, on_done, &done), 0);
+    assert_int_equal(done.calls, 2);
+    assert_int_equal(recd_serve_ctx_result(ctx)->err, RECD_ENOTFOUND);
     recd_serve_ctx_release(ctx);
 
     char a[17], b[17];
@@ -422,6 +449,368 @@ static void test_pipeline_similar_and_request_ids(void **state)
     recd_serve_worker_request_id(fx->sw, b);
     assert_int_equal(strlen(a), 16);
     assert_string_not_equal(a, b);
+}
+
+/* ---- the scoring pool ------------------------------------------------------------------------------------------------ */
+
+#define POOL_USERS 40
+#define POOL_ITEMS 700
+#define POOL_FACTORS 24
+#define WAKE_TIMEOUT_S 30 /* a hang guard, not a measurement */
+
+/* The test thread plays a worker's event loop: the pool's wake-ups are counted, and the test drains after each. */
+typedef struct st_test_loop_t {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned wakes;
+} test_loop_t;
+
+static void on_test_wake(void *data)
+{
+    test_loop_t *l = data;
+    pthread_mutex_lock(&l->lock);
+    ++l->wakes;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Drains sw after every wake until none of its scans is pending. */
+static void run_until_idle(test_loop_t *l, recd_serve_worker_t *sw)
+{
+    unsigned seen = 0;
+    while (recd_serve_worker_pending(sw) > 0) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += WAKE_TIMEOUT_S;
+        pthread_mutex_lock(&l->lock);
+        while (l->wakes == seen)
+            if (pthread_cond_timedwait(&l->cond, &l->lock, &deadline) != 0)
+                fail_msg("no wake-up from the scoring pool");
+        seen = l->wakes;
+        pthread_mutex_unlock(&l->lock);
+        recd_serve_worker_drain(sw);
+    }
+}
+
+/* A serving state with a pool of threads scoring threads (batches up to 32, no window), its own metrics registry. */
+typedef struct st_pool_fixture_t {
+    recd_metrics_t *metrics;
+    recd_serve_t *serve;
+    recd_serve_worker_t *alone;  /* not bound to a loop: scans at once, a batch of one */
+    recd_serve_worker_t *looped; /* bound to loop: its scans go to the pool */
+    test_loop_t loop;
+} pool_fixture_t;
+
+static void pool_fixture_init(pool_fixture_t *pf, fixture_t *fx, uint32_t threads, uint32_t queue_max)
+{
+    pf->metrics = recd_metrics_create(1);
+    pf->serve = recd_serve_create(
+        &(recd_serve_config_t){.max_k = MAX_K, .score_threads = threads, .score_batch_max = 32, .score_queue_max = queue_max},
+        fx->store, pf->metrics, &fx->log);
+    assert_non_null(pf->serve);
+    assert_non_null(recd_serve_pool(pf->serve));
+    pf->alone = recd_serve_worker_create(pf->serve, 0, 3);
+    pf->looped = recd_serve_worker_create(pf->serve, 0, 4);
+    pthread_mutex_init(&pf->loop.lock, NULL);
+    pthread_cond_init(&pf->loop.cond, NULL);
+    recd_serve_worker_use_loop(pf->looped, on_test_wake, &pf->loop);
+}
+
+static void pool_fixture_dispose(pool_fixture_t *pf)
+{
+    recd_serve_worker_free(pf->alone);
+    recd_serve_worker_free(pf->looped);
+    recd_serve_free(pf->serve);
+    recd_metrics_free(pf->metrics);
+    pthread_cond_destroy(&pf->loop.cond);
+    pthread_mutex_destroy(&pf->loop.lock);
+}
+
+/* The value of the series line that starts with name (e.g. "recd_score_batch_size_sum") in pf's rendered metrics. */
+static double rendered(pool_fixture_t *pf, const char *name)
+{
+    size_t len;
+    char *text = recd_metrics_render(pf->metrics, &len), *line = text;
+    double v = NAN;
+    while (line != NULL && *line != '\0') {
+        if (strncmp(line, name, strlen(name)) == 0 && line[strlen(name)] == ' ') {
+            v = strtod(line + strlen(name) + 1, NULL);
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    free(text);
+    return v;
+}
+
+/* Answers equal exactly: same items in the same order with bit-identical scores, the same fallback. */
+static void assert_same_answer(const recd_serve_result_t *got, const recd_serve_result_t *want)
+{
+    assert_int_equal(got->err, want->err);
+    assert_string_equal(got->fallback, want->fallback);
+    assert_string_equal(got->search, want->search);
+    assert_int_equal(got->n_items, want->n_items);
+    for (size_t i = 0; i < got->n_items; ++i) {
+        assert_int_equal(got->items[i].index, want->items[i].index);
+        assert_memory_equal(&got->items[i].score, &want->items[i].score, sizeof(float));
+        assert_string_equal(got->items[i].id, want->items[i].id);
+    }
+}
+
+#define MAX_POOL_REQUESTS 16
+
+/* Requests of every kind that scans, and the ids they point to. */
+typedef struct st_pool_requests_t {
+    recd_serve_recs_request_t rq[MAX_POOL_REQUESTS];
+    char users[MAX_POOL_REQUESTS][16];
+    char items[7][16];
+    recd_serve_id_t recent[4], exclude[3];
+    size_t n;
+} pool_requests_t;
+
+/* Known users with trained items, exclusions and recent items; folded-in strangers; items named <prefix><index>. */
+static void pool_requests(pool_requests_t *r, const char *prefix)
+{
+    static const char *const suffixes[] = {"5", "77", "1", "300", "699"};
+    static const uint32_t ks[] = {1, 5, 10, 20, 7, 3};
+    for (size_t i = 0; i < 5; ++i)
+        snprintf(r->items[i], sizeof(r->items[i]), "%s%s", prefix, suffixes[i]);
+    r->recent[0] = r->recent[2] = id(r->items[0]);
+    r->recent[1] = id(r->items[1]);
+    r->recent[3] = id("nope");
+    for (size_t i = 0; i < 3; ++i)
+        r->exclude[i] = id(r->items[2 + i]);
+    r->n = 0;
+    for (size_t u = 0; u < 8; ++u, ++r->n) {
+        snprintf(r->users[r->n], 16, "u%zu", u * 5);
+        r->rq[r->n] = (recd_serve_recs_request_t){
+            id(r->users[r->n]), ks[r->n % 6], r->recent, u % 2 ? 4 : 0, r->exclude, u % 3 ? 3 : 0, RECD_SERVE_SEARCH_DEFAULT};
+    }
+    for (size_t u = 0; u < 3; ++u, ++r->n) {
+        snprintf(r->users[r->n], 16, "stranger%zu", u);
+        r->rq[r->n] = (recd_serve_recs_request_t){id(r->users[r->n]),
+                                                  ks[r->n % 6],
+                                                  r->recent,
+                                                  2 + u,
+                                                  r->exclude,
+                                                  u,
+                                                  u == 1 ? RECD_SERVE_SEARCH_APPROXIMATE : RECD_SERVE_SEARCH_EXACT};
+    }
+}
+
+static void test_pipeline_pool_batched_equals_alone(void **state)
+{
+    fixture_t *fx = *state;
+    pool_fixture_t pf;
+    pool_requests_t r;
+    recd_serve_recs_request_t *rq = r.rq;
+    recd_serve_ctx_t *batched[MAX_POOL_REQUESTS], *similar = NULL;
+    done_t done = {0};
+
+    pool_fixture_init(&pf, fx, 1, 0);
+    recd_model_t *m = make_model_sized(fx, "demo", "i", 1, 99, POOL_USERS, POOL_ITEMS, POOL_FACTORS);
+    recd_model_retain(m); /* one reference for each worker, and the test's own */
+    recd_model_retain(m);
+    recd_serve_worker_set_model(pf.alone, m);
+    recd_serve_worker_set_model(pf.looped, m);
+    pool_requests(&r, "i");
+    size_t n = r.n;
+
+    /* the pool holds until every request is queued, so they are scanned together; similar items run alone among them */
+    recd_score_pool_hold(recd_serve_pool(pf.serve), n + 1);
+    for (size_t i = 0; i < n; ++i) {
+        batched[i] = recd_serve_ctx_create(pf.looped);
+        assert_int_equal(recd_serve_recommend(batched[i], &rq[i], on_done, &done), RECD_SERVE_PENDING);
+        if (i == n / 2) {
+            similar = recd_serve_ctx_create(pf.looped);
+            assert_int_equal(recd_serve_similar(similar, "i42", 3, 12, on_done, &done), RECD_SERVE_PENDING);
+        }
+    }
+    assert_int_equal(done.calls, 0); /* nothing is answered on the submitting thread */
+    run_until_idle(&pf.loop, pf.looped);
+    assert_int_equal(done.calls, n + 1);
+    recd_serve_ctx_t *similar_alone = recd_serve_ctx_create(pf.alone);
+    assert_int_equal(recd_serve_similar(similar_alone, "i42", 3, 12, on_done, &done), 0);
+    assert_int_equal(recd_serve_ctx_result(similar)->n_items, 12);
+    for (size_t i = 0; i < 12; ++i) {
+        assert_int_equal(recd_serve_ctx_result(similar)->items[i].index, recd_serve_ctx_result(similar_alone)->items[i].index);
+        assert_memory_equal(&recd_serve_ctx_result(similar)->items[i].score, &recd_serve_ctx_result(similar_alone)->items[i].score,
+                            sizeof(float));
+    }
+    recd_serve_ctx_release(similar);
+    recd_serve_ctx_release(similar_alone);
+    assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0);                     /* one scan ... */
+    assert_true(rendered(&pf, "recd_score_batch_size_sum") == (double)n);                 /* ... of every request */
+    assert_true(rendered(&pf, "recd_score_queue_wait_seconds_count") == (double)(n + 1)); /* similar items waited too */
+
+    for (size_t i = 0; i < n; ++i) {
+        recd_serve_ctx_t *alone = recd_serve_ctx_create(pf.alone);
+        assert_int_equal(recd_serve_recommend(alone, &rq[i], on_done, &done), 0); /* scanned at once, a batch of one */
+        assert_int_equal(recd_serve_ctx_result(batched[i])->err, 0);
+        assert_true(recd_serve_ctx_result(batched[i])->n_items > 0);
+        assert_same_answer(recd_serve_ctx_result(batched[i]), recd_serve_ctx_result(alone));
+        assert_string_equal(recd_serve_ctx_result(batched[i])->search, "exact"); /* no version has an index */
+        recd_serve_ctx_release(alone);
+        recd_serve_ctx_release(batched[i]);
+    }
+    assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0); /* the worker without a loop never used the pool */
+    pool_fixture_dispose(&pf);
+    recd_model_release(m);
+}
+
+static void test_pipeline_pool_groups_by_version_and_keeps_it(void **state)
+{
+    fixture_t *fx = *state;
+    pool_fixture_t pf;
+    pool_requests_t r[2]; /* item ids of v1, of v2 */
+    recd_serve_ctx_t *batched[MAX_POOL_REQUESTS];
+    done_t done = {0};
+
+    pool_fixture_init(&pf, fx, 2, 0);
+    recd_model_t *v1 = make_model_sized(fx, "demo", "old", 1, 5, POOL_USERS, POOL_ITEMS, POOL_FACTORS);
+    recd_model_t *v2 = make_model_sized(fx, "demo", "new", 2, 6, POOL_USERS, POOL_ITEMS, POOL_FACTORS);
+    pool_requests(&r[0], "old");
+    pool_requests(&r[1], "new");
+    size_t n = r[0].n;
+#define RQ(i) (&r[(i) < n / 2 ? 0 : 1].rq[i])
+
+    recd_score_pool_hold(recd_serve_pool(pf.serve), n);
+    recd_serve_worker_set_model(pf.looped, v1); /* the test keeps no reference of its own on v1 */
+    for (size_t i = 0; i < n; ++i) {
+        if (i == n / 2) {
+            recd_model_retain(v2);
+            recd_serve_worker_set_model(pf.looped, v2); /* a hot swap while the first half waits in the queue */
+        }
+        batched[i] = recd_serve_ctx_create(pf.looped);
+        assert_int_equal(recd_serve_recommend(batched[i], RQ(i), on_done, &done), RECD_SERVE_PENDING);
+    }
+    run_until_idle(&pf.loop, pf.looped);
+    assert_int_equal(done.calls, n);
+    assert_true(rendered(&pf, "recd_score_batch_size_count") == 2.0); /* one scan per version */
+    assert_true(rendered(&pf, "recd_score_batch_size_sum") == (double)n);
+
+    for (size_t i = 0; i < n; ++i) {
+        recd_model_t *version = recd_serve_ctx_model(batched[i]);
+        assert_int_equal(recd_model_version(version), i < n / 2 ? 1 : 2);
+        recd_model_retain(version);
+        recd_serve_worker_set_model(pf.alone, version);
+        recd_serve_ctx_t *alone = recd_serve_ctx_create(pf.alone);
+        assert_int_equal(recd_serve_recommend(alone, RQ(i), on_done, &done), 0);
+        assert_same_answer(recd_serve_ctx_result(batched[i]), recd_serve_ctx_result(alone));
+        for (size_t j = 0; j < recd_serve_ctx_result(batched[i])->n_items; ++j) /* the old mapping is still there to read */
+            assert_memory_equal(recd_serve_ctx_result(batched[i])->items[j].id, i < n / 2 ? "old" : "new", 3);
+        recd_serve_ctx_release(alone);
+        recd_serve_ctx_release(batched[i]);
+    }
+#undef RQ
+    pool_fixture_dispose(&pf);
+    recd_model_release(v2);
+}
+
+static void test_pipeline_pool_sheds_when_full(void **state)
+{
+    fixture_t *fx = *state;
+    pool_fixture_t pf;
+    recd_serve_recs_request_t rq = {.user = id("u0"), .k = 4};
+    recd_serve_ctx_t *queued[3];
+    done_t done = {0};
+
+    pool_fixture_init(&pf, fx, 1, 3);
+    recd_model_retain(fx->model);
+    recd_serve_worker_set_model(pf.looped, fx->model);
+    recd_score_pool_t *pool = recd_serve_pool(pf.serve);
+    recd_score_pool_hold(pool, 1000); /* more than can ever queue: held until let go */
+    for (size_t i = 0; i < 3; ++i) {
+        queued[i] = recd_serve_ctx_create(pf.looped);
+        assert_int_equal(recd_serve_recommend(queued[i], &rq, on_done, &done), RECD_SERVE_PENDING);
+    }
+    assert_int_equal(recd_score_pool_queued(pool), 3);
+
+    /* full: the next request is refused at once, answered and counted */
+    recd_serve_ctx_t *refused = recd_serve_ctx_create(pf.looped);
+    assert_int_equal(recd_serve_recommend(refused, &rq, on_done, &done), 0);
+    assert_int_equal(done.calls, 1);
+    assert_int_equal(recd_serve_ctx_result(refused)->err, RECD_EBUSY);
+    assert_int_equal(recd_serve_ctx_result(refused)->n_items, 0);
+    recd_serve_ctx_release(refused);
+    assert_int_equal(recd_metric_value(recd_metrics_counter(pf.metrics, "recd_score_shed_total", "", NULL)), 1);
+    assert_int_equal(recd_score_pool_queued(pool), 3);
+
+    /* a request whose client went away: cancelled while queued, its late answer only frees it */
+    recd_serve_ctx_cancel(queued[1]);
+    recd_serve_ctx_release(queued[1]);
+    recd_score_pool_hold(pool, 0);
+    run_until_idle(&pf.loop, pf.looped);
+    assert_int_equal(done.calls, 3);
+    for (size_t i = 0; i < 3; i += 2) {
+        assert_int_equal(recd_serve_ctx_result(queued[i])->err, 0);
+        assert_int_equal(recd_serve_ctx_result(queued[i])->n_items, 4);
+        recd_serve_ctx_release(queued[i]);
+    }
+    /* the three were taken together; the cancelled one was not scanned */
+    assert_true(rendered(&pf, "recd_score_batch_size_count") == 1.0);
+    assert_true(rendered(&pf, "recd_score_batch_size_sum") == 2.0);
+    assert_true(rendered(&pf, "recd_score_shed_total") == 1.0);
+    assert_int_equal(recd_score_pool_queued(pool), 0);
+    pool_fixture_dispose(&pf);
+}
+
+/* Many requests over three versions, in bursts, on two threads that gather with a window: every answer is the one the
+ * same request gets alone, whatever batches formed. */
+static void test_pipeline_pool_bursts_over_versions(void **state)
+{
+    fixture_t *fx = *state;
+    enum { VERSIONS = 3, ROUNDS = 12, PER_ROUND = 10 };
+    pool_fixture_t pf;
+    pool_requests_t r[VERSIONS];
+    recd_model_t *v[VERSIONS];
+    recd_serve_ctx_t *ctx[ROUNDS * PER_ROUND];
+    static const char *const prefixes[VERSIONS] = {"a", "b", "c"};
+    done_t done = {0};
+
+    pf.metrics = recd_metrics_create(1);
+    pf.serve = recd_serve_create(&(recd_serve_config_t){.max_k = MAX_K,
+                                                        .score_threads = 2,
+                                                        .score_batch_max = 4,
+                                                        .score_batch_window_us = 2000,
+                                                        .score_queue_max = ROUNDS * PER_ROUND},
+                                 fx->store, pf.metrics, &fx->log);
+    pf.alone = recd_serve_worker_create(pf.serve, 0, 3);
+    pf.looped = recd_serve_worker_create(pf.serve, 0, 4);
+    pthread_mutex_init(&pf.loop.lock, NULL);
+    pthread_cond_init(&pf.loop.cond, NULL);
+    recd_serve_worker_use_loop(pf.looped, on_test_wake, &pf.loop);
+    for (size_t i = 0; i < VERSIONS; ++i) {
+        v[i] = make_model_sized(fx, "demo", prefixes[i], i + 1, 70 + i, POOL_USERS, POOL_ITEMS, POOL_FACTORS);
+        pool_requests(&r[i], prefixes[i]);
+    }
+    for (size_t i = 0; i < ROUNDS * PER_ROUND; ++i) {
+        size_t ver = (i * 7 + i / PER_ROUND) % VERSIONS;
+        recd_model_retain(v[ver]);
+        recd_serve_worker_set_model(pf.looped, v[ver]);
+        ctx[i] = recd_serve_ctx_create(pf.looped);
+        recd_serve_recommend(ctx[i], &r[ver].rq[i % r[ver].n], on_done, &done);
+        if (i % PER_ROUND == PER_ROUND - 1)
+            recd_serve_worker_drain(pf.looped); /* whatever is back already; the rest later */
+    }
+    run_until_idle(&pf.loop, pf.looped);
+    assert_int_equal(done.calls, ROUNDS * PER_ROUND);
+    assert_true(rendered(&pf, "recd_score_shed_total") == 0.0);
+    for (size_t i = 0; i < ROUNDS * PER_ROUND; ++i) {
+        size_t ver = (i * 7 + i / PER_ROUND) % VERSIONS;
+        assert_ptr_equal(recd_serve_ctx_model(ctx[i]), v[ver]);
+        recd_model_retain(v[ver]);
+        recd_serve_worker_set_model(pf.alone, v[ver]);
+        recd_serve_ctx_t *alone = recd_serve_ctx_create(pf.alone);
+        assert_int_equal(recd_serve_recommend(alone, &r[ver].rq[i % r[ver].n], on_done, &done), 0);
+        assert_same_answer(recd_serve_ctx_result(ctx[i]), recd_serve_ctx_result(alone));
+        recd_serve_ctx_release(alone);
+        recd_serve_ctx_release(ctx[i]);
+    }
+    pool_fixture_dispose(&pf);
+    for (size_t i = 0; i < VERSIONS; ++i)
+        recd_model_release(v[i]);
 }
 
 int test_pipeline_run(void)
@@ -434,6 +823,10 @@ int test_pipeline_run(void)
         cmocka_unit_test_setup_teardown(test_pipeline_remembered_user_refolded_once_per_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_late_answer_keeps_its_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_similar_and_request_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_pool_batched_equals_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_pool_groups_by_version_and_keeps_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_pool_sheds_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_pool_bursts_over_versions, setup, teardown),
     };
     return cmocka_run_group_tests_name("pipeline", tests, NULL, NULL);
 }
