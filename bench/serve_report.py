@@ -1,0 +1,75 @@
+"""serve_report: the summary tables of bench/serve and bench/serve_scale, from their results file.
+
+    python3 bench/serve_report.py RESULTS_FILE [TITLE]
+
+Each line of RESULTS_FILE is "MODE SERVER ROUND RESULT key=value ..." (a RESULT line of loadtest/recommendations.lua,
+bench/rate_load or lib.sh's h2load_result, with cpu_us_per_req appended). Prints one table per mode, in the order the
+modes first appear: per server the median and the spread (min..max over the rounds) of req/s, the medians of p50 and
+p99 (and p99.9 where the generator gives it) and of the CPU time per request; then, for every other server, recd's
+ratio of req/s and the other's CPU per request over recd's (both > 1 when recd is ahead).
+"""
+
+import statistics
+import sys
+
+
+def parse(path):
+    runs = {}  # mode -> server -> [dict]
+    for line in open(path):
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "RESULT":
+            continue
+        mode, server = parts[0], parts[1]
+        fields = dict(p.split("=", 1) for p in parts[4:] if "=" in p)
+        runs.setdefault(mode, {}).setdefault(server, []).append({k: float(v) for k, v in fields.items()})
+    return runs
+
+
+def med(runs, key):
+    v = [r[key] for r in runs if key in r]
+    return statistics.median_low(v) if v else None
+
+
+def spread(runs, key):
+    v = [r[key] for r in runs if key in r]
+    return "%.0f..%.0f" % (min(v), max(v)) if v else ""
+
+
+def ms(x):
+    return "%.3f" % (x / 1000) if x is not None else "-"
+
+
+def main():
+    runs = parse(sys.argv[1])
+    if len(sys.argv) > 2:
+        print(sys.argv[2])
+    for mode, servers in runs.items():
+        print("\n[%s]  median (min..max) over %d round(s)" % (mode, max(len(v) for v in servers.values())))
+        print("%-10s %10s %19s %9s %9s %9s %11s %9s" %
+              ("server", "req/s", "(spread)", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "target"))
+        for name, rs in servers.items():
+            target = med(rs, "target_rps")
+            print("%-10s %10.0f %19s %9s %9s %9s %11.2f %9s" %
+                  (name, med(rs, "rps"), "(%s)" % spread(rs, "rps"), ms(med(rs, "p50_us")), ms(med(rs, "p99_us")),
+                   ms(med(rs, "p999_us")), med(rs, "cpu_us_per_req"), "%.0f/s" % target if target else ""))
+            lag = med(rs, "max_send_lag_us")
+            if lag is not None:
+                print("%-10s   generator's longest wait past a due time (median over rounds): %s ms; unanswered %d" %
+                      ("", ms(lag), sum(r.get("unanswered", 0) for r in rs)))
+        if "recd" in servers:
+            r = servers["recd"]
+            for name, rs in servers.items():
+                if name == "recd":
+                    continue
+                cpu_r, cpu_o = med(r, "cpu_us_per_req"), med(rs, "cpu_us_per_req")
+                cpu = "%.3f" % (cpu_o / cpu_r) if cpu_r else "-"
+                if med(r, "target_rps") is not None:  # fixed rates differ per server: compare latency, not req/s
+                    print("recd/%s at their own fixed rates: p99 %s ms against %s ms, CPU per request %s (%s/recd)" %
+                          (name, ms(med(r, "p99_us")), ms(med(rs, "p99_us")), cpu, name))
+                else:
+                    print("recd/%s: req/s %.3f, CPU per request %s (%s/recd)" %
+                          (name, med(r, "rps") / med(rs, "rps"), cpu, name))
+
+
+if __name__ == "__main__":
+    main()
