@@ -17,6 +17,7 @@
  * for this program); when it approaches the latencies, the generator did not keep the rate and the figures say so. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -128,6 +129,7 @@ static int connect_to(const struct sockaddr_in *addr, int epfd, conn_t *c)
         return -1;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); /* a spurious wake-up must never block the whole generator */
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
