@@ -49,6 +49,14 @@ bench_openblas_coretype() { # OpenBLAS's kernel for this CPU, unless OPENBLAS_CO
     fi
 }
 
+recd_flags() { # recd_flags BINARY: the flags that keep that recd on one worker and, when it has a scoring pool, one scorer
+    local flags=(--threads 1)
+    if "$1" --help 2>&1 | grep -q -- '--score-threads'; then
+        flags+=(--score-threads 1)
+    fi
+    echo "${flags[*]}"
+}
+
 free_port() {
     "$PEER_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
