@@ -14,6 +14,7 @@ model on the way out). Prints one line to stderr when ready.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -89,17 +90,8 @@ def main():
 
     art = Artifact(args.artifact)
     app = build_app(art, args.model, args.default_k, args.max_k)
-    options = {"loop": "asyncio", "http": "h11"}
-    try:
-        import uvloop  # noqa: F401
-        options["loop"] = "uvloop"
-    except ImportError:
-        pass
-    try:
-        import httptools  # noqa: F401
-        options["http"] = "httptools"
-    except ImportError:
-        pass
+    options = {"loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+               "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}
     print("fastapi_peer: %s, %d users x %d items x %d factors, uvicorn %s, loop %s, http %s, numpy %s" %
           (art.kind, art.n_users, art.n_items, art.n_factors, uvicorn.__version__, options["loop"], options["http"],
            np.__version__), file=sys.stderr, flush=True)

@@ -6,7 +6,8 @@ Each line of RESULTS_FILE is "MODE SERVER ROUND RESULT key=value ..." (a RESULT 
 bench/rate_load or lib.sh's h2load_result, with cpu_us_per_req appended). Prints one table per mode, in the order the
 modes first appear: per server the median and the spread (min..max over the rounds) of req/s, the medians of p50 and
 p99 (and p99.9 where the generator gives it) and of the CPU time per request; then, for every other server, recd's
-ratio of req/s and the other's CPU per request over recd's (both > 1 when recd is ahead).
+ratio of req/s and the other's CPU per request over recd's (both > 1 when recd is ahead), and the same for recd's
+batch variants (servers named NAME-batch-N, e.g. recd-batch-32) against the FAISS peers (servers named faiss...).
 """
 
 import statistics
@@ -45,30 +46,31 @@ def main():
         print(sys.argv[2])
     for mode, servers in runs.items():
         print("\n[%s]  median (min..max) over %d round(s)" % (mode, max(len(v) for v in servers.values())))
-        print("%-10s %10s %19s %9s %9s %9s %11s %9s" %
+        print("%-16s %10s %19s %9s %9s %9s %11s %9s" %
               ("server", "req/s", "(spread)", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "target"))
         for name, rs in servers.items():
             target = med(rs, "target_rps")
-            print("%-10s %10.0f %19s %9s %9s %9s %11.2f %9s" %
+            print("%-16s %10.0f %19s %9s %9s %9s %11.2f %9s" %
                   (name, med(rs, "rps"), "(%s)" % spread(rs, "rps"), ms(med(rs, "p50_us")), ms(med(rs, "p99_us")),
                    ms(med(rs, "p999_us")), med(rs, "cpu_us_per_req"), "%.0f/s" % target if target else ""))
             lag = med(rs, "max_send_lag_us")
             if lag is not None:
-                print("%-10s   generator's longest wait past a due time (median over rounds): %s ms; unanswered %d" %
+                print("%-16s   generator's longest wait past a due time (median over rounds): %s ms; unanswered %d" %
                       ("", ms(lag), sum(r.get("unanswered", 0) for r in rs)))
-        if "recd" in servers:
-            r = servers["recd"]
-            for name, rs in servers.items():
-                if name == "recd":
-                    continue
-                cpu_r, cpu_o = med(r, "cpu_us_per_req"), med(rs, "cpu_us_per_req")
-                cpu = "%.3f" % (cpu_o / cpu_r) if cpu_r else "-"
-                if med(r, "target_rps") is not None:  # fixed rates differ per server: compare latency, not req/s
-                    print("recd/%s at their own fixed rates: p99 %s ms against %s ms, CPU per request %s (%s/recd)" %
-                          (name, ms(med(r, "p99_us")), ms(med(rs, "p99_us")), cpu, name))
-                else:
-                    print("recd/%s: req/s %.3f, CPU per request %s (%s/recd)" %
-                          (name, med(r, "rps") / med(rs, "rps"), cpu, name))
+        # recd against every other server; batch variants (recd-batch-32, ...) against the FAISS peers
+        pairs = [("recd", n) for n in servers if "recd" in servers and n != "recd"]
+        pairs += [(a, b) for a in servers if "-batch-" in a and not a.startswith("faiss")
+                  for b in servers if b.startswith("faiss")]
+        for mine, name in pairs:
+            r, rs = servers[mine], servers[name]
+            cpu_r, cpu_o = med(r, "cpu_us_per_req"), med(rs, "cpu_us_per_req")
+            cpu = "%.3f" % (cpu_o / cpu_r) if cpu_r else "-"
+            if med(r, "target_rps") is not None:  # fixed rates differ per server: compare latency, not req/s
+                print("%s/%s at their own fixed rates: p99 %s ms against %s ms, CPU per request %s (%s/%s)" %
+                      (mine, name, ms(med(r, "p99_us")), ms(med(rs, "p99_us")), cpu, name, mine))
+            else:
+                print("%s/%s: req/s %.3f, CPU per request %s (%s/%s)" %
+                      (mine, name, med(r, "rps") / med(rs, "rps"), cpu, name, mine))
 
 
 if __name__ == "__main__":
