@@ -95,20 +95,35 @@ cpu_ticks() { # cpu_ticks PID...: utime + stime of those processes (all their th
     echo "$total"
 }
 
-# with_cpu "PIDS" OUT COMMAND...: runs COMMAND with stdout to OUT, then prints the RESULT line of OUT with
-# cpu_us_per_req (the CPU time those processes used during the run, per answered request) appended
+# with_cpu "PIDS" OUT COMMAND...: runs COMMAND with stdout to OUT (stderr to OUT.err), then prints the RESULT line of OUT
+# with cpu_us_per_req (the CPU time those processes used during the run, per answered request) and client_cpu_pct (the
+# load generator's user + system time over its wall time, in % of one core: near 100, the generator was the limit)
+# appended. A command that runs more than its generator writes the generator's own "WALL USER SYS" seconds to
+# OUT.client (time_client does), which then replaces the timing of the whole command.
 with_cpu() {
-    local pids=$1 out=$2 before after line
+    local pids=$1 out=$2 before after line client
     shift 2
+    rm -f "$out.client"
     # shellcheck disable=SC2086 # a list of pids
     before=$(cpu_ticks $pids)
-    "$@" >"$out"
+    time_client "$out.time" "$@" >"$out" 2>"$out.err"
     # shellcheck disable=SC2086
     after=$(cpu_ticks $pids)
-    line=$(grep '^RESULT ' "$out") || bench_die "no RESULT line from: $* (output in $out)"
-    awk -v l="$line" -v d=$((after - before)) -v hz="$clk_tck" 'BEGIN {
+    line=$(grep '^RESULT ' "$out") || bench_die "no RESULT line from: $* (output in $out, $out.err)"
+    client=$out.time
+    [[ -s $out.client ]] && client=$out.client
+    awk -v l="$line" -v d=$((after - before)) -v hz="$clk_tck" -v t="$(cat "$client")" 'BEGIN {
         match(l, /requests=[0-9]+/); n = substr(l, RSTART + 9, RLENGTH - 9)
-        printf "%s cpu_us_per_req=%.2f\n", l, (n > 0 ? d * 1e6 / hz / n : 0) }'
+        split(t, c, " ")
+        printf "%s cpu_us_per_req=%.2f client_cpu_pct=%.0f\n", l, (n > 0 ? d * 1e6 / hz / n : 0),
+            (c[1] > 0 ? (c[2] + c[3]) * 100 / c[1] : 0) }'
+}
+
+time_client() { # time_client FILE COMMAND...: runs COMMAND, writes "WALL USER SYS" (seconds, it and its children) to FILE
+    local file=$1 TIMEFORMAT='%R %U %S' rc=0
+    shift
+    { time "$@" 2>&3 3>&-; } 3>&2 2>"$file" || rc=$?
+    return "$rc"
 }
 
 field() { # field LINE NAME: the value of NAME=... in LINE

@@ -5,7 +5,9 @@
 Each line of RESULTS_FILE is "MODE SERVER ROUND RESULT key=value ..." (a RESULT line of loadtest/recommendations.lua,
 bench/rate_load or lib.sh's h2load_result, with cpu_us_per_req appended). Prints one table per mode, in the order the
 modes first appear: per server the median and the spread (min..max over the rounds) of req/s, the medians of p50 and
-p99 (and p99.9 where the generator gives it) and of the CPU time per request; then, for every other server, recd's
+p99 (and p99.9 where the generator gives it), of the CPU time per request, of the server's CPU use ("srv %": CPU per
+request x req/s, in % of one core; near 100 the server's core was the limit) and of the load generator's ("gen %",
+client_cpu_pct; near 100 the generator was); then, for every other server, recd's
 ratio of req/s and the other's CPU per request over recd's (both > 1 when recd is ahead), and the same for recd's
 batch variants (servers named NAME-batch-N, e.g. recd-batch-32) against the FAISS peers (servers named faiss...).
 """
@@ -46,13 +48,16 @@ def main():
         print(sys.argv[2])
     for mode, servers in runs.items():
         print("\n[%s]  median (min..max) over %d round(s)" % (mode, max(len(v) for v in servers.values())))
-        print("%-16s %10s %19s %9s %9s %9s %11s %9s" %
-              ("server", "req/s", "(spread)", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "target"))
+        print("%-16s %10s %19s %9s %9s %9s %11s %6s %6s %9s" %
+              ("server", "req/s", "(spread)", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "srv %", "gen %", "target"))
         for name, rs in servers.items():
             target = med(rs, "target_rps")
-            print("%-16s %10.0f %19s %9s %9s %9s %11.2f %9s" %
+            busy = med([{"b": r["cpu_us_per_req"] * r["rps"] / 1e4} for r in rs if "cpu_us_per_req" in r], "b")
+            gen = med(rs, "client_cpu_pct")
+            print("%-16s %10.0f %19s %9s %9s %9s %11.2f %6s %6s %9s" %
                   (name, med(rs, "rps"), "(%s)" % spread(rs, "rps"), ms(med(rs, "p50_us")), ms(med(rs, "p99_us")),
-                   ms(med(rs, "p999_us")), med(rs, "cpu_us_per_req"), "%.0f/s" % target if target else ""))
+                   ms(med(rs, "p999_us")), med(rs, "cpu_us_per_req"), "%.0f" % busy if busy else "-",
+                   "%.0f" % gen if gen is not None else "-", "%.0f/s" % target if target else ""))
             lag = med(rs, "max_send_lag_us")
             if lag is not None:
                 print("%-16s   generator's longest wait past a due time (median over rounds): %s ms; unanswered %d" %
