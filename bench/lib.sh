@@ -4,7 +4,7 @@
 #   source "$repo/bench/lib.sh"     # after `cd` to the repository; sets BENCH_NAME from the script's name
 #
 # Every function prints errors as "<script>: ..." and exits on them.
-BENCH_NAME=$(basename "$0")
+BENCH_NAME=bench/$(basename "$0")
 PEER_PYTHON=/usr/bin/python3 # Debian's interpreter: the one bench/setup's python3-* packages are installed for
 
 bench_die() {
@@ -55,6 +55,14 @@ recd_flags() { # recd_flags BINARY: the flags that keep that recd on one worker 
         flags+=(--score-threads 1)
     fi
     echo "${flags[*]}"
+}
+
+bench_baseline_name() { # the name of RECD_BASELINE_BUILD_DIR's recd in the tables: RECD_BASELINE_NAME, default baseline
+    local name=${RECD_BASELINE_NAME:-baseline}
+    # the report pairs servers by name: recd, the peers, faiss* and *-batch-N are taken
+    [[ $name =~ ^[a-z][a-z0-9_.]*$ && ! $name =~ ^(recd|nginx|fastapi|faiss.*)$ ]] ||
+        bench_die "RECD_BASELINE_NAME must be lower-case letters, digits, _ or ., and not recd, nginx, fastapi or faiss..."
+    echo "$name"
 }
 
 free_port() {
