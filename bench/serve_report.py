@@ -9,7 +9,8 @@ p99 (and p99.9 where the generator gives it), of the CPU time per request, of th
 request x req/s, in % of one core; near 100 the server's core was the limit) and of the load generator's ("gen %",
 client_cpu_pct; near 100 the generator was); then, for every other server, recd's
 ratio of req/s and the other's CPU per request over recd's (both > 1 when recd is ahead), and the same for recd's
-batch variants (servers named NAME-batch-N, e.g. recd-batch-32) against the FAISS peers (servers named faiss...).
+batch variants (servers named NAME-batch-N, e.g. recd-batch-32) against the FAISS peers (servers named faiss...);
+last, for modes "<N>-approx" with a "<N>-exact" beside them, each server's approximate/exact ratios.
 """
 
 import statistics
@@ -76,6 +77,16 @@ def main():
             else:
                 print("%s/%s: req/s %.3f, CPU per request %s (%s/%s)" %
                       (mine, name, med(r, "rps") / med(rs, "rps"), cpu, name, mine))
+
+    # approximate against exact search on the same catalogue (bench/serve_scale's "<N>-approx" and "<N>-exact" modes)
+    for mode in runs:
+        if mode.endswith("-approx") and mode[:-len("approx")] + "exact" in runs:
+            exact = runs[mode[:-len("approx")] + "exact"]
+            for name, rs in runs[mode].items():
+                if name in exact:
+                    print("%s: %s approximate/exact req/s %.2f, CPU per request %.2f (exact/approximate)" %
+                          (mode[:-len("-approx")], name, med(rs, "rps") / med(exact[name], "rps"),
+                           med(exact[name], "cpu_us_per_req") / med(rs, "cpu_us_per_req")))
 
 
 if __name__ == "__main__":
