@@ -1,14 +1,22 @@
-/* swap_artifact: the artifact of bench/swap, and the time it takes to load.
+/* swap_artifact: the generated artifacts of bench/swap and bench/serve_scale, and the time an artifact takes to load.
  *
- *   swap_artifact write PATH [ITEMS [USERS [FACTORS [SEED]]]]   (defaults 100000 50000 64 1)
- *   swap_artifact time-open PATH [RUNS]                          (default 7)
+ *   swap_artifact write PATH [ITEMS [USERS [FACTORS [SEED]]]]             (defaults 100000 50000 64 1)
+ *   swap_artifact write-clustered PATH [ITEMS [USERS [FACTORS [SEED]]]]   (same defaults)
+ *   swap_artifact time-open PATH [RUNS]                                    (default 7)
  *
- * write: an ALS artifact (recd_model_write) with random factors, ids "i<n>" and "u<n>", and 20 training items per user.
+ * write: an ALS artifact (recd_model_write) with uniform random factors, ids "i<n>" and "u<n>", and 20 training items
+ * per user (uniform over the catalogue).
+ * write-clustered: the same shape, but with the structure trained factors have, so that an approximate index meets the
+ * difficulties it meets on real data: items fall into clusters of skewed sizes (cluster c drawn with weight 1/(c+1)),
+ * each item is its cluster's centre plus Gaussian noise, scaled by a log-normal norm (popular items score higher for
+ * everyone); each user mixes one to three centres plus noise, and takes 80% of its training items from its first
+ * cluster. Everything comes from SEED, so a seed always gives the same bytes.
  * time-open: per run, with the file in the page cache (one untimed read first): recd_model_open as recd loads a version
  * (pread into anonymous memory, SHA-256 and every check, id tables); then the two ways of getting the bytes with the
  * SHA-256 over them that every load does: pread into anonymous memory, and a read-only mmap of the file (the loader before
  * the copy). Prints each run and the median, min and max of each, in milliseconds. */
 #include <fcntl.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +43,101 @@ static uint32_t next_u32(void)
     return (uint32_t)((x * 0x2545f4914f6cdd1dULL) >> 32);
 }
 
-static int write_artifact(const char *path, size_t n_items, size_t n_users, uint32_t factors, uint64_t seed)
+/* A standard normal draw (Box-Muller; one of the pair is dropped, which costs little next to the file's SHA-256). */
+static float next_normal(void)
+{
+    double u1 = ((double)next_u32() + 1.0) / 4294967297.0, u2 = (double)next_u32() / 4294967296.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* A cluster with weight 1/(c+1) (Zipf, exponent 1): inverse of its cumulative weight, cum[c] = sum_{j<=c} 1/(j+1). */
+static uint32_t next_cluster(const double *cum, uint32_t n_clusters)
+{
+    double x = (double)next_u32() / 4294967296.0 * cum[n_clusters - 1];
+    uint32_t lo = 0, hi = n_clusters - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (cum[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef struct st_clustered_t {
+    uint32_t n_clusters;
+    double *cum;          /* cumulative cluster weights */
+    uint32_t *by_cluster; /* item indexes grouped by cluster */
+    size_t *start;        /* cluster c's items: by_cluster[start[c] .. start[c + 1] - 1] */
+    uint32_t *user_cluster;
+} clustered_t;
+
+/* Fills item_f and user_f with clustered factors (see write-clustered above) and records what the training items need. */
+static void fill_clustered(clustered_t *cl, float *item_f, size_t n_items, float *user_f, size_t n_users, uint32_t factors)
+{
+    uint32_t nc = (uint32_t)(n_items / 2000 < 16 ? 16 : n_items / 2000 > 1024 ? 1024 : n_items / 2000);
+    float *centre = malloc((size_t)nc * factors * sizeof(float));
+    uint32_t *cluster_of = malloc(n_items * sizeof(uint32_t));
+    float scale = 1.0f / sqrtf((float)factors);
+    cl->n_clusters = nc;
+    cl->cum = malloc(nc * sizeof(double));
+    cl->start = calloc((size_t)nc + 1, sizeof(size_t));
+    cl->by_cluster = malloc(n_items * sizeof(uint32_t));
+    cl->user_cluster = malloc(n_users * sizeof(uint32_t));
+    if (!centre || !cluster_of || !cl->cum || !cl->start || !cl->by_cluster || !cl->user_cluster) {
+        fprintf(stderr, "swap_artifact: out of memory\n");
+        exit(1);
+    }
+    for (uint32_t c = 0; c < nc; ++c)
+        cl->cum[c] = (c ? cl->cum[c - 1] : 0) + 1.0 / (c + 1);
+    for (size_t j = 0; j < (size_t)nc * factors; ++j)
+        centre[j] = next_normal() * scale;
+    for (size_t i = 0; i < n_items; ++i) {
+        uint32_t c = next_cluster(cl->cum, nc);
+        float norm = expf(0.35f * next_normal());
+        cluster_of[i] = c;
+        ++cl->start[c + 1];
+        for (uint32_t j = 0; j < factors; ++j)
+            item_f[i * factors + j] = norm * (centre[(size_t)c * factors + j] + 0.6f * scale * next_normal());
+    }
+    for (uint32_t c = 0; c < nc; ++c)
+        cl->start[c + 1] += cl->start[c];
+    size_t *fill = malloc(nc * sizeof(size_t));
+    if (fill == NULL)
+        exit(1);
+    memcpy(fill, cl->start, nc * sizeof(size_t));
+    for (size_t i = 0; i < n_items; ++i)
+        cl->by_cluster[fill[cluster_of[i]]++] = (uint32_t)i;
+    for (size_t u = 0; u < n_users; ++u) {
+        uint32_t mix = 1 + next_u32() % 3;
+        float *v = user_f + u * factors;
+        for (uint32_t j = 0; j < factors; ++j)
+            v[j] = 0.5f * scale * next_normal();
+        for (uint32_t m = 0; m < mix; ++m) {
+            uint32_t c = next_cluster(cl->cum, nc);
+            float w = m == 0 ? 1.0f : 0.5f;
+            if (m == 0)
+                cl->user_cluster[u] = c;
+            for (uint32_t j = 0; j < factors; ++j)
+                v[j] += w * centre[(size_t)c * factors + j];
+        }
+    }
+    free(fill), free(centre), free(cluster_of);
+}
+
+static uint32_t next_training_item(const clustered_t *cl, size_t user, size_t n_items)
+{
+    if (cl == NULL || next_u32() % 5 == 0)
+        return next_u32() % (uint32_t)n_items;
+    uint32_t c = cl->user_cluster[user];
+    size_t size = cl->start[c + 1] - cl->start[c];
+    if (size == 0)
+        return next_u32() % (uint32_t)n_items;
+    return cl->by_cluster[cl->start[c] + next_u32() % size];
+}
+
+static int write_artifact(const char *path, size_t n_items, size_t n_users, uint32_t factors, uint64_t seed, int clustered)
 {
     enum { ITEMS_PER_USER = 20 };
     char err[512];
@@ -52,10 +154,15 @@ static int write_artifact(const char *path, size_t n_items, size_t n_users, uint
         fprintf(stderr, "swap_artifact: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < n_items * factors; ++i)
-        item_f[i] = (float)(next_u32() % 2001) / 10000.0f - 0.1f;
-    for (size_t i = 0; i < n_users * factors; ++i)
-        user_f[i] = (float)(next_u32() % 2001) / 10000.0f - 0.1f;
+    clustered_t cl = {0};
+    if (clustered) {
+        fill_clustered(&cl, item_f, n_items, user_f, n_users, factors);
+    } else {
+        for (size_t i = 0; i < n_items * factors; ++i)
+            item_f[i] = (float)(next_u32() % 2001) / 10000.0f - 0.1f;
+        for (size_t i = 0; i < n_users * factors; ++i)
+            user_f[i] = (float)(next_u32() % 2001) / 10000.0f - 0.1f;
+    }
     for (size_t i = 0; i < n_items; ++i) {
         item_ids[i] = malloc(24);
         snprintf(item_ids[i], 24, "i%zu", i);
@@ -66,7 +173,7 @@ static int write_artifact(const char *path, size_t n_items, size_t n_users, uint
         snprintf(user_ids[u], 24, "u%zu", u);
         for (size_t j = 0; j < ITEMS_PER_USER; ++j) {
             rows[u * ITEMS_PER_USER + j] = (uint32_t)u;
-            cols[u * ITEMS_PER_USER + j] = next_u32() % (uint32_t)n_items;
+            cols[u * ITEMS_PER_USER + j] = next_training_item(clustered ? &cl : NULL, u, n_items);
         }
     }
     if (recd_csr_from_coo(&csr, n_users, n_items, rows, cols, NULL, n_users * ITEMS_PER_USER, RECD_MERGE_SUM) != 0) {
@@ -85,7 +192,8 @@ static int write_artifact(const char *path, size_t n_items, size_t n_users, uint
                               .alpha = 10.0f,
                               .reg = 0.1f,
                               .user_items = &csr,
-                              .metadata_json = "{\"trainer\":\"bench/swap_artifact\"}"};
+                              .metadata_json = clustered ? "{\"trainer\":\"bench/swap_artifact write-clustered\"}"
+                                                         : "{\"trainer\":\"bench/swap_artifact\"}"};
     if (recd_model_write(&spec, path, err, sizeof(err)) != 0) {
         fprintf(stderr, "swap_artifact: %s\n", err);
         goto Exit;
@@ -98,6 +206,7 @@ Exit:
     for (size_t u = 0; u < n_users; ++u)
         free(user_ids[u]);
     free(item_ids), free(user_ids), free(item_f), free(user_f), free(pop), free(rows), free(cols);
+    free(cl.cum), free(cl.start), free(cl.by_cluster), free(cl.user_cluster);
     return ret;
 }
 
@@ -193,12 +302,13 @@ static int time_open(const char *path, int runs)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 3 && strcmp(argv[1], "write") == 0)
+    int clustered = argc >= 3 && strcmp(argv[1], "write-clustered") == 0;
+    if (argc >= 3 && (clustered || strcmp(argv[1], "write") == 0))
         return write_artifact(argv[2], argc > 3 ? strtoul(argv[3], NULL, 10) : 100000,
                               argc > 4 ? strtoul(argv[4], NULL, 10) : 50000, argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 64,
-                              argc > 6 ? strtoull(argv[6], NULL, 10) : 1);
+                              argc > 6 ? strtoull(argv[6], NULL, 10) : 1, clustered);
     if (argc >= 3 && strcmp(argv[1], "time-open") == 0)
         return time_open(argv[2], argc > 3 ? atoi(argv[3]) : 7);
-    fprintf(stderr, "usage: swap_artifact write PATH [ITEMS [USERS [FACTORS [SEED]]]] | time-open PATH [RUNS]\n");
+    fprintf(stderr, "usage: swap_artifact write|write-clustered PATH [ITEMS [USERS [FACTORS [SEED]]]] | time-open PATH [RUNS]\n");
     return 2;
 }

@@ -3,13 +3,15 @@
 --   RECD_USERS_FILE=users.txt wrk -t1 -c32 -d10s --latency -s loadtest/recommendations.lua http://127.0.0.1:8080
 --
 -- RECD_USERS_FILE: one user id per line (without it, ids "1".."943" are used: MovieLens 100K's users).
--- RECD_K: k of every request (default 10). Every request picks a user at random (seeded per wrk thread, so runs repeat),
+-- RECD_K: k of every request (default 10). RECD_EXTRA_QUERY: appended to every path as it is (e.g. "&search=approximate").
+-- Every request picks a user at random (seeded per wrk thread, so runs repeat),
 -- not ids in order: a server's caches see the same spread a real population gives.
 -- At the end it prints one machine-readable line:
 --   RESULT requests=N duration_us=N rps=X p50_us=N p90_us=N p99_us=N non2xx=N socket_errors=N
 
 local users = {}
 local k = os.getenv("RECD_K") or "10"
+local extra_query = os.getenv("RECD_EXTRA_QUERY") or ""
 
 local function urlencode(s)
     return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
@@ -49,7 +51,7 @@ function init(args)
     users = load_users()
     -- pre-build every path once so that request() does no string work
     for i, u in ipairs(users) do
-        paths[i] = "/v1/recommendations?user=" .. u .. "&k=" .. k
+        paths[i] = "/v1/recommendations?user=" .. u .. "&k=" .. k .. extra_query
     end
     rng_state = (tonumber(thread_index) or 0) * 7919 + 12345
 end
