@@ -296,12 +296,168 @@ static void test_scan_score_uses_the_kernel(void **state)
     free_model(&m);
 }
 
+/* ---- compact factors ----------------------------------------------------------------------------------------------- */
+
+static uint32_t float_bits(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return b;
+}
+
+static float bits_float(uint32_t b)
+{
+    float v;
+    memcpy(&v, &b, 4);
+    return v;
+}
+
+/* Encodings by hand: round to nearest even, saturation instead of infinity, int8 scales of max |y| / 127. */
+static void test_scan_encode_known(void **state)
+{
+    const float in[] = {1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
+    const uint16_t bf16[] = {0x3f80, 0x3f80, 0x3f82, 0xc020, 0x7f7f, 0xff7f, 0x0000, 0x8000};
+    uint16_t out[8];
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, in, 1, 8, out, NULL), RECD_OK);
+    assert_memory_equal(out, bf16, sizeof(bf16));
+    /* fp16: 1, 1 + 2^-11 (a tie: even), 1 + 3 * 2^-11 (a tie: up), 65504, 70000 (saturates), 2^-24 (smallest subnormal),
+     * 2^-25 (a tie with zero: zero), 3 * 2^-25 (a tie: up to 2 * 2^-24). */
+    const float in16[] = {1.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f, -70000.0f, 0x1p-24f, 0x1p-25f, 3 * 0x1p-25f};
+    const uint16_t fp16[] = {0x3c00, 0x3c00, 0x3c02, 0x7bff, 0xfbff, 0x0001, 0x0000, 0x0002};
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_FP16, in16, 2, 4, out, NULL), RECD_OK);
+    assert_memory_equal(out, fp16, sizeof(fp16));
+    recd_fp16_encode(0, in16, 8, out);
+    assert_memory_equal(out, fp16, sizeof(fp16));
+    const float rows[] = {0.5f, -1.0f, 0.25f, 0, 0, 0};
+    int8_t q[6];
+    float scales[2];
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_INT8, rows, 2, 3, q, scales), RECD_OK);
+    const int8_t want_q[] = {64, -127, 32, 0, 0, 0};
+    assert_memory_equal(q, want_q, sizeof(want_q));
+    assert_true(scales[0] == 1.0f / 127.0f && scales[1] == 0.0f);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_F32, rows, 2, 3, q, scales), RECD_EINVAL);
+    assert_int_equal(recd_factor_type_parse("int8"), RECD_FACTORS_INT8);
+    assert_int_equal(recd_factor_type_parse("f32"), RECD_FACTORS_F32);
+    assert_int_equal(recd_factor_type_parse("f64"), -1);
+    assert_string_equal(recd_factor_type_name(RECD_FACTORS_BF16), "bf16");
+}
+
+/* F16C and the scalar encoder agree on every kind of float: normal, subnormal, ties, out of range. */
+static void test_scan_fp16_encoders_agree(void **state)
+{
+    enum { N = 200000 };
+    uint64_t seed = 3;
+    float *in = malloc(N * sizeof(float));
+    uint16_t *a = malloc(N * sizeof(uint16_t)), *b = malloc(N * sizeof(uint16_t));
+    for (size_t i = 0; i != N; ++i) {
+        uint32_t bits;
+        do { /* random finite floats across every exponent, and ties: mantissas ending in 1000...0 */
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            bits = (uint32_t)(seed >> 32);
+            if (i % 3 == 0)
+                bits = (bits & 0xffffe000u) | 0x1000u;
+            if (i % 5 == 0) /* exponents around binary16's range */
+                bits = (bits & 0x807fffffu) | ((uint32_t)(96 + (bits >> 24) % 48) << 23);
+        } while ((bits & 0x7f800000u) == 0x7f800000u);
+        in[i] = bits_float(bits);
+    }
+    recd_fp16_encode(0, in, N, a);
+    recd_fp16_encode(1, in, N, b);
+    for (size_t i = 0; i != N; ++i)
+        if (a[i] != b[i])
+            fail_msg("%a (0x%08x): scalar 0x%04x, F16C 0x%04x", in[i], float_bits(in[i]), a[i], b[i]);
+    free(in);
+    free(a);
+    free(b);
+}
+
+/* A catalogue with planted structure: items near one of a few taste directions (so many compete closely), users near one. */
+typedef struct st_catalogue_t {
+    size_t n_users, n_items;
+    uint32_t f;
+    float *users, *items;
+} catalogue_t;
+
+static catalogue_t make_catalogue(size_t n_users, size_t n_items, uint32_t f, uint32_t clusters, uint64_t *seed)
+{
+    catalogue_t c = {n_users, n_items, f, malloc(n_users * f * sizeof(float)), malloc(n_items * f * sizeof(float))};
+    float *centres = malloc((size_t)clusters * f * sizeof(float));
+    for (size_t i = 0; i != (size_t)clusters * f; ++i)
+        centres[i] = rnd(seed);
+    for (size_t i = 0; i != n_items; ++i) {
+        const float *centre = centres + (size_t)rnd_below(seed, clusters) * f;
+        float size = 0.5f + 0.5f * (rnd(seed) + 1); /* popularity-like spread of norms */
+        for (size_t j = 0; j != f; ++j)
+            c.items[i * f + j] = size * (centre[j] + 0.1f * rnd(seed));
+    }
+    for (size_t u = 0; u != n_users; ++u) {
+        const float *centre = centres + (size_t)rnd_below(seed, clusters) * f;
+        for (size_t j = 0; j != f; ++j)
+            c.users[u * f + j] = centre[j] + 0.5f * rnd(seed);
+    }
+    free(centres);
+    return c;
+}
+
+/* Each compact type meets its recall@10 target against the exact float32 scan, and answers exact float32 scores. */
+static void test_scan_compact_recall(void **state)
+{
+    uint64_t seed = 21;
+    catalogue_t c = make_catalogue(300, 20011, 32, 16, &seed);
+    const struct {
+        uint32_t type;
+        double target;
+    } cases[] = {{RECD_FACTORS_BF16, 0.995}, {RECD_FACTORS_FP16, 0.995}, {RECD_FACTORS_INT8, 0.99}};
+    recd_scorer_t exact = {
+        .kind = RECD_MODEL_ALS, .n_factors = c.f, .n_users = c.n_users, .n_items = c.n_items, .item_factors = c.items};
+    assert_true(recd_scan_recall(&exact, c.users, c.n_users, 100, 10, 1) == 1.0);
+    void *data = malloc(c.n_items * c.f * 2);
+    float *scales = malloc(c.n_items * sizeof(float)), *scores = malloc(c.n_items * sizeof(float));
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t k = 0; k != sizeof(cases) / sizeof(cases[0]); ++k) {
+        assert_int_equal(recd_factors_encode(cases[k].type, c.items, c.n_items, c.f, data, scales), RECD_OK);
+        recd_scorer_t s = exact;
+        s.factor_type = cases[k].type;
+        s.item_factors_compact = data;
+        s.item_scales = cases[k].type == RECD_FACTORS_INT8 ? scales : NULL;
+        double recall = recd_scan_recall(&s, c.users, c.n_users, c.n_users, 10, 1);
+        fprintf(stderr, "note: %s recall@10 against f32: %.4f (target %.2f)\n", recd_factor_type_name(cases[k].type), recall,
+                cases[k].target);
+        assert_true(recall >= cases[k].target);
+        assert_true(recall <= 1.0);
+        /* The answers are sorted, exact float32 scores of the items they name, with exclusions honoured. */
+        recd_scored_t out[10];
+        uint32_t excluded[3];
+        recd_scan_query_t q = {.vec = c.users, .user = 0, .k = 10, .out = out};
+        recd_scan_topk(&s, &q, 1, sc);
+        assert_int_equal(q.n_out, 10);
+        memcpy(excluded, (uint32_t[]){out[0].index, out[4].index, out[0].index}, sizeof(excluded));
+        q.excluded = excluded;
+        q.n_excluded = 3;
+        recd_scan_topk(&s, &q, 1, sc);
+        recd_scorer_score(&exact, c.users, 0, scores);
+        for (size_t i = 0; i != q.n_out; ++i) {
+            assert_true(out[i].index != excluded[0] && out[i].index != excluded[1]);
+            assert_memory_equal(&out[i].score, &scores[out[i].index], sizeof(float));
+            if (i != 0)
+                assert_true(out[i - 1].score > out[i].score ||
+                            (out[i - 1].score == out[i].score && out[i - 1].index < out[i].index));
+        }
+    }
+    recd_scan_scratch_free(sc);
+    free(data);
+    free(scales);
+    free(scores);
+    free(c.users);
+    free(c.items);
+}
+
 int test_scan_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scan_kernels_agree),
-        cmocka_unit_test(test_scan_matches_reference),
-        cmocka_unit_test(test_scan_score_uses_the_kernel),
+        cmocka_unit_test(test_scan_kernels_agree),         cmocka_unit_test(test_scan_matches_reference),
+        cmocka_unit_test(test_scan_score_uses_the_kernel), cmocka_unit_test(test_scan_encode_known),
+        cmocka_unit_test(test_scan_fp16_encoders_agree),   cmocka_unit_test(test_scan_compact_recall),
     };
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }
