@@ -137,61 +137,83 @@ SIMD_TARGET static inline __m256 reduce8(__m256 a, __m256 b, __m256 c, __m256 d,
     return _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20), _mm256_permute2f128_ps(abcd, efgh, 0x31));
 }
 
+/* The canonical dot products of x with the eight rows r[0..7] (full chunks, then the zero-padded tail), as one vector. */
+SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots8(uint32_t type, const uint8_t *const r[LANES], size_t full,
+                                                                      size_t tail, const float *x, const float *x_tail)
+{
+    size_t esize = element_size(type);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t c = 0; c != full; ++c) {
+        size_t off = c * LANES * esize;
+        __m256 xv = _mm256_loadu_ps(x + c * LANES);
+        a0 = _mm256_fmadd_ps(xv, load8(type, r[0] + off), a0);
+        a1 = _mm256_fmadd_ps(xv, load8(type, r[1] + off), a1);
+        a2 = _mm256_fmadd_ps(xv, load8(type, r[2] + off), a2);
+        a3 = _mm256_fmadd_ps(xv, load8(type, r[3] + off), a3);
+        a4 = _mm256_fmadd_ps(xv, load8(type, r[4] + off), a4);
+        a5 = _mm256_fmadd_ps(xv, load8(type, r[5] + off), a5);
+        a6 = _mm256_fmadd_ps(xv, load8(type, r[6] + off), a6);
+        a7 = _mm256_fmadd_ps(xv, load8(type, r[7] + off), a7);
+    }
+    if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
+        uint8_t pad[LANES][LANES * 4];
+        memset(pad, 0, sizeof(pad));
+        for (size_t j = 0; j != LANES; ++j)
+            memcpy(pad[j], r[j] + full * LANES * esize, tail * esize);
+        __m256 xv = _mm256_loadu_ps(x_tail);
+        a0 = _mm256_fmadd_ps(xv, load8(type, pad[0]), a0);
+        a1 = _mm256_fmadd_ps(xv, load8(type, pad[1]), a1);
+        a2 = _mm256_fmadd_ps(xv, load8(type, pad[2]), a2);
+        a3 = _mm256_fmadd_ps(xv, load8(type, pad[3]), a3);
+        a4 = _mm256_fmadd_ps(xv, load8(type, pad[4]), a4);
+        a5 = _mm256_fmadd_ps(xv, load8(type, pad[5]), a5);
+        a6 = _mm256_fmadd_ps(xv, load8(type, pad[6]), a6);
+        a7 = _mm256_fmadd_ps(xv, load8(type, pad[7]), a7);
+    }
+    return reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
+}
+
 /* One type's kernel; inlined into the per-type functions below so that load8's switch folds away. */
 SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uint32_t type, const void *rows, const float *scales,
                                                                              const uint32_t *idx, size_t n, size_t f,
                                                                              const float *x, float *out)
 {
-    size_t esize = element_size(type), row_bytes = f * esize, full = f / LANES, tail = f % LANES;
+    size_t row_bytes = f * element_size(type), full = f / LANES, tail = f % LANES, i = 0;
     float x_tail[LANES] = {0};
+    const uint8_t *r[LANES];
     memcpy(x_tail, x + full * LANES, tail * sizeof(float));
-    for (size_t i = 0; i < n; i += LANES) {
-        const uint8_t *r[LANES];
-        for (size_t j = 0; j != LANES; ++j) /* a short last group repeats its last row; those results are dropped */
-            r[j] = row_of(rows, row_bytes, idx, i + j < n ? i + j : n - 1);
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (size_t c = 0; c != full; ++c) {
-            size_t off = c * LANES * esize;
-            __m256 xv = _mm256_loadu_ps(x + c * LANES);
-            a0 = _mm256_fmadd_ps(xv, load8(type, r[0] + off), a0);
-            a1 = _mm256_fmadd_ps(xv, load8(type, r[1] + off), a1);
-            a2 = _mm256_fmadd_ps(xv, load8(type, r[2] + off), a2);
-            a3 = _mm256_fmadd_ps(xv, load8(type, r[3] + off), a3);
-            a4 = _mm256_fmadd_ps(xv, load8(type, r[4] + off), a4);
-            a5 = _mm256_fmadd_ps(xv, load8(type, r[5] + off), a5);
-            a6 = _mm256_fmadd_ps(xv, load8(type, r[6] + off), a6);
-            a7 = _mm256_fmadd_ps(xv, load8(type, r[7] + off), a7);
-        }
-        if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
-            uint8_t pad[LANES][LANES * 4];
-            memset(pad, 0, sizeof(pad));
+    for (; i + LANES <= n; i += LANES) {
+        /* Two loops, not a test per row: GCC would otherwise vectorise the row addresses with masked loads from idx,
+         * which cost a microcode assist each when idx is NULL. */
+        if (idx == NULL) {
+            const uint8_t *first = (const uint8_t *)rows + i * row_bytes;
             for (size_t j = 0; j != LANES; ++j)
-                memcpy(pad[j], r[j] + full * LANES * esize, tail * esize);
-            __m256 xv = _mm256_loadu_ps(x_tail);
-            a0 = _mm256_fmadd_ps(xv, load8(type, pad[0]), a0);
-            a1 = _mm256_fmadd_ps(xv, load8(type, pad[1]), a1);
-            a2 = _mm256_fmadd_ps(xv, load8(type, pad[2]), a2);
-            a3 = _mm256_fmadd_ps(xv, load8(type, pad[3]), a3);
-            a4 = _mm256_fmadd_ps(xv, load8(type, pad[4]), a4);
-            a5 = _mm256_fmadd_ps(xv, load8(type, pad[5]), a5);
-            a6 = _mm256_fmadd_ps(xv, load8(type, pad[6]), a6);
-            a7 = _mm256_fmadd_ps(xv, load8(type, pad[7]), a7);
+                r[j] = first + j * row_bytes;
+        } else {
+            for (size_t j = 0; j != LANES; ++j)
+                r[j] = (const uint8_t *)rows + (size_t)idx[i + j] * row_bytes;
         }
-        __m256 d = reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
-        size_t m = n - i < LANES ? n - i : LANES;
+        __m256 d = dots8(type, r, full, tail, x, x_tail);
         if (scales != NULL) {
-            float sc[LANES] = {0};
-            for (size_t j = 0; j != m; ++j)
+            float sc[LANES];
+            for (size_t j = 0; j != LANES; ++j)
                 sc[j] = scales[idx != NULL ? idx[i + j] : i + j];
             d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
         }
-        if (m == LANES) {
-            _mm256_storeu_ps(out + i, d);
-        } else {
-            float tmp[LANES];
-            _mm256_storeu_ps(tmp, d);
-            memcpy(out + i, tmp, m * sizeof(float));
+        _mm256_storeu_ps(out + i, d);
+    }
+    if (i != n) { /* a short last group repeats its last row; those results are dropped */
+        float sc[LANES] = {0}, tmp[LANES];
+        for (size_t j = 0; j != LANES; ++j) {
+            size_t at = i + j < n ? i + j : n - 1;
+            r[j] = row_of(rows, row_bytes, idx, at);
+            sc[j] = scales != NULL ? scales[idx != NULL ? idx[at] : at] : 0.0f;
         }
+        __m256 d = dots8(type, r, full, tail, x, x_tail);
+        if (scales != NULL)
+            d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
+        _mm256_storeu_ps(tmp, d);
+        memcpy(out + i, tmp, (n - i) * sizeof(float));
     }
 }
 
