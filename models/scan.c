@@ -28,7 +28,9 @@
 
 #define LANES 8
 /* Item rows per block: about this many bytes of the rows the scan reads, so a block stays in L1/L2 for the whole batch. */
+#ifndef BLOCK_BYTES
 #define BLOCK_BYTES 32768
+#endif
 /* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
 #define CAND_FACTOR 4
 #define CAND_MIN_EXTRA 64
@@ -86,18 +88,12 @@ static size_t element_size(uint32_t type)
 
 /* ---- dot-product kernels ------------------------------------------------------------------------------------------- */
 
-/* The row of item i (idx[i] when idx is given). */
-static inline const void *row_of(const void *rows, size_t row_bytes, const uint32_t *idx, size_t i)
-{
-    return (const uint8_t *)rows + (idx != NULL ? idx[i] : i) * row_bytes;
-}
-
 static void dots_scalar(uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
                         const float *x, float *out)
 {
     size_t row_bytes = f * element_size(type), chunks = (f + LANES - 1) / LANES;
     for (size_t i = 0; i != n; ++i) {
-        const void *row = row_of(rows, row_bytes, idx, i);
+        const void *row = (const uint8_t *)rows + (idx != NULL ? idx[i] : i) * row_bytes;
         float acc[LANES] = {0};
         for (size_t c = 0; c != chunks; ++c) {
             for (size_t l = 0; l != LANES; ++l) {
@@ -137,25 +133,32 @@ SIMD_TARGET static inline __m256 reduce8(__m256 a, __m256 b, __m256 c, __m256 d,
     return _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20), _mm256_permute2f128_ps(abcd, efgh, 0x31));
 }
 
-/* The canonical dot products of x with the eight rows r[0..7] (full chunks, then the zero-padded tail), as one vector. */
-SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots8(uint32_t type, const uint8_t *const r[LANES], size_t full,
-                                                                      size_t tail, const float *x, const float *x_tail)
+/*
+ * The canonical dot products of x with the eight rows r0..r7 (full chunks, then the zero-padded tail), as one vector. The
+ * rows are eight scalar arguments, not an array: GCC would otherwise build the addresses with vector instructions and
+ * read them back through the stack, which doubled the time of a group.
+ */
+SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots8(uint32_t type, const uint8_t *r0, const uint8_t *r1,
+                                                                      const uint8_t *r2, const uint8_t *r3, const uint8_t *r4,
+                                                                      const uint8_t *r5, const uint8_t *r6, const uint8_t *r7,
+                                                                      size_t full, size_t tail, const float *x, const float *x_tail)
 {
     size_t esize = element_size(type);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (size_t c = 0; c != full; ++c) {
         size_t off = c * LANES * esize;
         __m256 xv = _mm256_loadu_ps(x + c * LANES);
-        a0 = _mm256_fmadd_ps(xv, load8(type, r[0] + off), a0);
-        a1 = _mm256_fmadd_ps(xv, load8(type, r[1] + off), a1);
-        a2 = _mm256_fmadd_ps(xv, load8(type, r[2] + off), a2);
-        a3 = _mm256_fmadd_ps(xv, load8(type, r[3] + off), a3);
-        a4 = _mm256_fmadd_ps(xv, load8(type, r[4] + off), a4);
-        a5 = _mm256_fmadd_ps(xv, load8(type, r[5] + off), a5);
-        a6 = _mm256_fmadd_ps(xv, load8(type, r[6] + off), a6);
-        a7 = _mm256_fmadd_ps(xv, load8(type, r[7] + off), a7);
+        a0 = _mm256_fmadd_ps(xv, load8(type, r0 + off), a0);
+        a1 = _mm256_fmadd_ps(xv, load8(type, r1 + off), a1);
+        a2 = _mm256_fmadd_ps(xv, load8(type, r2 + off), a2);
+        a3 = _mm256_fmadd_ps(xv, load8(type, r3 + off), a3);
+        a4 = _mm256_fmadd_ps(xv, load8(type, r4 + off), a4);
+        a5 = _mm256_fmadd_ps(xv, load8(type, r5 + off), a5);
+        a6 = _mm256_fmadd_ps(xv, load8(type, r6 + off), a6);
+        a7 = _mm256_fmadd_ps(xv, load8(type, r7 + off), a7);
     }
     if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
+        const uint8_t *r[LANES] = {r0, r1, r2, r3, r4, r5, r6, r7};
         uint8_t pad[LANES][LANES * 4];
         memset(pad, 0, sizeof(pad));
         for (size_t j = 0; j != LANES; ++j)
@@ -173,43 +176,53 @@ SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots8(uint32_t t
     return reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
 }
 
+/* The eight products of a group times its rows' scales (int8), or the products as they are. */
+SIMD_TARGET static inline __m256 scaled(__m256 d, const float *scales, const uint32_t *idx, size_t i)
+{
+    if (scales == NULL)
+        return d;
+    if (idx == NULL)
+        return _mm256_mul_ps(d, _mm256_loadu_ps(scales + i));
+    float sc[LANES];
+    for (size_t j = 0; j != LANES; ++j)
+        sc[j] = scales[idx[i + j]];
+    return _mm256_mul_ps(d, _mm256_loadu_ps(sc));
+}
+
 /* One type's kernel; inlined into the per-type functions below so that load8's switch folds away. */
 SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uint32_t type, const void *rows, const float *scales,
                                                                              const uint32_t *idx, size_t n, size_t f,
                                                                              const float *x, float *out)
 {
-    size_t row_bytes = f * element_size(type), full = f / LANES, tail = f % LANES, i = 0;
+    const uint8_t *base = rows;
+    size_t rb = f * element_size(type), full = f / LANES, tail = f % LANES, i = 0;
     float x_tail[LANES] = {0};
-    const uint8_t *r[LANES];
     memcpy(x_tail, x + full * LANES, tail * sizeof(float));
-    for (; i + LANES <= n; i += LANES) {
-        /* Two loops, not a test per row: GCC would otherwise vectorise the row addresses with masked loads from idx,
-         * which cost a microcode assist each when idx is NULL. */
-        if (idx == NULL) {
-            const uint8_t *first = (const uint8_t *)rows + i * row_bytes;
-            for (size_t j = 0; j != LANES; ++j)
-                r[j] = first + j * row_bytes;
-        } else {
-            for (size_t j = 0; j != LANES; ++j)
-                r[j] = (const uint8_t *)rows + (size_t)idx[i + j] * row_bytes;
+    if (idx == NULL) {
+        for (; i + LANES <= n; i += LANES) {
+            const uint8_t *r = base + i * rb;
+            __m256 d = dots8(type, r, r + rb, r + 2 * rb, r + 3 * rb, r + 4 * rb, r + 5 * rb, r + 6 * rb, r + 7 * rb, full, tail, x,
+                             x_tail);
+            _mm256_storeu_ps(out + i, scaled(d, scales, NULL, i));
         }
-        __m256 d = dots8(type, r, full, tail, x, x_tail);
-        if (scales != NULL) {
-            float sc[LANES];
-            for (size_t j = 0; j != LANES; ++j)
-                sc[j] = scales[idx != NULL ? idx[i + j] : i + j];
-            d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
+    } else {
+        for (; i + LANES <= n; i += LANES) {
+            const uint32_t *ix = idx + i;
+            __m256 d = dots8(type, base + ix[0] * rb, base + ix[1] * rb, base + ix[2] * rb, base + ix[3] * rb, base + ix[4] * rb,
+                             base + ix[5] * rb, base + ix[6] * rb, base + ix[7] * rb, full, tail, x, x_tail);
+            _mm256_storeu_ps(out + i, scaled(d, scales, idx, i));
         }
-        _mm256_storeu_ps(out + i, d);
     }
     if (i != n) { /* a short last group repeats its last row; those results are dropped */
+        uint32_t at[LANES];
         float sc[LANES] = {0}, tmp[LANES];
         for (size_t j = 0; j != LANES; ++j) {
-            size_t at = i + j < n ? i + j : n - 1;
-            r[j] = row_of(rows, row_bytes, idx, at);
-            sc[j] = scales != NULL ? scales[idx != NULL ? idx[at] : at] : 0.0f;
+            size_t k = i + j < n ? i + j : n - 1;
+            at[j] = idx != NULL ? idx[k] : (uint32_t)k;
+            sc[j] = scales != NULL ? scales[at[j]] : 0.0f;
         }
-        __m256 d = dots8(type, r, full, tail, x, x_tail);
+        __m256 d = dots8(type, base + at[0] * rb, base + at[1] * rb, base + at[2] * rb, base + at[3] * rb, base + at[4] * rb,
+                         base + at[5] * rb, base + at[6] * rb, base + at[7] * rb, full, tail, x, x_tail);
         if (scales != NULL)
             d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
         _mm256_storeu_ps(tmp, d);
