@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "models/models_internal.h"
 #include "models/scan.h"
 
@@ -315,7 +316,8 @@ static float bits_float(uint32_t b)
 /* Encodings by hand: round to nearest even, saturation instead of infinity, int8 scales of max |y| / 127. */
 static void test_scan_encode_known(void **state)
 {
-    const float in[] = {1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
+    const float in[] = {
+        1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
     const uint16_t bf16[] = {0x3f80, 0x3f80, 0x3f82, 0xc020, 0x7f7f, 0xff7f, 0x0000, 0x8000};
     uint16_t out[8];
     assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, in, 1, 8, out, NULL), RECD_OK);
@@ -452,12 +454,84 @@ static void test_scan_compact_recall(void **state)
     free(c.items);
 }
 
+/* A loaded artifact's scorer reads the compact section it holds (the smallest when there are several), and scans it. */
+static void test_scan_model_scorer_compact(void **state)
+{
+    enum { NU = 3, NI = 40, F = 9 };
+    uint64_t seed = 17;
+    char dir[] = "/tmp/recd-test-scan-XXXXXX", path[64], err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/m.recd", dir);
+    float uf[NU * F], itf[NI * F], pop[NI] = {0}, scales[NI];
+    uint16_t bf16[NI * F];
+    int8_t q8[NI * F];
+    for (size_t i = 0; i != NU * F; ++i)
+        uf[i] = rnd(&seed);
+    for (size_t i = 0; i != NI * F; ++i)
+        itf[i] = rnd(&seed);
+    char *uids[NU], *iids[NI];
+    for (size_t i = 0; i != NU; ++i)
+        assert_true(asprintf(&uids[i], "u%zu", i) > 0);
+    for (size_t i = 0; i != NI; ++i)
+        assert_true(asprintf(&iids[i], "i%zu", i) > 0);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, itf, NI, F, bf16, NULL), RECD_OK);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_INT8, itf, NI, F, q8, scales), RECD_OK);
+    recd_artifact_extra_t extras[] = {{RECD_ARTIFACT_ITEM_FACTORS_BF16, bf16, sizeof(bf16)},
+                                      {RECD_ARTIFACT_ITEM_FACTORS_INT8, q8, sizeof(q8)},
+                                      {RECD_ARTIFACT_INT8_SCALES, scales, sizeof(scales)}};
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t n_extras = 0; n_extras <= 3; n_extras += 1 + (n_extras == 1)) { /* none, bf16, bf16 + int8 */
+        recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
+                                  .n_factors = F,
+                                  .n_users = NU,
+                                  .n_items = NI,
+                                  .user_ids = (const char *const *)uids,
+                                  .item_ids = (const char *const *)iids,
+                                  .user_factors = uf,
+                                  .item_factors = itf,
+                                  .item_popularity = pop,
+                                  .extras = extras,
+                                  .n_extras = n_extras};
+        assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+        recd_model_t *m = recd_model_open(path, err, sizeof(err));
+        if (m == NULL)
+            fail_msg("open: %s", err);
+        recd_scorer_t s;
+        recd_model_scorer(m, &s);
+        uint32_t want = n_extras == 0 ? RECD_FACTORS_F32 : n_extras == 1 ? RECD_FACTORS_BF16 : RECD_FACTORS_INT8;
+        assert_int_equal(s.factor_type, want);
+        assert_true((s.item_factors_compact == NULL) == (n_extras == 0));
+        assert_true((s.item_scales != NULL) == (want == RECD_FACTORS_INT8));
+        if (want != RECD_FACTORS_F32)
+            assert_memory_equal(s.item_factors_compact, want == RECD_FACTORS_BF16 ? (const void *)bf16 : (const void *)q8,
+                                want == RECD_FACTORS_BF16 ? sizeof(bf16) : sizeof(q8));
+        /* 40 items are fewer than the candidates: the compact scan re-ranks them all, so it answers the exact top 5. */
+        recd_scored_t got[5], exact[5];
+        recd_scan_query_t q = {.vec = uf, .user = 0, .k = 5, .out = got};
+        recd_scan_topk(&s, &q, 1, sc);
+        float scores[NI];
+        recd_model_score(m, uf, 0, scores);
+        assert_int_equal(recd_topk(scores, NI, 5, exact), 5);
+        assert_int_equal(q.n_out, 5);
+        assert_memory_equal(got, exact, sizeof(exact));
+        recd_model_release(m);
+    }
+    recd_scan_scratch_free(sc);
+    unlink(path);
+    rmdir(dir);
+    for (size_t i = 0; i != NU; ++i)
+        free(uids[i]);
+    for (size_t i = 0; i != NI; ++i)
+        free(iids[i]);
+}
+
 int test_scan_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_kernels_agree),         cmocka_unit_test(test_scan_matches_reference),
         cmocka_unit_test(test_scan_score_uses_the_kernel), cmocka_unit_test(test_scan_encode_known),
         cmocka_unit_test(test_scan_fp16_encoders_agree),   cmocka_unit_test(test_scan_compact_recall),
+        cmocka_unit_test(test_scan_model_scorer_compact), /* one per line */
     };
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }
