@@ -476,16 +476,14 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     free(s);
 }
 
-/* Grows *p to hold at least n elements of size sz (contents not kept). */
-static void reserve(void *p, size_t *cap, size_t n, size_t sz)
+/* p, or a larger buffer in its place, holding at least n elements of size sz (the contents are not kept). */
+static void *grow(void *p, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
-        return;
-    void **pp = p;
-    free(*pp);
-    size_t c = *cap * 2 > n ? *cap * 2 : n;
-    *pp = recd_xmalloc(c * sz);
-    *cap = c;
+        return p;
+    free(p);
+    *cap = *cap * 2 > n ? *cap * 2 : n;
+    return recd_xmalloc(*cap * sz);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -512,8 +510,8 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
 {
     size_t n = st->top.len;
     qsort(st->top.heap, n, sizeof(recd_scored_t), cmp_scored_index);
-    reserve(&sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
-    reserve(&sc->tile, &sc->tile_cap, n, sizeof(float));
+    sc->cand_idx = grow(sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
+    sc->tile = grow(sc->tile, &sc->tile_cap, n, sizeof(float));
     for (size_t j = 0; j != n; ++j)
         sc->cand_idx[j] = st->top.heap[j].index;
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
@@ -524,8 +522,9 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
     q->n_out = t.len;
 }
 
-void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *sc)
+void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
 {
+    recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
     size_t n_items = s->n_items, f = s->n_factors;
     int popularity = s->kind == RECD_MODEL_POPULARITY || f == 0;
     uint32_t type = popularity || s->item_factors_compact == NULL ? RECD_FACTORS_F32 : s->factor_type;
@@ -533,17 +532,15 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
     const float *scales = type == RECD_FACTORS_INT8 ? s->item_scales : NULL;
     int simd = recd_simd_available();
 
-    if (n == 0)
-        return;
     /* Per-query state: sorted exclusions, the heap (the answer itself, or candidates), the bias offset. */
     size_t n_excl = 0, n_cand = 0;
     for (size_t i = 0; i != n; ++i) {
         n_excl += q[i].n_excluded;
         n_cand += type != RECD_FACTORS_F32 ? candidates_for(q[i].k, n_items) : 0;
     }
-    reserve(&sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
-    reserve(&sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
-    reserve(&sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
+    sc->qs = grow(sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
+    sc->excl = grow(sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
+    sc->cand = grow(sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
     size_t excl_at = 0, cand_at = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
@@ -569,7 +566,7 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
     size_t row_bytes = popularity ? 4 : f * element_size(type);
     size_t block = BLOCK_BYTES / row_bytes;
     block = block < LANES ? LANES : block / LANES * LANES;
-    reserve(&sc->tile, &sc->tile_cap, block, sizeof(float));
+    sc->tile = grow(sc->tile, &sc->tile_cap, block, sizeof(float));
     for (size_t b = 0; b < n_items; b += block) {
         size_t nb = n_items - b < block ? n_items - b : block;
         for (size_t i = 0; i != n; ++i) {
@@ -594,4 +591,6 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
             rerank(s, &q[i], st, sc);
         }
     }
+    if (sc != scratch)
+        recd_scan_scratch_free(sc);
 }

@@ -42,7 +42,7 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s);
  * With compact item factors (bf16, fp16, int8) the scan selects each query's best max(4k, k + 64) candidates from the compact
  * rows, then re-ranks them exactly from the float32 rows: the scores answered are exact, the set can miss an item whose
  * compact score fell below the candidates (recd-train reports how often, as recall@10 against float32).
- * scratch must not be used by another thread at the same time.
+ * scratch must not be used by another thread at the same time; NULL makes a temporary one (an allocation per call).
  */
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
 
