@@ -27,7 +27,7 @@
 #include "base/alloc.h"
 
 #define LANES 8
-/* Item rows per block: about this many bytes of the rows the scan reads, so a block stays in L1/L2 for the whole batch. */
+/* Item rows per block: about this many bytes of float32 rows, so a block stays in L1/L2 for the whole batch. */
 #ifndef BLOCK_BYTES
 #define BLOCK_BYTES 32768
 #endif
@@ -230,6 +230,30 @@ SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uin
     }
 }
 
+SIMD_TARGET static inline __attribute__((always_inline)) void decode_simd_type(uint32_t type, const void *in, size_t n, float *out)
+{
+    size_t esize = element_size(type), i = 0;
+    for (; i + LANES <= n; i += LANES)
+        _mm256_storeu_ps(out + i, load8(type, (const uint8_t *)in + i * esize));
+    for (; i != n; ++i)
+        out[i] = element(type, in, i);
+}
+
+SIMD_TARGET static void decode_simd(uint32_t type, const void *in, size_t n, float *out)
+{
+    switch (type) {
+    case RECD_FACTORS_BF16:
+        decode_simd_type(RECD_FACTORS_BF16, in, n, out);
+        break;
+    case RECD_FACTORS_FP16:
+        decode_simd_type(RECD_FACTORS_FP16, in, n, out);
+        break;
+    default:
+        decode_simd_type(RECD_FACTORS_INT8, in, n, out);
+        break;
+    }
+}
+
 SIMD_TARGET static void dots_simd(uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
                                   const float *x, float *out)
 {
@@ -269,6 +293,18 @@ void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, c
     }
 #endif
     dots_scalar(type, rows, scales, idx, n, f, x, out);
+}
+
+void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out)
+{
+#ifdef HAVE_X86
+    if (simd && recd_simd_available()) {
+        decode_simd(type, in, n, out);
+        return;
+    }
+#endif
+    for (size_t i = 0; i != n; ++i)
+        out[i] = element(type, in, i);
 }
 
 const char *recd_scan_kernel(void)
@@ -449,6 +485,8 @@ typedef struct st_query_state_t {
 struct st_recd_scan_scratch_t {
     float *tile;
     size_t tile_cap;
+    float *decoded; /* a block of compact rows as float32, shared by the queries of a batch */
+    size_t decoded_cap;
     query_state_t *qs;
     size_t qs_cap;
     uint32_t *excl; /* every query's exclusions, sorted per query, one after the other */
@@ -469,6 +507,7 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     if (s == NULL)
         return;
     free(s->tile);
+    free(s->decoded);
     free(s->qs);
     free(s->excl);
     free(s->cand);
@@ -562,21 +601,34 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
         st->offset = user_offset(s, q[i].user);
     }
 
-    /* The blocked pass: every query scores a block of rows while it is in cache, and keeps its best on the fly. */
+    /*
+     * The blocked pass: every query scores a block of rows while it is in cache, and keeps its best on the fly. A batch
+     * decodes a block of compact rows to float32 once and scans that with the float32 kernel: the values are exact, so
+     * the bits are those of the compact kernel (fma of x with the converted value), only the conversion is shared.
+     */
     size_t row_bytes = popularity ? 4 : f * element_size(type);
-    size_t block = BLOCK_BYTES / row_bytes;
+    size_t block = popularity ? BLOCK_BYTES / 4 : BLOCK_BYTES / (f * sizeof(float));
     block = block < LANES ? LANES : block / LANES * LANES;
+    int share_decoding = type != RECD_FACTORS_F32 && n > 1;
     sc->tile = grow(sc->tile, &sc->tile_cap, block, sizeof(float));
+    if (share_decoding)
+        sc->decoded = grow(sc->decoded, &sc->decoded_cap, block * f, sizeof(float));
     for (size_t b = 0; b < n_items; b += block) {
         size_t nb = n_items - b < block ? n_items - b : block;
+        const void *block_rows = (const uint8_t *)rows + b * row_bytes;
+        uint32_t block_type = type;
+        if (share_decoding) {
+            recd_decode(simd, type, block_rows, nb * f, sc->decoded);
+            block_rows = sc->decoded;
+            block_type = RECD_FACTORS_F32;
+        }
         for (size_t i = 0; i != n; ++i) {
             query_state_t *st = &sc->qs[i];
             if (popularity) {
                 offer(&st->top, s->popularity + b, nb, b, NULL);
                 continue;
             }
-            recd_dots(simd, type, (const uint8_t *)rows + b * row_bytes, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec,
-                      sc->tile);
+            recd_dots(simd, block_type, block_rows, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec, sc->tile);
             add_biases(s, sc->tile, b, NULL, nb, st->offset);
             offer(&st->top, sc->tile, nb, b, NULL);
         }
