@@ -58,6 +58,17 @@ static void test_scan_kernels_agree(void **state)
                     rows = compact;
                     sc = types[t] == RECD_FACTORS_INT8 ? scales : NULL;
                 }
+                if (types[t] != RECD_FACTORS_F32) { /* the decoders agree, and with the kernel on the decoded rows */
+                    float *d0 = malloc(n * f * sizeof(float)), *d1 = malloc(n * f * sizeof(float));
+                    recd_decode(0, types[t], rows, n * f, d0);
+                    recd_decode(1, types[t], rows, n * f, d1);
+                    assert_memory_equal(d0, d1, n * f * sizeof(float));
+                    recd_dots(1, types[t], rows, sc, NULL, n, f, x, out0);
+                    recd_dots(1, RECD_FACTORS_F32, d0, sc, NULL, n, f, x, out1);
+                    assert_memory_equal(out0, out1, n * sizeof(float));
+                    free(d0);
+                    free(d1);
+                }
                 for (int gathered = 0; gathered != 2; ++gathered) {
                     const uint32_t *ix = gathered ? idx : NULL;
                     recd_dots(0, types[t], rows, sc, ix, n, f, x, out0);
