@@ -12,7 +12,9 @@
  * recd_scan_topk walks the item rows in blocks of about 32 KiB; each query of the batch scores the block into a small
  * tile (L1-resident) and offers it to its heap: eight scores are compared at once against the heap's root (its k-th best),
  * and only the items above it, checked against the query's sorted exclusions, enter the heap. Items arrive in ascending
- * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index).
+ * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index). With
+ * compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch decodes each
+ * compact block to float32 once (exactly) for all its queries.
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,9 +30,7 @@
 
 #define LANES 8
 /* Item rows per block: about this many bytes of float32 rows, so a block stays in L1/L2 for the whole batch. */
-#ifndef BLOCK_BYTES
 #define BLOCK_BYTES 32768
-#endif
 /* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
 #define CAND_FACTOR 4
 #define CAND_MIN_EXTRA 64
