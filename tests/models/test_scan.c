@@ -627,6 +627,37 @@ static void test_scan_compact_batches(void **state)
     recd_scan_scratch_free(sc);
 }
 
+/* Compact rows are read only above 1 MiB of float32 rows: with useless compact factors (all zero) a small catalogue still
+ * answers its exact top 10, and a large one does not (so the compact rows are what it read). */
+static void test_scan_compact_threshold(void **state)
+{
+    uint64_t seed = 31;
+    size_t sizes[] = {1682, 5000}; /* x 64 factors x 4 bytes: 0.43 MB and 1.28 MB */
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t b = 0; b != 2; ++b) {
+        model_t m = make_model(RECD_MODEL_ALS, sizes[b], 64, &seed);
+        int8_t *zeros = calloc(sizes[b] * 64, 1);
+        float *scales = calloc(sizes[b], sizeof(float));
+        recd_scorer_t s = m.s;
+        s.factor_type = RECD_FACTORS_INT8;
+        s.item_factors_compact = zeros;
+        s.item_scales = scales;
+        recd_scored_t got[10], want[10];
+        recd_scan_query_t q = {.vec = m.users, .user = 0, .k = 10, .out = got};
+        recd_scan_topk(&s, &q, 1, sc);
+        size_t n_want = reference_topk(&m.s, &q, want);
+        assert_int_equal(q.n_out, n_want);
+        if (b == 0)
+            assert_memory_equal(got, want, sizeof(want));
+        else
+            assert_memory_not_equal(got, want, sizeof(want));
+        free(zeros);
+        free(scales);
+        free_model(&m);
+    }
+    recd_scan_scratch_free(sc);
+}
+
 int test_scan_run(void)
 {
     const struct CMUnitTest tests[] = {
