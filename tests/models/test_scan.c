@@ -660,11 +660,18 @@ static void test_scan_compact_threshold(void **state)
 
 int test_scan_run(void)
 {
+    // clang-format off
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scan_kernels_agree),         cmocka_unit_test(test_scan_matches_reference),
-        cmocka_unit_test(test_scan_score_uses_the_kernel), cmocka_unit_test(test_scan_encode_known),
-        cmocka_unit_test(test_scan_fp16_encoders_agree),   cmocka_unit_test(test_scan_compact_recall),
-        cmocka_unit_test(test_scan_model_scorer_compact),  cmocka_unit_test(test_scan_compact_batches),
+        cmocka_unit_test(test_scan_kernels_agree),
+        cmocka_unit_test(test_scan_matches_reference),
+        cmocka_unit_test(test_scan_score_uses_the_kernel),
+        cmocka_unit_test(test_scan_encode_known),
+        cmocka_unit_test(test_scan_fp16_encoders_agree),
+        cmocka_unit_test(test_scan_compact_recall),
+        cmocka_unit_test(test_scan_model_scorer_compact),
+        cmocka_unit_test(test_scan_compact_batches),
+        cmocka_unit_test(test_scan_compact_threshold),
     };
+    // clang-format on
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }
