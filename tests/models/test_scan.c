@@ -660,7 +660,7 @@ static void test_scan_compact_threshold(void **state)
 
 int test_scan_run(void)
 {
-    // clang-format off
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_kernels_agree),
         cmocka_unit_test(test_scan_matches_reference),
@@ -672,6 +672,6 @@ int test_scan_run(void)
         cmocka_unit_test(test_scan_compact_batches),
         cmocka_unit_test(test_scan_compact_threshold),
     };
-    // clang-format on
+    /* clang-format on */
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }
