@@ -564,14 +564,18 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
     q->n_out = t.len;
 }
 
+int recd_scan_reads_compact(const recd_scorer_t *s)
+{
+    return s->kind != RECD_MODEL_POPULARITY && s->n_factors != 0 && s->factor_type != RECD_FACTORS_F32 &&
+           s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
+}
+
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
 {
     recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
     size_t n_items = s->n_items, f = s->n_factors;
     int popularity = s->kind == RECD_MODEL_POPULARITY || f == 0;
-    uint32_t type = popularity || s->item_factors_compact == NULL || n_items * f * sizeof(float) <= COMPACT_MIN_BYTES
-                        ? RECD_FACTORS_F32
-                        : s->factor_type;
+    uint32_t type = recd_scan_reads_compact(s) ? s->factor_type : RECD_FACTORS_F32;
     const void *rows = type == RECD_FACTORS_F32 ? (const void *)s->item_factors : s->item_factors_compact;
     const float *scales = type == RECD_FACTORS_INT8 ? s->item_scales : NULL;
     int simd = recd_simd_available();

@@ -47,6 +47,9 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s);
  */
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
 
+/** Whether recd_scan_topk reads s's compact item factors (it has some, and its float32 rows exceed 1 MiB). */
+int recd_scan_reads_compact(const recd_scorer_t *s);
+
 /** The dot-product kernel this process runs: "avx2+fma" (chosen at run time when the CPU has them) or "scalar". */
 const char *recd_scan_kernel(void);
 

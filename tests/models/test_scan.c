@@ -642,6 +642,8 @@ static void test_scan_compact_threshold(void **state)
         s.factor_type = RECD_FACTORS_INT8;
         s.item_factors_compact = zeros;
         s.item_scales = scales;
+        assert_int_equal(recd_scan_reads_compact(&s), b == 1);
+        assert_int_equal(recd_scan_reads_compact(&m.s), 0);
         recd_scored_t got[10], want[10];
         recd_scan_query_t q = {.vec = m.users, .user = 0, .k = 10, .out = got};
         recd_scan_topk(&s, &q, 1, sc);
