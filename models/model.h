@@ -172,6 +172,7 @@ typedef struct st_recd_scorer_t {
     const float *user_bias;    /* n_users, or NULL (zeros); biased MF */
     const float *popularity;   /* n_items; what a popularity model scores */
     float global_bias;         /* biased MF */
+    const struct st_recd_ann_t *ann; /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
 } recd_scorer_t;
 
 /**

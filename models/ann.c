@@ -1,0 +1,949 @@
+/* ann.c: the IVF-Flat maximum-inner-product index — k-means build, byte form with checked mapping, approximate top-k.
+ *
+ * DESIGN. An item's score is x . y_i (+ b_i): the largest inner product, not the nearest neighbour. Each item becomes
+ * z_i = (y_i, b_i, sqrt(M^2 - |y_i, b_i|^2)) / M with M the largest |y_i, b_i|, so every z_i has norm 1 and, for the
+ * query q = (x, 1) / |(x, 1)| padded with a 0, |q - z_i|^2 = 2 - 2 q . (y_i, b_i) / M: the nearest z_i are the best items
+ * (Bachrach et al. 2014). k-means in that space gives the cells; a query ranks the cells by the same distance to their
+ * centroids (largest q . c - |c|^2 / 2) and scores every item of the nearest cells exactly. Items are read in place from
+ * the model's factor matrix (the index holds only item numbers), so an index costs 4 bytes per item plus the centroids.
+ *
+ * The byte form is a 128-byte header and four 64-byte-aligned arrays; a mapped index points into the caller's bytes after
+ * every count, offset and item number has been checked (the lists must partition the items), so a reader never trusts
+ * what it maps.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cblas.h>
+#include "models/ann.h"
+#include "base/alloc.h"
+#include "base/hash.h"
+
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);
+
+#define ANN_MAGIC "RECDANN1"
+#define ANN_FORMAT_VERSION 1
+#define ANN_HEADER_SIZE 128
+#define ANN_ALIGN 64
+#define ANN_MAX_FACTORS 4096
+/* Items per block of the build's assignment products: the block's scores against all centroids stay a few MiB. */
+#define ANN_ASSIGN_BLOCK 256
+/* Rows ahead of the one being scored that a list scan asks the memory system for. */
+#define ANN_PREFETCH_AHEAD 8
+
+/* The header, as laid out in the byte form (little-endian; read and written field by field). */
+typedef struct st_ann_header_t {
+    uint32_t version, kind, n_factors, has_bias;
+    uint64_t n_items;
+    uint32_t n_lists, n_probe;
+    float scale; /* 1 / M */
+    uint32_t iterations;
+    uint64_t seed;
+    uint64_t off_centroids, off_half_sq, off_list_start, off_list_items, total_size;
+} ann_header_t;
+
+struct st_recd_ann_t {
+    ann_header_t h;
+    uint32_t dim;               /* n_factors + has_bias + 1: the augmented space */
+    const float *centroids;     /* n_lists x dim */
+    const float *half_sq;       /* n_lists: |c|^2 / 2 */
+    const uint32_t *list_start; /* n_lists + 1: cell c holds list_items[list_start[c] .. list_start[c + 1]) */
+    const uint32_t *list_items; /* n_items, ascending within each cell */
+    void *owned;                /* the bytes when built here (NULL when mapped) */
+    size_t size;
+    const uint8_t *bytes;
+};
+
+const char *recd_ann_kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case RECD_ANN_NONE:
+        return "none";
+    case RECD_ANN_IVF:
+        return "ivf";
+    default:
+        return "unknown";
+    }
+}
+
+int recd_ann_kind_parse(const char *name, recd_ann_kind_t *out)
+{
+    if (strcmp(name, "none") == 0)
+        *out = RECD_ANN_NONE;
+    else if (strcmp(name, "ivf") == 0)
+        *out = RECD_ANN_IVF;
+    else
+        return -1;
+    return 0;
+}
+
+void recd_ann_params_init(recd_ann_params_t *p)
+{
+    *p = (recd_ann_params_t){.iterations = 12, .train_per_list = 64, .seed = 42};
+}
+
+/* ---- the dot product ------------------------------------------------------------------------------------------------ */
+
+typedef float (*dot_fn)(const float *a, const float *b, size_t n);
+
+static float dot_scalar(const float *a, const float *b, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t j = 0; j != 8; ++j)
+            acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i != n; ++i)
+        s += a[i] * b[i];
+    return s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, size_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; i != n; ++i)
+        s = fmaf(a[i], b[i], s);
+    return s;
+}
+#endif
+
+static dot_fn choose_dot(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return dot_avx2;
+#endif
+    return dot_scalar;
+}
+
+/* ---- the byte form --------------------------------------------------------------------------------------------------- */
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+/* Header field offsets. */
+enum {
+    H_MAGIC = 0,
+    H_VERSION = 8,
+    H_KIND = 12,
+    H_FACTORS = 16,
+    H_HAS_BIAS = 20,
+    H_N_ITEMS = 24,
+    H_N_LISTS = 32,
+    H_N_PROBE = 36,
+    H_SCALE = 40,
+    H_ITERATIONS = 44,
+    H_SEED = 48,
+    H_OFF_CENTROIDS = 56,
+    H_OFF_HALF_SQ = 64,
+    H_OFF_LIST_START = 72,
+    H_OFF_LIST_ITEMS = 80,
+    H_TOTAL_SIZE = 88,
+};
+
+static void write_header(uint8_t *b, const ann_header_t *h)
+{
+    memset(b, 0, ANN_HEADER_SIZE);
+    memcpy(b + H_MAGIC, ANN_MAGIC, 8);
+    put32(b + H_VERSION, h->version);
+    put32(b + H_KIND, h->kind);
+    put32(b + H_FACTORS, h->n_factors);
+    put32(b + H_HAS_BIAS, h->has_bias);
+    put64(b + H_N_ITEMS, h->n_items);
+    put32(b + H_N_LISTS, h->n_lists);
+    put32(b + H_N_PROBE, h->n_probe);
+    memcpy(b + H_SCALE, &h->scale, 4);
+    put32(b + H_ITERATIONS, h->iterations);
+    put64(b + H_SEED, h->seed);
+    put64(b + H_OFF_CENTROIDS, h->off_centroids);
+    put64(b + H_OFF_HALF_SQ, h->off_half_sq);
+    put64(b + H_OFF_LIST_START, h->off_list_start);
+    put64(b + H_OFF_LIST_ITEMS, h->off_list_items);
+    put64(b + H_TOTAL_SIZE, h->total_size);
+}
+
+static void read_header(const uint8_t *b, ann_header_t *h)
+{
+    h->version = get32(b + H_VERSION);
+    h->kind = get32(b + H_KIND);
+    h->n_factors = get32(b + H_FACTORS);
+    h->has_bias = get32(b + H_HAS_BIAS);
+    h->n_items = get64(b + H_N_ITEMS);
+    h->n_lists = get32(b + H_N_LISTS);
+    h->n_probe = get32(b + H_N_PROBE);
+    memcpy(&h->scale, b + H_SCALE, 4);
+    h->iterations = get32(b + H_ITERATIONS);
+    h->seed = get64(b + H_SEED);
+    h->off_centroids = get64(b + H_OFF_CENTROIDS);
+    h->off_half_sq = get64(b + H_OFF_HALF_SQ);
+    h->off_list_start = get64(b + H_OFF_LIST_START);
+    h->off_list_items = get64(b + H_OFF_LIST_ITEMS);
+    h->total_size = get64(b + H_TOTAL_SIZE);
+}
+
+static uint64_t align_up(uint64_t v)
+{
+    return (v + ANN_ALIGN - 1) & ~(uint64_t)(ANN_ALIGN - 1);
+}
+
+/* Lays out the sections after the header for the counts in h. */
+static void layout(ann_header_t *h)
+{
+    uint64_t dim = (uint64_t)h->n_factors + h->has_bias + 1;
+    h->off_centroids = ANN_HEADER_SIZE;
+    h->off_half_sq = align_up(h->off_centroids + (uint64_t)h->n_lists * dim * sizeof(float));
+    h->off_list_start = align_up(h->off_half_sq + (uint64_t)h->n_lists * sizeof(float));
+    h->off_list_items = align_up(h->off_list_start + ((uint64_t)h->n_lists + 1) * sizeof(uint32_t));
+    h->total_size = align_up(h->off_list_items + h->n_items * sizeof(uint32_t));
+}
+
+static void point_into(recd_ann_t *a)
+{
+    a->dim = a->h.n_factors + a->h.has_bias + 1;
+    a->centroids = (const float *)(a->bytes + a->h.off_centroids);
+    a->half_sq = (const float *)(a->bytes + a->h.off_half_sq);
+    a->list_start = (const uint32_t *)(a->bytes + a->h.off_list_start);
+    a->list_items = (const uint32_t *)(a->bytes + a->h.off_list_items);
+}
+
+/* Whether [off, off + len) lies inside size bytes, off aligned, without overflowing. */
+static int section_ok(uint64_t off, uint64_t count, uint64_t elem, uint64_t size)
+{
+    if (off % ANN_ALIGN != 0 || off < ANN_HEADER_SIZE || off > size)
+        return 0;
+    if (elem != 0 && count > (size - off) / elem)
+        return 0;
+    return 1;
+}
+
+recd_ann_t *recd_ann_map(const void *data, size_t size, char *err, size_t errlen)
+{
+    const uint8_t *b = data;
+    ann_header_t h;
+    uint8_t *seen = NULL;
+    recd_ann_t *a = NULL;
+
+    if (data == NULL || size < ANN_HEADER_SIZE) {
+        snprintf(err, errlen, "ANN index truncated: %zu bytes, the header alone is %d", size, ANN_HEADER_SIZE);
+        return NULL;
+    }
+    if (((uintptr_t)data & 7) != 0) {
+        snprintf(err, errlen, "ANN index bytes are not 8-byte aligned");
+        return NULL;
+    }
+    if (memcmp(b, ANN_MAGIC, 8) != 0) {
+        snprintf(err, errlen, "ANN index: bad magic (not a recd ANN index)");
+        return NULL;
+    }
+    read_header(b, &h);
+    if (h.version != ANN_FORMAT_VERSION) {
+        snprintf(err, errlen, "ANN index: unsupported format version %u (this build reads %d)", h.version, ANN_FORMAT_VERSION);
+        return NULL;
+    }
+    if (h.kind != RECD_ANN_IVF) {
+        snprintf(err, errlen, "ANN index: unknown kind %u", h.kind);
+        return NULL;
+    }
+    if (h.n_factors == 0 || h.n_factors > ANN_MAX_FACTORS || h.has_bias > 1) {
+        snprintf(err, errlen, "ANN index: bad shape (%u factors, has_bias %u)", h.n_factors, h.has_bias);
+        return NULL;
+    }
+    if (h.n_items == 0 || h.n_items > UINT32_MAX || h.n_lists == 0 || h.n_lists > h.n_items || h.n_probe == 0 ||
+        h.n_probe > h.n_lists) {
+        snprintf(err, errlen, "ANN index: inconsistent counts (%llu items, %u lists, %u probed)", (unsigned long long)h.n_items,
+                 h.n_lists, h.n_probe);
+        return NULL;
+    }
+    if (!isfinite(h.scale) || !(h.scale > 0.0f)) {
+        snprintf(err, errlen, "ANN index: bad scale");
+        return NULL;
+    }
+    uint64_t dim = (uint64_t)h.n_factors + h.has_bias + 1;
+    if (h.total_size != size) {
+        snprintf(err, errlen, "ANN index: size %zu does not match its header (%llu)", size, (unsigned long long)h.total_size);
+        return NULL;
+    }
+    if (!section_ok(h.off_centroids, (uint64_t)h.n_lists * dim, sizeof(float), size) ||
+        !section_ok(h.off_half_sq, h.n_lists, sizeof(float), size) ||
+        !section_ok(h.off_list_start, (uint64_t)h.n_lists + 1, sizeof(uint32_t), size) ||
+        !section_ok(h.off_list_items, h.n_items, sizeof(uint32_t), size)) {
+        snprintf(err, errlen, "ANN index: a section lies outside the index or is misaligned");
+        return NULL;
+    }
+    a = recd_xcalloc(1, sizeof(*a));
+    a->h = h;
+    a->bytes = b;
+    a->size = size;
+    point_into(a);
+    for (uint64_t i = 0; i != (uint64_t)h.n_lists * dim; ++i) {
+        if (!isfinite(a->centroids[i])) {
+            snprintf(err, errlen, "ANN index: a centroid is not finite");
+            goto Error;
+        }
+    }
+    for (uint32_t c = 0; c != h.n_lists; ++c) {
+        if (!isfinite(a->half_sq[c])) {
+            snprintf(err, errlen, "ANN index: a centroid norm is not finite");
+            goto Error;
+        }
+    }
+    if (a->list_start[0] != 0 || a->list_start[h.n_lists] != h.n_items) {
+        snprintf(err, errlen, "ANN index: the lists do not cover the %llu items", (unsigned long long)h.n_items);
+        goto Error;
+    }
+    for (uint32_t c = 0; c != h.n_lists; ++c) {
+        if (a->list_start[c] > a->list_start[c + 1]) {
+            snprintf(err, errlen, "ANN index: list %u ends before it starts", c);
+            goto Error;
+        }
+    }
+    seen = recd_xcalloc((size_t)h.n_items, 1);
+    for (uint64_t i = 0; i != h.n_items; ++i) {
+        uint32_t item = a->list_items[i];
+        if (item >= h.n_items || seen[item]) {
+            snprintf(err, errlen, "ANN index: list entry %llu (item %u) is out of range or repeated", (unsigned long long)i, item);
+            goto Error;
+        }
+        seen[item] = 1;
+    }
+    free(seen);
+    return a;
+Error:
+    free(seen);
+    free(a);
+    return NULL;
+}
+
+void recd_ann_free(recd_ann_t *a)
+{
+    if (a == NULL)
+        return;
+    free(a->owned);
+    free(a);
+}
+
+const void *recd_ann_bytes(const recd_ann_t *a, size_t *size)
+{
+    *size = a->size;
+    return a->bytes;
+}
+
+uint32_t recd_ann_kind(const recd_ann_t *a)
+{
+    return a->h.kind;
+}
+
+size_t recd_ann_n_items(const recd_ann_t *a)
+{
+    return (size_t)a->h.n_items;
+}
+
+uint32_t recd_ann_n_factors(const recd_ann_t *a)
+{
+    return a->h.n_factors;
+}
+
+int recd_ann_has_bias(const recd_ann_t *a)
+{
+    return (int)a->h.has_bias;
+}
+
+uint32_t recd_ann_n_lists(const recd_ann_t *a)
+{
+    return a->h.n_lists;
+}
+
+uint32_t recd_ann_n_probe(const recd_ann_t *a)
+{
+    return a->h.n_probe;
+}
+
+int recd_ann_set_n_probe(recd_ann_t *a, uint32_t n_probe)
+{
+    if (a->owned == NULL || n_probe == 0 || n_probe > a->h.n_lists)
+        return RECD_EINVAL;
+    a->h.n_probe = n_probe;
+    put32((uint8_t *)a->owned + H_N_PROBE, n_probe);
+    return RECD_OK;
+}
+
+int recd_ann_check_scorer(const recd_ann_t *a, const recd_scorer_t *s, char *err, size_t errlen)
+{
+    int scorer_bias = (s->kind == RECD_MODEL_BPR || s->kind == RECD_MODEL_BIASED_MF) && s->item_bias != NULL;
+
+    if (s->kind == RECD_MODEL_POPULARITY || s->n_factors == 0 || s->item_factors == NULL) {
+        snprintf(err, errlen, "ANN index: a %s model has no item factors to search", recd_model_kind_name(s->kind));
+        return RECD_EINVAL;
+    }
+    if (a->h.n_items != s->n_items || a->h.n_factors != s->n_factors) {
+        snprintf(err, errlen, "ANN index: built for %llu items x %u factors, the model has %zu x %u",
+                 (unsigned long long)a->h.n_items, a->h.n_factors, s->n_items, s->n_factors);
+        return RECD_EINVAL;
+    }
+    if ((int)a->h.has_bias != scorer_bias) {
+        snprintf(err, errlen, "ANN index: built %s item biases, the model scores %s them", a->h.has_bias ? "with" : "without",
+                 scorer_bias ? "with" : "without");
+        return RECD_EINVAL;
+    }
+    return RECD_OK;
+}
+
+/* ---- building -------------------------------------------------------------------------------------------------------- */
+
+/* The augmented rows z_i (dim floats each) of items[0..n) into out. */
+static void augment_rows(const float *factors, const float *bias, uint32_t f, uint32_t dim, double scale, const uint32_t *items,
+                         size_t first, size_t n, float *out)
+{
+    for (size_t r = 0; r != n; ++r) {
+        size_t i = items != NULL ? items[first + r] : first + r;
+        const float *y = factors + i * f;
+        float *z = out + r * dim;
+        double sq = 0.0;
+        for (uint32_t j = 0; j != f; ++j) {
+            z[j] = (float)(y[j] * scale);
+            sq += (double)z[j] * z[j];
+        }
+        if (bias != NULL) {
+            z[f] = (float)(bias[i] * scale);
+            sq += (double)z[f] * z[f];
+        }
+        z[dim - 1] = (float)sqrt(sq < 1.0 ? 1.0 - sq : 0.0);
+    }
+}
+
+/* Nearest centroid (largest z . c - |c|^2 / 2, ties to the lower cell) of each of n rows; scores is n x n_lists scratch. */
+static void assign_rows(const float *rows, size_t n, const float *centroids, const float *half_sq, uint32_t n_lists, uint32_t dim,
+                        float *scores, uint32_t *out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_lists, (int)dim, 1.0f, rows, (int)dim, centroids, (int)dim,
+                0.0f, scores, (int)n_lists);
+    for (size_t r = 0; r != n; ++r) {
+        const float *g = scores + r * n_lists;
+        uint32_t best = 0;
+        float best_v = g[0] - half_sq[0];
+        for (uint32_t c = 1; c != n_lists; ++c) {
+            float v = g[c] - half_sq[c];
+            if (v > best_v) {
+                best_v = v;
+                best = c;
+            }
+        }
+        out[r] = best;
+    }
+}
+
+static void compute_half_sq(const float *centroids, uint32_t n_lists, uint32_t dim, float *half_sq)
+{
+    for (uint32_t c = 0; c != n_lists; ++c) {
+        double sq = 0.0;
+        for (uint32_t j = 0; j != dim; ++j)
+            sq += (double)centroids[(size_t)c * dim + j] * centroids[(size_t)c * dim + j];
+        half_sq[c] = (float)(sq / 2.0);
+    }
+}
+
+/* Lloyd's k-means on n rows; centroids holds the start and receives the result. */
+static void kmeans(const float *rows, size_t n, uint32_t n_lists, uint32_t dim, uint32_t iterations, uint64_t seed,
+                   float *centroids)
+{
+    float *half_sq = recd_xmalloc(n_lists * sizeof(float));
+    float *scores = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * n_lists * sizeof(float));
+    uint32_t *cell = recd_xmalloc(n * sizeof(uint32_t));
+    double *sum = recd_xmalloc((size_t)n_lists * dim * sizeof(double));
+    size_t *count = recd_xmalloc(n_lists * sizeof(size_t));
+    uint64_t rng = seed ^ UINT64_C(0x5eed0f4b6a11);
+
+    for (uint32_t it = 0; it != iterations; ++it) {
+        compute_half_sq(centroids, n_lists, dim, half_sq);
+        for (size_t first = 0; first < n; first += ANN_ASSIGN_BLOCK) {
+            size_t len = n - first < ANN_ASSIGN_BLOCK ? n - first : ANN_ASSIGN_BLOCK;
+            assign_rows(rows + first * dim, len, centroids, half_sq, n_lists, dim, scores, cell + first);
+        }
+        memset(sum, 0, (size_t)n_lists * dim * sizeof(double));
+        memset(count, 0, n_lists * sizeof(size_t));
+        for (size_t r = 0; r != n; ++r) {
+            double *s = sum + (size_t)cell[r] * dim;
+            const float *z = rows + r * dim;
+            for (uint32_t j = 0; j != dim; ++j)
+                s[j] += z[j];
+            ++count[cell[r]];
+        }
+        for (uint32_t c = 0; c != n_lists; ++c)
+            if (count[c] != 0)
+                for (uint32_t j = 0; j != dim; ++j)
+                    centroids[(size_t)c * dim + j] = (float)(sum[(size_t)c * dim + j] / (double)count[c]);
+        /* An empty cell takes half of the largest one: both get its centroid, nudged apart (as FAISS does). */
+        for (uint32_t c = 0; c != n_lists; ++c) {
+            if (count[c] != 0)
+                continue;
+            uint32_t big = 0;
+            for (uint32_t d = 1; d != n_lists; ++d)
+                if (count[d] > count[big])
+                    big = d;
+            if (count[big] < 2)
+                break;
+            float *cc = centroids + (size_t)c * dim, *cb = centroids + (size_t)big * dim;
+            for (uint32_t j = 0; j != dim; ++j) {
+                float eps = (float)(1e-3 * (recd_rand_uniform(&rng) - 0.5));
+                cc[j] = cb[j] * (1.0f + eps);
+                cb[j] = cb[j] * (1.0f - eps);
+            }
+            count[c] = count[big] / 2;
+            count[big] -= count[c];
+        }
+    }
+    free(half_sq);
+    free(scores);
+    free(cell);
+    free(sum);
+    free(count);
+}
+
+recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, size_t n_items, uint32_t n_factors,
+                           const recd_ann_params_t *p, char *err, size_t errlen)
+{
+    ann_header_t h = {.version = ANN_FORMAT_VERSION, .kind = RECD_ANN_IVF, .n_factors = n_factors, .has_bias = item_bias != NULL};
+    recd_ann_t *a = NULL;
+    uint32_t dim = n_factors + h.has_bias + 1;
+    int saved_threads = 0;
+
+    if (item_factors == NULL || n_factors == 0 || n_factors > ANN_MAX_FACTORS || n_items == 0 || n_items > UINT32_MAX) {
+        snprintf(err, errlen, "ANN index: needs 1..%u factors and 1..%u items (got %u x %zu)", ANN_MAX_FACTORS, UINT32_MAX,
+                 n_factors, n_items);
+        return NULL;
+    }
+    if (p->iterations == 0 || p->train_per_list == 0) {
+        snprintf(err, errlen, "ANN index: iterations and train_per_list must be at least 1");
+        return NULL;
+    }
+    uint32_t n_lists = p->n_lists;
+    if (n_lists == 0) {
+        n_lists = (uint32_t)lround(4.0 * sqrt((double)n_items));
+        if (n_lists < 1)
+            n_lists = 1;
+    }
+    if (n_lists > n_items) {
+        snprintf(err, errlen, "ANN index: %u lists for %zu items (at most one list per item)", n_lists, n_items);
+        return NULL;
+    }
+    uint32_t n_probe = p->n_probe != 0 ? p->n_probe : (n_lists + 63) / 64;
+    if (n_probe > n_lists) {
+        snprintf(err, errlen, "ANN index: n_probe %u is more than the %u lists", n_probe, n_lists);
+        return NULL;
+    }
+    double max_sq = 0.0;
+    for (size_t i = 0; i != n_items; ++i) {
+        const float *y = item_factors + i * n_factors;
+        double sq = 0.0;
+        for (uint32_t j = 0; j != n_factors; ++j)
+            sq += (double)y[j] * y[j];
+        if (item_bias != NULL)
+            sq += (double)item_bias[i] * item_bias[i];
+        if (!isfinite(sq)) {
+            snprintf(err, errlen, "ANN index: item %zu has non-finite factors or bias", i);
+            return NULL;
+        }
+        if (sq > max_sq)
+            max_sq = sq;
+    }
+    double scale = max_sq > 0.0 ? 1.0 / sqrt(max_sq) : 1.0;
+    h.n_items = n_items;
+    h.n_lists = n_lists;
+    h.n_probe = n_probe;
+    h.scale = (float)scale;
+    h.iterations = p->iterations;
+    h.seed = p->seed;
+    layout(&h);
+
+    if (p->threads != 0) {
+        saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads((int)p->threads);
+    }
+    /* The training sample: a seeded partial shuffle, taken back in item order so that the sums run in a fixed order. */
+    uint64_t rng = p->seed;
+    size_t n_train = (size_t)n_lists * p->train_per_list;
+    if (n_train > n_items)
+        n_train = n_items;
+    uint32_t *perm = recd_xmalloc(n_items * sizeof(uint32_t));
+    for (size_t i = 0; i != n_items; ++i)
+        perm[i] = (uint32_t)i;
+    for (size_t i = 0; i != n_train; ++i) {
+        size_t j = i + (size_t)recd_rand_below(&rng, n_items - i);
+        uint32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    float *centroids = recd_xmalloc((size_t)n_lists * dim * sizeof(float));
+    float *train = recd_xmalloc(n_train * dim * sizeof(float));
+    /* the first n_lists drawn items start the centroids; then the sample is sorted for a fixed summation order */
+    augment_rows(item_factors, item_bias, n_factors, dim, scale, perm, 0, n_lists, centroids);
+    uint8_t *in_sample = recd_xcalloc(n_items, 1);
+    for (size_t i = 0; i != n_train; ++i)
+        in_sample[perm[i]] = 1;
+    for (size_t i = 0, t = 0; i != n_items; ++i)
+        if (in_sample[i])
+            perm[t++] = (uint32_t)i;
+    free(in_sample);
+    augment_rows(item_factors, item_bias, n_factors, dim, scale, perm, 0, n_train, train);
+    kmeans(train, n_train, n_lists, dim, p->iterations, p->seed, centroids);
+    free(train);
+
+    /* every item to its cell, then the lists by a counting sort (ascending items within each) */
+    uint8_t *bytes = recd_xaligned_alloc(ANN_ALIGN, (size_t)h.total_size);
+    memset(bytes, 0, (size_t)h.total_size);
+    float *half_sq = (float *)(bytes + h.off_half_sq);
+    uint32_t *list_start = (uint32_t *)(bytes + h.off_list_start);
+    uint32_t *list_items = (uint32_t *)(bytes + h.off_list_items);
+    compute_half_sq(centroids, n_lists, dim, half_sq);
+    float *rows = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * dim * sizeof(float));
+    float *scores = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * n_lists * sizeof(float));
+    uint32_t *cell = perm; /* reused: n_items entries */
+    for (size_t first = 0; first < n_items; first += ANN_ASSIGN_BLOCK) {
+        size_t len = n_items - first < ANN_ASSIGN_BLOCK ? n_items - first : ANN_ASSIGN_BLOCK;
+        augment_rows(item_factors, item_bias, n_factors, dim, scale, NULL, first, len, rows);
+        assign_rows(rows, len, centroids, half_sq, n_lists, dim, scores, cell + first);
+    }
+    free(rows);
+    free(scores);
+    for (size_t i = 0; i != n_items; ++i)
+        ++list_start[cell[i] + 1];
+    for (uint32_t c = 0; c != n_lists; ++c)
+        list_start[c + 1] += list_start[c];
+    uint32_t *fill = recd_xmalloc(n_lists * sizeof(uint32_t));
+    memcpy(fill, list_start, n_lists * sizeof(uint32_t));
+    for (size_t i = 0; i != n_items; ++i)
+        list_items[fill[cell[i]]++] = (uint32_t)i;
+    free(fill);
+    free(perm);
+    memcpy(bytes + h.off_centroids, centroids, (size_t)n_lists * dim * sizeof(float));
+    free(centroids);
+    write_header(bytes, &h);
+    if (p->threads != 0)
+        openblas_set_num_threads(saved_threads > 0 ? saved_threads : 1);
+
+    a = recd_xcalloc(1, sizeof(*a));
+    a->h = h;
+    a->owned = bytes;
+    a->bytes = bytes;
+    a->size = (size_t)h.total_size;
+    point_into(a);
+    return a;
+}
+
+/* ---- searching ------------------------------------------------------------------------------------------------------- */
+
+/* a ranks below b: lower score, or equal score and higher index (recd_topk's order). */
+static inline int worse(float as, uint32_t ai, float bs, uint32_t bi)
+{
+    return as < bs || (as == bs && ai > bi);
+}
+
+/* A bounded min-heap of the best entries seen (worst at [0]). */
+typedef struct st_best_t {
+    recd_scored_t *e;
+    size_t len, cap;
+} best_t;
+
+static void best_sift_down(best_t *b, size_t i)
+{
+    recd_scored_t x = b->e[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= b->len)
+            break;
+        if (c + 1 < b->len && worse(b->e[c + 1].score, b->e[c + 1].index, b->e[c].score, b->e[c].index))
+            ++c;
+        if (!worse(b->e[c].score, b->e[c].index, x.score, x.index))
+            break;
+        b->e[i] = b->e[c];
+        i = c;
+    }
+    b->e[i] = x;
+}
+
+/* Whether (score, index) would enter the heap. */
+static inline int best_admits(const best_t *b, float score, uint32_t index)
+{
+    return b->len < b->cap || worse(b->e[0].score, b->e[0].index, score, index);
+}
+
+static void best_push(best_t *b, float score, uint32_t index)
+{
+    if (b->len < b->cap) {
+        size_t i = b->len++;
+        recd_scored_t x = {index, score};
+        while (i != 0) {
+            size_t p = (i - 1) / 2;
+            if (!worse(x.score, x.index, b->e[p].score, b->e[p].index))
+                break;
+            b->e[i] = b->e[p];
+            i = p;
+        }
+        b->e[i] = x;
+    } else {
+        b->e[0] = (recd_scored_t){index, score};
+        best_sift_down(b, 0);
+    }
+}
+
+/* Sorts the heap in place, best first; returns its length. */
+static size_t best_finish(best_t *b)
+{
+    size_t n = b->len;
+    for (size_t end = n; end > 1; --end) {
+        recd_scored_t t = b->e[0];
+        b->e[0] = b->e[end - 1];
+        b->e[end - 1] = t;
+        b->len = end - 1;
+        best_sift_down(b, 0);
+    }
+    b->len = n;
+    return n;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int is_excluded(const uint32_t *sorted, size_t n, uint32_t item)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sorted[lo] == item;
+}
+
+/* What one call of recd_ann_topk reuses across its queries. */
+typedef struct st_search_scratch_t {
+    float *cell_score;    /* n_lists */
+    recd_scored_t *order; /* n_lists: cells best first */
+    uint32_t *excluded;   /* sorted, unique */
+    size_t excluded_cap;
+    float *query; /* dim: (x, 1) / |(x, 1)| */
+} search_scratch_t;
+
+/* The part of the score every item of the kind shares for this query, as recd_scorer_score adds it. */
+static float score_offset(const recd_scorer_t *s, int64_t user)
+{
+    float offset = 0.0f;
+    if (s->kind == RECD_MODEL_BIASED_MF) {
+        offset = s->global_bias;
+        if (s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
+            offset += s->user_bias[user];
+    }
+    return offset;
+}
+
+static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_query_t *q, uint32_t n_probe, dot_fn dot,
+                       search_scratch_t *w)
+{
+    uint32_t f = s->n_factors, n_lists = a->h.n_lists;
+    const float *x = q->vec;
+    const float *bias = (s->kind == RECD_MODEL_BPR || s->kind == RECD_MODEL_BIASED_MF) ? s->item_bias : NULL;
+    float offset = score_offset(s, q->user);
+    uint32_t qdim = f + a->h.has_bias;
+
+    /* the query in the augmented space, and the cells by distance */
+    double sq = 0.0;
+    for (uint32_t j = 0; j != f; ++j)
+        sq += (double)x[j] * x[j];
+    if (a->h.has_bias)
+        sq += 1.0;
+    float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
+    for (uint32_t j = 0; j != f; ++j)
+        w->query[j] = x[j] * inv;
+    if (a->h.has_bias)
+        w->query[f] = inv;
+    for (uint32_t c = 0; c != n_lists; ++c)
+        w->cell_score[c] = dot(w->query, a->centroids + (size_t)c * a->dim, qdim) - a->half_sq[c];
+
+    size_t n_ex = 0;
+    if (q->n_excluded != 0) {
+        if (q->n_excluded > w->excluded_cap) {
+            w->excluded_cap = q->n_excluded;
+            w->excluded = recd_xrealloc(w->excluded, w->excluded_cap * sizeof(uint32_t));
+        }
+        memcpy(w->excluded, q->excluded, q->n_excluded * sizeof(uint32_t));
+        qsort(w->excluded, q->n_excluded, sizeof(uint32_t), cmp_u32);
+        for (size_t i = 0; i != q->n_excluded; ++i)
+            if (n_ex == 0 || w->excluded[n_ex - 1] != w->excluded[i])
+                w->excluded[n_ex++] = w->excluded[i];
+    }
+    /* Enough candidates that exclusions cannot starve the answer: keep probing past n_probe until this many were seen. */
+    size_t want = (size_t)q->k * 4;
+    if (want < (size_t)q->k + 2 * n_ex)
+        want = (size_t)q->k + 2 * n_ex;
+    if (want < 100)
+        want = 100;
+
+    size_t ranked = recd_topk(w->cell_score, n_lists, n_probe * 2 < n_lists ? n_probe * 2 : n_lists, w->order);
+    best_t best = {q->out, 0, q->k};
+    size_t seen = 0;
+    for (size_t r = 0;; ++r) {
+        if (r == ranked) {
+            if (ranked == n_lists)
+                break;
+            ranked = recd_topk(w->cell_score, n_lists, ranked * 4 < n_lists ? ranked * 4 : n_lists, w->order);
+        }
+        if (r >= n_probe && seen >= want)
+            break;
+        uint32_t c = w->order[r].index;
+        const uint32_t *items = a->list_items + a->list_start[c];
+        size_t len = a->list_start[c + 1] - a->list_start[c];
+        for (size_t t = 0; t != len; ++t) {
+            if (t + ANN_PREFETCH_AHEAD < len) {
+                const char *ahead = (const char *)(s->item_factors + (size_t)items[t + ANN_PREFETCH_AHEAD] * f);
+                for (size_t line = 0; line < f * sizeof(float); line += 64)
+                    __builtin_prefetch(ahead + line);
+            }
+            uint32_t i = items[t];
+            float score = dot(x, s->item_factors + (size_t)i * f, f);
+            if (bias != NULL)
+                score += bias[i] + offset;
+            else if (offset != 0.0f)
+                score += offset;
+            if (!(fabsf(score) < INFINITY))
+                continue;
+            if (n_ex != 0 && is_excluded(w->excluded, n_ex, i))
+                continue;
+            ++seen;
+            if (best_admits(&best, score, i))
+                best_push(&best, score, i);
+        }
+    }
+    q->n_out = best_finish(&best);
+}
+
+void recd_ann_topk_probe(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, uint32_t n_probe)
+{
+    const recd_ann_t *a = s->ann;
+
+    if (a == NULL || s->kind == RECD_MODEL_POPULARITY || s->item_factors == NULL) {
+        recd_ann_exact_topk(s, q, n);
+        return;
+    }
+    if (n_probe == 0)
+        n_probe = a->h.n_probe;
+    if (n_probe > a->h.n_lists)
+        n_probe = a->h.n_lists;
+    search_scratch_t w = {.cell_score = recd_xmalloc(a->h.n_lists * sizeof(float)),
+                          .order = recd_xmalloc(a->h.n_lists * sizeof(recd_scored_t)),
+                          .query = recd_xmalloc(a->dim * sizeof(float))};
+    dot_fn dot = choose_dot();
+    for (size_t i = 0; i != n; ++i) {
+        if (q[i].k == 0) {
+            q[i].n_out = 0;
+            continue;
+        }
+        answer_one(s, a, &q[i], n_probe, dot, &w);
+    }
+    free(w.cell_score);
+    free(w.order);
+    free(w.query);
+    free(w.excluded);
+}
+
+void recd_ann_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n)
+{
+    recd_ann_topk_probe(s, q, n, 0);
+}
+
+void recd_ann_exact_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n)
+{
+    float *scores = recd_xmalloc((s->n_items != 0 ? s->n_items : 1) * sizeof(float));
+    for (size_t i = 0; i != n; ++i) {
+        recd_scorer_score(s, q[i].vec, q[i].user, scores);
+        for (size_t e = 0; e != q[i].n_excluded; ++e)
+            if (q[i].excluded[e] < s->n_items)
+                scores[q[i].excluded[e]] = -INFINITY;
+        q[i].n_out = recd_topk(scores, s->n_items, q[i].k, q[i].out);
+    }
+    free(scores);
+}
+
+int recd_ann_recall(const recd_scorer_t *s, const float *user_vecs, const int64_t *users, size_t n_users, uint32_t k,
+                    uint32_t n_probe, double *recall)
+{
+    if (s->ann == NULL || k == 0 || n_users == 0)
+        return RECD_EINVAL;
+    recd_scored_t *exact = recd_xmalloc(k * sizeof(recd_scored_t)), *approx = recd_xmalloc(k * sizeof(recd_scored_t));
+    size_t found = 0, total = 0;
+    for (size_t u = 0; u != n_users; ++u) {
+        recd_scan_query_t qe = {.vec = user_vecs + u * s->n_factors, .user = users != NULL ? users[u] : -1, .k = k, .out = exact};
+        recd_scan_query_t qa = qe;
+        qa.out = approx;
+        qa.approximate = 1;
+        recd_ann_exact_topk(s, &qe, 1);
+        recd_ann_topk_probe(s, &qa, 1, n_probe);
+        for (size_t i = 0; i != qe.n_out; ++i)
+            for (size_t j = 0; j != qa.n_out; ++j)
+                if (approx[j].index == exact[i].index) {
+                    ++found;
+                    break;
+                }
+        total += qe.n_out;
+    }
+    free(exact);
+    free(approx);
+    *recall = total != 0 ? (double)found / (double)total : 1.0;
+    return RECD_OK;
+}
+
+int recd_ann_tune_n_probe(recd_ann_t *a, const recd_scorer_t *s, const float *user_vecs, const int64_t *users, size_t n_users,
+                          uint32_t k, double target, double *recall)
+{
+    if (a == NULL || s->ann != a || a->owned == NULL || !(target >= 0.0 && target <= 1.0))
+        return RECD_EINVAL;
+    for (uint32_t n_probe = 1;; n_probe = n_probe * 2 < a->h.n_lists ? n_probe * 2 : a->h.n_lists) {
+        int ret = recd_ann_recall(s, user_vecs, users, n_users, k, n_probe, recall);
+        if (ret != RECD_OK)
+            return ret;
+        if (*recall >= target || n_probe == a->h.n_lists)
+            return recd_ann_set_n_probe(a, n_probe);
+    }
+}

@@ -1,0 +1,456 @@
+/* test_ann.c: the approximate index — recall against exact search on a clustered catalogue, exclusions, tie order,
+ * deterministic builds, the byte form's round trip and its rejection of corrupt bytes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "models/ann.h"
+#include "base/hash.h"
+#include "tests/support/catalogue.h"
+
+#define N_ITEMS 20000
+#define N_FACTORS 32
+#define N_USERS 200
+#define K 10
+
+typedef struct st_ann_fixture_t {
+    support_catalogue_t cat;
+    recd_ann_t *ann;
+    recd_scorer_t s;
+} ann_fixture_t;
+
+static void fixture_make(ann_fixture_t *fx, size_t n_items, int with_bias, uint32_t n_probe)
+{
+    support_catalogue_spec_t spec = {
+        .n_items = n_items, .n_users = N_USERS, .n_factors = N_FACTORS, .n_topics = 100, .with_bias = with_bias, .seed = 7};
+    recd_ann_params_t p;
+    char err[256] = "";
+    support_catalogue_generate(&spec, &fx->cat);
+    recd_ann_params_init(&p);
+    p.n_probe = n_probe;
+    fx->ann = recd_ann_build(fx->cat.items, fx->cat.item_bias, n_items, N_FACTORS, &p, err, sizeof(err));
+    assert_non_null(fx->ann);
+    fx->s = (recd_scorer_t){.kind = with_bias ? RECD_MODEL_BPR : RECD_MODEL_ALS,
+                            .n_factors = N_FACTORS,
+                            .n_items = n_items,
+                            .item_factors = fx->cat.items,
+                            .item_bias = fx->cat.item_bias,
+                            .ann = fx->ann};
+    assert_int_equal(recd_ann_check_scorer(fx->ann, &fx->s, err, sizeof(err)), RECD_OK);
+}
+
+static void fixture_dispose(ann_fixture_t *fx)
+{
+    recd_ann_free(fx->ann);
+    support_catalogue_dispose(&fx->cat);
+}
+
+/* The answer is sorted as recd_topk sorts: descending score, ties by ascending index, no repeats. */
+static void assert_sorted(const recd_scored_t *out, size_t n)
+{
+    for (size_t i = 1; i < n; ++i)
+        assert_true(out[i - 1].score > out[i].score || (out[i - 1].score == out[i].score && out[i - 1].index < out[i].index));
+}
+
+/* The index's own setting reaches recall@10 >= 0.95, answers are sorted and their scores are the exact scores. */
+static void check_recall(int with_bias)
+{
+    ann_fixture_t fx;
+    double recall = 0.0;
+    fixture_make(&fx, N_ITEMS, with_bias, 0);
+    assert_int_equal(recd_ann_recall(&fx.s, fx.cat.users, NULL, N_USERS, K, 0, &recall), RECD_OK);
+    print_message("recall@10 %s biases, %u of %u lists: %.4f\n", with_bias ? "with" : "without", recd_ann_n_probe(fx.ann),
+                  recd_ann_n_lists(fx.ann), recall);
+    assert_true(recall >= 0.95);
+    /* one probed list is not enough on this catalogue: the measurement can fail */
+    double one = 1.0;
+    assert_int_equal(recd_ann_recall(&fx.s, fx.cat.users, NULL, N_USERS, K, 1, &one), RECD_OK);
+    assert_true(one < recall);
+
+    float *scores = malloc(N_ITEMS * sizeof(float));
+    recd_scored_t out[K];
+    for (size_t u = 0; u != 20; ++u) {
+        recd_scan_query_t q = {.vec = fx.cat.users + u * N_FACTORS, .user = -1, .k = K, .approximate = 1, .out = out};
+        recd_ann_topk(&fx.s, &q, 1);
+        assert_int_equal(q.n_out, K);
+        assert_sorted(out, q.n_out);
+        recd_scorer_score(&fx.s, q.vec, -1, scores);
+        for (size_t i = 0; i != q.n_out; ++i)
+            assert_float_equal(out[i].score, scores[out[i].index], 1e-4f * (1.0f + fabsf(scores[out[i].index])));
+    }
+    free(scores);
+    fixture_dispose(&fx);
+}
+
+static void test_ann_recall_als(void **state)
+{
+    check_recall(0);
+}
+
+static void test_ann_recall_bpr_bias(void **state)
+{
+    check_recall(1);
+}
+
+/* Excluded items are never answered, even when they are the true top, and duplicates in the list are harmless. */
+static void test_ann_exclusions(void **state)
+{
+    ann_fixture_t fx;
+    fixture_make(&fx, N_ITEMS, 1, 0);
+    recd_scored_t top[40], out[K];
+    uint32_t excluded[60];
+    size_t found = 0, total = 0;
+    for (size_t u = 0; u != 50; ++u) {
+        recd_scan_query_t e = {.vec = fx.cat.users + u * N_FACTORS, .user = -1, .k = 40, .out = top};
+        recd_ann_exact_topk(&fx.s, &e, 1);
+        assert_int_equal(e.n_out, 40);
+        /* the exact top 30, some of them twice, and the items' lowest indexes */
+        size_t n_ex = 0;
+        for (size_t i = 0; i != 30; ++i)
+            excluded[n_ex++] = top[i].index;
+        for (size_t i = 0; i != 20; ++i)
+            excluded[n_ex++] = top[i].index;
+        for (size_t i = 0; i != 10; ++i)
+            excluded[n_ex++] = (uint32_t)i;
+        recd_scan_query_t q = {
+            .vec = e.vec, .user = -1, .k = K, .excluded = excluded, .n_excluded = n_ex, .approximate = 1, .out = out};
+        recd_ann_topk(&fx.s, &q, 1);
+        assert_int_equal(q.n_out, K);
+        assert_sorted(out, q.n_out);
+        for (size_t i = 0; i != q.n_out; ++i)
+            for (size_t j = 0; j != n_ex; ++j)
+                assert_int_not_equal(out[i].index, excluded[j]);
+        /* the next ten of the exact ranking are what should come back */
+        for (size_t i = 30; i != 40; ++i) {
+            for (size_t j = 0; j != q.n_out; ++j)
+                if (out[j].index == top[i].index) {
+                    ++found;
+                    break;
+                }
+            ++total;
+        }
+    }
+    print_message("recall@10 with the exact top 30 excluded: %.4f\n", (double)found / (double)total);
+    assert_true((double)found / (double)total >= 0.9);
+    fixture_dispose(&fx);
+}
+
+/* With all but three items excluded, exactly those three come back, in order: the search widens until it finds them. */
+static void test_ann_exclusions_leave_few(void **state)
+{
+    ann_fixture_t fx;
+    const size_t n = 3000;
+    fixture_make(&fx, n, 0, 1);
+    uint32_t *excluded = malloc(n * sizeof(uint32_t));
+    const uint32_t keep[3] = {17, 1234, 2999};
+    size_t n_ex = 0;
+    for (uint32_t i = 0; i != n; ++i)
+        if (i != keep[0] && i != keep[1] && i != keep[2])
+            excluded[n_ex++] = (uint32_t)(n - 1 - i); /* any order */
+    recd_scored_t out[K], exact[K];
+    recd_scan_query_t q = {
+        .vec = fx.cat.users, .user = -1, .k = K, .excluded = excluded, .n_excluded = n_ex, .approximate = 1, .out = out};
+    recd_scan_query_t e = q;
+    e.out = exact;
+    recd_ann_topk(&fx.s, &q, 1);
+    recd_ann_exact_topk(&fx.s, &e, 1);
+    assert_int_equal(q.n_out, 3);
+    assert_int_equal(e.n_out, 3);
+    for (size_t i = 0; i != 3; ++i)
+        assert_int_equal(out[i].index, exact[i].index);
+    free(excluded);
+    fixture_dispose(&fx);
+}
+
+/* Equal scores are answered by ascending index, as recd_topk answers them; a popularity scorer is answered exactly. */
+static void test_ann_ties_and_fallback(void **state)
+{
+    enum { n = 400, f = 8 };
+    float *items = calloc(n * f, sizeof(float));
+    uint64_t rng = 3;
+    for (size_t i = 0; i != n * f; ++i)
+        items[i] = (float)(recd_rand_uniform(&rng) - 0.5);
+    for (size_t i = 300; i != 310; ++i) /* ten copies of item 5 */
+        memcpy(items + i * f, items + 5 * f, f * sizeof(float));
+    recd_ann_params_t p;
+    char err[256];
+    recd_ann_params_init(&p);
+    p.n_lists = 20;
+    recd_ann_t *ann = recd_ann_build(items, NULL, n, f, &p, err, sizeof(err));
+    assert_non_null(ann);
+    recd_scorer_t s = {.kind = RECD_MODEL_ALS, .n_factors = f, .n_items = n, .item_factors = items, .ann = ann};
+    recd_scored_t out[6];
+    recd_scan_query_t q = {.vec = items + 5 * f, .user = -1, .k = 6, .approximate = 1, .out = out};
+    recd_ann_topk_probe(&s, &q, 1, 20);
+    assert_int_equal(q.n_out, 6);
+    const uint32_t want[6] = {5, 300, 301, 302, 303, 304};
+    for (size_t i = 0; i != 6; ++i) {
+        assert_int_equal(out[i].index, want[i]);
+        assert_true(out[i].score == out[0].score);
+    }
+    /* a popularity scorer has nothing to search: the exact answer */
+    float pop[n];
+    for (size_t i = 0; i != n; ++i)
+        pop[i] = (float)(i % 7);
+    recd_scorer_t ps = {.kind = RECD_MODEL_POPULARITY, .n_items = n, .popularity = pop, .ann = ann};
+    recd_ann_topk(&ps, &q, 1);
+    assert_int_equal(q.n_out, 6);
+    assert_int_equal(out[0].index, 6);
+    assert_int_equal(out[1].index, 13);
+    recd_ann_free(ann);
+    free(items);
+}
+
+/* The same inputs and seed give the same bytes, whatever the build's thread count; another seed gives others. */
+static void test_ann_deterministic(void **state)
+{
+    support_catalogue_spec_t spec = {
+        .n_items = 5000, .n_users = 1, .n_factors = N_FACTORS, .n_topics = 50, .with_bias = 1, .seed = 11};
+    support_catalogue_t cat;
+    recd_ann_params_t p;
+    char err[256];
+    support_catalogue_generate(&spec, &cat);
+    recd_ann_params_init(&p);
+    p.threads = 1;
+    recd_ann_t *a = recd_ann_build(cat.items, cat.item_bias, spec.n_items, N_FACTORS, &p, err, sizeof(err));
+    p.threads = 2;
+    recd_ann_t *b = recd_ann_build(cat.items, cat.item_bias, spec.n_items, N_FACTORS, &p, err, sizeof(err));
+    p.seed += 1;
+    recd_ann_t *c = recd_ann_build(cat.items, cat.item_bias, spec.n_items, N_FACTORS, &p, err, sizeof(err));
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    size_t na, nb, nc;
+    const void *ba = recd_ann_bytes(a, &na), *bb = recd_ann_bytes(b, &nb), *bc = recd_ann_bytes(c, &nc);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ba, bb, na);
+    assert_int_equal(na, nc);
+    assert_memory_not_equal(ba, bc, na);
+    recd_ann_free(a);
+    recd_ann_free(b);
+    recd_ann_free(c);
+    support_catalogue_dispose(&cat);
+}
+
+/* A copy of the bytes, mapped, answers exactly as the index that built them. */
+static void test_ann_round_trip(void **state)
+{
+    ann_fixture_t fx;
+    char err[256] = "";
+    fixture_make(&fx, N_ITEMS, 1, 0);
+    size_t size;
+    const void *bytes = recd_ann_bytes(fx.ann, &size);
+    void *copy = aligned_alloc(64, (size + 63) / 64 * 64);
+    memcpy(copy, bytes, size);
+    recd_ann_t *mapped = recd_ann_map(copy, size, err, sizeof(err));
+    assert_non_null(mapped);
+    assert_int_equal(recd_ann_n_lists(mapped), recd_ann_n_lists(fx.ann));
+    assert_int_equal(recd_ann_n_probe(mapped), recd_ann_n_probe(fx.ann));
+    assert_int_equal(recd_ann_set_n_probe(mapped, 1), RECD_EINVAL); /* a mapped index is read-only */
+    recd_scorer_t ms = fx.s;
+    ms.ann = mapped;
+    recd_scored_t a[K], b[K];
+    uint32_t excluded[3] = {1, 2, 3};
+    for (size_t u = 0; u != N_USERS; ++u) {
+        recd_scan_query_t qa = {.vec = fx.cat.users + u * N_FACTORS,
+                                .user = -1,
+                                .k = K,
+                                .excluded = excluded,
+                                .n_excluded = 3,
+                                .approximate = 1,
+                                .out = a};
+        recd_scan_query_t qb = qa;
+        qb.out = b;
+        recd_ann_topk(&fx.s, &qa, 1);
+        recd_ann_topk(&ms, &qb, 1);
+        assert_int_equal(qa.n_out, qb.n_out);
+        assert_memory_equal(a, b, qa.n_out * sizeof(recd_scored_t));
+    }
+    recd_ann_free(mapped);
+    free(copy);
+    fixture_dispose(&fx);
+}
+
+/* An index that does not belong to the scorer is refused, with a message. */
+static void test_ann_check_scorer(void **state)
+{
+    ann_fixture_t fx;
+    char err[256] = "";
+    fixture_make(&fx, 3000, 1, 1);
+    recd_scorer_t s = fx.s;
+    s.n_items = 2999;
+    assert_int_equal(recd_ann_check_scorer(fx.ann, &s, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "3000 items"));
+    s = fx.s;
+    s.kind = RECD_MODEL_ALS; /* ALS ignores item biases: the index searched them */
+    assert_int_equal(recd_ann_check_scorer(fx.ann, &s, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "biases"));
+    s = fx.s;
+    s.kind = RECD_MODEL_POPULARITY;
+    assert_int_equal(recd_ann_check_scorer(fx.ann, &s, err, sizeof(err)), RECD_EINVAL);
+    fixture_dispose(&fx);
+}
+
+/* Maps bytes that may be corrupt; when they pass, queries must still answer only real, distinct, non-excluded items. */
+static int map_and_query(const void *bytes, size_t size, const recd_scorer_t *s, const float *user)
+{
+    char err[256] = "";
+    recd_ann_t *a = recd_ann_map(bytes, size, err, sizeof(err));
+    if (a == NULL) {
+        assert_true(strlen(err) > 0);
+        return 0;
+    }
+    recd_scorer_t ms = *s;
+    ms.ann = a;
+    if (recd_ann_check_scorer(a, &ms, err, sizeof(err)) == RECD_OK) {
+        recd_scored_t out[K];
+        uint32_t excluded[1] = {0};
+        recd_scan_query_t q = {
+            .vec = user, .user = -1, .k = K, .excluded = excluded, .n_excluded = 1, .approximate = 1, .out = out};
+        recd_ann_topk(&ms, &q, 1);
+        assert_true(q.n_out <= K);
+        for (size_t i = 0; i != q.n_out; ++i) {
+            assert_true(out[i].index < s->n_items);
+            assert_int_not_equal(out[i].index, 0);
+        }
+        assert_sorted(out, q.n_out);
+    }
+    recd_ann_free(a);
+    return 1;
+}
+
+static void put_u32(uint8_t *b, size_t off, uint32_t v)
+{
+    memcpy(b + off, &v, 4);
+}
+
+static uint64_t get_u64(const uint8_t *b, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, b + off, 8);
+    return v;
+}
+
+/* Truncated, aimed and random corruptions of the bytes are refused (or harmless), never a bad read (run under ASan). */
+static void test_ann_corrupt_bytes(void **state)
+{
+    ann_fixture_t fx;
+    fixture_make(&fx, 3000, 0, 2);
+    size_t size;
+    const uint8_t *good = recd_ann_bytes(fx.ann, &size);
+    uint8_t *b = aligned_alloc(64, (size + 63) / 64 * 64);
+    const float *user = fx.cat.users;
+
+    memcpy(b, good, size);
+    assert_int_equal(map_and_query(b, size, &fx.s, user), 1);
+    /* every truncation is refused: the size is in the header */
+    for (size_t len = 0; len < size; len += len < 256 ? 1 : 97) {
+        char err[256] = "";
+        void *t = malloc(len + 8);
+        memcpy(t, good, len);
+        assert_null(recd_ann_map(len != 0 ? t : NULL, len, err, sizeof(err)));
+        assert_true(strlen(err) > 0);
+        free(t);
+    }
+    /* aimed: each header field, an item out of range, a repeated item, lists out of order */
+    const size_t fields[] = {0, 8, 12, 16, 20, 24, 32, 36, 40, 56, 64, 72, 80, 88};
+    for (size_t i = 0; i != sizeof(fields) / sizeof(fields[0]); ++i) {
+        const uint32_t values[] = {0, 1, 0x7fffffffu, 0xffffffffu, 3001};
+        for (size_t v = 0; v != sizeof(values) / sizeof(values[0]); ++v) {
+            memcpy(b, good, size);
+            put_u32(b, fields[i], values[v]);
+            map_and_query(b, size, &fx.s, user);
+        }
+    }
+    uint64_t off_start = get_u64(good, 72), off_items = get_u64(good, 80);
+    char err[256];
+    memcpy(b, good, size);
+    put_u32(b, off_items + 4 * 10, 3000);
+    assert_null(recd_ann_map(b, size, err, sizeof(err)));
+    assert_non_null(strstr(err, "out of range or repeated"));
+    memcpy(b, good, size);
+    memcpy(b + off_items + 4 * 11, b + off_items + 4 * 12, 4);
+    assert_null(recd_ann_map(b, size, err, sizeof(err)));
+    memcpy(b, good, size);
+    put_u32(b, off_start + 4 * 1, 2999); /* list 0 now ends after list 1 starts */
+    assert_null(recd_ann_map(b, size, err, sizeof(err)));
+    /* random: flip 1..4 bytes anywhere, 2000 times */
+    uint64_t rng = 99;
+    size_t refused = 0;
+    for (int round = 0; round != 2000; ++round) {
+        memcpy(b, good, size);
+        int flips = 1 + (int)recd_rand_below(&rng, 4);
+        for (int k = 0; k != flips; ++k) {
+            size_t at = (size_t)recd_rand_below(&rng, round % 2 ? size : 128);
+            b[at] ^= (uint8_t)(1u << recd_rand_below(&rng, 8));
+        }
+        refused += map_and_query(b, size, &fx.s, user) == 0;
+    }
+    print_message("random flips: %zu of 2000 refused\n", refused);
+    assert_true(refused > 0);
+    free(b);
+    fixture_dispose(&fx);
+}
+
+/* Bad build parameters and factors are refused with a message. */
+static void test_ann_build_rejects(void **state)
+{
+    float items[4 * 2] = {1, 0, 0, 1, 1, 1, NAN, 0};
+    recd_ann_params_t p;
+    char err[256] = "";
+    recd_ann_params_init(&p);
+    p.n_lists = 2;
+    assert_null(recd_ann_build(items, NULL, 4, 2, &p, err, sizeof(err))); /* the NaN */
+    assert_non_null(strstr(err, "item 3"));
+    items[6] = 0.5f;
+    p.n_lists = 5;
+    assert_null(recd_ann_build(items, NULL, 4, 2, &p, err, sizeof(err)));
+    p.n_lists = 2;
+    p.n_probe = 3;
+    assert_null(recd_ann_build(items, NULL, 4, 2, &p, err, sizeof(err)));
+    p.n_probe = 2;
+    recd_ann_t *a = recd_ann_build(items, NULL, 4, 2, &p, err, sizeof(err));
+    assert_non_null(a);
+    assert_int_equal(recd_ann_set_n_probe(a, 3), RECD_EINVAL);
+    assert_int_equal(recd_ann_set_n_probe(a, 1), RECD_OK);
+    assert_int_equal(recd_ann_n_probe(a), 1);
+    recd_ann_free(a);
+}
+
+/* Tuning picks the smallest probe count that meets the target on the users given. */
+static void test_ann_tune(void **state)
+{
+    ann_fixture_t fx;
+    double recall = 0.0, lower = 0.0;
+    fixture_make(&fx, N_ITEMS, 0, 1);
+    assert_int_equal(recd_ann_tune_n_probe(fx.ann, &fx.s, fx.cat.users, NULL, N_USERS, K, 0.97, &recall), RECD_OK);
+    uint32_t chosen = recd_ann_n_probe(fx.ann);
+    assert_true(recall >= 0.97);
+    assert_true(chosen > 1);
+    assert_int_equal(recd_ann_recall(&fx.s, fx.cat.users, NULL, N_USERS, K, chosen / 2, &lower), RECD_OK);
+    assert_true(lower < 0.97);
+    fixture_dispose(&fx);
+}
+
+int test_ann_run(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ann_recall_als),
+        cmocka_unit_test(test_ann_recall_bpr_bias),
+        cmocka_unit_test(test_ann_exclusions),
+        cmocka_unit_test(test_ann_exclusions_leave_few),
+        cmocka_unit_test(test_ann_ties_and_fallback),
+        cmocka_unit_test(test_ann_deterministic),
+        cmocka_unit_test(test_ann_round_trip),
+        cmocka_unit_test(test_ann_check_scorer),
+        cmocka_unit_test(test_ann_corrupt_bytes),
+        cmocka_unit_test(test_ann_build_rejects),
+        cmocka_unit_test(test_ann_tune),
+    };
+    return cmocka_run_group_tests_name("ann", tests, NULL, NULL);
+}
