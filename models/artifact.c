@@ -1,10 +1,11 @@
 /* artifact.c: writes, maps, verifies and describes model artifacts (one immutable file per model version). */
 /*
- * ARTIFACT FORMAT, version 1 (all integers and floats little-endian; floats are IEEE-754 binary32)
+ * ARTIFACT FORMAT, version 2 (all integers and floats little-endian; floats are IEEE-754 binary32). Version 1 is the same
+ * without the extension table (header size 264, no optional sections); the reader accepts both, the writer writes 2.
  *
  *   offset  size  field
  *   0       8     magic "RECDMDL1" (RECD_ARTIFACT_MAGIC, no NUL)
- *   8       4     u32 format version (1)
+ *   8       4     u32 format version (2; 1 for the older layout)
  *   12      4     u32 model kind (1 popularity, 2 als, 3 bpr, 4 biased_mf)
  *   16      8     u64 n_users
  *   24      8     u64 n_items
@@ -13,8 +14,8 @@
  *   44      4     f32 alpha (fold-in confidence c = 1 + alpha * value)
  *   48      4     f32 reg (fold-in L2 regularisation)
  *   52      4     f32 global bias (biased_mf; 0 otherwise)
- *   56      4     u32 header size (264)
- *   60      4     u32 number of sections (12)
+ *   56      4     u32 header size (272 + 24 * n_extras; 264 in version 1)
+ *   60      4     u32 number of fixed sections (12)
  *   64      8     u64 total file size, including the trailing checksum
  *   72      192   section table: 12 x {u64 offset, u64 size}, in this order and at increasing offsets:
  *                  0 user id table      8*(n_users+1) + id bytes
@@ -29,9 +30,19 @@
  *                  9 CSR cols           nnz*4 (u32 item indexes, strictly ascending within a row)
  *                 10 CSR vals           nnz*4 (f32 raw interaction strengths)
  *                 11 metadata           a JSON object, not NUL-terminated
- *   264..         zero padding; every section starts at a multiple of 64 bytes (RECD_ARTIFACT_ALIGN) and the gap
+ *   264     4     u32 n_extras, the number of tagged optional sections (0..32)          [version 2 only]
+ *   268     4     u32 reserved, 0                                                       [version 2 only]
+ *   272     24*n  extension table: n_extras x {u32 tag, u32 reserved (0), u64 offset, u64 size}, at increasing offsets
+ *                 after the metadata section; each tag at most once, and a tag this reader does not know is an error:
+ *                  1 item factors bf16  n_items*n_factors*2 (row-major bfloat16, finite)
+ *                  2 item factors fp16  n_items*n_factors*2 (row-major binary16, finite)
+ *                  3 item factors int8  n_items*n_factors   (row-major int8; present together with tag 4)
+ *                  4 int8 row scales    n_items*4           (f32, finite, >= 0: row i of tag 3 times scale i)
+ *                 16 ANN index          (models/ann.c)
+ *   ..            zero padding; every section starts at a multiple of 64 bytes (RECD_ARTIFACT_ALIGN) and the gap
  *                 before it is zero-filled
- *   size-32 32    SHA-256 of every byte before it; it directly follows the end of the metadata section
+ *   size-32 32    SHA-256 of every byte before it; it directly follows the end of the last section (the metadata
+ *                 section when there are no optional sections)
  *
  * An id table is u64 offsets[n+1] (relative to the first id byte; offsets[0] = 0, strictly increasing) followed by the
  * ids: id i is the bytes offsets[i] .. offsets[i+1]-1, whose last byte is its NUL terminator and which contain no other
@@ -97,8 +108,24 @@ typedef struct st_header_t {
     section_t sections[SEC_COUNT];
 } header_t;
 
+/* What follows the version-1 header in version 2: the count of the extension table, then its entries. */
+typedef struct st_extension_head_t {
+    uint32_t n_extras;
+    uint32_t reserved;
+} extension_head_t;
+
+typedef struct st_extension_t {
+    uint32_t tag;
+    uint32_t reserved;
+    uint64_t offset, size;
+} extension_t;
+
 _Static_assert(sizeof(header_t) == 264, "header layout is part of the file format");
 _Static_assert(offsetof(header_t, sections) == 72, "header layout is part of the file format");
+_Static_assert(sizeof(extension_head_t) == 8 && sizeof(extension_t) == 24, "header layout is part of the file format");
+
+#define HEADER_V1_SIZE sizeof(header_t)
+#define HEADER_V2_SIZE(n_extras) (sizeof(header_t) + sizeof(extension_head_t) + (n_extras) * sizeof(extension_t))
 
 #define SHA_LEN 32
 
@@ -134,6 +161,125 @@ const char *recd_model_kind_name(uint32_t kind)
     default:
         return "unknown";
     }
+}
+
+const char *recd_artifact_tag_name(uint32_t tag)
+{
+    switch (tag) {
+    case RECD_ARTIFACT_ITEM_FACTORS_BF16:
+        return "item factors bf16";
+    case RECD_ARTIFACT_ITEM_FACTORS_FP16:
+        return "item factors fp16";
+    case RECD_ARTIFACT_ITEM_FACTORS_INT8:
+        return "item factors int8";
+    case RECD_ARTIFACT_INT8_SCALES:
+        return "int8 row scales";
+    case RECD_ARTIFACT_ANN_INDEX:
+        return "ANN index";
+    default:
+        return NULL;
+    }
+}
+
+/* A 16-bit float is finite unless its exponent bits (mask) are all ones: bf16 0x7f80, binary16 0x7c00. */
+static int halves_finite(const void *data, uint64_t n, uint16_t exponent_mask, uint64_t *bad)
+{
+    const uint8_t *p = data;
+    for (uint64_t i = 0; i != n; ++i) {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        if ((v & exponent_mask) == exponent_mask) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Checks a set of optional sections against the model's shape, for the writer and the reader alike: known tags, each at
+ * most once, compact factors only with factors and of the size the counts imply, finite values, int8 with its scales. On
+ * failure writes the problem into msg and returns -1.
+ */
+static int check_extras(const recd_artifact_extra_t *extras, size_t n, uint64_t n_items, uint64_t n_factors, char *msg,
+                        size_t msglen)
+{
+    int have_int8 = 0, have_scales = 0;
+    if (n > RECD_ARTIFACT_MAX_EXTRAS) {
+        snprintf(msg, msglen, "%zu optional sections, at most %d", n, RECD_ARTIFACT_MAX_EXTRAS);
+        return -1;
+    }
+    for (size_t k = 0; k != n; ++k) {
+        const recd_artifact_extra_t *x = &extras[k];
+        const char *name = recd_artifact_tag_name(x->tag);
+        if (name == NULL) {
+            snprintf(msg, msglen, "unknown optional section tag %u (this recd knows 1, 2, 3, 4 and 16)", x->tag);
+            return -1;
+        }
+        for (size_t j = 0; j != k; ++j) {
+            if (extras[j].tag == x->tag) {
+                snprintf(msg, msglen, "optional section tag %u (%s) appears twice", x->tag, name);
+                return -1;
+            }
+        }
+        if (x->size != 0 && x->data == NULL) {
+            snprintf(msg, msglen, "%s section has %llu bytes but no data", name, (unsigned long long)x->size);
+            return -1;
+        }
+        uint64_t expect, bad;
+        const char *formula;
+        switch (x->tag) {
+        case RECD_ARTIFACT_ITEM_FACTORS_BF16:
+        case RECD_ARTIFACT_ITEM_FACTORS_FP16:
+            expect = n_items * n_factors * 2;
+            formula = "n_items*n_factors*2";
+            break;
+        case RECD_ARTIFACT_ITEM_FACTORS_INT8:
+            expect = n_items * n_factors;
+            formula = "n_items*n_factors";
+            have_int8 = 1;
+            break;
+        case RECD_ARTIFACT_INT8_SCALES:
+            expect = n_items * 4;
+            formula = "n_items*4";
+            have_scales = 1;
+            break;
+        default: /* the ANN index checks itself when it is loaded */
+            continue;
+        }
+        if (n_factors == 0) {
+            snprintf(msg, msglen, "%s section in a model without factors", name);
+            return -1;
+        }
+        if (x->size != expect) {
+            snprintf(msg, msglen, "inconsistent counts: %s section is %llu bytes, expected %s = %llu", name,
+                     (unsigned long long)x->size, formula, (unsigned long long)expect);
+            return -1;
+        }
+        if ((x->tag == RECD_ARTIFACT_ITEM_FACTORS_BF16 && !halves_finite(x->data, expect / 2, 0x7f80, &bad)) ||
+            (x->tag == RECD_ARTIFACT_ITEM_FACTORS_FP16 && !halves_finite(x->data, expect / 2, 0x7c00, &bad))) {
+            snprintf(msg, msglen, "non-finite value in %s at index %llu", name, (unsigned long long)bad);
+            return -1;
+        }
+        if (x->tag == RECD_ARTIFACT_INT8_SCALES) {
+            const uint8_t *p = x->data;
+            for (uint64_t i = 0; i != n_items; ++i) {
+                float v;
+                memcpy(&v, p + 4 * i, 4);
+                if (!isfinite(v) || v < 0) {
+                    snprintf(msg, msglen, "bad value in %s at index %llu (finite and >= 0 expected)", name, (unsigned long long)i);
+                    return -1;
+                }
+            }
+        }
+    }
+    if (have_int8 != have_scales) {
+        snprintf(msg, msglen, "%s section without its %s section",
+                 recd_artifact_tag_name(have_int8 ? RECD_ARTIFACT_ITEM_FACTORS_INT8 : RECD_ARTIFACT_INT8_SCALES),
+                 recd_artifact_tag_name(have_int8 ? RECD_ARTIFACT_INT8_SCALES : RECD_ARTIFACT_ITEM_FACTORS_INT8));
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- id hash tables ------------------------------------------------------------------------------------------------ */
@@ -391,6 +537,12 @@ static int check_spec(const recd_model_spec_t *s, char *msg, size_t msglen)
         return RECD_EINVAL;
     }
     free(slots);
+    if (s->n_extras != 0 && s->extras == NULL) {
+        snprintf(msg, msglen, "%zu optional sections but no array of them", s->n_extras);
+        return RECD_EINVAL;
+    }
+    if (s->n_extras != 0 && check_extras(s->extras, s->n_extras, s->n_items, s->n_factors, msg, msglen) != 0)
+        return RECD_EINVAL;
     return RECD_OK;
 }
 
@@ -464,8 +616,11 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
     h.alpha = spec->alpha;
     h.reg = spec->reg;
     h.global_bias = spec->global_bias;
-    h.header_size = sizeof(header_t);
+    size_t n_extras = spec->n_extras;
+    h.header_size = (uint32_t)HEADER_V2_SIZE(n_extras);
     h.n_sections = SEC_COUNT;
+    extension_head_t eh = {.n_extras = (uint32_t)n_extras};
+    extension_t ext[RECD_ARTIFACT_MAX_EXTRAS];
     uint64_t sizes[SEC_COUNT] = {
         [SEC_USER_IDS] = idtab_size(spec->user_ids, spec->n_users),
         [SEC_ITEM_IDS] = idtab_size(spec->item_ids, spec->n_items),
@@ -480,11 +635,15 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
         [SEC_VALS] = h.nnz * 4,
         [SEC_METADATA] = strlen(metadata),
     };
-    uint64_t off = sizeof(header_t);
+    uint64_t off = h.header_size;
     for (int s = 0; s != SEC_COUNT; ++s) {
         h.sections[s].offset = align_up(off);
         h.sections[s].size = sizes[s];
         off = h.sections[s].offset + sizes[s];
+    }
+    for (size_t k = 0; k != n_extras; ++k) {
+        ext[k] = (extension_t){.tag = spec->extras[k].tag, .offset = align_up(off), .size = spec->extras[k].size};
+        off = ext[k].offset + ext[k].size;
     }
     h.file_size = off + SHA_LEN;
 
@@ -524,7 +683,9 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
         pos = h.sections[s].offset + h.sections[s].size;                                                                           \
     } while (0)
     wr_bytes(&w, &h, sizeof(h));
-    pos = sizeof(h);
+    wr_bytes(&w, &eh, sizeof(eh));
+    wr_bytes(&w, ext, n_extras * sizeof(ext[0]));
+    pos = h.header_size;
     SECTION_START(SEC_USER_IDS);
     wr_idtab(&w, spec->user_ids, spec->n_users);
     SECTION_START(SEC_ITEM_IDS);
@@ -555,6 +716,11 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
     SECTION_START(SEC_METADATA);
     wr_bytes(&w, metadata, sizes[SEC_METADATA]);
 #undef SECTION_START
+    for (size_t k = 0; k != n_extras; ++k) {
+        wr_zeros(&w, ext[k].offset - pos);
+        wr_bytes(&w, spec->extras[k].data, spec->extras[k].size);
+        pos = ext[k].offset + ext[k].size;
+    }
     wr_flush(&w);
     if (w.failed) {
         set_err(err, errlen, path, "cannot write %s: %s", tmp, strerror(w.failed));
@@ -692,18 +858,34 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
     }
     uint32_t version;
     memcpy(&version, base + offsetof(header_t, format_version), sizeof(version));
-    if (version != RECD_ARTIFACT_FORMAT_VERSION) {
-        snprintf(msg, msglen, "unsupported artifact format version %u (this recd reads %d)", version, RECD_ARTIFACT_FORMAT_VERSION);
+    if (version != 1 && version != RECD_ARTIFACT_FORMAT_VERSION) {
+        snprintf(msg, msglen, "unsupported artifact format version %u (this recd reads 1 and %d)", version,
+                 RECD_ARTIFACT_FORMAT_VERSION);
         return -1;
     }
-    if (size < sizeof(header_t)) {
-        snprintf(msg, msglen, "truncated: file has %zu bytes, less than the %zu-byte header", size, sizeof(header_t));
+    size_t header_size = version == 1 ? HEADER_V1_SIZE : HEADER_V2_SIZE(0);
+    if (size < header_size) {
+        snprintf(msg, msglen, "truncated: file has %zu bytes, less than the %zu-byte header", size, header_size);
         return -1;
     }
     memcpy(&h, base, sizeof(h));
-    if (h.header_size != sizeof(header_t) || h.n_sections != SEC_COUNT) {
+    extension_head_t eh = {0};
+    if (version != 1) {
+        memcpy(&eh, base + sizeof(h), sizeof(eh));
+        if (eh.n_extras > RECD_ARTIFACT_MAX_EXTRAS || eh.reserved != 0) {
+            snprintf(msg, msglen, "malformed header: %u optional sections (at most %d), reserved field %u", eh.n_extras,
+                     RECD_ARTIFACT_MAX_EXTRAS, eh.reserved);
+            return -1;
+        }
+        header_size = HEADER_V2_SIZE(eh.n_extras);
+        if (size < header_size) {
+            snprintf(msg, msglen, "truncated: file has %zu bytes, less than the %zu-byte header", size, header_size);
+            return -1;
+        }
+    }
+    if (h.header_size != header_size || h.n_sections != SEC_COUNT) {
         snprintf(msg, msglen, "malformed header: header size %u with %u sections, expected %zu with %d", h.header_size,
-                 h.n_sections, sizeof(header_t), SEC_COUNT);
+                 h.n_sections, header_size, SEC_COUNT);
         return -1;
     }
     if (h.file_size != size) {
@@ -711,7 +893,7 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
                  (unsigned long long)h.file_size, size);
         return -1;
     }
-    if (size < sizeof(header_t) + SHA_LEN) {
+    if (size < header_size + SHA_LEN) {
         snprintf(msg, msglen, "truncated: no room for the checksum (file has %zu bytes)", size);
         return -1;
     }
@@ -751,29 +933,42 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
         return -1;
     }
 
-    /* Section placement. */
-    uint64_t limit = size - SHA_LEN, prev_end = sizeof(header_t);
-    for (int s = 0; s != SEC_COUNT; ++s) {
-        const section_t *sec = &h.sections[s];
+    /* Section placement: the fixed sections, then the optional ones, at increasing aligned offsets up to the checksum. */
+    extension_t ext[RECD_ARTIFACT_MAX_EXTRAS];
+    memcpy(ext, base + HEADER_V2_SIZE(0), eh.n_extras * sizeof(ext[0]));
+    for (uint32_t k = 0; k != eh.n_extras; ++k) {
+        if (recd_artifact_tag_name(ext[k].tag) == NULL) {
+            snprintf(msg, msglen, "unknown optional section tag %u (this recd knows 1, 2, 3, 4 and 16)", ext[k].tag);
+            return -1;
+        }
+        if (ext[k].reserved != 0) {
+            snprintf(msg, msglen, "malformed extension table: reserved field of tag %u is %u", ext[k].tag, ext[k].reserved);
+            return -1;
+        }
+    }
+    uint64_t limit = size - SHA_LEN, prev_end = header_size;
+    for (uint32_t s = 0; s != SEC_COUNT + eh.n_extras; ++s) {
+        const section_t *sec = s < SEC_COUNT ? &h.sections[s] : &(section_t){ext[s - SEC_COUNT].offset, ext[s - SEC_COUNT].size};
+        const char *name = s < SEC_COUNT ? section_names[s] : recd_artifact_tag_name(ext[s - SEC_COUNT].tag);
         if (sec->offset > limit || sec->size > limit - sec->offset) {
-            snprintf(msg, msglen, "%s section (offset %llu, %llu bytes) extends past the end of the data (%llu bytes)",
-                     section_names[s], (unsigned long long)sec->offset, (unsigned long long)sec->size, (unsigned long long)limit);
+            snprintf(msg, msglen, "%s section (offset %llu, %llu bytes) extends past the end of the data (%llu bytes)", name,
+                     (unsigned long long)sec->offset, (unsigned long long)sec->size, (unsigned long long)limit);
             return -1;
         }
         if (sec->offset % RECD_ARTIFACT_ALIGN != 0) {
-            snprintf(msg, msglen, "%s section offset %llu is not %d-byte aligned", section_names[s],
-                     (unsigned long long)sec->offset, RECD_ARTIFACT_ALIGN);
+            snprintf(msg, msglen, "%s section offset %llu is not %d-byte aligned", name, (unsigned long long)sec->offset,
+                     RECD_ARTIFACT_ALIGN);
             return -1;
         }
         if (sec->offset < prev_end) {
-            snprintf(msg, msglen, "%s section at offset %llu overlaps the header or the previous section", section_names[s],
+            snprintf(msg, msglen, "%s section at offset %llu overlaps the header or the previous section", name,
                      (unsigned long long)sec->offset);
             return -1;
         }
         prev_end = sec->offset + sec->size;
     }
     if (prev_end != limit) {
-        snprintf(msg, msglen, "%llu unaccounted bytes between the metadata section and the checksum",
+        snprintf(msg, msglen, "%llu unaccounted bytes between the last section and the checksum",
                  (unsigned long long)(limit - prev_end));
         return -1;
     }
@@ -822,6 +1017,11 @@ static int verify(recd_model_t *m, const uint8_t *base, size_t size, char *msg, 
     m->metadata = SECTION(SEC_METADATA, char);
     m->metadata_len = (size_t)h.sections[SEC_METADATA].size;
 #undef SECTION
+    m->n_extras = eh.n_extras;
+    for (uint32_t k = 0; k != eh.n_extras; ++k)
+        m->extras[k] = (recd_artifact_extra_t){ext[k].tag, base + ext[k].offset, ext[k].size};
+    if (check_extras(m->extras, m->n_extras, ni, f, msg, msglen) != 0)
+        return -1;
 
     struct {
         const float *v;
@@ -946,6 +1146,20 @@ Error:
         close(fd);
     if (m != NULL)
         model_free(m);
+    return NULL;
+}
+
+const void *recd_model_extra(const recd_model_t *m, uint32_t tag, uint64_t *size)
+{
+    for (size_t k = 0; k != m->n_extras; ++k) {
+        if (m->extras[k].tag == tag) {
+            if (size != NULL)
+                *size = m->extras[k].size;
+            return m->extras[k].data;
+        }
+    }
+    if (size != NULL)
+        *size = 0;
     return NULL;
 }
 

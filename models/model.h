@@ -65,8 +65,33 @@ typedef enum en_recd_model_kind_t {
 const char *recd_model_kind_name(uint32_t kind);
 
 #define RECD_ARTIFACT_MAGIC "RECDMDL1"
-#define RECD_ARTIFACT_FORMAT_VERSION 1
+#define RECD_ARTIFACT_FORMAT_VERSION 2 /* what the writer writes; the reader also accepts 1 */
 #define RECD_ARTIFACT_ALIGN 64
+/* At most this many tagged optional sections in one artifact. */
+#define RECD_ARTIFACT_MAX_EXTRAS 32
+
+/**
+ * Tags of the optional sections of a format-2 artifact. A reader rejects a tag it does not know (naming it), so a section
+ * that changes how a model scores is never silently ignored. Compact item factors are row-major like the f32 ones, which
+ * always stay in the artifact (fold-in, similar items and exact re-ranking read them).
+ */
+typedef enum en_recd_artifact_tag_t {
+    RECD_ARTIFACT_ITEM_FACTORS_BF16 = 1, /* n_items*n_factors*2: bfloat16 */
+    RECD_ARTIFACT_ITEM_FACTORS_FP16 = 2, /* n_items*n_factors*2: IEEE-754 binary16 */
+    RECD_ARTIFACT_ITEM_FACTORS_INT8 = 3, /* n_items*n_factors: int8, row i times scale i approximates row i */
+    RECD_ARTIFACT_INT8_SCALES = 4,       /* n_items*4: f32 per-row scales of the int8 factors (present with tag 3) */
+    RECD_ARTIFACT_ANN_INDEX = 16,        /* an approximate nearest-neighbour index (models/ann.c) */
+} recd_artifact_tag_t;
+
+/** Returns a short name of an optional-section tag ("item factors bf16", ...), or NULL for a tag this recd does not know. */
+const char *recd_artifact_tag_name(uint32_t tag);
+
+/** One optional section handed to the writer (the bytes are borrowed). */
+typedef struct st_recd_artifact_extra_t {
+    uint32_t tag; /* recd_artifact_tag_t */
+    const void *data;
+    uint64_t size;
+} recd_artifact_extra_t;
 
 /**
  * Everything a writer needs; the arrays are borrowed. user_factors/item_factors are row-major float32 with n_factors
@@ -90,13 +115,17 @@ typedef struct st_recd_model_spec_t {
     float reg;   /* fold-in L2 regularisation */
     const recd_csr_t *user_items;
     const char *metadata_json;
+    const recd_artifact_extra_t *extras; /* optional sections, each tag at most once (format 2); NULL when n_extras == 0 */
+    size_t n_extras;
 } recd_model_spec_t;
 
 /**
  * Writes an artifact to path (via path.tmp, fsync, rename). The file layout: a fixed header (magic, format version, kind,
- * counts, factors, alpha/reg/global bias, section offsets and sizes), 64-byte-aligned sections (user ids, item ids, user
- * factors, item factors, Gram matrix Y^T Y computed here, popularity, biases, user-item CSR, metadata JSON) and a trailing
- * SHA-256 of every byte before it. On failure returns a RECD_E* code and writes a message into err.
+ * counts, factors, alpha/reg/global bias, section offsets and sizes, the table of tagged optional sections), 64-byte-aligned
+ * sections (user ids, item ids, user factors, item factors, Gram matrix Y^T Y computed here, popularity, biases, user-item
+ * CSR, metadata JSON, then the spec's extras in order) and a trailing SHA-256 of every byte before it. An extra with an
+ * unknown or repeated tag, or a compact-factor section of the wrong size, is refused. On failure returns a RECD_E* code and
+ * writes a message into err.
  */
 int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err, size_t errlen);
 
@@ -105,11 +134,17 @@ typedef struct st_recd_model_t recd_model_t;
 /**
  * Reads an artifact into anonymous memory (so changes to the file afterwards cannot affect it), verifies its SHA-256 and every
  * offset/count, builds the id lookup tables, and returns it with one reference. Returns NULL and a message in err saying what is
- * wrong (truncated, bad magic, unsupported version, checksum mismatch, inconsistent counts or offsets).
+ * wrong (truncated, bad magic, unsupported version, checksum mismatch, inconsistent counts or offsets, an unknown section
+ * tag). Reads format versions 1 and 2.
  */
 recd_model_t *recd_model_open(const char *path, char *err, size_t errlen);
 /** Takes one more reference (atomic). */
 void recd_model_retain(recd_model_t *m);
+/**
+ * The bytes of the optional section with this tag (64-byte aligned, valid while m lives) and *size (may be NULL) its length;
+ * NULL (and *size 0) when the artifact has none, as every format-1 artifact.
+ */
+const void *recd_model_extra(const recd_model_t *m, uint32_t tag, uint64_t *size);
 /** Drops a reference (atomic); the last one unmaps and frees. Accepts NULL. */
 void recd_model_release(recd_model_t *m);
 

@@ -48,6 +48,8 @@ struct st_recd_model_t {
     const float *vals;         /* nnz */
     const char *metadata;
     size_t metadata_len;
+    recd_artifact_extra_t extras[RECD_ARTIFACT_MAX_EXTRAS]; /* the tagged optional sections, data inside the mapping */
+    size_t n_extras;
 
     uint32_t *popular_order; /* heap, n_items */
     float *item_norms;       /* heap, n_items (NULL when n_factors == 0) */

@@ -411,7 +411,7 @@ static void test_artifact_bad_version(void **state)
     put_u32(buf, OFF_VERSION, 7);
     reseal(buf, len);
     write_all(fx->path, buf, len);
-    expect_reject(fx->path, "unsupported artifact format version 7 (this recd reads 1)", NULL);
+    expect_reject(fx->path, "unsupported artifact format version 7 (this recd reads 1 and 2)", NULL);
     free(buf);
 }
 
@@ -526,35 +526,214 @@ static void test_artifact_empty_and_missing(void **state)
     expect_reject(fx->dir, "not a regular file", NULL);
 }
 
-/* The committed v1 fixture (tests/data/artifact_v1.recd) still opens, and today's writer reproduces it byte for byte:
- * any change to the format must bump RECD_ARTIFACT_FORMAT_VERSION rather than silently break existing registries. The
- * fixture's factors are small dyadic numbers, so its Gram matrix is exact whatever BLAS kernel computes it. */
-static void test_artifact_golden_v1(void **state)
+/* The path of a committed fixture in tests/data. */
+static void data_path(char *out, size_t len, const char *name)
 {
-    fixture_t *fx = *state;
-    char golden[512], err[512] = "";
     const char *src = getenv("RECD_SOURCE_DIR");
     if (src != NULL) {
-        snprintf(golden, sizeof(golden), "%s/tests/data/artifact_v1.recd", src);
+        snprintf(out, len, "%s/tests/data/%s", src, name);
     } else {
         const char *file = __FILE__, *tail = strstr(file, "tests/models/test_artifact.c");
         assert_non_null(tail);
-        snprintf(golden, sizeof(golden), "%.*stests/data/artifact_v1.recd", (int)(tail - file), file);
+        snprintf(out, len, "%.*stests/data/%s", (int)(tail - file), file, name);
     }
+}
+
+/* The fixture's item factors as bf16 (they are exact in bf16: small dyadic numbers), as int8 with per-row scales. */
+static uint16_t fixture_bf16[8];
+static const int8_t fixture_int8[8] = {64, 127, 127, 0, -64, 127, 0, 127};
+static const float fixture_scales[4] = {1.0f / 127, 1.0f / 127, 2.0f / 127, 0.25f / 127};
+static const char fixture_ann[100] = "an opaque index: the artifact layer only carries it";
+
+/* The fixture spec with three compact-factor sections and an (opaque) index section. */
+static recd_model_spec_t fixture_spec_extras(const recd_csr_t *csr, recd_artifact_extra_t extras[4])
+{
+    for (int i = 0; i != 8; ++i) {
+        uint32_t bits;
+        memcpy(&bits, &item_factors[i], 4);
+        fixture_bf16[i] = (uint16_t)(bits >> 16);
+    }
+    extras[0] = (recd_artifact_extra_t){RECD_ARTIFACT_ITEM_FACTORS_BF16, fixture_bf16, sizeof(fixture_bf16)};
+    extras[1] = (recd_artifact_extra_t){RECD_ARTIFACT_ITEM_FACTORS_INT8, fixture_int8, sizeof(fixture_int8)};
+    extras[2] = (recd_artifact_extra_t){RECD_ARTIFACT_INT8_SCALES, fixture_scales, sizeof(fixture_scales)};
+    extras[3] = (recd_artifact_extra_t){RECD_ARTIFACT_ANN_INDEX, fixture_ann, sizeof(fixture_ann)};
+    recd_model_spec_t spec = fixture_spec(csr);
+    spec.extras = extras;
+    spec.n_extras = 4;
+    return spec;
+}
+
+/* The committed v1 fixture (tests/data/artifact_v1.recd) still opens, with no optional sections; the committed v2 fixture
+ * (tests/data/artifact_v2.recd, the fixture with extras) is what today's writer writes, byte for byte: any change to the
+ * format must bump RECD_ARTIFACT_FORMAT_VERSION rather than silently break existing registries. The fixture's factors are
+ * small dyadic numbers, so its Gram matrix is exact whatever BLAS kernel computes it. */
+static void test_artifact_golden(void **state)
+{
+    fixture_t *fx = *state;
+    char golden[512], err[512] = "";
+    data_path(golden, sizeof(golden), "artifact_v1.recd");
     recd_model_t *m = recd_model_open(golden, err, sizeof(err));
     if (m == NULL)
         fail_msg("open: %s", err);
     assert_string_equal(recd_model_sha256(m), "c3b4a928b355d4c26523dae4f7f0a0fc1c2a6f530b91c09f1e6435e8125ba8bc");
     assert_int_equal(recd_model_find_user(m, "u10", 3), 2);
     assert_memory_equal(recd_model_item_factors(m), item_factors, sizeof(item_factors));
+    uint64_t size = 99;
+    assert_null(recd_model_extra(m, RECD_ARTIFACT_ITEM_FACTORS_BF16, &size));
+    assert_int_equal(size, 0);
     recd_model_release(m);
 
+    char path[160];
+    snprintf(path, sizeof(path), "%s/v2.recd", fx->dir);
+    recd_csr_t csr = fixture_csr();
+    recd_artifact_extra_t extras[4];
+    recd_model_spec_t spec = fixture_spec_extras(&csr, extras);
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+    data_path(golden, sizeof(golden), "artifact_v2.recd");
     size_t glen, len;
-    uint8_t *gbuf = read_all(golden, &glen), *buf = read_all(fx->path, &len);
+    uint8_t *gbuf = read_all(golden, &glen), *buf = read_all(path, &len);
     assert_int_equal(len, glen);
     assert_memory_equal(buf, gbuf, len);
+    assert_int_equal(get_u64(buf, OFF_VERSION) & 0xffffffffu, 2);
     free(gbuf);
     free(buf);
+}
+
+/* Byte offsets of the version-2 extension table (see the format comment in models/artifact.c). */
+#define OFF_N_EXTRAS 264
+#define OFF_EXTENSIONS 272
+
+static void test_artifact_extras_roundtrip(void **state)
+{
+    fixture_t *fx = *state;
+    char path[160], err[256] = "";
+    snprintf(path, sizeof(path), "%s/extras.recd", fx->dir);
+    recd_csr_t csr = fixture_csr();
+    recd_artifact_extra_t extras[4];
+    recd_model_spec_t spec = fixture_spec_extras(&csr, extras);
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+    recd_model_t *m = recd_model_open(path, err, sizeof(err));
+    if (m == NULL)
+        fail_msg("open: %s", err);
+    for (int k = 0; k != 4; ++k) {
+        uint64_t size = 0;
+        const void *p = recd_model_extra(m, extras[k].tag, &size);
+        assert_non_null(p);
+        assert_int_equal(size, extras[k].size);
+        assert_memory_equal(p, extras[k].data, size);
+        assert_int_equal((uintptr_t)p % RECD_ARTIFACT_ALIGN, 0);
+        assert_non_null(recd_artifact_tag_name(extras[k].tag));
+    }
+    assert_null(recd_model_extra(m, RECD_ARTIFACT_ITEM_FACTORS_FP16, NULL));
+    assert_null(recd_artifact_tag_name(5));
+    /* The fixed sections read as before. */
+    assert_memory_equal(recd_model_item_factors(m), item_factors, sizeof(item_factors));
+    size_t mlen;
+    assert_memory_equal(recd_model_metadata(m, &mlen), metadata, strlen(metadata));
+    assert_int_equal(mlen, strlen(metadata));
+    recd_model_release(m);
+
+    /* Layout: the count and table in the header, aligned sections after the metadata, the checksum right after the last. */
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    assert_int_equal(get_u64(buf, OFF_N_EXTRAS), 4); /* u32 count, u32 reserved 0 */
+    assert_int_equal(get_u64(buf, 56) & 0xffffffffu, OFF_EXTENSIONS + 4 * 24);
+    uint64_t prev = section_offset(buf, S_METADATA) + strlen(metadata);
+    for (int k = 0; k != 4; ++k) {
+        uint64_t off = get_u64(buf, OFF_EXTENSIONS + 24 * k + 8), size = get_u64(buf, OFF_EXTENSIONS + 24 * k + 16);
+        assert_int_equal(get_u64(buf, OFF_EXTENSIONS + 24 * k), extras[k].tag);
+        assert_int_equal(off % RECD_ARTIFACT_ALIGN, 0);
+        assert_true(off >= prev);
+        assert_int_equal(size, extras[k].size);
+        prev = off + size;
+    }
+    assert_int_equal(prev + 32, len);
+    free(buf);
+}
+
+static void test_artifact_extras_rejected(void **state)
+{
+    fixture_t *fx = *state;
+    char path[160], err[256] = "";
+    snprintf(path, sizeof(path), "%s/extras.recd", fx->dir);
+    recd_csr_t csr = fixture_csr();
+    recd_artifact_extra_t extras[4];
+    recd_model_spec_t spec = fixture_spec_extras(&csr, extras);
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+    size_t len;
+    uint8_t *buf = read_all(path, &len);
+    uint64_t bf16_off = get_u64(buf, OFF_EXTENSIONS + 8), ann_off = get_u64(buf, OFF_EXTENSIONS + 3 * 24 + 8);
+    uint8_t *copy = malloc(len);
+
+    /* An extra section's bytes are covered by the checksum. */
+    size_t flips[] = {bf16_off + 1, ann_off + 50, OFF_EXTENSIONS + 3 * 24};
+    for (size_t i = 0; i != sizeof(flips) / sizeof(flips[0]); ++i) {
+        memcpy(copy, buf, len);
+        copy[flips[i]] ^= 0x04;
+        write_all(path, copy, len);
+        expect_reject(path, "checksum mismatch: file is corrupted", NULL);
+    }
+    /* A tag this recd does not know is an error that names it, even when the checksum matches. */
+    memcpy(copy, buf, len);
+    put_u32(copy, OFF_EXTENSIONS + 3 * 24, 99);
+    reseal(copy, len);
+    write_all(path, copy, len);
+    expect_reject(path, "unknown optional section tag 99", NULL);
+    /* A repeated tag, a section past the end, an overlap with the metadata, a wrong compact size, a reserved field. */
+    memcpy(copy, buf, len);
+    put_u32(copy, OFF_EXTENSIONS + 3 * 24, RECD_ARTIFACT_ITEM_FACTORS_BF16);
+    reseal(copy, len);
+    write_all(path, copy, len);
+    expect_reject(path, "tag 1 (item factors bf16) appears twice", NULL);
+    patch_and_expect(path, buf, len, OFF_EXTENSIONS + 3 * 24 + 16, 4096, "ANN index section", "extends past the end");
+    patch_and_expect(path, buf, len, OFF_EXTENSIONS + 8, section_offset(buf, S_METADATA), "item factors bf16 section", "overlaps");
+    patch_and_expect(path, buf, len, OFF_EXTENSIONS + 16, 14, "inconsistent counts: item factors bf16 section is 14 bytes",
+                     "n_items*n_factors*2 = 16");
+    patch_and_expect(path, buf, len, OFF_N_EXTRAS, 4 | (uint64_t)1 << 32, "malformed header", NULL);
+    patch_and_expect(path, buf, len, OFF_N_EXTRAS, 3, "malformed header: header size 368", "expected 344");
+    /* A non-finite scale. */
+    memcpy(copy, buf, len);
+    float inf = INFINITY;
+    memcpy(copy + get_u64(buf, OFF_EXTENSIONS + 2 * 24 + 8) + 4, &inf, 4);
+    reseal(copy, len);
+    write_all(path, copy, len);
+    expect_reject(path, "bad value in int8 row scales at index 1", NULL);
+    free(copy);
+    free(buf);
+
+    /* The writer refuses what the reader would. */
+    recd_artifact_extra_t bad[2] = {{99, "x", 1}};
+    spec.extras = bad;
+    spec.n_extras = 1;
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "unknown optional section tag 99"));
+    bad[0] = (recd_artifact_extra_t){RECD_ARTIFACT_ITEM_FACTORS_INT8, fixture_int8, sizeof(fixture_int8)};
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "item factors int8 section without its int8 row scales section"));
+    bad[0] = (recd_artifact_extra_t){RECD_ARTIFACT_ITEM_FACTORS_FP16, fixture_bf16, 12};
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "item factors fp16 section is 12 bytes"));
+    uint16_t fp16_inf[8] = {0, 0, 0x7c00};
+    bad[0] = (recd_artifact_extra_t){RECD_ARTIFACT_ITEM_FACTORS_FP16, fp16_inf, sizeof(fp16_inf)};
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "non-finite value in item factors fp16 at index 2"));
+    bad[0] = (recd_artifact_extra_t){RECD_ARTIFACT_ANN_INDEX, "a", 1};
+    bad[1] = bad[0];
+    spec.n_extras = 2;
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "appears twice"));
+    spec.extras = NULL;
+    assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_EINVAL);
+    recd_model_spec_t pop = {.kind = RECD_MODEL_POPULARITY,
+                             .n_users = 3,
+                             .n_items = 4,
+                             .user_ids = user_ids,
+                             .item_ids = item_ids,
+                             .item_popularity = popularity,
+                             .extras = extras,
+                             .n_extras = 1};
+    assert_int_equal(recd_model_write(&pop, path, err, sizeof(err)), RECD_EINVAL);
+    assert_non_null(strstr(err, "item factors bf16 section in a model without factors"));
 }
 
 /* Enough ids for long probe sequences in the open-addressing tables; every id found, near misses not. */
@@ -606,7 +785,9 @@ int test_artifact_run(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_artifact_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_popularity_model, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_artifact_golden_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_artifact_golden, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_artifact_extras_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_artifact_extras_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_many_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_writer_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_artifact_truncated, setup, teardown),
