@@ -17,6 +17,7 @@
 #include <string.h>
 #include <cblas.h>
 #include "models/ann.h"
+#include "models/models_internal.h"
 #include "base/alloc.h"
 #include "base/hash.h"
 
@@ -564,7 +565,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
         snprintf(err, errlen, "ANN index: %u lists for %zu items (at most one list per item)", n_lists, n_items);
         return NULL;
     }
-    uint32_t n_probe = p->n_probe != 0 ? p->n_probe : (n_lists + 63) / 64;
+    uint32_t n_probe = p->n_probe != 0 ? p->n_probe : (n_lists + 15) / 16;
     if (n_probe > n_lists) {
         snprintf(err, errlen, "ANN index: n_probe %u is more than the %u lists", n_probe, n_lists);
         return NULL;
@@ -814,7 +815,8 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
             if (n_ex == 0 || w->excluded[n_ex - 1] != w->excluded[i])
                 w->excluded[n_ex++] = w->excluded[i];
     }
-    /* Enough candidates that exclusions cannot starve the answer: keep probing past n_probe until this many were seen. */
+    /* Oversampling, so that exclusions cannot starve the answer: keep probing past n_probe until this many not-excluded items
+     * were seen, and probe n_probe more cells for every k excluded items that would have made the answer so far. */
     size_t want = (size_t)q->k * 4;
     if (want < (size_t)q->k + 2 * n_ex)
         want = (size_t)q->k + 2 * n_ex;
@@ -823,14 +825,14 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
 
     size_t ranked = recd_topk(w->cell_score, n_lists, n_probe * 2 < n_lists ? n_probe * 2 : n_lists, w->order);
     best_t best = {q->out, 0, q->k};
-    size_t seen = 0;
+    size_t seen = 0, stolen = 0;
     for (size_t r = 0;; ++r) {
         if (r == ranked) {
             if (ranked == n_lists)
                 break;
             ranked = recd_topk(w->cell_score, n_lists, ranked * 4 < n_lists ? ranked * 4 : n_lists, w->order);
         }
-        if (r >= n_probe && seen >= want)
+        if (seen >= want && r >= n_probe + (n_probe * stolen + q->k - 1) / q->k)
             break;
         uint32_t c = w->order[r].index;
         const uint32_t *items = a->list_items + a->list_start[c];
@@ -849,10 +851,13 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
                 score += offset;
             if (!(fabsf(score) < INFINITY))
                 continue;
-            if (n_ex != 0 && is_excluded(w->excluded, n_ex, i))
+            int admits = best_admits(&best, score, i);
+            if (n_ex != 0 && is_excluded(w->excluded, n_ex, i)) {
+                stolen += admits;
                 continue;
+            }
             ++seen;
-            if (best_admits(&best, score, i))
+            if (admits)
                 best_push(&best, score, i);
         }
     }
@@ -946,4 +951,34 @@ int recd_ann_tune_n_probe(recd_ann_t *a, const recd_scorer_t *s, const float *us
         if (*recall >= target || n_probe == a->h.n_lists)
             return recd_ann_set_n_probe(a, n_probe);
     }
+}
+
+/* ---- the artifact's section ------------------------------------------------------------------------------------------ */
+
+int recd_model_attach_ann(recd_model_t *m, char *msg, size_t msglen)
+{
+    uint64_t size = 0;
+    const void *data = recd_model_extra(m, RECD_ARTIFACT_ANN_INDEX, &size);
+    char why[256];
+    recd_scorer_t s;
+
+    if (data == NULL)
+        return 0;
+    if ((m->ann = recd_ann_map(data, (size_t)size, why, sizeof(why))) == NULL) {
+        snprintf(msg, msglen, "bad ANN index section: %s", why);
+        return -1;
+    }
+    recd_model_scorer(m, &s);
+    if (recd_ann_check_scorer(m->ann, &s, why, sizeof(why)) != RECD_OK) {
+        snprintf(msg, msglen, "bad ANN index section: %s", why);
+        recd_ann_free(m->ann);
+        m->ann = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+const recd_ann_t *recd_model_ann(const recd_model_t *m)
+{
+    return m->ann;
 }

@@ -26,7 +26,7 @@ int recd_ann_kind_parse(const char *name, recd_ann_kind_t *out);
 /** How an index is built. */
 typedef struct st_recd_ann_params_t {
     uint32_t n_lists;        /* k-means cells; 0 = about 4 * sqrt(n_items) */
-    uint32_t n_probe;        /* cells searched per query until recd_ann_set_n_probe changes it; 0 = about n_lists / 64 */
+    uint32_t n_probe;        /* cells searched per query until recd_ann_set_n_probe changes it; 0 = about n_lists / 16 */
     uint32_t iterations;     /* k-means iterations (default 12) */
     uint32_t train_per_list; /* k-means trains on at most this many items per cell (default 64), all of them when fewer */
     uint32_t threads;        /* OpenBLAS threads for the build's matrix products (0 = as OpenBLAS is set); the result does
@@ -115,6 +115,13 @@ int recd_ann_recall(const recd_scorer_t *s, const float *user_vecs, const int64_
  */
 int recd_ann_tune_n_probe(recd_ann_t *a, const recd_scorer_t *s, const float *user_vecs, const int64_t *users, size_t n_users,
                           uint32_t k, double target, double *recall);
+
+/**
+ * The index stored in a loaded model's artifact (optional section RECD_ARTIFACT_ANN_INDEX), mapped in place and checked
+ * when the artifact was opened (a corrupt one fails recd_model_open), or NULL: the model answers exactly. Valid while m
+ * lives; recd_model_scorer sets it as the scorer's ann.
+ */
+const recd_ann_t *recd_model_ann(const recd_model_t *m);
 
 #ifdef __cplusplus
 }

@@ -53,7 +53,8 @@ void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
                            .item_bias = m->item_bias,
                            .user_bias = m->user_bias,
                            .popularity = m->popularity,
-                           .global_bias = m->global_bias};
+                           .global_bias = m->global_bias,
+                           .ann = m->ann};
 }
 
 void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores)

@@ -34,7 +34,7 @@ void support_catalogue_generate(const support_catalogue_spec_t *spec, support_ca
     out->users = recd_xmalloc((spec->n_users * f + 1) * sizeof(float));
     for (size_t i = 0; i != spec->n_items; ++i) {
         uint32_t c = (uint32_t)recd_rand_below(&rng, n_topics);
-        double g = recd_rand_normal(&rng), len = exp(0.5 * g);
+        double g = recd_rand_normal(&rng), len = exp(g < 0.0 ? g : 0.3 * g);
         draw_around(topics + (size_t)c * f, f, 1.0, len, &rng, out->items + i * f);
         if (out->item_bias != NULL)
             out->item_bias[i] = (float)(0.3 * log(len) + 0.1 * recd_rand_normal(&rng));

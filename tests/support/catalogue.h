@@ -23,8 +23,9 @@ typedef struct st_support_catalogue_t {
 
 /**
  * Generates a catalogue, a pure function of spec: n_topics topic directions t ~ N(0, I); item i belongs to topic
- * i's draw c uniformly, its vector is a log-normal length r_i = exp(0.5 g), g ~ N(0, 1), times the unit vector of
- * t_c + N(0, I) (so items cluster around their topic and their norms vary as popular items' do in trained factors);
+ * i's draw c uniformly, its vector is a length r_i times the unit vector of t_c + N(0, I), so items cluster around
+ * their topic. r_i = exp(g) below the median and exp(0.3 g) above it, g ~ N(0, 1): a long tail of small norms and a short
+ * one of large norms, the shape of trained factors (implicit ALS on MovieLens 100K: max / median norm 3.2, p90 / p10 8.0);
  * its bias is 0.3 ln(r_i) + 0.1 N(0, 1). A user mixes two topics with weights w and 1 - w (w uniform) plus 0.5 N(0, I),
  * scaled to a log-normal length. Aborts on out of memory.
  */
