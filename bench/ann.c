@@ -96,15 +96,19 @@ Usage:
     return -1;
 }
 
-/* Runs the queries once through fn (exact or approximate with n_probe); returns queries per second. */
-static double run_round(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, int approximate, uint32_t n_probe)
+/* Runs the queries once, one at a time: the exact scan (recd_scan_topk without the index) or the index with n_probe cells.
+ * Returns queries per second. */
+static double run_round(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, int approximate, uint32_t n_probe,
+                        recd_scan_scratch_t *scratch)
 {
+    recd_scorer_t exact = *s;
+    exact.ann = NULL;
     double t0 = recd_monotonic_seconds();
     for (size_t i = 0; i != n; ++i) {
         if (approximate)
             recd_ann_topk_probe(s, &q[i], 1, n_probe);
         else
-            recd_ann_exact_topk(s, &q[i], 1);
+            recd_scan_topk(&exact, &q[i], 1, scratch);
     }
     return (double)n / (recd_monotonic_seconds() - t0);
 }
@@ -151,6 +155,7 @@ int main(int argc, char **argv)
                        .item_factors = cat.items,
                        .item_bias = cat.item_bias,
                        .ann = ann};
+    recd_scan_scratch_t *scratch = recd_scan_scratch_new();
     recd_scan_query_t *q = recd_xcalloc(o.n_queries, sizeof(*q));
     recd_scored_t *out = recd_xmalloc(o.n_queries * o.k * sizeof(recd_scored_t));
     /* exclusions: each query's n_excluded items are drawn from its own exact top (the hardest case), half of them */
@@ -163,7 +168,7 @@ int main(int argc, char **argv)
             recd_scan_query_t e = q[i];
             e.k = 2 * o.n_excluded;
             e.out = top;
-            recd_ann_exact_topk(&s, &e, 1);
+            run_round(&s, &e, 1, 0, 0, scratch);
             for (size_t j = 0; j != o.n_excluded && 2 * j < e.n_out; ++j)
                 excluded[i * o.n_excluded + j] = top[2 * j].index;
             q[i].excluded = excluded + i * o.n_excluded;
@@ -171,13 +176,13 @@ int main(int argc, char **argv)
         }
         free(top);
     }
-    printf("k %u, %u excluded per query, one thread\n", o.k, o.n_excluded);
+    printf("k %u, %u excluded per query, one thread, %s dot-product kernel\n", o.k, o.n_excluded, recd_scan_kernel());
 
     double *qps = recd_xmalloc(o.rounds * sizeof(double));
     recd_scored_t *exact = recd_xmalloc(o.n_queries * o.k * sizeof(recd_scored_t));
     size_t *exact_n = recd_xmalloc(o.n_queries * sizeof(size_t));
     for (uint32_t r = 0; r != o.rounds; ++r)
-        qps[r] = run_round(&s, q, o.n_queries, 0, 0);
+        qps[r] = run_round(&s, q, o.n_queries, 0, 0, scratch);
     memcpy(exact, out, o.n_queries * o.k * sizeof(recd_scored_t));
     for (size_t i = 0; i != o.n_queries; ++i)
         exact_n[i] = q[i].n_out;
@@ -192,7 +197,7 @@ int main(int argc, char **argv)
         if (n_probe == 0 || n_probe > recd_ann_n_lists(ann))
             continue;
         for (uint32_t r = 0; r != o.rounds; ++r)
-            qps[r] = run_round(&s, q, o.n_queries, 1, n_probe);
+            qps[r] = run_round(&s, q, o.n_queries, 1, n_probe, scratch);
         size_t found = 0, total = 0;
         for (size_t i = 0; i != o.n_queries; ++i) {
             for (size_t a = 0; a != exact_n[i]; ++a)
@@ -214,6 +219,7 @@ int main(int argc, char **argv)
     free(excluded);
     free(out);
     free(q);
+    recd_scan_scratch_free(scratch);
     recd_ann_free(ann);
     support_catalogue_dispose(&cat);
     return 0;

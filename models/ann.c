@@ -18,6 +18,7 @@
 #include <cblas.h>
 #include "models/ann.h"
 #include "models/models_internal.h"
+#include "models/scan.h"
 #include "base/alloc.h"
 #include "base/hash.h"
 
@@ -52,6 +53,7 @@ struct st_recd_ann_t {
     const float *half_sq;       /* n_lists: |c|^2 / 2 */
     const uint32_t *list_start; /* n_lists + 1: cell c holds list_items[list_start[c] .. list_start[c + 1]) */
     const uint32_t *list_items; /* n_items, ascending within each cell */
+    uint32_t max_list;          /* the longest list's length */
     void *owned;                /* the bytes when built here (NULL when mapped) */
     size_t size;
     const uint8_t *bytes;
@@ -83,55 +85,6 @@ int recd_ann_kind_parse(const char *name, recd_ann_kind_t *out)
 void recd_ann_params_init(recd_ann_params_t *p)
 {
     *p = (recd_ann_params_t){.iterations = 12, .train_per_list = 64, .seed = 42};
-}
-
-/* ---- the dot product ------------------------------------------------------------------------------------------------ */
-
-typedef float (*dot_fn)(const float *a, const float *b, size_t n);
-
-static float dot_scalar(const float *a, const float *b, size_t n)
-{
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (size_t j = 0; j != 8; ++j)
-            acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i != n; ++i)
-        s += a[i] * b[i];
-    return s;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, size_t n)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    for (; i + 8 <= n; i += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
-    for (; i != n; ++i)
-        s = fmaf(a[i], b[i], s);
-    return s;
-}
-#endif
-
-static dot_fn choose_dot(void)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return dot_avx2;
-#endif
-    return dot_scalar;
 }
 
 /* ---- the byte form --------------------------------------------------------------------------------------------------- */
@@ -245,6 +198,16 @@ static void point_into(recd_ann_t *a)
     a->list_items = (const uint32_t *)(a->bytes + a->h.off_list_items);
 }
 
+/* The longest list (the lists already checked to be in order). */
+static uint32_t longest_list(const recd_ann_t *a)
+{
+    uint32_t longest = 0;
+    for (uint32_t c = 0; c != a->h.n_lists; ++c)
+        if (a->list_start[c + 1] - a->list_start[c] > longest)
+            longest = a->list_start[c + 1] - a->list_start[c];
+    return longest;
+}
+
 /* Whether [off, off + len) lies inside size bytes, off aligned, without overflowing. */
 static int section_ok(uint64_t off, uint64_t count, uint64_t elem, uint64_t size)
 {
@@ -346,6 +309,7 @@ recd_ann_t *recd_ann_map(const void *data, size_t size, char *err, size_t errlen
         seen[item] = 1;
     }
     free(seen);
+    a->max_list = longest_list(a);
     return a;
 Error:
     free(seen);
@@ -666,6 +630,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     a->bytes = bytes;
     a->size = (size_t)h.total_size;
     point_into(a);
+    a->max_list = longest_list(a);
     return a;
 }
 
@@ -765,31 +730,36 @@ typedef struct st_search_scratch_t {
     recd_scored_t *order; /* n_lists: cells best first */
     uint32_t *excluded;   /* sorted, unique */
     size_t excluded_cap;
-    float *query; /* dim: (x, 1) / |(x, 1)| */
+    float *query; /* dim: (x, 1) / |(x, 1)|, then the 0 that meets the norm coordinate */
+    float *tile;  /* max_list: the scores of one list */
 } search_scratch_t;
 
-/* The part of the score every item of the kind shares for this query, as recd_scorer_score adds it. */
-static float score_offset(const recd_scorer_t *s, int64_t user)
+/*
+ * Scores n items (idx) exactly as recd_scorer_score does: scan.c's canonical dot product, then the kind's biases added in
+ * the same order (BPR + b_i; biased MF + (b_i + mu + b_u)). test_ann asserts the two agree bit for bit.
+ */
+static void score_items(const recd_scorer_t *s, const float *x, float offset, const uint32_t *idx, size_t n, float *out)
 {
-    float offset = 0.0f;
-    if (s->kind == RECD_MODEL_BIASED_MF) {
-        offset = s->global_bias;
-        if (s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
-            offset += s->user_bias[user];
+    const float *ib = s->item_bias;
+    recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, idx, n, s->n_factors, x, out);
+    if (s->kind == RECD_MODEL_BPR && ib != NULL) {
+        for (size_t j = 0; j != n; ++j)
+            out[j] = out[j] + ib[idx[j]];
+    } else if (s->kind == RECD_MODEL_BIASED_MF) {
+        for (size_t j = 0; j != n; ++j)
+            out[j] = out[j] + ((ib != NULL ? ib[idx[j]] : 0.0f) + offset);
     }
-    return offset;
 }
 
-static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_query_t *q, uint32_t n_probe, dot_fn dot,
-                       search_scratch_t *w)
+static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_query_t *q, uint32_t n_probe, search_scratch_t *w)
 {
     uint32_t f = s->n_factors, n_lists = a->h.n_lists;
     const float *x = q->vec;
-    const float *bias = (s->kind == RECD_MODEL_BPR || s->kind == RECD_MODEL_BIASED_MF) ? s->item_bias : NULL;
-    float offset = score_offset(s, q->user);
-    uint32_t qdim = f + a->h.has_bias;
+    float offset = s->global_bias;
+    if (s->kind == RECD_MODEL_BIASED_MF && s->user_bias != NULL && q->user >= 0 && (uint64_t)q->user < s->n_users)
+        offset += s->user_bias[q->user];
 
-    /* the query in the augmented space, and the cells by distance */
+    /* the query in the augmented space, and the cells by distance: largest q . c - |c|^2 / 2 */
     double sq = 0.0;
     for (uint32_t j = 0; j != f; ++j)
         sq += (double)x[j] * x[j];
@@ -800,8 +770,10 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
         w->query[j] = x[j] * inv;
     if (a->h.has_bias)
         w->query[f] = inv;
+    w->query[a->dim - 1] = 0.0f;
+    recd_dots(1, RECD_FACTORS_F32, a->centroids, NULL, NULL, n_lists, a->dim, w->query, w->cell_score);
     for (uint32_t c = 0; c != n_lists; ++c)
-        w->cell_score[c] = dot(w->query, a->centroids + (size_t)c * a->dim, qdim) - a->half_sq[c];
+        w->cell_score[c] -= a->half_sq[c];
 
     size_t n_ex = 0;
     if (q->n_excluded != 0) {
@@ -837,19 +809,11 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
         uint32_t c = w->order[r].index;
         const uint32_t *items = a->list_items + a->list_start[c];
         size_t len = a->list_start[c + 1] - a->list_start[c];
+        score_items(s, x, offset, items, len, w->tile);
         for (size_t t = 0; t != len; ++t) {
-            if (t + ANN_PREFETCH_AHEAD < len) {
-                const char *ahead = (const char *)(s->item_factors + (size_t)items[t + ANN_PREFETCH_AHEAD] * f);
-                for (size_t line = 0; line < f * sizeof(float); line += 64)
-                    __builtin_prefetch(ahead + line);
-            }
+            float score = w->tile[t];
             uint32_t i = items[t];
-            float score = dot(x, s->item_factors + (size_t)i * f, f);
-            if (bias != NULL)
-                score += bias[i] + offset;
-            else if (offset != 0.0f)
-                score += offset;
-            if (!(fabsf(score) < INFINITY))
+            if (!(fabsf(score) < INFINITY)) /* recd_topk never answers a non-finite score */
                 continue;
             int admits = best_admits(&best, score, i);
             if (n_ex != 0 && is_excluded(w->excluded, n_ex, i)) {
@@ -864,12 +828,22 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
     q->n_out = best_finish(&best);
 }
 
+/* The exact answer to queries whose scorer has no index to search. */
+static void answer_exactly(const recd_scorer_t *s, recd_scan_query_t *q, size_t n)
+{
+    recd_scan_scratch_t *scratch = recd_scan_scratch_new();
+    recd_scorer_t exact = *s;
+    exact.ann = NULL;
+    recd_scan_topk(&exact, q, n, scratch);
+    recd_scan_scratch_free(scratch);
+}
+
 void recd_ann_topk_probe(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, uint32_t n_probe)
 {
     const recd_ann_t *a = s->ann;
 
     if (a == NULL || s->kind == RECD_MODEL_POPULARITY || s->item_factors == NULL) {
-        recd_ann_exact_topk(s, q, n);
+        answer_exactly(s, q, n);
         return;
     }
     if (n_probe == 0)
@@ -878,37 +852,25 @@ void recd_ann_topk_probe(const recd_scorer_t *s, recd_scan_query_t *q, size_t n,
         n_probe = a->h.n_lists;
     search_scratch_t w = {.cell_score = recd_xmalloc(a->h.n_lists * sizeof(float)),
                           .order = recd_xmalloc(a->h.n_lists * sizeof(recd_scored_t)),
-                          .query = recd_xmalloc(a->dim * sizeof(float))};
-    dot_fn dot = choose_dot();
+                          .query = recd_xmalloc(a->dim * sizeof(float)),
+                          .tile = recd_xmalloc((a->max_list + 1) * sizeof(float))};
     for (size_t i = 0; i != n; ++i) {
         if (q[i].k == 0) {
             q[i].n_out = 0;
             continue;
         }
-        answer_one(s, a, &q[i], n_probe, dot, &w);
+        answer_one(s, a, &q[i], n_probe, &w);
     }
     free(w.cell_score);
     free(w.order);
     free(w.query);
+    free(w.tile);
     free(w.excluded);
 }
 
 void recd_ann_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n)
 {
     recd_ann_topk_probe(s, q, n, 0);
-}
-
-void recd_ann_exact_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n)
-{
-    float *scores = recd_xmalloc((s->n_items != 0 ? s->n_items : 1) * sizeof(float));
-    for (size_t i = 0; i != n; ++i) {
-        recd_scorer_score(s, q[i].vec, q[i].user, scores);
-        for (size_t e = 0; e != q[i].n_excluded; ++e)
-            if (q[i].excluded[e] < s->n_items)
-                scores[q[i].excluded[e]] = -INFINITY;
-        q[i].n_out = recd_topk(scores, s->n_items, q[i].k, q[i].out);
-    }
-    free(scores);
 }
 
 int recd_ann_recall(const recd_scorer_t *s, const float *user_vecs, const int64_t *users, size_t n_users, uint32_t k,
@@ -923,7 +885,7 @@ int recd_ann_recall(const recd_scorer_t *s, const float *user_vecs, const int64_
         recd_scan_query_t qa = qe;
         qa.out = approx;
         qa.approximate = 1;
-        recd_ann_exact_topk(s, &qe, 1);
+        answer_exactly(s, &qe, 1);
         recd_ann_topk_probe(s, &qa, 1, n_probe);
         for (size_t i = 0; i != qe.n_out; ++i)
             for (size_t j = 0; j != qa.n_out; ++j)

@@ -87,19 +87,14 @@ int recd_ann_check_scorer(const recd_ann_t *a, const recd_scorer_t *s, char *err
  * Answers n scan queries from s->ann: the cells nearest each query are scanned (recd_ann_n_probe of them, then more until
  * at least max(4k, k + 2 n_excluded, 100) not-excluded items were seen), every item in them scored exactly as
  * recd_scorer_score scores it, excluded items skipped, and the best k written to q->out as recd_topk orders them
- * (descending score, ties by ascending index). An excluded item is never answered. A query on a scorer without an index
- * (s->ann NULL, a popularity model) is answered exactly. s->ann must have passed recd_ann_check_scorer for s.
+ * (descending score, ties by ascending index), with the same scores bit for bit. An excluded item is never answered. A
+ * query on a scorer without an index (s->ann NULL, a popularity model) is answered exactly (recd_scan_topk). s->ann must
+ * have passed recd_ann_check_scorer for s. Safe to call from several threads at once (it allocates its own scratch).
  */
 void recd_ann_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n);
 
 /** recd_ann_topk with n_probe cells instead of the index's own setting (benchmarks and recall measurements). */
 void recd_ann_topk_probe(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, uint32_t n_probe);
-
-/**
- * The exact answer to n scan queries: recd_scorer_score, excluded items set to -INFINITY, recd_topk. What the approximate
- * answers are measured against.
- */
-void recd_ann_exact_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n);
 
 /**
  * Recall@k of s->ann against exact search for n_users user vectors (row-major, s->n_factors each; user u's bias index is

@@ -207,17 +207,26 @@ typedef struct st_recd_scorer_t {
     const float *user_bias;    /* n_users, or NULL (zeros); biased MF */
     const float *popularity;   /* n_items; what a popularity model scores */
     float global_bias;         /* biased MF */
-    const struct st_recd_ann_t *ann; /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
+    /* Compact item factors the scan (models/scan.h) reads instead of item_factors to select candidates, which it then
+     * re-ranks from item_factors; factor_type 0 (RECD_FACTORS_F32) = none. recd_scorer_score ignores them. */
+    uint32_t factor_type;             /* recd_factor_type_t */
+    const void *item_factors_compact; /* n_items x n_factors: uint16 bf16/fp16 bits, or int8 */
+    const float *item_scales;         /* n_items: the int8 per-row scales */
+    const struct st_recd_ann_t *ann;  /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
 } recd_scorer_t;
 
 /**
- * The scoring kernel: writes the score of every item for a user vector into scores (n_items floats), one sgemv plus the
- * kind's biases (a popularity model copies its popularity). user is the user's index for its bias, or -1 for a user
- * folded in from interactions (no user bias).
+ * The scoring kernel: writes the exact score of every item for a user vector into scores (n_items floats): the dot product
+ * of the float32 factors (the kernel recd_scan_topk uses, so both rank alike bit for bit) plus the kind's biases (a
+ * popularity model copies its popularity). user is the user's index for its bias, or -1 for a user folded in from
+ * interactions (no user bias).
  */
 void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t user, float *scores);
 
-/** The scorer of a loaded model (arrays borrowed from it). */
+/**
+ * The scorer of a loaded model (arrays borrowed from it). When the artifact holds compact item factors the scorer reads
+ * them (the smallest present: int8, then fp16, then bf16); otherwise factor_type is RECD_FACTORS_F32.
+ */
 void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out);
 
 /**

@@ -67,4 +67,18 @@ struct st_recd_model_t {
  */
 int recd_model_attach_ann(recd_model_t *m, char *msg, size_t msglen);
 
+/* Whether this CPU runs scan.c's AVX2+FMA+F16C kernels. */
+int recd_simd_available(void);
+
+/*
+ * scan.c's dot-product kernel with the instruction set chosen by the caller (simd = 0: the scalar twin; 1: AVX2 when
+ * available), so tests can compare the two: out[i] = the canonical dot of x with row i (idx[i] when idx is given) of the
+ * row-major n x f matrix rows of the given recd_factor_type_t, times scales[i] (or scales[idx[i]]) when scales is given.
+ */
+void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
+               const float *x, float *out);
+
+/* compact.c's float32 -> binary16 encoder with the instruction set chosen by the caller (F16C or its scalar twin). */
+void recd_fp16_encode(int simd, const float *in, size_t n, uint16_t *out);
+
 #endif

@@ -1,11 +1,14 @@
-/* scan.h: the batched scan's query (Contract 1 of issue 10). Helper K owns this header and models/scan.c; this branch
- * carries the query struct exactly as the contract fixes it so that the approximate index (models/ann.h) can answer it. */
+/* scan.h: the batched exact scan (top-k fused into a blocked pass over the item rows) and compact item factors. */
 #ifndef RECD_MODELS_SCAN_H
 #define RECD_MODELS_SCAN_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "models/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /** One query of a batched scan. */
 typedef struct st_recd_scan_query_t {
@@ -18,5 +21,67 @@ typedef struct st_recd_scan_query_t {
     recd_scored_t *out; /* room for k entries, written sorted (descending score, ties by ascending index) */
     size_t n_out;       /* set by the scan: how many were written (<= k) */
 } recd_scan_query_t;
+
+/** Scratch memory of the scan (sorted exclusions, score tiles, candidate lists): one per thread, reused across calls. */
+typedef struct st_recd_scan_scratch_t recd_scan_scratch_t;
+
+/** Creates empty scratch; it grows on demand. Aborts on out of memory. */
+recd_scan_scratch_t *recd_scan_scratch_new(void);
+/** Frees scratch; accepts NULL. */
+void recd_scan_scratch_free(recd_scan_scratch_t *s);
+
+/**
+ * Answers n queries against one scorer (one version). With float32 item factors (factor_type RECD_FACTORS_F32) each query
+ * gets exactly what recd_scorer_score, then setting its excluded items to -INFINITY, then recd_topk give: descending score,
+ * ties by ascending index, non-finite scores never answered. The item rows are scanned once per call in blocks that stay in
+ * cache while every query of the batch passes over them, and each query's top k is kept on the fly (a SIMD comparison
+ * against the query's current k-th score lets only better items reach its heap), so no array of n_items scores is written.
+ * A score is computed in an order that depends only on the item and the query, never on the batch: a query's answer is the
+ * same bit for bit scanned alone or in a batch of any size and composition.
+ *
+ * With compact item factors (bf16, fp16, int8) the scan selects each query's best max(4k, k + 64) candidates from the compact
+ * rows, then re-ranks them exactly from the float32 rows: the scores answered are exact, the set can miss an item whose
+ * compact score fell below the candidates (recd-train reports how often, as recall@10 against float32).
+ * scratch must not be used by another thread at the same time.
+ */
+void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
+
+/** The dot-product kernel this process runs: "avx2+fma" (chosen at run time when the CPU has them) or "scalar". */
+const char *recd_scan_kernel(void);
+
+/* ---- compact item factors ------------------------------------------------------------------------------------------ */
+
+/** How the scan reads the item factors; the compact values equal the artifact tags of their sections. */
+typedef enum en_recd_factor_type_t {
+    RECD_FACTORS_F32 = 0,
+    RECD_FACTORS_BF16 = RECD_ARTIFACT_ITEM_FACTORS_BF16,
+    RECD_FACTORS_FP16 = RECD_ARTIFACT_ITEM_FACTORS_FP16,
+    RECD_FACTORS_INT8 = RECD_ARTIFACT_ITEM_FACTORS_INT8,
+} recd_factor_type_t;
+
+/** "f32", "bf16", "fp16", "int8", or "unknown". */
+const char *recd_factor_type_name(uint32_t type);
+/** The factor type called name ("f32", "bf16", "fp16", "int8"), or -1. */
+int recd_factor_type_parse(const char *name);
+
+/**
+ * Encodes n x f row-major float32 factors (finite) into a compact type: bf16 and fp16 write n*f uint16 values into data
+ * (round to nearest even; values beyond the type's range saturate to its largest finite value), int8 writes n*f int8 values
+ * into data and n per-row scales into scales (row i ~= data row i * scales[i], scale = max |y| / 127). The result is what
+ * the artifact sections of that type hold. Returns RECD_EINVAL for RECD_FACTORS_F32 or an unknown type.
+ */
+int recd_factors_encode(uint32_t type, const float *factors, size_t n, size_t f, void *data, float *scales);
+
+/**
+ * The recall@k of s's scan (compact or not) against the exact float32 scan of the same scorer, averaged over `sample` users
+ * drawn with seed from the n_users rows of user_factors (all of them when sample >= n_users), without exclusions: what
+ * recd-train reports for a compact factor type. Returns 1 for a float32 scorer, and 0 when there is nothing to measure.
+ */
+double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k,
+                        uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

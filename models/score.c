@@ -1,4 +1,4 @@
-/* score.c: the request hot path — scoring every item for a user, top-k selection, fold-in and similar items. */
+/* score.c: a loaded model's scorer, fold-in and similar items (the scoring kernels and top-k are in scan.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,42 +6,11 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include "models/models_internal.h"
+#include "models/scan.h"
 #include "base/alloc.h"
 
 /* Fold-in keeps its f x f system on the stack up to this many factors (64 KiB), so the common case never allocates. */
 #define FOLD_IN_STACK_FACTORS 128
-
-void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t user, float *scores)
-{
-    size_t n = s->n_items;
-    int f = (int)s->n_factors;
-    float beta = 0.0f;
-
-    if (n == 0)
-        return;
-    switch (s->kind) {
-    case RECD_MODEL_ALS:
-        break;
-    case RECD_MODEL_BPR:
-        if (s->item_bias != NULL) {
-            memcpy(scores, s->item_bias, n * sizeof(float));
-            beta = 1.0f;
-        }
-        break;
-    case RECD_MODEL_BIASED_MF: {
-        float offset = s->global_bias;
-        if (s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
-            offset += s->user_bias[user];
-        for (size_t i = 0; i != n; ++i)
-            scores[i] = (s->item_bias != NULL ? s->item_bias[i] : 0.0f) + offset;
-        beta = 1.0f;
-    } break;
-    default: /* popularity */
-        memcpy(scores, s->popularity, n * sizeof(float));
-        return;
-    }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, f, 1.0f, s->item_factors, f, user_vec, 1, beta, scores, 1);
-}
 
 void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
 {
@@ -55,6 +24,16 @@ void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
                            .popularity = m->popularity,
                            .global_bias = m->global_bias,
                            .ann = m->ann};
+    static const uint32_t smallest_first[] = {RECD_FACTORS_INT8, RECD_FACTORS_FP16, RECD_FACTORS_BF16};
+    for (size_t k = 0; k != sizeof(smallest_first) / sizeof(smallest_first[0]); ++k) {
+        const void *data = recd_model_extra(m, smallest_first[k], NULL);
+        if (data != NULL) {
+            out->factor_type = smallest_first[k];
+            out->item_factors_compact = data;
+            out->item_scales = smallest_first[k] == RECD_FACTORS_INT8 ? recd_model_extra(m, RECD_ARTIFACT_INT8_SCALES, NULL) : NULL;
+            break;
+        }
+    }
 }
 
 void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user, float *scores)
@@ -62,73 +41,6 @@ void recd_model_score(const recd_model_t *m, const float *user_vec, int64_t user
     recd_scorer_t s;
     recd_model_scorer(m, &s);
     recd_scorer_score(&s, user_vec, user, scores);
-}
-
-/* a ranks below b: lower score, or equal score and higher index. */
-static inline int worse(float as, uint32_t ai, float bs, uint32_t bi)
-{
-    return as < bs || (as == bs && ai > bi);
-}
-
-static inline void sift_down(recd_scored_t *heap, size_t n, size_t i)
-{
-    recd_scored_t x = heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && worse(heap[c + 1].score, heap[c + 1].index, heap[c].score, heap[c].index))
-            ++c;
-        if (!worse(heap[c].score, heap[c].index, x.score, x.index))
-            break;
-        heap[i] = heap[c];
-        i = c;
-    }
-    heap[i] = x;
-}
-
-static inline void sift_up(recd_scored_t *heap, size_t i)
-{
-    recd_scored_t x = heap[i];
-    while (i != 0) {
-        size_t p = (i - 1) / 2;
-        if (!worse(x.score, x.index, heap[p].score, heap[p].index))
-            break;
-        heap[i] = heap[p];
-        i = p;
-    }
-    heap[i] = x;
-}
-
-size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
-{
-    size_t len = 0, i = 0;
-
-    if (k == 0)
-        return 0;
-    /* out is a min-heap (worst at out[0]) of the best `len` finite scores seen so far. Indexes arrive in ascending order,
-     * so once the heap is full a later equal score never wins: a strict > against the root is the whole test. */
-    for (; i != n && len != k; ++i) {
-        if (!isfinite(scores[i]))
-            continue;
-        out[len] = (recd_scored_t){(uint32_t)i, scores[i]};
-        sift_up(out, len++);
-    }
-    for (; i != n; ++i) {
-        float s = scores[i];
-        if (s > out[0].score && s < INFINITY) {
-            out[0] = (recd_scored_t){(uint32_t)i, s};
-            sift_down(out, len, 0);
-        }
-    }
-    /* Heap sort in place: repeatedly move the worst to the end, leaving the best first. */
-    for (size_t end = len; end > 1; --end) {
-        recd_scored_t t = out[0];
-        out[0] = out[end - 1];
-        out[end - 1] = t;
-        sift_down(out, end - 1, 0);
-    }
-    return len;
 }
 
 int recd_fold_in_solve(const float *gram, const float *item_factors, size_t n_items, size_t n_factors, float alpha, float reg,

@@ -33,6 +33,8 @@ typedef struct st_recd_cli_options_t {
     recd_normalize_t normalize;
     recd_merge_t merge;
     recd_eval_metric_t metric;
+    uint32_t factor_type; /* recd_factor_type_t of the published artifact's scan (--factor-type) */
+    int factor_type_given;
     /* model parameter flags as given, applied to the chosen algorithm(s) once all flags are read */
     const char *param_value[RECD_CLI_MAX_PARAM_FLAGS];
 } recd_cli_options_t;

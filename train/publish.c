@@ -5,8 +5,55 @@
 #include <string.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "base/alloc.h"
+#include "models/scan.h"
 #include "registry/registry.h"
 #include "train/cli_internal.h"
+
+/* Users sampled to measure the recall@10 of a compact scan against float32. */
+#define COMPACT_RECALL_USERS 1000
+
+/* The --factor-type sections of f: the compact item factors (and int8 scales) in extras, whose buffers the caller frees
+ * (*data, *scales). Measures the recall@10 of the compact scan against the exact float32 scan on a sample of the users,
+ * prints it and records it in metadata. Returns how many sections it made (0 for f32 or a model without factors). */
+static size_t compact_extras(const recd_cli_options_t *o, const recd_fitted_t *f, json_t *metadata, recd_artifact_extra_t extras[2],
+                             void **data, float **scales)
+{
+    uint32_t type = o->factor_type;
+    *data = NULL;
+    *scales = NULL;
+    if (type != RECD_FACTORS_F32 && (f->item_factors == NULL || f->n_factors == 0)) {
+        fprintf(o->err, "note: --factor-type %s ignored: a %s model has no item factors\n", recd_factor_type_name(type),
+                recd_model_kind_name(f->kind));
+        type = RECD_FACTORS_F32;
+    }
+    json_object_set_new(metadata, "factor_type", json_string(recd_factor_type_name(type)));
+    if (type == RECD_FACTORS_F32)
+        return 0;
+    size_t n = f->n_items * f->n_factors, bytes = n * (type == RECD_FACTORS_INT8 ? 1 : 2);
+    *data = recd_xmalloc(bytes + 1);
+    if (type == RECD_FACTORS_INT8)
+        *scales = recd_xmalloc((f->n_items + 1) * sizeof(float));
+    recd_factors_encode(type, f->item_factors, f->n_items, f->n_factors, *data, *scales);
+    recd_scorer_t s;
+    recd_fitted_scorer(f, &s);
+    s.factor_type = type;
+    s.item_factors_compact = *data;
+    s.item_scales = *scales;
+    size_t users = f->n_users < COMPACT_RECALL_USERS ? f->n_users : COMPACT_RECALL_USERS;
+    double recall = recd_scan_recall(&s, f->user_factors, f->n_users, users, 10, o->seed);
+    fprintf(o->err,
+            "compact item factors %s (%.1f MB beside %.1f MB of f32): recall@10 against the exact f32 scan %.4f on %zu users\n",
+            recd_factor_type_name(type), (double)bytes / 1e6, (double)n * 4 / 1e6, recall, users);
+    json_object_set_new(metadata, "factor_recall_at_10",
+                        json_pack("{s:f, s:I, s:s}", "recall", recall, "users", (json_int_t)users, "against",
+                                  "the exact float32 scan, top 10, no exclusions"));
+    extras[0] = (recd_artifact_extra_t){type, *data, bytes};
+    if (type != RECD_FACTORS_INT8)
+        return 1;
+    extras[1] = (recd_artifact_extra_t){RECD_ARTIFACT_INT8_SCALES, *scales, f->n_items * sizeof(float)};
+    return 2;
+}
 
 /* Writes value as DIR/NAME; prints what went wrong. */
 static int write_json_file(FILE *err, const char *dir, const char *name, json_t *value)
@@ -41,6 +88,10 @@ int recd_cli_publish(const recd_cli_options_t *o, const recd_cli_dataset_t *d, c
     char err[1024] = "", staging[4096] = "";
     char *metadata_str = NULL;
     json_t *metadata = NULL, *manifest = NULL;
+    recd_artifact_extra_t extras[2];
+    void *compact = NULL;
+    float *scales = NULL;
+    size_t n_extras = 0;
     int exit_code = 1, ret;
 
     /* no published artifact drops rows silently: the manifest counts what the model saw */
@@ -55,12 +106,16 @@ int recd_cli_publish(const recd_cli_options_t *o, const recd_cli_dataset_t *d, c
                          pub->data_info, "evaluation", pub->evaluation, "trained_on", pub->trained_on, "created", pub->created);
     if (metadata != NULL && pub->tuning != NULL)
         json_object_set(metadata, "tuning", pub->tuning);
+    if (metadata != NULL)
+        n_extras = compact_extras(o, f, metadata, extras, &compact, &scales);
     if (metadata == NULL || (metadata_str = json_dumps(metadata, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
         fprintf(o->err, "recd-train: out of memory building the metadata\n");
         goto Exit;
     }
     recd_model_spec_t spec;
     recd_fitted_spec(f, recd_idmap_ids(d->data.users), recd_idmap_ids(d->data.items), user_items, metadata_str, &spec);
+    spec.extras = extras;
+    spec.n_extras = n_extras;
     if ((ret = recd_registry_stage(o->registry, o->model, staging, sizeof(staging))) != RECD_OK) {
         fprintf(o->err, "recd-train: cannot create a staging directory in %s: %s\n", o->registry, recd_strerror(ret));
         staging[0] = '\0';
@@ -131,6 +186,8 @@ Exit:
         rmdir(staging);
     }
     free(metadata_str);
+    free(compact);
+    free(scales);
     json_decref(metadata);
     json_decref(manifest);
     return exit_code;

@@ -1,0 +1,562 @@
+/* scan.c: the scoring hot path — dot-product kernels, recd_scorer_score, recd_topk and the batched scan with top-k fused in. */
+/*
+ * DESIGN
+ * The bits of a score are defined here, once. The dot product of a user vector x and an item row y (f factors) runs in
+ * eight lanes: lane l accumulates fma(x[8c + l], y[8c + l], acc[l]) over the chunks c = 0, 1, ... in order, the last chunk
+ * zero-padded past f, and the lanes are summed as ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)). The AVX2 kernel does
+ * exactly that eight rows at a time (one accumulator register per row; the eight are reduced together with hadd) and the
+ * scalar kernel does it with fmaf, so both give the same bits and nothing depends on which rows share a group, how the
+ * items are blocked, or which queries share a batch. Biases are added afterwards (dot + b_i, dot + (b_i + mu + b_u)).
+ * The file is compiled with -ffp-contract=off, so the compiler never fuses a multiply and an add on one path only.
+ *
+ * recd_scan_topk walks the item rows in blocks of about 32 KiB; each query of the batch scores the block into a small
+ * tile (L1-resident) and offers it to its heap: eight scores are compared at once against the heap's root (its k-th best),
+ * and only the items above it, checked against the query's sorted exclusions, enter the heap. Items arrive in ascending
+ * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+#include "models/models_internal.h"
+#include "models/scan.h"
+#include "base/alloc.h"
+
+#define LANES 8
+/* Item rows per block: about this many bytes of the rows the scan reads, so a block stays in L1/L2 for the whole batch. */
+#define BLOCK_BYTES 32768
+/* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
+#define CAND_FACTOR 4
+#define CAND_MIN_EXTRA 64
+
+/* ---- element loads of each factor type ----------------------------------------------------------------------------- */
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+static float fp16_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000 | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        exp = 113;
+        while ((mant & 0x400) == 0) {
+            mant <<= 1;
+            --exp;
+        }
+        bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+static float element(uint32_t type, const void *row, size_t j)
+{
+    switch (type) {
+    case RECD_FACTORS_BF16:
+        return bf16_to_float(((const uint16_t *)row)[j]);
+    case RECD_FACTORS_FP16:
+        return fp16_to_float(((const uint16_t *)row)[j]);
+    case RECD_FACTORS_INT8:
+        return (float)((const int8_t *)row)[j];
+    default:
+        return ((const float *)row)[j];
+    }
+}
+
+static size_t element_size(uint32_t type)
+{
+    return type == RECD_FACTORS_F32 ? 4 : type == RECD_FACTORS_INT8 ? 1 : 2;
+}
+
+/* ---- dot-product kernels ------------------------------------------------------------------------------------------- */
+
+/* The row of item i (idx[i] when idx is given). */
+static inline const void *row_of(const void *rows, size_t row_bytes, const uint32_t *idx, size_t i)
+{
+    return (const uint8_t *)rows + (idx != NULL ? idx[i] : i) * row_bytes;
+}
+
+static void dots_scalar(uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
+                        const float *x, float *out)
+{
+    size_t row_bytes = f * element_size(type), chunks = (f + LANES - 1) / LANES;
+    for (size_t i = 0; i != n; ++i) {
+        const void *row = row_of(rows, row_bytes, idx, i);
+        float acc[LANES] = {0};
+        for (size_t c = 0; c != chunks; ++c) {
+            for (size_t l = 0; l != LANES; ++l) {
+                size_t j = c * LANES + l;
+                acc[l] = fmaf(j < f ? x[j] : 0.0f, j < f ? element(type, row, j) : 0.0f, acc[l]);
+            }
+        }
+        float d = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        if (scales != NULL)
+            d = d * scales[idx != NULL ? idx[i] : i];
+        out[i] = d;
+    }
+}
+
+#ifdef HAVE_X86
+#define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
+
+SIMD_TARGET static inline __m256 load8(uint32_t type, const void *p)
+{
+    switch (type) {
+    case RECD_FACTORS_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+    case RECD_FACTORS_FP16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    case RECD_FACTORS_INT8:
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    default:
+        return _mm256_loadu_ps((const float *)p);
+    }
+}
+
+/* The eight lane sums of a..h, in the canonical order: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). */
+SIMD_TARGET static inline __m256 reduce8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, __m256 f, __m256 g, __m256 h)
+{
+    __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d)); /* a_lo b_lo c_lo d_lo | a_hi b_hi c_hi d_hi */
+    __m256 efgh = _mm256_hadd_ps(_mm256_hadd_ps(e, f), _mm256_hadd_ps(g, h));
+    return _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20), _mm256_permute2f128_ps(abcd, efgh, 0x31));
+}
+
+/* One type's kernel; inlined into the per-type functions below so that load8's switch folds away. */
+SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uint32_t type, const void *rows, const float *scales,
+                                                                             const uint32_t *idx, size_t n, size_t f,
+                                                                             const float *x, float *out)
+{
+    size_t esize = element_size(type), row_bytes = f * esize, full = f / LANES, tail = f % LANES;
+    float x_tail[LANES] = {0};
+    memcpy(x_tail, x + full * LANES, tail * sizeof(float));
+    for (size_t i = 0; i < n; i += LANES) {
+        const uint8_t *r[LANES];
+        for (size_t j = 0; j != LANES; ++j) /* a short last group repeats its last row; those results are dropped */
+            r[j] = row_of(rows, row_bytes, idx, i + j < n ? i + j : n - 1);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (size_t c = 0; c != full; ++c) {
+            size_t off = c * LANES * esize;
+            __m256 xv = _mm256_loadu_ps(x + c * LANES);
+            a0 = _mm256_fmadd_ps(xv, load8(type, r[0] + off), a0);
+            a1 = _mm256_fmadd_ps(xv, load8(type, r[1] + off), a1);
+            a2 = _mm256_fmadd_ps(xv, load8(type, r[2] + off), a2);
+            a3 = _mm256_fmadd_ps(xv, load8(type, r[3] + off), a3);
+            a4 = _mm256_fmadd_ps(xv, load8(type, r[4] + off), a4);
+            a5 = _mm256_fmadd_ps(xv, load8(type, r[5] + off), a5);
+            a6 = _mm256_fmadd_ps(xv, load8(type, r[6] + off), a6);
+            a7 = _mm256_fmadd_ps(xv, load8(type, r[7] + off), a7);
+        }
+        if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
+            uint8_t pad[LANES][LANES * 4];
+            memset(pad, 0, sizeof(pad));
+            for (size_t j = 0; j != LANES; ++j)
+                memcpy(pad[j], r[j] + full * LANES * esize, tail * esize);
+            __m256 xv = _mm256_loadu_ps(x_tail);
+            a0 = _mm256_fmadd_ps(xv, load8(type, pad[0]), a0);
+            a1 = _mm256_fmadd_ps(xv, load8(type, pad[1]), a1);
+            a2 = _mm256_fmadd_ps(xv, load8(type, pad[2]), a2);
+            a3 = _mm256_fmadd_ps(xv, load8(type, pad[3]), a3);
+            a4 = _mm256_fmadd_ps(xv, load8(type, pad[4]), a4);
+            a5 = _mm256_fmadd_ps(xv, load8(type, pad[5]), a5);
+            a6 = _mm256_fmadd_ps(xv, load8(type, pad[6]), a6);
+            a7 = _mm256_fmadd_ps(xv, load8(type, pad[7]), a7);
+        }
+        __m256 d = reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
+        size_t m = n - i < LANES ? n - i : LANES;
+        if (scales != NULL) {
+            float sc[LANES] = {0};
+            for (size_t j = 0; j != m; ++j)
+                sc[j] = scales[idx != NULL ? idx[i + j] : i + j];
+            d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
+        }
+        if (m == LANES) {
+            _mm256_storeu_ps(out + i, d);
+        } else {
+            float tmp[LANES];
+            _mm256_storeu_ps(tmp, d);
+            memcpy(out + i, tmp, m * sizeof(float));
+        }
+    }
+}
+
+SIMD_TARGET static void dots_simd(uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
+                                  const float *x, float *out)
+{
+    switch (type) {
+    case RECD_FACTORS_BF16:
+        dots_simd_type(RECD_FACTORS_BF16, rows, scales, idx, n, f, x, out);
+        break;
+    case RECD_FACTORS_FP16:
+        dots_simd_type(RECD_FACTORS_FP16, rows, scales, idx, n, f, x, out);
+        break;
+    case RECD_FACTORS_INT8:
+        dots_simd_type(RECD_FACTORS_INT8, rows, scales, idx, n, f, x, out);
+        break;
+    default:
+        dots_simd_type(RECD_FACTORS_F32, rows, scales, idx, n, f, x, out);
+        break;
+    }
+}
+#endif
+
+int recd_simd_available(void)
+{
+#ifdef HAVE_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
+               const float *x, float *out)
+{
+#ifdef HAVE_X86
+    if (simd && recd_simd_available()) {
+        dots_simd(type, rows, scales, idx, n, f, x, out);
+        return;
+    }
+#endif
+    dots_scalar(type, rows, scales, idx, n, f, x, out);
+}
+
+const char *recd_scan_kernel(void)
+{
+    return recd_simd_available() ? "avx2+fma" : "scalar";
+}
+
+/* ---- scores -------------------------------------------------------------------------------------------------------- */
+
+/* What a biased-MF score adds to every item's bias for this user: mu + b_u (b_u = 0 for a folded-in user). */
+static float user_offset(const recd_scorer_t *s, int64_t user)
+{
+    float offset = s->global_bias;
+    if (s->kind == RECD_MODEL_BIASED_MF && s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
+        offset += s->user_bias[user];
+    return offset;
+}
+
+/*
+ * Turns n dot products (items base + j, or idx[j]) into scores by the kind's biases: ALS none, BPR + b_i, biased MF
+ * + (b_i + offset).
+ */
+static void add_biases(const recd_scorer_t *s, float *scores, size_t base, const uint32_t *idx, size_t n, float offset)
+{
+    const float *ib = s->item_bias;
+    if (s->kind == RECD_MODEL_BPR && ib != NULL) {
+        for (size_t j = 0; j != n; ++j)
+            scores[j] = scores[j] + ib[idx != NULL ? idx[j] : base + j];
+    } else if (s->kind == RECD_MODEL_BIASED_MF) {
+        for (size_t j = 0; j != n; ++j)
+            scores[j] = scores[j] + ((ib != NULL ? ib[idx != NULL ? idx[j] : base + j] : 0.0f) + offset);
+    }
+}
+
+void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t user, float *scores)
+{
+    size_t n = s->n_items;
+    if (n == 0)
+        return;
+    if (s->kind == RECD_MODEL_POPULARITY || s->n_factors == 0) {
+        memcpy(scores, s->popularity, n * sizeof(float));
+        return;
+    }
+    recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, NULL, n, s->n_factors, user_vec, scores);
+    add_biases(s, scores, 0, NULL, n, user_offset(s, user));
+}
+
+/* ---- top-k heaps --------------------------------------------------------------------------------------------------- */
+
+/* a ranks below b: lower score, or equal score and higher index. */
+static inline int worse(float as, uint32_t ai, float bs, uint32_t bi)
+{
+    return as < bs || (as == bs && ai > bi);
+}
+
+static inline void sift_down(recd_scored_t *heap, size_t n, size_t i)
+{
+    recd_scored_t x = heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && worse(heap[c + 1].score, heap[c + 1].index, heap[c].score, heap[c].index))
+            ++c;
+        if (!worse(heap[c].score, heap[c].index, x.score, x.index))
+            break;
+        heap[i] = heap[c];
+        i = c;
+    }
+    heap[i] = x;
+}
+
+static inline void sift_up(recd_scored_t *heap, size_t i)
+{
+    recd_scored_t x = heap[i];
+    while (i != 0) {
+        size_t p = (i - 1) / 2;
+        if (!worse(x.score, x.index, heap[p].score, heap[p].index))
+            break;
+        heap[i] = heap[p];
+        i = p;
+    }
+    heap[i] = x;
+}
+
+/* Heap sort in place: repeatedly move the worst to the end, leaving the best first. */
+static void heap_sort(recd_scored_t *heap, size_t len)
+{
+    for (size_t end = len; end > 1; --end) {
+        recd_scored_t t = heap[0];
+        heap[0] = heap[end - 1];
+        heap[end - 1] = t;
+        sift_down(heap, end - 1, 0);
+    }
+}
+
+/*
+ * One query's top list while items are offered to it in ascending index order: a min-heap (worst at heap[0]) of the best
+ * `len` finite, non-excluded scores so far. Because indexes ascend, a later equal score never beats the root: a strict >
+ * against it is the whole test, and it can be made on eight scores at once.
+ */
+typedef struct st_topk_t {
+    recd_scored_t *heap;
+    size_t len, cap;
+    const uint32_t *excl, *excl_end; /* sorted; the cursor only moves forward */
+} topk_t;
+
+static inline int is_excluded(topk_t *t, uint32_t item)
+{
+    while (t->excl != t->excl_end && *t->excl < item)
+        ++t->excl;
+    return t->excl != t->excl_end && *t->excl == item;
+}
+
+/* Bit j set when scores[j] is finite and above thr (thr finite or -INFINITY), j < 8. */
+static inline unsigned above8(const float *scores, float thr)
+{
+#if defined(__SSE2__)
+    __m128 t = _mm_set1_ps(thr), inf = _mm_set1_ps(INFINITY);
+    __m128 lo = _mm_loadu_ps(scores), hi = _mm_loadu_ps(scores + 4);
+    unsigned m_lo = (unsigned)_mm_movemask_ps(_mm_and_ps(_mm_cmpgt_ps(lo, t), _mm_cmplt_ps(lo, inf)));
+    unsigned m_hi = (unsigned)_mm_movemask_ps(_mm_and_ps(_mm_cmpgt_ps(hi, t), _mm_cmplt_ps(hi, inf)));
+    return m_lo | m_hi << 4;
+#else
+    unsigned m = 0;
+    for (unsigned j = 0; j != 8; ++j)
+        m |= (unsigned)(scores[j] > thr && scores[j] < INFINITY) << j;
+    return m;
+#endif
+}
+
+static inline void offer_one(topk_t *t, uint32_t item, float s)
+{
+    if (t->len < t->cap) {
+        if (isfinite(s) && !is_excluded(t, item)) {
+            t->heap[t->len] = (recd_scored_t){item, s};
+            sift_up(t->heap, t->len++);
+        }
+    } else if (s > t->heap[0].score && s < INFINITY && !is_excluded(t, item)) {
+        t->heap[0] = (recd_scored_t){item, s};
+        sift_down(t->heap, t->len, 0);
+    }
+}
+
+/* Offers n scores of the items base + j (or idx[j], ascending) to t. */
+static void offer(topk_t *t, const float *scores, size_t n, size_t base, const uint32_t *idx)
+{
+    size_t j = 0;
+    if (t->cap == 0)
+        return;
+    for (; j != n && t->len != t->cap; ++j)
+        offer_one(t, (uint32_t)(idx != NULL ? idx[j] : base + j), scores[j]);
+    for (; j + 8 <= n; j += 8) {
+        for (unsigned m = above8(scores + j, t->heap[0].score); m != 0; m &= m - 1) {
+            size_t b = j + (size_t)__builtin_ctz(m);
+            offer_one(t, (uint32_t)(idx != NULL ? idx[b] : base + b), scores[b]);
+        }
+    }
+    for (; j != n; ++j)
+        offer_one(t, (uint32_t)(idx != NULL ? idx[j] : base + j), scores[j]);
+}
+
+size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
+{
+    topk_t t = {.heap = out, .cap = k};
+    offer(&t, scores, n, 0, NULL);
+    heap_sort(out, t.len);
+    return t.len;
+}
+
+/* ---- the batched scan ---------------------------------------------------------------------------------------------- */
+
+typedef struct st_query_state_t {
+    topk_t top;   /* over the candidates (compact) or the answer itself (float32) */
+    float offset; /* user_offset */
+} query_state_t;
+
+struct st_recd_scan_scratch_t {
+    float *tile;
+    size_t tile_cap;
+    query_state_t *qs;
+    size_t qs_cap;
+    uint32_t *excl; /* every query's exclusions, sorted per query, one after the other */
+    size_t excl_cap;
+    recd_scored_t *cand; /* the compact scan's candidate heaps, one after the other */
+    size_t cand_cap;
+    uint32_t *cand_idx;
+    size_t cand_idx_cap;
+};
+
+recd_scan_scratch_t *recd_scan_scratch_new(void)
+{
+    return recd_xcalloc(1, sizeof(recd_scan_scratch_t));
+}
+
+void recd_scan_scratch_free(recd_scan_scratch_t *s)
+{
+    if (s == NULL)
+        return;
+    free(s->tile);
+    free(s->qs);
+    free(s->excl);
+    free(s->cand);
+    free(s->cand_idx);
+    free(s);
+}
+
+/* Grows *p to hold at least n elements of size sz (contents not kept). */
+static void reserve(void *p, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return;
+    void **pp = p;
+    free(*pp);
+    size_t c = *cap * 2 > n ? *cap * 2 : n;
+    *pp = recd_xmalloc(c * sz);
+    *cap = c;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_scored_index(const void *a, const void *b)
+{
+    uint32_t x = ((const recd_scored_t *)a)->index, y = ((const recd_scored_t *)b)->index;
+    return x < y ? -1 : x > y;
+}
+
+/* How many candidates a compact scan keeps for a query asking k. */
+static size_t candidates_for(size_t k, size_t n_items)
+{
+    size_t c = k * CAND_FACTOR > k + CAND_MIN_EXTRA ? k * CAND_FACTOR : k + CAND_MIN_EXTRA;
+    return c < n_items ? c : n_items;
+}
+
+/* Re-ranks a query's candidates exactly from the float32 rows into its answer. */
+static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *st, recd_scan_scratch_t *sc)
+{
+    size_t n = st->top.len;
+    qsort(st->top.heap, n, sizeof(recd_scored_t), cmp_scored_index);
+    reserve(&sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
+    reserve(&sc->tile, &sc->tile_cap, n, sizeof(float));
+    for (size_t j = 0; j != n; ++j)
+        sc->cand_idx[j] = st->top.heap[j].index;
+    recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
+    add_biases(s, sc->tile, 0, sc->cand_idx, n, st->offset);
+    topk_t t = {.heap = q->out, .cap = q->k}; /* exclusions were applied when the candidates were chosen */
+    offer(&t, sc->tile, n, 0, sc->cand_idx);
+    heap_sort(q->out, t.len);
+    q->n_out = t.len;
+}
+
+void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *sc)
+{
+    size_t n_items = s->n_items, f = s->n_factors;
+    int popularity = s->kind == RECD_MODEL_POPULARITY || f == 0;
+    uint32_t type = popularity || s->item_factors_compact == NULL ? RECD_FACTORS_F32 : s->factor_type;
+    const void *rows = type == RECD_FACTORS_F32 ? (const void *)s->item_factors : s->item_factors_compact;
+    const float *scales = type == RECD_FACTORS_INT8 ? s->item_scales : NULL;
+    int simd = recd_simd_available();
+
+    if (n == 0)
+        return;
+    /* Per-query state: sorted exclusions, the heap (the answer itself, or candidates), the bias offset. */
+    size_t n_excl = 0, n_cand = 0;
+    for (size_t i = 0; i != n; ++i) {
+        n_excl += q[i].n_excluded;
+        n_cand += type != RECD_FACTORS_F32 ? candidates_for(q[i].k, n_items) : 0;
+    }
+    reserve(&sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
+    reserve(&sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
+    reserve(&sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
+    size_t excl_at = 0, cand_at = 0;
+    for (size_t i = 0; i != n; ++i) {
+        query_state_t *st = &sc->qs[i];
+        uint32_t *excl = sc->excl + excl_at;
+        if (q[i].n_excluded != 0) {
+            memcpy(excl, q[i].excluded, q[i].n_excluded * sizeof(uint32_t));
+            qsort(excl, q[i].n_excluded, sizeof(uint32_t), cmp_u32);
+        }
+        excl_at += q[i].n_excluded;
+        st->top = (topk_t){.excl = excl, .excl_end = excl + q[i].n_excluded};
+        if (type == RECD_FACTORS_F32) {
+            st->top.heap = q[i].out;
+            st->top.cap = q[i].k;
+        } else {
+            st->top.heap = sc->cand + cand_at;
+            st->top.cap = candidates_for(q[i].k, n_items);
+            cand_at += st->top.cap;
+        }
+        st->offset = user_offset(s, q[i].user);
+    }
+
+    /* The blocked pass: every query scores a block of rows while it is in cache, and keeps its best on the fly. */
+    size_t row_bytes = popularity ? 4 : f * element_size(type);
+    size_t block = BLOCK_BYTES / row_bytes;
+    block = block < LANES ? LANES : block / LANES * LANES;
+    reserve(&sc->tile, &sc->tile_cap, block, sizeof(float));
+    for (size_t b = 0; b < n_items; b += block) {
+        size_t nb = n_items - b < block ? n_items - b : block;
+        for (size_t i = 0; i != n; ++i) {
+            query_state_t *st = &sc->qs[i];
+            if (popularity) {
+                offer(&st->top, s->popularity + b, nb, b, NULL);
+                continue;
+            }
+            recd_dots(simd, type, (const uint8_t *)rows + b * row_bytes, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec,
+                      sc->tile);
+            add_biases(s, sc->tile, b, NULL, nb, st->offset);
+            offer(&st->top, sc->tile, nb, b, NULL);
+        }
+    }
+
+    for (size_t i = 0; i != n; ++i) {
+        query_state_t *st = &sc->qs[i];
+        if (type == RECD_FACTORS_F32) {
+            heap_sort(q[i].out, st->top.len);
+            q[i].n_out = st->top.len;
+        } else {
+            rerank(s, &q[i], st, sc);
+        }
+    }
+}

@@ -1,0 +1,463 @@
+/* test_scan.c: the dot-product kernels, the batched scan against score + exclusions + recd_topk, and compact factors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "models/models_internal.h"
+#include "models/scan.h"
+
+/* Deterministic uniform floats in [-1, 1). */
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static uint32_t rnd_below(uint64_t *s, uint32_t n)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)((*s >> 33) % n);
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------------------------- */
+
+/* The AVX2 kernel and its scalar twin give the same bits for every type, factor count (tails included), row count,
+ * gathered rows and scales; and both compute a dot product (against double within rounding). */
+static void test_scan_kernels_agree(void **state)
+{
+    if (!recd_simd_available())
+        fprintf(stderr, "note: this CPU has no AVX2+FMA+F16C; only the scalar kernel is checked\n");
+    uint64_t seed = 11;
+    size_t fs[] = {1, 3, 7, 8, 9, 16, 31, 64, 65, 100};
+    size_t ns[] = {1, 5, 8, 13, 67};
+    uint32_t types[] = {RECD_FACTORS_F32, RECD_FACTORS_BF16, RECD_FACTORS_FP16, RECD_FACTORS_INT8};
+    for (size_t a = 0; a != sizeof(fs) / sizeof(fs[0]); ++a) {
+        for (size_t b = 0; b != sizeof(ns) / sizeof(ns[0]); ++b) {
+            size_t f = fs[a], n = ns[b];
+            float *y = malloc(n * f * sizeof(float)), *x = malloc(f * sizeof(float)), *scales = malloc(n * sizeof(float));
+            uint8_t *compact = malloc(n * f * 2);
+            float out0[67], out1[67];
+            uint32_t idx[67];
+            for (size_t i = 0; i != n * f; ++i)
+                y[i] = rnd(&seed) * 3;
+            for (size_t i = 0; i != f; ++i)
+                x[i] = rnd(&seed);
+            for (size_t i = 0; i != n; ++i)
+                idx[i] = rnd_below(&seed, (uint32_t)n);
+            for (size_t t = 0; t != 4; ++t) {
+                const void *rows = y;
+                const float *sc = NULL;
+                if (types[t] != RECD_FACTORS_F32) {
+                    assert_int_equal(recd_factors_encode(types[t], y, n, f, compact, scales), RECD_OK);
+                    rows = compact;
+                    sc = types[t] == RECD_FACTORS_INT8 ? scales : NULL;
+                }
+                for (int gathered = 0; gathered != 2; ++gathered) {
+                    const uint32_t *ix = gathered ? idx : NULL;
+                    recd_dots(0, types[t], rows, sc, ix, n, f, x, out0);
+                    recd_dots(1, types[t], rows, sc, ix, n, f, x, out1);
+                    assert_memory_equal(out0, out1, n * sizeof(float));
+                    for (size_t i = 0; i != n; ++i) {
+                        size_t r = ix != NULL ? ix[i] : i;
+                        double want = 0, mag = 0;
+                        for (size_t j = 0; j != f; ++j) {
+                            want += (double)x[j] * y[r * f + j];
+                            mag += fabs((double)x[j] * y[r * f + j]);
+                        }
+                        /* float32 is exact to rounding; the compact types to their precision (int8 ~ 1/127 of the row max). */
+                        double tol = types[t] == RECD_FACTORS_F32    ? 1e-5 * (mag + 1)
+                                     : types[t] == RECD_FACTORS_INT8 ? 0.03 * (mag + 1)
+                                                                     : 0.01 * (mag + 1);
+                        if (fabs(out0[i] - want) > tol)
+                            fail_msg("type %u f %zu n %zu row %zu: %g, want %g", types[t], f, n, i, out0[i], want);
+                    }
+                }
+            }
+            free(y);
+            free(x);
+            free(scales);
+            free(compact);
+        }
+    }
+}
+
+/* ---- the scan against score + exclusions + recd_topk ---------------------------------------------------------------- */
+
+typedef struct st_model_t {
+    recd_scorer_t s;
+    float *users, *items, *ub, *ib, *pop;
+    size_t n_users;
+} model_t;
+
+/* A random model of a kind: items with a few duplicated rows (exact ties), popularity with many ties. */
+static model_t make_model(uint32_t kind, size_t n_items, uint32_t f, uint64_t *seed)
+{
+    model_t m = {.n_users = 9};
+    int factored = kind != RECD_MODEL_POPULARITY;
+    m.users = malloc((m.n_users * f + 1) * sizeof(float));
+    m.items = malloc((n_items * f + 1) * sizeof(float));
+    m.ub = malloc(m.n_users * sizeof(float));
+    m.ib = malloc(n_items * sizeof(float));
+    m.pop = malloc(n_items * sizeof(float));
+    for (size_t i = 0; i != m.n_users * f; ++i)
+        m.users[i] = rnd(seed);
+    for (size_t i = 0; i != n_items; ++i) {
+        if (i >= 2 && rnd(seed) < -0.7f) { /* a duplicate of an earlier row */
+            size_t src = rnd_below(seed, (uint32_t)i);
+            memcpy(m.items + i * f, m.items + src * f, f * sizeof(float));
+            m.ib[i] = m.ib[src];
+        } else {
+            for (size_t j = 0; j != f; ++j)
+                m.items[i * f + j] = rnd(seed);
+            m.ib[i] = rnd(seed) * 0.5f;
+        }
+        m.pop[i] = (float)rnd_below(seed, 6);
+    }
+    for (size_t i = 0; i != m.n_users; ++i)
+        m.ub[i] = rnd(seed);
+    m.s = (recd_scorer_t){.kind = kind,
+                          .n_factors = factored ? f : 0,
+                          .n_users = m.n_users,
+                          .n_items = n_items,
+                          .item_factors = factored ? m.items : NULL,
+                          .item_bias = m.ib,
+                          .user_bias = m.ub,
+                          .popularity = m.pop,
+                          .global_bias = 3.25f};
+    return m;
+}
+
+static void free_model(model_t *m)
+{
+    free(m->users);
+    free(m->items);
+    free(m->ub);
+    free(m->ib);
+    free(m->pop);
+}
+
+static int cmp_best_first(const void *a, const void *b)
+{
+    const recd_scored_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* What serving did before the scan: every score, excluded ones set to -INFINITY, then recd_topk; checked against a full
+ * sort here, since recd_topk and the scan share their heap code. */
+static size_t reference_topk(const recd_scorer_t *s, const recd_scan_query_t *q, recd_scored_t *out)
+{
+    float *scores = malloc((s->n_items + 1) * sizeof(float));
+    recd_scored_t *all = malloc((s->n_items + 1) * sizeof(recd_scored_t));
+    recd_scorer_score(s, q->vec, q->user, scores);
+    for (size_t j = 0; j != q->n_excluded; ++j)
+        scores[q->excluded[j]] = -INFINITY;
+    size_t n = recd_topk(scores, s->n_items, q->k, out), n_all = 0;
+    for (size_t i = 0; i != s->n_items; ++i)
+        if (isfinite(scores[i]))
+            all[n_all++] = (recd_scored_t){(uint32_t)i, scores[i]};
+    qsort(all, n_all, sizeof(*all), cmp_best_first);
+    assert_int_equal(n, n_all < q->k ? n_all : q->k);
+    for (size_t i = 0; i != n; ++i) {
+        assert_int_equal(out[i].index, all[i].index);
+        assert_true(out[i].score == all[i].score);
+    }
+    free(all);
+    free(scores);
+    return n;
+}
+
+static void expect_same(const recd_scored_t *got, size_t n_got, const recd_scored_t *want, size_t n_want, const char *what)
+{
+    if (n_got != n_want)
+        fail_msg("%s: %zu answers, want %zu", what, n_got, n_want);
+    for (size_t i = 0; i != n_got; ++i) {
+        if (got[i].index != want[i].index || memcmp(&got[i].score, &want[i].score, sizeof(float)) != 0)
+            fail_msg("%s: answer %zu is (%u, %.9g), want (%u, %.9g)", what, i, got[i].index, got[i].score, want[i].index,
+                     want[i].score);
+    }
+}
+
+enum { N_QUERIES = 12 };
+
+typedef struct st_batch_t {
+    recd_scan_query_t q[N_QUERIES];
+    uint32_t *excluded[N_QUERIES];
+    recd_scored_t *want[N_QUERIES];
+    size_t n_want[N_QUERIES];
+} batch_t;
+
+/* Queries of every shape: known and folded-in users, k from 1 to past n_items, no / some / duplicate / all exclusions. */
+static void make_batch(const model_t *m, batch_t *b, uint64_t *seed)
+{
+    size_t n_items = m->s.n_items, f = m->s.n_factors > 0 ? m->s.n_factors : 1;
+    for (size_t i = 0; i != N_QUERIES; ++i) {
+        recd_scan_query_t *q = &b->q[i];
+        uint32_t ks[] = {1, 3, 10, 10, 50, (uint32_t)n_items, (uint32_t)n_items + 7};
+        q->k = ks[i % 7];
+        q->user = i % 4 == 3 ? -1 : (int64_t)rnd_below(seed, (uint32_t)m->n_users);
+        q->vec = m->users + (size_t)(q->user >= 0 ? q->user : (int64_t)(i % m->n_users)) * f;
+        size_t n_ex = i % 3 == 0 ? 0 : i == 5 ? 2 * n_items : rnd_below(seed, (uint32_t)(n_items / 2 + 2));
+        b->excluded[i] = malloc((n_ex + 1) * sizeof(uint32_t));
+        for (size_t j = 0; j != n_ex; ++j) /* query 5 excludes every item (twice over, in a scrambled order) */
+            b->excluded[i][j] = i == 5 ? (uint32_t)((j * 7919) % n_items) : rnd_below(seed, (uint32_t)n_items);
+        q->excluded = b->excluded[i];
+        q->n_excluded = n_ex;
+        q->out = malloc((q->k + 1) * sizeof(recd_scored_t));
+        b->want[i] = malloc((q->k + 1) * sizeof(recd_scored_t));
+        b->n_want[i] = reference_topk(&m->s, q, b->want[i]);
+    }
+    assert_int_equal(b->n_want[5], 0); /* all excluded */
+}
+
+static void free_batch(batch_t *b)
+{
+    for (size_t i = 0; i != N_QUERIES; ++i) {
+        free(b->excluded[i]);
+        free(b->q[i].out);
+        free(b->want[i]);
+    }
+}
+
+/* The scan answers what score + exclusions + recd_topk answer, bit for bit, for every kind, alone and in batches of every
+ * size and order: n_items around and off the SIMD width and the block size, k past n_items, ties, all excluded. */
+static void test_scan_matches_reference(void **state)
+{
+    uint64_t seed = 5;
+    uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF, RECD_MODEL_POPULARITY};
+    size_t sizes[] = {1, 7, 8, 9, 130, 1000, 3001};
+    uint32_t factors[] = {3, 64};
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t a = 0; a != 4; ++a) {
+        for (size_t b = 0; b != sizeof(sizes) / sizeof(sizes[0]); ++b) {
+            for (size_t c = 0; c != 2; ++c) {
+                char what[96];
+                model_t m = make_model(kinds[a], sizes[b], factors[c], &seed);
+                batch_t bt;
+                make_batch(&m, &bt, &seed);
+                /* Alone. */
+                for (size_t i = 0; i != N_QUERIES; ++i) {
+                    recd_scan_topk(&m.s, &bt.q[i], 1, sc);
+                    snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu alone", recd_model_kind_name(kinds[a]), sizes[b],
+                             factors[c], i);
+                    expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                }
+                /* The whole batch, then random sub-batches in a shuffled order. */
+                recd_scan_topk(&m.s, bt.q, N_QUERIES, sc);
+                for (size_t i = 0; i != N_QUERIES; ++i) {
+                    snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in the batch", recd_model_kind_name(kinds[a]),
+                             sizes[b], factors[c], i);
+                    expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                }
+                for (int round = 0; round != 3; ++round) {
+                    recd_scan_query_t sub[N_QUERIES];
+                    size_t from[N_QUERIES], len = 1 + rnd_below(&seed, N_QUERIES);
+                    for (size_t i = 0; i != len; ++i) {
+                        from[i] = rnd_below(&seed, N_QUERIES);
+                        sub[i] = bt.q[from[i]];
+                        sub[i].out = malloc((sub[i].k + 1) * sizeof(recd_scored_t));
+                    }
+                    recd_scan_topk(&m.s, sub, len, sc);
+                    for (size_t i = 0; i != len; ++i) {
+                        snprintf(what, sizeof(what), "%s n_items %zu query %zu in a batch of %zu", recd_model_kind_name(kinds[a]),
+                                 sizes[b], from[i], len);
+                        expect_same(sub[i].out, sub[i].n_out, bt.want[from[i]], bt.n_want[from[i]], what);
+                        free(sub[i].out);
+                    }
+                }
+                free_batch(&bt);
+                free_model(&m);
+            }
+        }
+    }
+    recd_scan_scratch_free(sc);
+    recd_scan_scratch_free(NULL);
+}
+
+/* recd_scorer_score's scores are the kernel's dot products plus the kind's biases, whatever the SIMD path: the scalar
+ * twin gives the same bits, so a model trained on one machine ranks alike on another. */
+static void test_scan_score_uses_the_kernel(void **state)
+{
+    uint64_t seed = 9;
+    model_t m = make_model(RECD_MODEL_BIASED_MF, 203, 19, &seed);
+    float scores[203], dots[203];
+    recd_scorer_score(&m.s, m.users, 2, scores);
+    recd_dots(0, RECD_FACTORS_F32, m.items, NULL, NULL, 203, 19, m.users, dots);
+    for (size_t i = 0; i != 203; ++i) {
+        float want = dots[i] + (m.ib[i] + (3.25f + m.ub[2]));
+        assert_memory_equal(&scores[i], &want, sizeof(float));
+    }
+    free_model(&m);
+}
+
+/* ---- compact factors ----------------------------------------------------------------------------------------------- */
+
+static uint32_t float_bits(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return b;
+}
+
+static float bits_float(uint32_t b)
+{
+    float v;
+    memcpy(&v, &b, 4);
+    return v;
+}
+
+/* Encodings by hand: round to nearest even, saturation instead of infinity, int8 scales of max |y| / 127. */
+static void test_scan_encode_known(void **state)
+{
+    const float in[] = {1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
+    const uint16_t bf16[] = {0x3f80, 0x3f80, 0x3f82, 0xc020, 0x7f7f, 0xff7f, 0x0000, 0x8000};
+    uint16_t out[8];
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, in, 1, 8, out, NULL), RECD_OK);
+    assert_memory_equal(out, bf16, sizeof(bf16));
+    /* fp16: 1, 1 + 2^-11 (a tie: even), 1 + 3 * 2^-11 (a tie: up), 65504, 70000 (saturates), 2^-24 (smallest subnormal),
+     * 2^-25 (a tie with zero: zero), 3 * 2^-25 (a tie: up to 2 * 2^-24). */
+    const float in16[] = {1.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 65504.0f, -70000.0f, 0x1p-24f, 0x1p-25f, 3 * 0x1p-25f};
+    const uint16_t fp16[] = {0x3c00, 0x3c00, 0x3c02, 0x7bff, 0xfbff, 0x0001, 0x0000, 0x0002};
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_FP16, in16, 2, 4, out, NULL), RECD_OK);
+    assert_memory_equal(out, fp16, sizeof(fp16));
+    recd_fp16_encode(0, in16, 8, out);
+    assert_memory_equal(out, fp16, sizeof(fp16));
+    const float rows[] = {0.5f, -1.0f, 0.25f, 0, 0, 0};
+    int8_t q[6];
+    float scales[2];
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_INT8, rows, 2, 3, q, scales), RECD_OK);
+    const int8_t want_q[] = {64, -127, 32, 0, 0, 0};
+    assert_memory_equal(q, want_q, sizeof(want_q));
+    assert_true(scales[0] == 1.0f / 127.0f && scales[1] == 0.0f);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_F32, rows, 2, 3, q, scales), RECD_EINVAL);
+    assert_int_equal(recd_factor_type_parse("int8"), RECD_FACTORS_INT8);
+    assert_int_equal(recd_factor_type_parse("f32"), RECD_FACTORS_F32);
+    assert_int_equal(recd_factor_type_parse("f64"), -1);
+    assert_string_equal(recd_factor_type_name(RECD_FACTORS_BF16), "bf16");
+}
+
+/* F16C and the scalar encoder agree on every kind of float: normal, subnormal, ties, out of range. */
+static void test_scan_fp16_encoders_agree(void **state)
+{
+    enum { N = 200000 };
+    uint64_t seed = 3;
+    float *in = malloc(N * sizeof(float));
+    uint16_t *a = malloc(N * sizeof(uint16_t)), *b = malloc(N * sizeof(uint16_t));
+    for (size_t i = 0; i != N; ++i) {
+        uint32_t bits;
+        do { /* random finite floats across every exponent, and ties: mantissas ending in 1000...0 */
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            bits = (uint32_t)(seed >> 32);
+            if (i % 3 == 0)
+                bits = (bits & 0xffffe000u) | 0x1000u;
+            if (i % 5 == 0) /* exponents around binary16's range */
+                bits = (bits & 0x807fffffu) | ((uint32_t)(96 + (bits >> 24) % 48) << 23);
+        } while ((bits & 0x7f800000u) == 0x7f800000u);
+        in[i] = bits_float(bits);
+    }
+    recd_fp16_encode(0, in, N, a);
+    recd_fp16_encode(1, in, N, b);
+    for (size_t i = 0; i != N; ++i)
+        if (a[i] != b[i])
+            fail_msg("%a (0x%08x): scalar 0x%04x, F16C 0x%04x", in[i], float_bits(in[i]), a[i], b[i]);
+    free(in);
+    free(a);
+    free(b);
+}
+
+/* A catalogue with planted structure: items near one of a few taste directions (so many compete closely), users near one. */
+typedef struct st_catalogue_t {
+    size_t n_users, n_items;
+    uint32_t f;
+    float *users, *items;
+} catalogue_t;
+
+static catalogue_t make_catalogue(size_t n_users, size_t n_items, uint32_t f, uint32_t clusters, uint64_t *seed)
+{
+    catalogue_t c = {n_users, n_items, f, malloc(n_users * f * sizeof(float)), malloc(n_items * f * sizeof(float))};
+    float *centres = malloc((size_t)clusters * f * sizeof(float));
+    for (size_t i = 0; i != (size_t)clusters * f; ++i)
+        centres[i] = rnd(seed);
+    for (size_t i = 0; i != n_items; ++i) {
+        const float *centre = centres + (size_t)rnd_below(seed, clusters) * f;
+        float size = 0.5f + 0.5f * (rnd(seed) + 1); /* popularity-like spread of norms */
+        for (size_t j = 0; j != f; ++j)
+            c.items[i * f + j] = size * (centre[j] + 0.1f * rnd(seed));
+    }
+    for (size_t u = 0; u != n_users; ++u) {
+        const float *centre = centres + (size_t)rnd_below(seed, clusters) * f;
+        for (size_t j = 0; j != f; ++j)
+            c.users[u * f + j] = centre[j] + 0.5f * rnd(seed);
+    }
+    free(centres);
+    return c;
+}
+
+/* Each compact type meets its recall@10 target against the exact float32 scan, and answers exact float32 scores. */
+static void test_scan_compact_recall(void **state)
+{
+    uint64_t seed = 21;
+    catalogue_t c = make_catalogue(300, 20011, 32, 16, &seed);
+    const struct {
+        uint32_t type;
+        double target;
+    } cases[] = {{RECD_FACTORS_BF16, 0.995}, {RECD_FACTORS_FP16, 0.995}, {RECD_FACTORS_INT8, 0.99}};
+    recd_scorer_t exact = {
+        .kind = RECD_MODEL_ALS, .n_factors = c.f, .n_users = c.n_users, .n_items = c.n_items, .item_factors = c.items};
+    assert_true(recd_scan_recall(&exact, c.users, c.n_users, 100, 10, 1) == 1.0);
+    void *data = malloc(c.n_items * c.f * 2);
+    float *scales = malloc(c.n_items * sizeof(float)), *scores = malloc(c.n_items * sizeof(float));
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t k = 0; k != sizeof(cases) / sizeof(cases[0]); ++k) {
+        assert_int_equal(recd_factors_encode(cases[k].type, c.items, c.n_items, c.f, data, scales), RECD_OK);
+        recd_scorer_t s = exact;
+        s.factor_type = cases[k].type;
+        s.item_factors_compact = data;
+        s.item_scales = cases[k].type == RECD_FACTORS_INT8 ? scales : NULL;
+        double recall = recd_scan_recall(&s, c.users, c.n_users, c.n_users, 10, 1);
+        fprintf(stderr, "note: %s recall@10 against f32: %.4f (target %.2f)\n", recd_factor_type_name(cases[k].type), recall,
+                cases[k].target);
+        assert_true(recall >= cases[k].target);
+        assert_true(recall <= 1.0);
+        /* The answers are sorted, exact float32 scores of the items they name, with exclusions honoured. */
+        recd_scored_t out[10];
+        uint32_t excluded[3];
+        recd_scan_query_t q = {.vec = c.users, .user = 0, .k = 10, .out = out};
+        recd_scan_topk(&s, &q, 1, sc);
+        assert_int_equal(q.n_out, 10);
+        memcpy(excluded, (uint32_t[]){out[0].index, out[4].index, out[0].index}, sizeof(excluded));
+        q.excluded = excluded;
+        q.n_excluded = 3;
+        recd_scan_topk(&s, &q, 1, sc);
+        recd_scorer_score(&exact, c.users, 0, scores);
+        for (size_t i = 0; i != q.n_out; ++i) {
+            assert_true(out[i].index != excluded[0] && out[i].index != excluded[1]);
+            assert_memory_equal(&out[i].score, &scores[out[i].index], sizeof(float));
+            if (i != 0)
+                assert_true(out[i - 1].score > out[i].score ||
+                            (out[i - 1].score == out[i].score && out[i - 1].index < out[i].index));
+        }
+    }
+    recd_scan_scratch_free(sc);
+    free(data);
+    free(scales);
+    free(scores);
+    free(c.users);
+    free(c.items);
+}
+
+int test_scan_run(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scan_kernels_agree),         cmocka_unit_test(test_scan_matches_reference),
+        cmocka_unit_test(test_scan_score_uses_the_kernel), cmocka_unit_test(test_scan_encode_known),
+        cmocka_unit_test(test_scan_fp16_encoders_agree),   cmocka_unit_test(test_scan_compact_recall),
+    };
+    return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
+}
