@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "models/ann.h"
 #include "base/hash.h"
 #include "tests/support/catalogue.h"
@@ -411,6 +412,85 @@ static void test_ann_corrupt_bytes(void **state)
     fixture_dispose(&fx);
 }
 
+/* Writes an ALS artifact of the fixture's first n items with `index` as its ANN section, opens it; NULL with err on failure. */
+static recd_model_t *open_with_index(const ann_fixture_t *fx, size_t n, const void *index, size_t size, char *err, size_t errlen)
+{
+    char dir[] = "/tmp/recd-test-ann-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/m.recd", dir);
+    char **ids = malloc(n * sizeof(char *)), user0[] = "u0";
+    for (size_t i = 0; i != n; ++i)
+        assert_true(asprintf(&ids[i], "i%zu", i) > 0);
+    const char *user_ids[] = {user0};
+    float *pop = calloc(n, sizeof(float));
+    uint64_t row_ptr[2] = {0, 0};
+    recd_csr_t ui = {.n_rows = 1, .n_cols = n, .row_ptr = row_ptr};
+    recd_artifact_extra_t extra = {RECD_ARTIFACT_ANN_INDEX, index, size};
+    recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
+                              .n_factors = N_FACTORS,
+                              .n_users = 1,
+                              .n_items = n,
+                              .user_ids = user_ids,
+                              .item_ids = (const char *const *)ids,
+                              .user_factors = fx->cat.users,
+                              .item_factors = fx->cat.items,
+                              .item_popularity = pop,
+                              .user_items = &ui,
+                              .metadata_json = "{}",
+                              .extras = &extra,
+                              .n_extras = 1};
+    assert_int_equal(recd_model_write(&spec, path, err, errlen), RECD_OK);
+    recd_model_t *m = recd_model_open(path, err, errlen);
+    unlink(path);
+    rmdir(dir);
+    for (size_t i = 0; i != n; ++i)
+        free(ids[i]);
+    free(ids);
+    free(pop);
+    return m;
+}
+
+/* A model opens with its index and answers through it; an index that is corrupt or made for other items fails the load. */
+static void test_ann_in_artifact(void **state)
+{
+    ann_fixture_t fx;
+    char err[512] = "";
+    fixture_make(&fx, 3000, 0, 4);
+    size_t size;
+    const uint8_t *bytes = recd_ann_bytes(fx.ann, &size);
+    recd_model_t *m = open_with_index(&fx, 3000, bytes, size, err, sizeof(err));
+    if (m == NULL)
+        fail_msg("open: %s", err);
+    assert_non_null(recd_model_ann(m));
+    assert_int_equal(recd_ann_n_probe(recd_model_ann(m)), 4);
+    recd_scorer_t s;
+    recd_model_scorer(m, &s);
+    assert_ptr_equal(s.ann, recd_model_ann(m));
+    recd_scored_t a[K], b[K];
+    recd_scan_query_t qa = {.vec = fx.cat.users, .user = -1, .k = K, .approximate = 1, .out = a}, qb = qa;
+    qb.out = b;
+    recd_ann_topk(&s, &qa, 1);
+    recd_ann_topk(&fx.s, &qb, 1);
+    assert_int_equal(qa.n_out, K);
+    assert_memory_equal(a, b, sizeof(a));
+    recd_model_release(m);
+
+    /* made for 3000 items, stored with 2999 */
+    assert_null(open_with_index(&fx, 2999, bytes, size, err, sizeof(err)));
+    assert_non_null(strstr(err, "bad ANN index section: ANN index: built for 3000 items"));
+    /* a list entry out of range (the checksum covers the bytes as written, so only the index's own checks can tell) */
+    uint8_t *bad = aligned_alloc(64, (size + 63) / 64 * 64);
+    memcpy(bad, bytes, size);
+    uint64_t off_items = get_u64(bytes, 80);
+    put_u32(bad, off_items, 70000);
+    assert_null(open_with_index(&fx, 3000, bad, size, err, sizeof(err)));
+    assert_non_null(strstr(err, "bad ANN index section: ANN index: list entry 0 (item 70000) is out of range"));
+    assert_null(open_with_index(&fx, 3000, bytes, size - 64, err, sizeof(err)));
+    assert_non_null(strstr(err, "bad ANN index section"));
+    free(bad);
+    fixture_dispose(&fx);
+}
+
 /* Bad build parameters and factors are refused with a message. */
 static void test_ann_build_rejects(void **state)
 {
@@ -454,17 +534,12 @@ static void test_ann_tune(void **state)
 int test_ann_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ann_recall_als),
-        cmocka_unit_test(test_ann_recall_bpr_bias),
-        cmocka_unit_test(test_ann_exclusions),
-        cmocka_unit_test(test_ann_exclusions_leave_few),
-        cmocka_unit_test(test_ann_ties_and_fallback),
-        cmocka_unit_test(test_ann_deterministic),
-        cmocka_unit_test(test_ann_round_trip),
-        cmocka_unit_test(test_ann_check_scorer),
-        cmocka_unit_test(test_ann_corrupt_bytes),
-        cmocka_unit_test(test_ann_build_rejects),
-        cmocka_unit_test(test_ann_tune),
+        cmocka_unit_test(test_ann_recall_als),        cmocka_unit_test(test_ann_recall_bpr_bias),
+        cmocka_unit_test(test_ann_exclusions),        cmocka_unit_test(test_ann_exclusions_leave_few),
+        cmocka_unit_test(test_ann_ties_and_fallback), cmocka_unit_test(test_ann_deterministic),
+        cmocka_unit_test(test_ann_round_trip),        cmocka_unit_test(test_ann_check_scorer),
+        cmocka_unit_test(test_ann_corrupt_bytes),     cmocka_unit_test(test_ann_in_artifact),
+        cmocka_unit_test(test_ann_build_rejects),     cmocka_unit_test(test_ann_tune),
     };
     return cmocka_run_group_tests_name("ann", tests, NULL, NULL);
 }
