@@ -40,7 +40,7 @@ typedef struct st_ann_header_t {
     uint32_t version, kind, n_factors, has_bias;
     uint64_t n_items;
     uint32_t n_lists, n_probe;
-    float scale; /* 1 / M */
+    float bias_weight; /* the bias coordinate is w b_i in the items, 1 / w in the query (1 without biases) */
     uint32_t iterations;
     uint64_t seed;
     uint64_t off_centroids, off_half_sq, off_list_start, off_list_items, total_size;
@@ -123,7 +123,7 @@ enum {
     H_N_ITEMS = 24,
     H_N_LISTS = 32,
     H_N_PROBE = 36,
-    H_SCALE = 40,
+    H_BIAS_WEIGHT = 40,
     H_ITERATIONS = 44,
     H_SEED = 48,
     H_OFF_CENTROIDS = 56,
@@ -144,7 +144,7 @@ static void write_header(uint8_t *b, const ann_header_t *h)
     put64(b + H_N_ITEMS, h->n_items);
     put32(b + H_N_LISTS, h->n_lists);
     put32(b + H_N_PROBE, h->n_probe);
-    memcpy(b + H_SCALE, &h->scale, 4);
+    memcpy(b + H_BIAS_WEIGHT, &h->bias_weight, 4);
     put32(b + H_ITERATIONS, h->iterations);
     put64(b + H_SEED, h->seed);
     put64(b + H_OFF_CENTROIDS, h->off_centroids);
@@ -163,7 +163,7 @@ static void read_header(const uint8_t *b, ann_header_t *h)
     h->n_items = get64(b + H_N_ITEMS);
     h->n_lists = get32(b + H_N_LISTS);
     h->n_probe = get32(b + H_N_PROBE);
-    memcpy(&h->scale, b + H_SCALE, 4);
+    memcpy(&h->bias_weight, b + H_BIAS_WEIGHT, 4);
     h->iterations = get32(b + H_ITERATIONS);
     h->seed = get64(b + H_SEED);
     h->off_centroids = get64(b + H_OFF_CENTROIDS);
@@ -256,8 +256,8 @@ recd_ann_t *recd_ann_map(const void *data, size_t size, char *err, size_t errlen
                  h.n_lists, h.n_probe);
         return NULL;
     }
-    if (!isfinite(h.scale) || !(h.scale > 0.0f)) {
-        snprintf(err, errlen, "ANN index: bad scale");
+    if (!isfinite(h.bias_weight) || !(h.bias_weight > 0.0f) || (!h.has_bias && h.bias_weight != 1.0f)) {
+        snprintf(err, errlen, "ANN index: bad bias weight");
         return NULL;
     }
     uint64_t dim = (uint64_t)h.n_factors + h.has_bias + 1;
@@ -351,6 +351,11 @@ int recd_ann_has_bias(const recd_ann_t *a)
     return (int)a->h.has_bias;
 }
 
+float recd_ann_bias_weight(const recd_ann_t *a)
+{
+    return a->h.bias_weight;
+}
+
 uint32_t recd_ann_n_lists(const recd_ann_t *a)
 {
     return a->h.n_lists;
@@ -394,8 +399,8 @@ int recd_ann_check_scorer(const recd_ann_t *a, const recd_scorer_t *s, char *err
 /* ---- building -------------------------------------------------------------------------------------------------------- */
 
 /* The augmented rows z_i (dim floats each) of items[0..n) into out. */
-static void augment_rows(const float *factors, const float *bias, uint32_t f, uint32_t dim, double scale, const uint32_t *items,
-                         size_t first, size_t n, float *out)
+static void augment_rows(const float *factors, const float *bias, double bias_weight, uint32_t f, uint32_t dim, double scale,
+                         const uint32_t *items, size_t first, size_t n, float *out)
 {
     for (size_t r = 0; r != n; ++r) {
         size_t i = items != NULL ? items[first + r] : first + r;
@@ -407,7 +412,7 @@ static void augment_rows(const float *factors, const float *bias, uint32_t f, ui
             sq += (double)z[j] * z[j];
         }
         if (bias != NULL) {
-            z[f] = (float)(bias[i] * scale);
+            z[f] = (float)(bias[i] * bias_weight * scale);
             sq += (double)z[f] * z[f];
         }
         z[dim - 1] = (float)sqrt(sq < 1.0 ? 1.0 - sq : 0.0);
@@ -502,6 +507,36 @@ static void kmeans(const float *rows, size_t n, uint32_t n_lists, uint32_t dim, 
     free(count);
 }
 
+/*
+ * The default weight of the bias coordinate: twice what gives it the variance of all factor coordinates together. A bias
+ * that moves scores as much as the factors do then shapes the cells as much as they do, so a cell holds items of similar
+ * bias and its centroid says how well its best items can score (measured on bench/ann's catalogue with biases: recall@10
+ * at 128 of 1789 cells 0.81 with weight 1, 0.95 with 4, 0.97 with 8; this rule gives about 8 there).
+ */
+static double auto_bias_weight(const float *factors, const float *bias, size_t n, uint32_t f)
+{
+    double factor_var = 0.0, b_mean = 0.0, b_var = 0.0;
+    for (uint32_t j = 0; j != f; ++j) {
+        double m = 0.0, v = 0.0;
+        for (size_t i = 0; i != n; ++i)
+            m += factors[i * f + j];
+        m /= (double)n;
+        for (size_t i = 0; i != n; ++i)
+            v += (factors[i * f + j] - m) * (factors[i * f + j] - m);
+        factor_var += v / (double)n;
+    }
+    for (size_t i = 0; i != n; ++i)
+        b_mean += bias[i];
+    b_mean /= (double)n;
+    for (size_t i = 0; i != n; ++i)
+        b_var += (bias[i] - b_mean) * (bias[i] - b_mean);
+    b_var /= (double)n;
+    if (!(b_var > 0.0) || !(factor_var > 0.0) || !isfinite(b_var) || !isfinite(factor_var))
+        return 1.0;
+    double w = 2.0 * sqrt(factor_var / b_var);
+    return w < 1.0 ? 1.0 : w > 64.0 ? 64.0 : w;
+}
+
 recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, size_t n_items, uint32_t n_factors,
                            const recd_ann_params_t *p, char *err, size_t errlen)
 {
@@ -534,6 +569,15 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
         snprintf(err, errlen, "ANN index: n_probe %u is more than the %u lists", n_probe, n_lists);
         return NULL;
     }
+    double bias_weight = p->bias_weight != 0.0f ? p->bias_weight
+                         : item_bias != NULL    ? auto_bias_weight(item_factors, item_bias, n_items, n_factors)
+                                                : 1.0;
+    if (item_bias == NULL)
+        bias_weight = 1.0;
+    if (!isfinite(bias_weight) || !(bias_weight > 0.0)) {
+        snprintf(err, errlen, "ANN index: the bias weight must be a positive number");
+        return NULL;
+    }
     double max_sq = 0.0;
     for (size_t i = 0; i != n_items; ++i) {
         const float *y = item_factors + i * n_factors;
@@ -541,7 +585,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
         for (uint32_t j = 0; j != n_factors; ++j)
             sq += (double)y[j] * y[j];
         if (item_bias != NULL)
-            sq += (double)item_bias[i] * item_bias[i];
+            sq += (double)item_bias[i] * item_bias[i] * bias_weight * bias_weight;
         if (!isfinite(sq)) {
             snprintf(err, errlen, "ANN index: item %zu has non-finite factors or bias", i);
             return NULL;
@@ -553,7 +597,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     h.n_items = n_items;
     h.n_lists = n_lists;
     h.n_probe = n_probe;
-    h.scale = (float)scale;
+    h.bias_weight = (float)bias_weight;
     h.iterations = p->iterations;
     h.seed = p->seed;
     layout(&h);
@@ -579,7 +623,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     float *centroids = recd_xmalloc((size_t)n_lists * dim * sizeof(float));
     float *train = recd_xmalloc(n_train * dim * sizeof(float));
     /* the first n_lists drawn items start the centroids; then the sample is sorted for a fixed summation order */
-    augment_rows(item_factors, item_bias, n_factors, dim, scale, perm, 0, n_lists, centroids);
+    augment_rows(item_factors, item_bias, bias_weight, n_factors, dim, scale, perm, 0, n_lists, centroids);
     uint8_t *in_sample = recd_xcalloc(n_items, 1);
     for (size_t i = 0; i != n_train; ++i)
         in_sample[perm[i]] = 1;
@@ -587,7 +631,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
         if (in_sample[i])
             perm[t++] = (uint32_t)i;
     free(in_sample);
-    augment_rows(item_factors, item_bias, n_factors, dim, scale, perm, 0, n_train, train);
+    augment_rows(item_factors, item_bias, bias_weight, n_factors, dim, scale, perm, 0, n_train, train);
     kmeans(train, n_train, n_lists, dim, p->iterations, p->seed, centroids);
     free(train);
 
@@ -603,7 +647,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     uint32_t *cell = perm; /* reused: n_items entries */
     for (size_t first = 0; first < n_items; first += ANN_ASSIGN_BLOCK) {
         size_t len = n_items - first < ANN_ASSIGN_BLOCK ? n_items - first : ANN_ASSIGN_BLOCK;
-        augment_rows(item_factors, item_bias, n_factors, dim, scale, NULL, first, len, rows);
+        augment_rows(item_factors, item_bias, bias_weight, n_factors, dim, scale, NULL, first, len, rows);
         assign_rows(rows, len, centroids, half_sq, n_lists, dim, scores, cell + first);
     }
     free(rows);
@@ -763,13 +807,14 @@ static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_qu
     double sq = 0.0;
     for (uint32_t j = 0; j != f; ++j)
         sq += (double)x[j] * x[j];
+    float bias_q = 1.0f / a->h.bias_weight; /* (x, 1/w) . (y, w b) = x . y + b */
     if (a->h.has_bias)
-        sq += 1.0;
+        sq += (double)bias_q * bias_q;
     float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
     for (uint32_t j = 0; j != f; ++j)
         w->query[j] = x[j] * inv;
     if (a->h.has_bias)
-        w->query[f] = inv;
+        w->query[f] = bias_q * inv;
     w->query[a->dim - 1] = 0.0f;
     recd_dots(1, RECD_FACTORS_F32, a->centroids, NULL, NULL, n_lists, a->dim, w->query, w->cell_score);
     for (uint32_t c = 0; c != n_lists; ++c)

@@ -29,6 +29,8 @@ typedef struct st_recd_ann_params_t {
     uint32_t n_probe;        /* cells searched per query until recd_ann_set_n_probe changes it; 0 = about n_lists / 16 */
     uint32_t iterations;     /* k-means iterations (default 12) */
     uint32_t train_per_list; /* k-means trains on at most this many items per cell (default 64), all of them when fewer */
+    float bias_weight;       /* how much the item biases shape the cells; 0 = twice the factors' total variance over the
+                                biases' (see docs/ANN.md); ignored without biases */
     uint32_t threads;        /* OpenBLAS threads for the build's matrix products (0 = as OpenBLAS is set); the result does
                                 not depend on it */
     uint64_t seed;           /* the training sample, the initial centroids and the splits of empty cells */
@@ -68,6 +70,8 @@ size_t recd_ann_n_items(const recd_ann_t *a);
 uint32_t recd_ann_n_factors(const recd_ann_t *a);
 /** Whether the index searches (y_i, b_i): it was built with item biases. */
 int recd_ann_has_bias(const recd_ann_t *a);
+/** The weight the item biases were given in the cells (1 without biases). */
+float recd_ann_bias_weight(const recd_ann_t *a);
 uint32_t recd_ann_n_lists(const recd_ann_t *a);
 uint32_t recd_ann_n_probe(const recd_ann_t *a);
 

@@ -150,6 +150,8 @@ static int ann_extra(const recd_cli_options_t *o, const recd_fitted_t *f, json_t
                   (json_int_t)recd_ann_n_lists(*ann), "n_probe", (json_int_t)recd_ann_n_probe(*ann), "item_bias",
                   recd_ann_has_bias(*ann), "build_seconds", build_seconds, "tune_seconds", tune_seconds, "bytes", (json_int_t)bytes,
                   "recall_at_10", recall, "recall_users", (json_int_t)measured, "against", "the exact scan, top 10, no exclusions");
+    if (info != NULL && recd_ann_has_bias(*ann))
+        json_object_set_new(info, "bias_weight", json_real(recd_ann_bias_weight(*ann)));
     if (info != NULL && o->ann.n_probe == 0) {
         json_object_set_new(info, "target_recall", json_real(o->ann_recall));
         json_object_set_new(info, "tuning_recall", json_real(tuned_recall));
