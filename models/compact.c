@@ -139,7 +139,7 @@ static uint64_t next_random(uint64_t *state)
 double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k, uint64_t seed)
 {
     enum { BATCH = 32 };
-    if (s->factor_type == RECD_FACTORS_F32 || s->item_factors_compact == NULL || s->n_factors == 0)
+    if (!recd_scan_reads_compact(s))
         return 1.0;
     if (n_users == 0 || sample == 0 || k == 0 || s->n_items == 0)
         return 0.0;

@@ -78,6 +78,9 @@ int recd_simd_available(void);
 void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
                const float *x, float *out);
 
+/* The n compact values (recd_factor_type_t) at in as float32, with the instruction set chosen by the caller. */
+void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out);
+
 /* compact.c's float32 -> binary16 encoder with the instruction set chosen by the caller (F16C or its scalar twin). */
 void recd_fp16_encode(int simd, const float *in, size_t n, uint16_t *out);
 

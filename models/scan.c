@@ -12,7 +12,9 @@
  * recd_scan_topk walks the item rows in blocks of about 32 KiB; each query of the batch scores the block into a small
  * tile (L1-resident) and offers it to its heap: eight scores are compared at once against the heap's root (its k-th best),
  * and only the items above it, checked against the query's sorted exclusions, enter the heap. Items arrive in ascending
- * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index).
+ * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index). With
+ * compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch decodes each
+ * compact block to float32 once (exactly) for all its queries.
  */
 #include <math.h>
 #include <stdint.h>
@@ -27,10 +29,13 @@
 #include "base/alloc.h"
 
 #define LANES 8
-/* Item rows per block: about this many bytes of the rows the scan reads, so a block stays in L1/L2 for the whole batch. */
+/* Item rows per block: about this many bytes of float32 rows, so a block stays in L1/L2 for the whole batch. */
 #define BLOCK_BYTES 32768
 /* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
 #define CAND_FACTOR 4
+/* Compact factors are read only when the float32 rows are larger than this: below, they stay in cache and the exact scan
+ * is faster than choosing and re-ranking candidates (1,682 x 64 items: 8 us against 20). */
+#define COMPACT_MIN_BYTES (1u << 20)
 #define CAND_MIN_EXTRA 64
 
 /* ---- element loads of each factor type ----------------------------------------------------------------------------- */
@@ -86,18 +91,12 @@ static size_t element_size(uint32_t type)
 
 /* ---- dot-product kernels ------------------------------------------------------------------------------------------- */
 
-/* The row of item i (idx[i] when idx is given). */
-static inline const void *row_of(const void *rows, size_t row_bytes, const uint32_t *idx, size_t i)
-{
-    return (const uint8_t *)rows + (idx != NULL ? idx[i] : i) * row_bytes;
-}
-
 static void dots_scalar(uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
                         const float *x, float *out)
 {
     size_t row_bytes = f * element_size(type), chunks = (f + LANES - 1) / LANES;
     for (size_t i = 0; i != n; ++i) {
-        const void *row = row_of(rows, row_bytes, idx, i);
+        const void *row = (const uint8_t *)rows + (idx != NULL ? idx[i] : i) * row_bytes;
         float acc[LANES] = {0};
         for (size_t c = 0; c != chunks; ++c) {
             for (size_t l = 0; l != LANES; ++l) {
@@ -137,61 +136,124 @@ SIMD_TARGET static inline __m256 reduce8(__m256 a, __m256 b, __m256 c, __m256 d,
     return _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20), _mm256_permute2f128_ps(abcd, efgh, 0x31));
 }
 
+/*
+ * The canonical dot products of x with the eight rows r0..r7 (full chunks, then the zero-padded tail), as one vector. The
+ * rows are eight scalar arguments, not an array: GCC would otherwise build the addresses with vector instructions and
+ * read them back through the stack, which doubled the time of a group.
+ */
+SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots8(uint32_t type, const uint8_t *r0, const uint8_t *r1,
+                                                                      const uint8_t *r2, const uint8_t *r3, const uint8_t *r4,
+                                                                      const uint8_t *r5, const uint8_t *r6, const uint8_t *r7,
+                                                                      size_t full, size_t tail, const float *x, const float *x_tail)
+{
+    size_t esize = element_size(type);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t c = 0; c != full; ++c) {
+        size_t off = c * LANES * esize;
+        __m256 xv = _mm256_loadu_ps(x + c * LANES);
+        a0 = _mm256_fmadd_ps(xv, load8(type, r0 + off), a0);
+        a1 = _mm256_fmadd_ps(xv, load8(type, r1 + off), a1);
+        a2 = _mm256_fmadd_ps(xv, load8(type, r2 + off), a2);
+        a3 = _mm256_fmadd_ps(xv, load8(type, r3 + off), a3);
+        a4 = _mm256_fmadd_ps(xv, load8(type, r4 + off), a4);
+        a5 = _mm256_fmadd_ps(xv, load8(type, r5 + off), a5);
+        a6 = _mm256_fmadd_ps(xv, load8(type, r6 + off), a6);
+        a7 = _mm256_fmadd_ps(xv, load8(type, r7 + off), a7);
+    }
+    if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
+        const uint8_t *r[LANES] = {r0, r1, r2, r3, r4, r5, r6, r7};
+        uint8_t pad[LANES][LANES * 4];
+        memset(pad, 0, sizeof(pad));
+        for (size_t j = 0; j != LANES; ++j)
+            memcpy(pad[j], r[j] + full * LANES * esize, tail * esize);
+        __m256 xv = _mm256_loadu_ps(x_tail);
+        a0 = _mm256_fmadd_ps(xv, load8(type, pad[0]), a0);
+        a1 = _mm256_fmadd_ps(xv, load8(type, pad[1]), a1);
+        a2 = _mm256_fmadd_ps(xv, load8(type, pad[2]), a2);
+        a3 = _mm256_fmadd_ps(xv, load8(type, pad[3]), a3);
+        a4 = _mm256_fmadd_ps(xv, load8(type, pad[4]), a4);
+        a5 = _mm256_fmadd_ps(xv, load8(type, pad[5]), a5);
+        a6 = _mm256_fmadd_ps(xv, load8(type, pad[6]), a6);
+        a7 = _mm256_fmadd_ps(xv, load8(type, pad[7]), a7);
+    }
+    return reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
+}
+
+/* The eight products of a group times its rows' scales (int8), or the products as they are. */
+SIMD_TARGET static inline __m256 scaled(__m256 d, const float *scales, const uint32_t *idx, size_t i)
+{
+    if (scales == NULL)
+        return d;
+    if (idx == NULL)
+        return _mm256_mul_ps(d, _mm256_loadu_ps(scales + i));
+    float sc[LANES];
+    for (size_t j = 0; j != LANES; ++j)
+        sc[j] = scales[idx[i + j]];
+    return _mm256_mul_ps(d, _mm256_loadu_ps(sc));
+}
+
 /* One type's kernel; inlined into the per-type functions below so that load8's switch folds away. */
 SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uint32_t type, const void *rows, const float *scales,
                                                                              const uint32_t *idx, size_t n, size_t f,
                                                                              const float *x, float *out)
 {
-    size_t esize = element_size(type), row_bytes = f * esize, full = f / LANES, tail = f % LANES;
+    const uint8_t *base = rows;
+    size_t rb = f * element_size(type), full = f / LANES, tail = f % LANES, i = 0;
     float x_tail[LANES] = {0};
     memcpy(x_tail, x + full * LANES, tail * sizeof(float));
-    for (size_t i = 0; i < n; i += LANES) {
-        const uint8_t *r[LANES];
-        for (size_t j = 0; j != LANES; ++j) /* a short last group repeats its last row; those results are dropped */
-            r[j] = row_of(rows, row_bytes, idx, i + j < n ? i + j : n - 1);
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (size_t c = 0; c != full; ++c) {
-            size_t off = c * LANES * esize;
-            __m256 xv = _mm256_loadu_ps(x + c * LANES);
-            a0 = _mm256_fmadd_ps(xv, load8(type, r[0] + off), a0);
-            a1 = _mm256_fmadd_ps(xv, load8(type, r[1] + off), a1);
-            a2 = _mm256_fmadd_ps(xv, load8(type, r[2] + off), a2);
-            a3 = _mm256_fmadd_ps(xv, load8(type, r[3] + off), a3);
-            a4 = _mm256_fmadd_ps(xv, load8(type, r[4] + off), a4);
-            a5 = _mm256_fmadd_ps(xv, load8(type, r[5] + off), a5);
-            a6 = _mm256_fmadd_ps(xv, load8(type, r[6] + off), a6);
-            a7 = _mm256_fmadd_ps(xv, load8(type, r[7] + off), a7);
+    if (idx == NULL) {
+        for (; i + LANES <= n; i += LANES) {
+            const uint8_t *r = base + i * rb;
+            __m256 d = dots8(type, r, r + rb, r + 2 * rb, r + 3 * rb, r + 4 * rb, r + 5 * rb, r + 6 * rb, r + 7 * rb, full, tail, x,
+                             x_tail);
+            _mm256_storeu_ps(out + i, scaled(d, scales, NULL, i));
         }
-        if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
-            uint8_t pad[LANES][LANES * 4];
-            memset(pad, 0, sizeof(pad));
-            for (size_t j = 0; j != LANES; ++j)
-                memcpy(pad[j], r[j] + full * LANES * esize, tail * esize);
-            __m256 xv = _mm256_loadu_ps(x_tail);
-            a0 = _mm256_fmadd_ps(xv, load8(type, pad[0]), a0);
-            a1 = _mm256_fmadd_ps(xv, load8(type, pad[1]), a1);
-            a2 = _mm256_fmadd_ps(xv, load8(type, pad[2]), a2);
-            a3 = _mm256_fmadd_ps(xv, load8(type, pad[3]), a3);
-            a4 = _mm256_fmadd_ps(xv, load8(type, pad[4]), a4);
-            a5 = _mm256_fmadd_ps(xv, load8(type, pad[5]), a5);
-            a6 = _mm256_fmadd_ps(xv, load8(type, pad[6]), a6);
-            a7 = _mm256_fmadd_ps(xv, load8(type, pad[7]), a7);
+    } else {
+        for (; i + LANES <= n; i += LANES) {
+            const uint32_t *ix = idx + i;
+            __m256 d = dots8(type, base + ix[0] * rb, base + ix[1] * rb, base + ix[2] * rb, base + ix[3] * rb, base + ix[4] * rb,
+                             base + ix[5] * rb, base + ix[6] * rb, base + ix[7] * rb, full, tail, x, x_tail);
+            _mm256_storeu_ps(out + i, scaled(d, scales, idx, i));
         }
-        __m256 d = reduce8(a0, a1, a2, a3, a4, a5, a6, a7);
-        size_t m = n - i < LANES ? n - i : LANES;
-        if (scales != NULL) {
-            float sc[LANES] = {0};
-            for (size_t j = 0; j != m; ++j)
-                sc[j] = scales[idx != NULL ? idx[i + j] : i + j];
+    }
+    if (i != n) { /* a short last group repeats its last row; those results are dropped */
+        uint32_t at[LANES];
+        float sc[LANES] = {0}, tmp[LANES];
+        for (size_t j = 0; j != LANES; ++j) {
+            size_t k = i + j < n ? i + j : n - 1;
+            at[j] = idx != NULL ? idx[k] : (uint32_t)k;
+            sc[j] = scales != NULL ? scales[at[j]] : 0.0f;
+        }
+        __m256 d = dots8(type, base + at[0] * rb, base + at[1] * rb, base + at[2] * rb, base + at[3] * rb, base + at[4] * rb,
+                         base + at[5] * rb, base + at[6] * rb, base + at[7] * rb, full, tail, x, x_tail);
+        if (scales != NULL)
             d = _mm256_mul_ps(d, _mm256_loadu_ps(sc));
-        }
-        if (m == LANES) {
-            _mm256_storeu_ps(out + i, d);
-        } else {
-            float tmp[LANES];
-            _mm256_storeu_ps(tmp, d);
-            memcpy(out + i, tmp, m * sizeof(float));
-        }
+        _mm256_storeu_ps(tmp, d);
+        memcpy(out + i, tmp, (n - i) * sizeof(float));
+    }
+}
+
+SIMD_TARGET static inline __attribute__((always_inline)) void decode_simd_type(uint32_t type, const void *in, size_t n, float *out)
+{
+    size_t esize = element_size(type), i = 0;
+    for (; i + LANES <= n; i += LANES)
+        _mm256_storeu_ps(out + i, load8(type, (const uint8_t *)in + i * esize));
+    for (; i != n; ++i)
+        out[i] = element(type, in, i);
+}
+
+SIMD_TARGET static void decode_simd(uint32_t type, const void *in, size_t n, float *out)
+{
+    switch (type) {
+    case RECD_FACTORS_BF16:
+        decode_simd_type(RECD_FACTORS_BF16, in, n, out);
+        break;
+    case RECD_FACTORS_FP16:
+        decode_simd_type(RECD_FACTORS_FP16, in, n, out);
+        break;
+    default:
+        decode_simd_type(RECD_FACTORS_INT8, in, n, out);
+        break;
     }
 }
 
@@ -234,6 +296,18 @@ void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, c
     }
 #endif
     dots_scalar(type, rows, scales, idx, n, f, x, out);
+}
+
+void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out)
+{
+#ifdef HAVE_X86
+    if (simd && recd_simd_available()) {
+        decode_simd(type, in, n, out);
+        return;
+    }
+#endif
+    for (size_t i = 0; i != n; ++i)
+        out[i] = element(type, in, i);
 }
 
 const char *recd_scan_kernel(void)
@@ -414,6 +488,8 @@ typedef struct st_query_state_t {
 struct st_recd_scan_scratch_t {
     float *tile;
     size_t tile_cap;
+    float *decoded; /* a block of compact rows as float32, shared by the queries of a batch */
+    size_t decoded_cap;
     query_state_t *qs;
     size_t qs_cap;
     uint32_t *excl; /* every query's exclusions, sorted per query, one after the other */
@@ -434,6 +510,7 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     if (s == NULL)
         return;
     free(s->tile);
+    free(s->decoded);
     free(s->qs);
     free(s->excl);
     free(s->cand);
@@ -441,16 +518,14 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     free(s);
 }
 
-/* Grows *p to hold at least n elements of size sz (contents not kept). */
-static void reserve(void *p, size_t *cap, size_t n, size_t sz)
+/* p, or a larger buffer in its place, holding at least n elements of size sz (the contents are not kept). */
+static void *grow(void *p, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
-        return;
-    void **pp = p;
-    free(*pp);
-    size_t c = *cap * 2 > n ? *cap * 2 : n;
-    *pp = recd_xmalloc(c * sz);
-    *cap = c;
+        return p;
+    free(p);
+    *cap = *cap * 2 > n ? *cap * 2 : n;
+    return recd_xmalloc(*cap * sz);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -477,8 +552,8 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
 {
     size_t n = st->top.len;
     qsort(st->top.heap, n, sizeof(recd_scored_t), cmp_scored_index);
-    reserve(&sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
-    reserve(&sc->tile, &sc->tile_cap, n, sizeof(float));
+    sc->cand_idx = grow(sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
+    sc->tile = grow(sc->tile, &sc->tile_cap, n, sizeof(float));
     for (size_t j = 0; j != n; ++j)
         sc->cand_idx[j] = st->top.heap[j].index;
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
@@ -489,26 +564,31 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
     q->n_out = t.len;
 }
 
-void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *sc)
+int recd_scan_reads_compact(const recd_scorer_t *s)
 {
+    return s->kind != RECD_MODEL_POPULARITY && s->n_factors != 0 && s->factor_type != RECD_FACTORS_F32 &&
+           s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
+}
+
+void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
+{
+    recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
     size_t n_items = s->n_items, f = s->n_factors;
     int popularity = s->kind == RECD_MODEL_POPULARITY || f == 0;
-    uint32_t type = popularity || s->item_factors_compact == NULL ? RECD_FACTORS_F32 : s->factor_type;
+    uint32_t type = recd_scan_reads_compact(s) ? s->factor_type : RECD_FACTORS_F32;
     const void *rows = type == RECD_FACTORS_F32 ? (const void *)s->item_factors : s->item_factors_compact;
     const float *scales = type == RECD_FACTORS_INT8 ? s->item_scales : NULL;
     int simd = recd_simd_available();
 
-    if (n == 0)
-        return;
     /* Per-query state: sorted exclusions, the heap (the answer itself, or candidates), the bias offset. */
     size_t n_excl = 0, n_cand = 0;
     for (size_t i = 0; i != n; ++i) {
         n_excl += q[i].n_excluded;
         n_cand += type != RECD_FACTORS_F32 ? candidates_for(q[i].k, n_items) : 0;
     }
-    reserve(&sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
-    reserve(&sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
-    reserve(&sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
+    sc->qs = grow(sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
+    sc->excl = grow(sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
+    sc->cand = grow(sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
     size_t excl_at = 0, cand_at = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
@@ -530,21 +610,34 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
         st->offset = user_offset(s, q[i].user);
     }
 
-    /* The blocked pass: every query scores a block of rows while it is in cache, and keeps its best on the fly. */
+    /*
+     * The blocked pass: every query scores a block of rows while it is in cache, and keeps its best on the fly. A batch
+     * decodes a block of compact rows to float32 once and scans that with the float32 kernel: the values are exact, so
+     * the bits are those of the compact kernel (fma of x with the converted value), only the conversion is shared.
+     */
     size_t row_bytes = popularity ? 4 : f * element_size(type);
-    size_t block = BLOCK_BYTES / row_bytes;
+    size_t block = popularity ? BLOCK_BYTES / 4 : BLOCK_BYTES / (f * sizeof(float));
     block = block < LANES ? LANES : block / LANES * LANES;
-    reserve(&sc->tile, &sc->tile_cap, block, sizeof(float));
+    int share_decoding = type != RECD_FACTORS_F32 && n > 1;
+    sc->tile = grow(sc->tile, &sc->tile_cap, block, sizeof(float));
+    if (share_decoding)
+        sc->decoded = grow(sc->decoded, &sc->decoded_cap, block * f, sizeof(float));
     for (size_t b = 0; b < n_items; b += block) {
         size_t nb = n_items - b < block ? n_items - b : block;
+        const void *block_rows = (const uint8_t *)rows + b * row_bytes;
+        uint32_t block_type = type;
+        if (share_decoding) {
+            recd_decode(simd, type, block_rows, nb * f, sc->decoded);
+            block_rows = sc->decoded;
+            block_type = RECD_FACTORS_F32;
+        }
         for (size_t i = 0; i != n; ++i) {
             query_state_t *st = &sc->qs[i];
             if (popularity) {
                 offer(&st->top, s->popularity + b, nb, b, NULL);
                 continue;
             }
-            recd_dots(simd, type, (const uint8_t *)rows + b * row_bytes, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec,
-                      sc->tile);
+            recd_dots(simd, block_type, block_rows, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec, sc->tile);
             add_biases(s, sc->tile, b, NULL, nb, st->offset);
             offer(&st->top, sc->tile, nb, b, NULL);
         }
@@ -559,4 +652,6 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
             rerank(s, &q[i], st, sc);
         }
     }
+    if (sc != scratch)
+        recd_scan_scratch_free(sc);
 }

@@ -39,12 +39,16 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s);
  * A score is computed in an order that depends only on the item and the query, never on the batch: a query's answer is the
  * same bit for bit scanned alone or in a batch of any size and composition.
  *
- * With compact item factors (bf16, fp16, int8) the scan selects each query's best max(4k, k + 64) candidates from the compact
- * rows, then re-ranks them exactly from the float32 rows: the scores answered are exact, the set can miss an item whose
- * compact score fell below the candidates (recd-train reports how often, as recall@10 against float32).
- * scratch must not be used by another thread at the same time.
+ * With compact item factors (bf16, fp16, int8) and float32 item rows larger than 1 MiB (smaller ones stay in cache, where
+ * the exact scan is faster) the scan selects each query's best max(4k, k + 64) candidates from the compact rows, then
+ * re-ranks them exactly from the float32 rows: the scores answered are exact, the set can miss an item whose compact
+ * score fell below the candidates (recd-train reports how often, as recall@10 against float32).
+ * scratch must not be used by another thread at the same time; NULL makes a temporary one (an allocation per call).
  */
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
+
+/** Whether recd_scan_topk reads s's compact item factors (it has some, and its float32 rows exceed 1 MiB). */
+int recd_scan_reads_compact(const recd_scorer_t *s);
 
 /** The dot-product kernel this process runs: "avx2+fma" (chosen at run time when the CPU has them) or "scalar". */
 const char *recd_scan_kernel(void);

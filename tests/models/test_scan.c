@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "models/models_internal.h"
 #include "models/scan.h"
 
@@ -56,6 +57,17 @@ static void test_scan_kernels_agree(void **state)
                     assert_int_equal(recd_factors_encode(types[t], y, n, f, compact, scales), RECD_OK);
                     rows = compact;
                     sc = types[t] == RECD_FACTORS_INT8 ? scales : NULL;
+                }
+                if (types[t] != RECD_FACTORS_F32) { /* the decoders agree, and with the kernel on the decoded rows */
+                    float *d0 = malloc(n * f * sizeof(float)), *d1 = malloc(n * f * sizeof(float));
+                    recd_decode(0, types[t], rows, n * f, d0);
+                    recd_decode(1, types[t], rows, n * f, d1);
+                    assert_memory_equal(d0, d1, n * f * sizeof(float));
+                    recd_dots(1, types[t], rows, sc, NULL, n, f, x, out0);
+                    recd_dots(1, RECD_FACTORS_F32, d0, sc, NULL, n, f, x, out1);
+                    assert_memory_equal(out0, out1, n * sizeof(float));
+                    free(d0);
+                    free(d1);
                 }
                 for (int gathered = 0; gathered != 2; ++gathered) {
                     const uint32_t *ix = gathered ? idx : NULL;
@@ -315,7 +327,8 @@ static float bits_float(uint32_t b)
 /* Encodings by hand: round to nearest even, saturation instead of infinity, int8 scales of max |y| / 127. */
 static void test_scan_encode_known(void **state)
 {
-    const float in[] = {1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
+    const float in[] = {
+        1.0f, bits_float(0x3f808000), bits_float(0x3f818000), -2.5f, bits_float(0x7f7fffff), bits_float(0xff7fffff), 0.0f, -0.0f};
     const uint16_t bf16[] = {0x3f80, 0x3f80, 0x3f82, 0xc020, 0x7f7f, 0xff7f, 0x0000, 0x8000};
     uint16_t out[8];
     assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, in, 1, 8, out, NULL), RECD_OK);
@@ -421,7 +434,7 @@ static void test_scan_compact_recall(void **state)
         s.item_factors_compact = data;
         s.item_scales = cases[k].type == RECD_FACTORS_INT8 ? scales : NULL;
         double recall = recd_scan_recall(&s, c.users, c.n_users, c.n_users, 10, 1);
-        fprintf(stderr, "note: %s recall@10 against f32: %.4f (target %.2f)\n", recd_factor_type_name(cases[k].type), recall,
+        fprintf(stderr, "note: %s recall@10 against f32: %.4f (target %.3f)\n", recd_factor_type_name(cases[k].type), recall,
                 cases[k].target);
         assert_true(recall >= cases[k].target);
         assert_true(recall <= 1.0);
@@ -452,12 +465,215 @@ static void test_scan_compact_recall(void **state)
     free(c.items);
 }
 
+/* A loaded artifact's scorer reads the compact section it holds (the smallest when there are several), and scans it. */
+static void test_scan_model_scorer_compact(void **state)
+{
+    enum { NU = 3, NI = 40, F = 9 };
+    uint64_t seed = 17;
+    char dir[] = "/tmp/recd-test-scan-XXXXXX", path[64], err[256] = "";
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/m.recd", dir);
+    float uf[NU * F], itf[NI * F], pop[NI] = {0}, scales[NI];
+    uint16_t bf16[NI * F];
+    int8_t q8[NI * F];
+    for (size_t i = 0; i != NU * F; ++i)
+        uf[i] = rnd(&seed);
+    for (size_t i = 0; i != NI * F; ++i)
+        itf[i] = rnd(&seed);
+    char *uids[NU], *iids[NI];
+    for (size_t i = 0; i != NU; ++i)
+        assert_true(asprintf(&uids[i], "u%zu", i) > 0);
+    for (size_t i = 0; i != NI; ++i)
+        assert_true(asprintf(&iids[i], "i%zu", i) > 0);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_BF16, itf, NI, F, bf16, NULL), RECD_OK);
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_INT8, itf, NI, F, q8, scales), RECD_OK);
+    recd_artifact_extra_t extras[] = {{RECD_ARTIFACT_ITEM_FACTORS_BF16, bf16, sizeof(bf16)},
+                                      {RECD_ARTIFACT_ITEM_FACTORS_INT8, q8, sizeof(q8)},
+                                      {RECD_ARTIFACT_INT8_SCALES, scales, sizeof(scales)}};
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t n_extras = 0; n_extras <= 3; n_extras += 1 + (n_extras == 1)) { /* none, bf16, bf16 + int8 */
+        recd_model_spec_t spec = {.kind = RECD_MODEL_ALS,
+                                  .n_factors = F,
+                                  .n_users = NU,
+                                  .n_items = NI,
+                                  .user_ids = (const char *const *)uids,
+                                  .item_ids = (const char *const *)iids,
+                                  .user_factors = uf,
+                                  .item_factors = itf,
+                                  .item_popularity = pop,
+                                  .extras = extras,
+                                  .n_extras = n_extras};
+        assert_int_equal(recd_model_write(&spec, path, err, sizeof(err)), RECD_OK);
+        recd_model_t *m = recd_model_open(path, err, sizeof(err));
+        if (m == NULL)
+            fail_msg("open: %s", err);
+        recd_scorer_t s;
+        recd_model_scorer(m, &s);
+        uint32_t want = n_extras == 0 ? RECD_FACTORS_F32 : n_extras == 1 ? RECD_FACTORS_BF16 : RECD_FACTORS_INT8;
+        assert_int_equal(s.factor_type, want);
+        assert_true((s.item_factors_compact == NULL) == (n_extras == 0));
+        assert_true((s.item_scales != NULL) == (want == RECD_FACTORS_INT8));
+        if (want != RECD_FACTORS_F32)
+            assert_memory_equal(s.item_factors_compact, want == RECD_FACTORS_BF16 ? (const void *)bf16 : (const void *)q8,
+                                want == RECD_FACTORS_BF16 ? sizeof(bf16) : sizeof(q8));
+        /* 40 items: the rows are far below 1 MiB, so the scan reads the float32 ones and answers the exact top 5. */
+        recd_scored_t got[5], exact[5];
+        recd_scan_query_t q = {.vec = uf, .user = 0, .k = 5, .out = got};
+        recd_scan_topk(&s, &q, 1, sc);
+        float scores[NI];
+        recd_model_score(m, uf, 0, scores);
+        assert_int_equal(recd_topk(scores, NI, 5, exact), 5);
+        assert_int_equal(q.n_out, 5);
+        assert_memory_equal(got, exact, sizeof(exact));
+        recd_model_release(m);
+    }
+    recd_scan_scratch_free(sc);
+    unlink(path);
+    rmdir(dir);
+    for (size_t i = 0; i != NU; ++i)
+        free(uids[i]);
+    for (size_t i = 0; i != NI; ++i)
+        free(iids[i]);
+}
+
+/* What a compact scan answers, computed the long way: the scalar kernel's compact scores plus biases, exclusions, the best
+ * max(4k, k + 64) by a full sort, then those re-ranked by their exact float32 scores. */
+static size_t reference_compact(const recd_scorer_t *s, const recd_scan_query_t *q, recd_scored_t *out)
+{
+    size_t n = s->n_items;
+    float *cs = malloc(n * sizeof(float)), *exact = malloc(n * sizeof(float));
+    recd_scored_t *all = malloc(n * sizeof(recd_scored_t));
+    recd_dots(0, s->factor_type, s->item_factors_compact, s->item_scales, NULL, n, s->n_factors, q->vec, cs);
+    float offset = s->global_bias + (q->user >= 0 ? s->user_bias[q->user] : 0.0f);
+    for (size_t i = 0; i != n; ++i) {
+        if (s->kind == RECD_MODEL_BPR)
+            cs[i] = cs[i] + s->item_bias[i];
+        else if (s->kind == RECD_MODEL_BIASED_MF)
+            cs[i] = cs[i] + (s->item_bias[i] + offset);
+    }
+    for (size_t j = 0; j != q->n_excluded; ++j)
+        cs[q->excluded[j]] = -INFINITY;
+    size_t n_all = 0;
+    for (size_t i = 0; i != n; ++i)
+        if (isfinite(cs[i]))
+            all[n_all++] = (recd_scored_t){(uint32_t)i, cs[i]};
+    qsort(all, n_all, sizeof(*all), cmp_best_first);
+    size_t c = 4 * (size_t)q->k > q->k + 64 ? 4 * (size_t)q->k : q->k + 64;
+    if (c > n_all)
+        c = n_all;
+    recd_scorer_score(s, q->vec, q->user, exact);
+    for (size_t j = 0; j != c; ++j)
+        all[j].score = exact[all[j].index];
+    qsort(all, c, sizeof(*all), cmp_best_first);
+    size_t got = c < q->k ? c : q->k;
+    memcpy(out, all, got * sizeof(*out));
+    free(cs);
+    free(exact);
+    free(all);
+    return got;
+}
+
+/* Compact scans answer the same bits alone and in any batch (a batch decodes each block once and shares it), and what the
+ * long way above answers. */
+static void test_scan_compact_batches(void **state)
+{
+    uint64_t seed = 23;
+    uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF};
+    uint32_t types[] = {RECD_FACTORS_BF16, RECD_FACTORS_FP16, RECD_FACTORS_INT8};
+    size_t sizes[] = {8209, 9001}; /* the compact rows are read above 1 MiB of float32 rows */
+    uint32_t factors[] = {33, 64};
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t a = 0; a != 3; ++a) {
+        for (size_t b = 0; b != 2; ++b) {
+            for (size_t c = 0; c != 2; ++c) {
+                model_t m = make_model(kinds[a], sizes[b], factors[c], &seed);
+                void *data = malloc(sizes[b] * factors[c] * 2);
+                float *scales = malloc(sizes[b] * sizeof(float));
+                batch_t bt;
+                make_batch(&m, &bt, &seed);
+                for (size_t t = 0; t != 3; ++t) {
+                    char what[128];
+                    assert_int_equal(recd_factors_encode(types[t], m.items, sizes[b], factors[c], data, scales), RECD_OK);
+                    recd_scorer_t s = m.s;
+                    s.factor_type = types[t];
+                    s.item_factors_compact = data;
+                    s.item_scales = types[t] == RECD_FACTORS_INT8 ? scales : NULL;
+                    for (size_t i = 0; i != N_QUERIES; ++i)
+                        bt.n_want[i] = reference_compact(&s, &bt.q[i], bt.want[i]);
+                    for (size_t i = 0; i != N_QUERIES; ++i) {
+                        recd_scan_topk(&s, &bt.q[i], 1, sc);
+                        snprintf(what, sizeof(what), "%s %s n_items %zu f %u query %zu alone", recd_model_kind_name(kinds[a]),
+                                 recd_factor_type_name(types[t]), sizes[b], factors[c], i);
+                        expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                    }
+                    recd_scan_topk(&s, bt.q, N_QUERIES, sc);
+                    for (size_t i = 0; i != N_QUERIES; ++i) {
+                        snprintf(what, sizeof(what), "%s %s n_items %zu f %u query %zu in the batch",
+                                 recd_model_kind_name(kinds[a]), recd_factor_type_name(types[t]), sizes[b], factors[c], i);
+                        expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                    }
+                    recd_scan_query_t pair[2] = {bt.q[7], bt.q[2]};
+                    recd_scan_topk(&s, pair, 2, sc);
+                    expect_same(pair[0].out, pair[0].n_out, bt.want[7], bt.n_want[7], "query 7 in a pair");
+                    expect_same(pair[1].out, pair[1].n_out, bt.want[2], bt.n_want[2], "query 2 in a pair");
+                }
+                free_batch(&bt);
+                free(data);
+                free(scales);
+                free_model(&m);
+            }
+        }
+    }
+    recd_scan_scratch_free(sc);
+}
+
+/* Compact rows are read only above 1 MiB of float32 rows: with useless compact factors (all zero) a small catalogue still
+ * answers its exact top 10, and a large one does not (so the compact rows are what it read). */
+static void test_scan_compact_threshold(void **state)
+{
+    uint64_t seed = 31;
+    size_t sizes[] = {1682, 5000}; /* x 64 factors x 4 bytes: 0.43 MB and 1.28 MB */
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    for (size_t b = 0; b != 2; ++b) {
+        model_t m = make_model(RECD_MODEL_ALS, sizes[b], 64, &seed);
+        int8_t *zeros = calloc(sizes[b] * 64, 1);
+        float *scales = calloc(sizes[b], sizeof(float));
+        recd_scorer_t s = m.s;
+        s.factor_type = RECD_FACTORS_INT8;
+        s.item_factors_compact = zeros;
+        s.item_scales = scales;
+        assert_int_equal(recd_scan_reads_compact(&s), b == 1);
+        assert_int_equal(recd_scan_reads_compact(&m.s), 0);
+        recd_scored_t got[10], want[10];
+        recd_scan_query_t q = {.vec = m.users, .user = 0, .k = 10, .out = got};
+        recd_scan_topk(&s, &q, 1, sc);
+        size_t n_want = reference_topk(&m.s, &q, want);
+        assert_int_equal(q.n_out, n_want);
+        if (b == 0)
+            assert_memory_equal(got, want, sizeof(want));
+        else
+            assert_memory_not_equal(got, want, sizeof(want));
+        free(zeros);
+        free(scales);
+        free_model(&m);
+    }
+    recd_scan_scratch_free(sc);
+}
+
 int test_scan_run(void)
 {
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scan_kernels_agree),         cmocka_unit_test(test_scan_matches_reference),
-        cmocka_unit_test(test_scan_score_uses_the_kernel), cmocka_unit_test(test_scan_encode_known),
-        cmocka_unit_test(test_scan_fp16_encoders_agree),   cmocka_unit_test(test_scan_compact_recall),
+        cmocka_unit_test(test_scan_kernels_agree),
+        cmocka_unit_test(test_scan_matches_reference),
+        cmocka_unit_test(test_scan_score_uses_the_kernel),
+        cmocka_unit_test(test_scan_encode_known),
+        cmocka_unit_test(test_scan_fp16_encoders_agree),
+        cmocka_unit_test(test_scan_compact_recall),
+        cmocka_unit_test(test_scan_model_scorer_compact),
+        cmocka_unit_test(test_scan_compact_batches),
+        cmocka_unit_test(test_scan_compact_threshold),
     };
+    /* clang-format on */
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "base/hash.h"
+#include "models/model.h"
 #include "train/cli.h"
 #include "train/trainer.h"
 #include "models/ann.h"
@@ -133,6 +134,69 @@ static void test_cli_evaluate_artifact_matches_training(void **state)
         free(out);
         free(err);
     }
+}
+
+/* train --factor-type: the artifact holds the compact item factors beside the f32 ones, and the metadata names the type
+ * and the recall@10 recd-train measured and printed; a model without factors keeps f32; a bad type is a usage error. */
+static void test_cli_train_factor_type(void **state)
+{
+    cli_fixture_t *f = *state;
+    static const char *const types[] = {"int8", "bf16", "fp16"};
+    static const uint32_t tags[] = {RECD_ARTIFACT_ITEM_FACTORS_INT8, RECD_ARTIFACT_ITEM_FACTORS_BF16,
+                                    RECD_ARTIFACT_ITEM_FACTORS_FP16};
+    for (size_t t = 0; t != 3; ++t) {
+        char *out, *err, msg[256] = "";
+        int rc =
+            cli(&out, &err, "train --input %s --registry %s --model ft --factors 8 --iterations 3 --threads 2 --factor-type %s",
+                f->log, f->registry, types[t]);
+        if (rc != 0)
+            fprintf(stderr, "%s", err);
+        assert_int_equal(rc, 0);
+        assert_non_null(strstr(err, "recall@10 against the exact f32 scan"));
+        json_t *report = json_loads(out, 0, NULL);
+        assert_non_null(report);
+        recd_model_t *m = recd_model_open(json_string_value(json_object_get(report, "artifact")), msg, sizeof(msg));
+        if (m == NULL)
+            fail_msg("open: %s", msg);
+        uint64_t size = 0;
+        assert_non_null(recd_model_extra(m, tags[t], &size));
+        assert_int_equal(size, recd_model_n_items(m) * 8 * (t == 0 ? 1 : 2));
+        assert_true((recd_model_extra(m, RECD_ARTIFACT_INT8_SCALES, NULL) != NULL) == (t == 0));
+        assert_non_null(recd_model_item_factors(m)); /* the f32 factors stay */
+        size_t len;
+        const char *meta = recd_model_metadata(m, &len);
+        json_t *md = json_loadb(meta, len, 0, NULL);
+        assert_non_null(md);
+        assert_string_equal(json_string_value(json_object_get(md, "factor_type")), types[t]);
+        double recall = number_at(json_object_get(md, "factor_recall_at_10"), "recall");
+        assert_true(recall > 0.9 && recall <= 1.0);
+        json_decref(md);
+        recd_model_release(m);
+        json_decref(report);
+        free(out);
+        free(err);
+    }
+    char *out, *err;
+    assert_int_equal(cli(&out, &err, "train --input %s --registry %s --model ft --factor-type f64", f->log, f->registry), 2);
+    assert_non_null(strstr(err, "--factor-type must be f32, bf16, fp16 or int8"));
+    free(out);
+    free(err);
+    assert_int_equal(cli(&out, &err, "train --input %s --registry %s --model pop --algorithm popularity --factor-type int8", f->log,
+                         f->registry),
+                     0);
+    assert_non_null(strstr(err, "--factor-type int8 ignored"));
+    json_t *report = json_loads(out, 0, NULL);
+    char msg[256];
+    recd_model_t *m = recd_model_open(json_string_value(json_object_get(report, "artifact")), msg, sizeof(msg));
+    assert_non_null(m);
+    assert_null(recd_model_extra(m, RECD_ARTIFACT_ITEM_FACTORS_INT8, NULL));
+    size_t len;
+    const char *meta = recd_model_metadata(m, &len);
+    assert_non_null(strstr(meta, "\"factor_type\":\"f32\""));
+    recd_model_release(m);
+    json_decref(report);
+    free(out);
+    free(err);
 }
 
 /* train --ann ivf stores an index in the artifact, which opens with it; its recall and build time are in the metadata. */
@@ -361,6 +425,7 @@ int test_cli_run(void)
         cmocka_unit_test(test_cli_evaluate_artifact_matches_training),
         cmocka_unit_test(test_cli_usage_and_failures),
         cmocka_unit_test(test_cli_train_builds_ann),
+        cmocka_unit_test(test_cli_train_factor_type),
         cmocka_unit_test(test_cli_tune_reports_the_best_survivor),
         cmocka_unit_test(test_tune_halving_keeps_the_best_third),
     };
