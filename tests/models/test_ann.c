@@ -186,6 +186,43 @@ static void test_ann_exclusions_leave_few(void **state)
     fixture_dispose(&fx);
 }
 
+/* Probing every cell is the exact scan: the same items, scores and order as recd_scan_topk, for each model kind. */
+static void test_ann_all_cells_is_exact(void **state)
+{
+    static const uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF};
+    for (size_t kind = 0; kind != 3; ++kind) {
+        ann_fixture_t fx;
+        fixture_make(&fx, 5000, kinds[kind] != RECD_MODEL_ALS, 3);
+        fx.s.kind = kinds[kind];
+        float user_bias[N_USERS];
+        for (size_t u = 0; u != N_USERS; ++u)
+            user_bias[u] = (float)u / 100.0f;
+        if (kinds[kind] == RECD_MODEL_BIASED_MF) {
+            fx.s.user_bias = user_bias;
+            fx.s.n_users = N_USERS;
+            fx.s.global_bias = 3.5f;
+        }
+        recd_scored_t a[K], b[K];
+        uint32_t excluded[4] = {7, 7, 4999, 123};
+        for (size_t u = 0; u != 30; ++u) {
+            recd_scan_query_t qa = {.vec = fx.cat.users + u * N_FACTORS,
+                                    .user = (int64_t)u,
+                                    .k = K,
+                                    .excluded = excluded,
+                                    .n_excluded = u % 2 ? 4 : 0,
+                                    .approximate = 1,
+                                    .out = a};
+            recd_scan_query_t qb = qa;
+            qb.out = b;
+            recd_ann_topk_probe(&fx.s, &qa, 1, recd_ann_n_lists(fx.ann));
+            exact_topk(&fx.s, &qb);
+            assert_int_equal(qa.n_out, qb.n_out);
+            assert_memory_equal(a, b, qa.n_out * sizeof(recd_scored_t));
+        }
+        fixture_dispose(&fx);
+    }
+}
+
 /* Equal scores are answered by ascending index, as recd_topk answers them; a popularity scorer is answered exactly. */
 static void test_ann_ties_and_fallback(void **state)
 {
@@ -538,12 +575,19 @@ static void test_ann_tune(void **state)
 int test_ann_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ann_recall_als),        cmocka_unit_test(test_ann_recall_bpr_bias),
-        cmocka_unit_test(test_ann_exclusions),        cmocka_unit_test(test_ann_exclusions_leave_few),
-        cmocka_unit_test(test_ann_ties_and_fallback), cmocka_unit_test(test_ann_deterministic),
-        cmocka_unit_test(test_ann_round_trip),        cmocka_unit_test(test_ann_check_scorer),
-        cmocka_unit_test(test_ann_corrupt_bytes),     cmocka_unit_test(test_ann_in_artifact),
-        cmocka_unit_test(test_ann_build_rejects),     cmocka_unit_test(test_ann_tune),
+        cmocka_unit_test(test_ann_recall_als),
+        cmocka_unit_test(test_ann_recall_bpr_bias),
+        cmocka_unit_test(test_ann_exclusions),
+        cmocka_unit_test(test_ann_exclusions_leave_few),
+        cmocka_unit_test(test_ann_all_cells_is_exact),
+        cmocka_unit_test(test_ann_ties_and_fallback),
+        cmocka_unit_test(test_ann_deterministic),
+        cmocka_unit_test(test_ann_round_trip),
+        cmocka_unit_test(test_ann_check_scorer),
+        cmocka_unit_test(test_ann_corrupt_bytes),
+        cmocka_unit_test(test_ann_in_artifact),
+        cmocka_unit_test(test_ann_build_rejects),
+        cmocka_unit_test(test_ann_tune),
     };
     return cmocka_run_group_tests_name("ann", tests, NULL, NULL);
 }
