@@ -887,7 +887,9 @@ void recd_ann_topk_probe(const recd_scorer_t *s, recd_scan_query_t *q, size_t n,
 {
     const recd_ann_t *a = s->ann;
 
-    if (a == NULL || s->kind == RECD_MODEL_POPULARITY || s->item_factors == NULL) {
+    /* an index of another shape cannot be searched safely: exact (recd_ann_check_scorer says why when it is attached) */
+    if (a == NULL || s->kind == RECD_MODEL_POPULARITY || s->item_factors == NULL || a->h.n_items != s->n_items ||
+        a->h.n_factors != s->n_factors) {
         answer_exactly(s, q, n);
         return;
     }

@@ -349,6 +349,16 @@ static void test_ann_check_scorer(void **state)
     s = fx.s;
     s.kind = RECD_MODEL_POPULARITY;
     assert_int_equal(recd_ann_check_scorer(fx.ann, &s, err, sizeof(err)), RECD_EINVAL);
+    /* searched anyway with fewer items than it indexes, it answers exactly instead of reading past them */
+    s = fx.s;
+    s.n_items = 2000;
+    recd_scored_t a[K], b[K];
+    recd_scan_query_t qa = {.vec = fx.cat.users, .user = -1, .k = K, .approximate = 1, .out = a}, qb = qa;
+    qb.out = b;
+    recd_ann_topk(&s, &qa, 1);
+    exact_topk(&s, &qb);
+    assert_int_equal(qa.n_out, K);
+    assert_memory_equal(a, b, sizeof(a));
     fixture_dispose(&fx);
 }
 
