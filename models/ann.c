@@ -1,11 +1,15 @@
 /* ann.c: the IVF-Flat maximum-inner-product index — k-means build, byte form with checked mapping, approximate top-k.
  *
- * DESIGN. An item's score is x . y_i (+ b_i): the largest inner product, not the nearest neighbour. Each item becomes
- * z_i = (y_i, b_i, sqrt(M^2 - |y_i, b_i|^2)) / M with M the largest |y_i, b_i|, so every z_i has norm 1 and, for the
- * query q = (x, 1) / |(x, 1)| padded with a 0, |q - z_i|^2 = 2 - 2 q . (y_i, b_i) / M: the nearest z_i are the best items
+ * DESIGN. An item's score is x . y_i (+ b_i): the largest inner product, not the nearest neighbour. With y'_i =
+ * (y_i, w b_i) and q' = (x, 1 / w), q' . y'_i is the score for any bias weight w (which only decides how much the biases
+ * shape the cells). Each item becomes z_i = (y'_i, sqrt(M^2 - |y'_i|^2)) / M with M the largest |y'_i|, so every z_i has
+ * norm 1 and, for q = q' / |q'| padded with a 0, |q - z_i|^2 = 2 - 2 q . y'_i / M: the nearest z_i are the best items
  * (Bachrach et al. 2014). k-means in that space gives the cells; a query ranks the cells by the same distance to their
  * centroids (largest q . c - |c|^2 / 2) and scores every item of the nearest cells exactly. Items are read in place from
  * the model's factor matrix (the index holds only item numbers), so an index costs 4 bytes per item plus the centroids.
+ * The build is deterministic for its inputs and seed: the sample is seeded, sums run in item order, ties go to the lower
+ * cell, and OpenBLAS does not split a product's few dozen terms between threads (test_ann_deterministic compares one
+ * and two threads byte for byte).
  *
  * The byte form is a 128-byte header and four 64-byte-aligned arrays; a mapped index points into the caller's bytes after
  * every count, offset and item number has been checked (the lists must partition the items), so a reader never trusts
@@ -32,8 +36,6 @@ void openblas_set_num_threads(int num_threads);
 #define ANN_MAX_FACTORS 4096
 /* Items per block of the build's assignment products: the block's scores against all centroids stay a few MiB. */
 #define ANN_ASSIGN_BLOCK 256
-/* Rows ahead of the one being scored that a list scan asks the memory system for. */
-#define ANN_PREFETCH_AHEAD 8
 
 /* The header, as laid out in the byte form (little-endian; read and written field by field). */
 typedef struct st_ann_header_t {

@@ -43,10 +43,11 @@ typedef struct st_recd_ann_t recd_ann_t;
 
 /**
  * Builds an index over the n_items x n_factors row-major item factors and their optional item biases (scores x . y_i + b_i,
- * searched as the (f+1)-dimensional inner product of (x, 1) and (y_i, b_i)): every item vector is scaled by the largest norm
- * and given one more coordinate sqrt(1 - |y|^2), so that the largest inner product with a query becomes its nearest
- * neighbour (Bachrach et al. 2014), and k-means cells over those vectors become the inverted lists. Deterministic for the
- * inputs and p->seed. Returns NULL with a message in err for bad parameters or non-finite factors. Aborts on out of memory.
+ * searched as the (f+1)-dimensional inner product of (x, 1/w) and (y_i, w b_i), w = p->bias_weight): every item vector is
+ * scaled by the largest norm and given one more coordinate sqrt(1 - |y|^2), so that the largest inner product with a query
+ * becomes its nearest neighbour (Bachrach et al. 2014), and k-means cells over those vectors become the inverted lists.
+ * Deterministic for the inputs and p->seed, whatever p->threads. Returns NULL with a message in err for bad parameters or
+ * non-finite factors. Aborts on out of memory.
  */
 recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, size_t n_items, uint32_t n_factors,
                            const recd_ann_params_t *p, char *err, size_t errlen);
