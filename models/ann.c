@@ -776,7 +776,7 @@ typedef struct st_search_scratch_t {
     recd_scored_t *order; /* n_lists: cells best first */
     uint32_t *excluded;   /* sorted, unique */
     size_t excluded_cap;
-    float *query; /* dim: (x, 1) / |(x, 1)|, then the 0 that meets the norm coordinate */
+    float *query; /* dim: (x, 1/w) / |(x, 1/w)|, then the 0 that meets the norm coordinate */
     float *tile;  /* max_list: the scores of one list */
 } search_scratch_t;
 
