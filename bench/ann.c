@@ -145,7 +145,7 @@ int main(int argc, char **argv)
     }
     size_t bytes;
     recd_ann_bytes(ann, &bytes);
-    printf("build: %.1f s with %u OpenBLAS thread(s): %u lists, bias weight %.2f, %zu bytes\n", recd_monotonic_seconds() - t0,
+    printf("build: %.1f s with %u thread(s): %u lists, bias weight %.2f, %zu bytes\n", recd_monotonic_seconds() - t0,
            o.build_threads, recd_ann_n_lists(ann), (double)recd_ann_bias_weight(ann), bytes);
     openblas_set_num_threads(1);
 

@@ -16,6 +16,7 @@
  * what it maps.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,63 @@ static void assign_rows(const float *rows, size_t n, const float *centroids, con
     }
 }
 
+/* One nearest-centroid pass over n rows: stored rows (the k-means sample) or items first .. first + n, augmented per block. */
+typedef struct st_assign_job_t {
+    const float *rows; /* n x dim, or NULL: augment the items from factors and bias */
+    const float *factors, *bias;
+    double bias_weight, scale;
+    uint32_t f, dim, n_lists, n_threads;
+    size_t n;
+    const float *centroids, *half_sq;
+    uint32_t *out; /* n cells */
+} assign_job_t;
+
+typedef struct st_assign_worker_t {
+    const assign_job_t *job;
+    uint32_t index;
+    pthread_t thread;
+} assign_worker_t;
+
+/* Worker `index` takes blocks index, index + n_threads, ...: each row's cell depends on nothing but the row. */
+static void *assign_blocks(void *arg)
+{
+    const assign_worker_t *w = arg;
+    const assign_job_t *j = w->job;
+    float *scores = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * j->n_lists * sizeof(float));
+    float *rows = j->rows == NULL ? recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * j->dim * sizeof(float)) : NULL;
+    for (size_t first = (size_t)w->index * ANN_ASSIGN_BLOCK; first < j->n; first += (size_t)j->n_threads * ANN_ASSIGN_BLOCK) {
+        size_t len = j->n - first < ANN_ASSIGN_BLOCK ? j->n - first : ANN_ASSIGN_BLOCK;
+        const float *block = j->rows != NULL ? j->rows + first * j->dim : rows;
+        if (j->rows == NULL)
+            augment_rows(j->factors, j->bias, j->bias_weight, j->f, j->dim, j->scale, NULL, first, len, rows);
+        assign_rows(block, len, j->centroids, j->half_sq, j->n_lists, j->dim, scores, j->out + first);
+    }
+    free(scores);
+    free(rows);
+    return NULL;
+}
+
+/* Runs the pass on job->n_threads (>= 1) threads, the caller's among them; a thread that cannot start has its blocks done by
+ * the caller, so the cells are the same whatever happens. */
+static void assign_all(const assign_job_t *job)
+{
+    uint32_t n = job->n_threads;
+    assign_worker_t *w = recd_xcalloc(n, sizeof(*w));
+    uint8_t *started = recd_xcalloc(n, 1);
+    for (uint32_t t = 0; t != n; ++t)
+        w[t] = (assign_worker_t){.job = job, .index = t};
+    for (uint32_t t = 1; t < n; ++t)
+        started[t] = pthread_create(&w[t].thread, NULL, assign_blocks, &w[t]) == 0;
+    for (uint32_t t = 0; t != n; ++t)
+        if (!started[t])
+            assign_blocks(&w[t]);
+    for (uint32_t t = 1; t < n; ++t)
+        if (started[t])
+            pthread_join(w[t].thread, NULL);
+    free(started);
+    free(w);
+}
+
 static void compute_half_sq(const float *centroids, uint32_t n_lists, uint32_t dim, float *half_sq)
 {
     for (uint32_t c = 0; c != n_lists; ++c) {
@@ -454,10 +512,9 @@ static void compute_half_sq(const float *centroids, uint32_t n_lists, uint32_t d
 
 /* Lloyd's k-means on n rows; centroids holds the start and receives the result. */
 static void kmeans(const float *rows, size_t n, uint32_t n_lists, uint32_t dim, uint32_t iterations, uint64_t seed,
-                   float *centroids)
+                   uint32_t n_threads, float *centroids)
 {
     float *half_sq = recd_xmalloc(n_lists * sizeof(float));
-    float *scores = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * n_lists * sizeof(float));
     uint32_t *cell = recd_xmalloc(n * sizeof(uint32_t));
     double *sum = recd_xmalloc((size_t)n_lists * dim * sizeof(double));
     size_t *count = recd_xmalloc(n_lists * sizeof(size_t));
@@ -465,10 +522,15 @@ static void kmeans(const float *rows, size_t n, uint32_t n_lists, uint32_t dim, 
 
     for (uint32_t it = 0; it != iterations; ++it) {
         compute_half_sq(centroids, n_lists, dim, half_sq);
-        for (size_t first = 0; first < n; first += ANN_ASSIGN_BLOCK) {
-            size_t len = n - first < ANN_ASSIGN_BLOCK ? n - first : ANN_ASSIGN_BLOCK;
-            assign_rows(rows + first * dim, len, centroids, half_sq, n_lists, dim, scores, cell + first);
-        }
+        assign_job_t job = {.rows = rows,
+                            .dim = dim,
+                            .n_lists = n_lists,
+                            .n_threads = n_threads,
+                            .n = n,
+                            .centroids = centroids,
+                            .half_sq = half_sq,
+                            .out = cell};
+        assign_all(&job);
         memset(sum, 0, (size_t)n_lists * dim * sizeof(double));
         memset(count, 0, n_lists * sizeof(size_t));
         for (size_t r = 0; r != n; ++r) {
@@ -503,7 +565,6 @@ static void kmeans(const float *rows, size_t n, uint32_t n_lists, uint32_t dim, 
         }
     }
     free(half_sq);
-    free(scores);
     free(cell);
     free(sum);
     free(count);
@@ -604,10 +665,10 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     h.seed = p->seed;
     layout(&h);
 
-    if (p->threads != 0) {
-        saved_threads = openblas_get_num_threads();
-        openblas_set_num_threads((int)p->threads);
-    }
+    /* the build's own threads each run single-threaded products: the same work, split by blocks of items */
+    uint32_t n_threads = p->threads != 0 ? p->threads : 1;
+    saved_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     /* The training sample: a seeded partial shuffle, taken back in item order so that the sums run in a fixed order. */
     uint64_t rng = p->seed;
     size_t n_train = (size_t)n_lists * p->train_per_list;
@@ -634,7 +695,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
             perm[t++] = (uint32_t)i;
     free(in_sample);
     augment_rows(item_factors, item_bias, bias_weight, n_factors, dim, scale, perm, 0, n_train, train);
-    kmeans(train, n_train, n_lists, dim, p->iterations, p->seed, centroids);
+    kmeans(train, n_train, n_lists, dim, p->iterations, p->seed, n_threads, centroids);
     free(train);
 
     /* every item to its cell, then the lists by a counting sort (ascending items within each) */
@@ -644,16 +705,20 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     uint32_t *list_start = (uint32_t *)(bytes + h.off_list_start);
     uint32_t *list_items = (uint32_t *)(bytes + h.off_list_items);
     compute_half_sq(centroids, n_lists, dim, half_sq);
-    float *rows = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * dim * sizeof(float));
-    float *scores = recd_xmalloc((size_t)ANN_ASSIGN_BLOCK * n_lists * sizeof(float));
     uint32_t *cell = perm; /* reused: n_items entries */
-    for (size_t first = 0; first < n_items; first += ANN_ASSIGN_BLOCK) {
-        size_t len = n_items - first < ANN_ASSIGN_BLOCK ? n_items - first : ANN_ASSIGN_BLOCK;
-        augment_rows(item_factors, item_bias, bias_weight, n_factors, dim, scale, NULL, first, len, rows);
-        assign_rows(rows, len, centroids, half_sq, n_lists, dim, scores, cell + first);
-    }
-    free(rows);
-    free(scores);
+    assign_job_t job = {.factors = item_factors,
+                        .bias = item_bias,
+                        .bias_weight = bias_weight,
+                        .scale = scale,
+                        .f = n_factors,
+                        .dim = dim,
+                        .n_lists = n_lists,
+                        .n_threads = n_threads,
+                        .n = n_items,
+                        .centroids = centroids,
+                        .half_sq = half_sq,
+                        .out = cell};
+    assign_all(&job);
     for (size_t i = 0; i != n_items; ++i)
         ++list_start[cell[i] + 1];
     for (uint32_t c = 0; c != n_lists; ++c)
@@ -667,8 +732,7 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
     memcpy(bytes + h.off_centroids, centroids, (size_t)n_lists * dim * sizeof(float));
     free(centroids);
     write_header(bytes, &h);
-    if (p->threads != 0)
-        openblas_set_num_threads(saved_threads > 0 ? saved_threads : 1);
+    openblas_set_num_threads(saved_threads > 0 ? saved_threads : 1);
 
     a = recd_xcalloc(1, sizeof(*a));
     a->h = h;

@@ -31,8 +31,8 @@ typedef struct st_recd_ann_params_t {
     uint32_t train_per_list; /* k-means trains on at most this many items per cell (default 64), all of them when fewer */
     float bias_weight;       /* how much the item biases shape the cells; 0 = twice the factors' total variance over the
                                 biases' (see docs/ANN.md); ignored without biases */
-    uint32_t threads;        /* OpenBLAS threads for the build's matrix products (0 = as OpenBLAS is set); the result does
-                                not depend on it */
+    uint32_t threads;        /* build threads (0 = 1), each running single-threaded OpenBLAS products; the result does not
+                                depend on it */
     uint64_t seed;           /* the training sample, the initial centroids and the splits of empty cells */
 } recd_ann_params_t;
 
