@@ -62,6 +62,7 @@
 #include <openssl/evp.h>
 #include "base/hash.h"
 #include "models/models_internal.h"
+#include "models/ann.h"
 #include "base/alloc.h"
 #include "base/fs.h"
 
@@ -1078,6 +1079,7 @@ static void model_free(recd_model_t *m)
     free(m->items.slots);
     free(m->popular_order);
     free(m->item_norms);
+    recd_ann_free(m->ann);
     free(m);
 }
 
@@ -1133,6 +1135,10 @@ recd_model_t *recd_model_open(const char *path, char *err, size_t errlen)
     close(fd);
     fd = -1;
     if (verify(m, m->_map, m->_map_size, msg, sizeof(msg)) != 0) {
+        set_err(err, errlen, path, "%s", msg);
+        goto Error;
+    }
+    if (recd_model_attach_ann(m, msg, sizeof(msg)) != 0) {
         set_err(err, errlen, path, "%s", msg);
         goto Error;
     }

@@ -212,6 +212,7 @@ typedef struct st_recd_scorer_t {
     uint32_t factor_type;             /* recd_factor_type_t */
     const void *item_factors_compact; /* n_items x n_factors: uint16 bf16/fp16 bits, or int8 */
     const float *item_scales;         /* n_items: the int8 per-row scales */
+    const struct st_recd_ann_t *ann;  /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
 } recd_scorer_t;
 
 /**

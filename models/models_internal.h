@@ -51,6 +51,8 @@ struct st_recd_model_t {
     recd_artifact_extra_t extras[RECD_ARTIFACT_MAX_EXTRAS]; /* the tagged optional sections, data inside the mapping */
     size_t n_extras;
 
+    struct st_recd_ann_t *ann; /* the index of the ANN section (tag 16) mapped in place, or NULL */
+
     uint32_t *popular_order; /* heap, n_items */
     float *item_norms;       /* heap, n_items (NULL when n_factors == 0) */
 
@@ -58,6 +60,12 @@ struct st_recd_model_t {
     char name[65];
     uint64_t version;
 };
+
+/**
+ * Opens the model's ANN section (tag 16), when it has one, as m->ann: mapped in place and checked against the model's
+ * shape. Returns 0, or -1 with what is wrong in msg (the load then fails).
+ */
+int recd_model_attach_ann(recd_model_t *m, char *msg, size_t msglen);
 
 /* Whether this CPU runs scan.c's AVX2+FMA+F16C kernels. */
 int recd_simd_available(void);

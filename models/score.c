@@ -22,7 +22,8 @@ void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
                            .item_bias = m->item_bias,
                            .user_bias = m->user_bias,
                            .popularity = m->popularity,
-                           .global_bias = m->global_bias};
+                           .global_bias = m->global_bias,
+                           .ann = m->ann};
     static const uint32_t smallest_first[] = {RECD_FACTORS_INT8, RECD_FACTORS_FP16, RECD_FACTORS_BF16};
     for (size_t k = 0; k != sizeof(smallest_first) / sizeof(smallest_first[0]); ++k) {
         const void *data = recd_model_extra(m, smallest_first[k], NULL);

@@ -98,6 +98,14 @@ static void usage(FILE *out, const char *argv0)
             "  --factor-type T         train, tune: f32|bf16|fp16|int8, the item factors recd scans (default f32); a compact\n"
             "                          type is stored beside the f32 factors, which re-rank its candidates exactly, and its\n"
             "                          recall@10 against f32 is printed and stored in the metadata\n"
+            "  --ann I                 train, tune: none|ivf, an approximate index stored in the artifact (default none):\n"
+            "                          ivf = k-means cells of the item vectors searched by inner product (docs/ANN.md);\n"
+            "                          its build time and recall@10 against the exact scan are printed and stored in the\n"
+            "                          metadata (\"ann\")\n"
+            "  --ann-lists N           ivf cells (default 0: about 4 * sqrt(items))\n"
+            "  --ann-probe N           cells searched per query (default 0: the fewest of 1, 2, 4, ... reaching\n"
+            "                          --ann-recall on a sample of the users)\n"
+            "  --ann-recall R          the recall@10 the probe count is tuned for (0..1, default 0.95)\n"
             "Model parameters (a flag fixes the parameter; tune searches only the others):\n",
             argv0, argv0, argv0);
     print_params_help(out);
@@ -184,6 +192,10 @@ enum {
     O_BUDGET,
     O_GRID,
     O_FACTOR_TYPE,
+    O_ANN,
+    O_ANN_LISTS,
+    O_ANN_PROBE,
+    O_ANN_RECALL,
     O_PARAM /* O_PARAM + index into recd_cli_param_flags_t */
 };
 
@@ -256,6 +268,10 @@ static int parse_args(recd_cli_options_t *o, const recd_cli_param_flags_t *pf, i
                                                {"budget", required_argument, NULL, O_BUDGET},
                                                {"grid", required_argument, NULL, O_GRID},
                                                {"factor-type", required_argument, NULL, O_FACTOR_TYPE},
+                                               {"ann", required_argument, NULL, O_ANN},
+                                               {"ann-lists", required_argument, NULL, O_ANN_LISTS},
+                                               {"ann-probe", required_argument, NULL, O_ANN_PROBE},
+                                               {"ann-recall", required_argument, NULL, O_ANN_RECALL},
                                                {"help", no_argument, NULL, 'h'}};
     enum { N_FIXED = sizeof(fixed_opts) / sizeof(fixed_opts[0]) };
     struct option longopts[N_FIXED + RECD_CLI_MAX_PARAM_FLAGS + 1];
@@ -414,6 +430,30 @@ static int parse_args(recd_cli_options_t *o, const recd_cli_param_flags_t *pf, i
                 o->factor_type = (uint32_t)t;
             o->factor_type_given = 1;
         } break;
+        case O_ANN: {
+            recd_ann_kind_t kind;
+            if (recd_ann_kind_parse(optarg, &kind) != 0)
+                bad = strcmp(optarg, "hnsw") == 0 ? "--ann hnsw is not built in: none or ivf (docs/ANN.md says why)"
+                                                  : "--ann must be none or ivf";
+            else
+                o->ann_kind = kind;
+            o->ann_given = 1;
+        } break;
+        case O_ANN_LISTS:
+            if (parse_u32(optarg, 0, 1u << 24, &o->ann.n_lists) != 0)
+                bad = "--ann-lists must be an integer in 0..16777216";
+            o->ann_given = 1;
+            break;
+        case O_ANN_PROBE:
+            if (parse_u32(optarg, 0, 1u << 24, &o->ann.n_probe) != 0)
+                bad = "--ann-probe must be an integer in 0..16777216";
+            o->ann_given = 1;
+            break;
+        case O_ANN_RECALL:
+            if (parse_double(optarg, 0.0, 1.0, &o->ann_recall) != 0)
+                bad = "--ann-recall must be a number in 0..1";
+            o->ann_given = 1;
+            break;
         case O_GRID:
             o->grid = optarg;
             break;
@@ -472,8 +512,11 @@ static int parse_args(recd_cli_options_t *o, const recd_cli_param_flags_t *pf, i
         misplaced = "--artifact";
     else if (o->cmd != RECD_CLI_TUNE && (o->grid != NULL || o->budget != 0 || o->random_search || o->validation_ratio != 0))
         misplaced = o->grid != NULL ? "--grid" : o->budget != 0 ? "--budget" : o->random_search ? "--search" : "--validation-ratio";
-    else if (o->cmd == RECD_CLI_EVALUATE && (o->registry != NULL || o->model != NULL || o->factor_type_given))
-        misplaced = o->registry != NULL ? "--registry" : o->model != NULL ? "--model" : "--factor-type";
+    else if (o->cmd == RECD_CLI_EVALUATE && (o->registry != NULL || o->model != NULL || o->factor_type_given || o->ann_given))
+        misplaced = o->registry != NULL    ? "--registry"
+                    : o->model != NULL     ? "--model"
+                    : o->factor_type_given ? "--factor-type"
+                                           : "--ann";
     if (misplaced != NULL) {
         fprintf(o->err, "recd-train: %s does not apply to %s (see --help)\n", misplaced, command_names[o->cmd]);
         return RECD_CLI_EXIT_USAGE;
@@ -506,9 +549,10 @@ static int parse_args(recd_cli_options_t *o, const recd_cli_param_flags_t *pf, i
 
 int recd_train_cli(int argc, char **argv, FILE *out, FILE *err)
 {
-    recd_cli_options_t o = {.out = out, .err = err, .test_ratio = 0.25, .k = 10, .folds = 5, .seed = 42};
+    recd_cli_options_t o = {.out = out, .err = err, .test_ratio = 0.25, .k = 10, .folds = 5, .seed = 42, .ann_recall = 0.95};
     recd_cli_param_flags_t pf;
     int ret;
+    recd_ann_params_init(&o.ann);
     /* getopt_long permutes its argument vector: work on a copy, so the caller's argv stays as it was */
     char **args = recd_xcalloc((size_t)argc + 1, sizeof(*args));
     memcpy(args, argv, (size_t)argc * sizeof(*args));

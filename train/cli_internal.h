@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include "models/model.h"
+#include "models/ann.h"
 #include "train/ingest.h"
 #include "train/trainer.h"
 
@@ -35,6 +36,11 @@ typedef struct st_recd_cli_options_t {
     recd_eval_metric_t metric;
     uint32_t factor_type; /* recd_factor_type_t of the published artifact's scan (--factor-type) */
     int factor_type_given;
+    /* --ann: the approximate index built into the published artifact (kind RECD_ANN_NONE = none); n_probe 0 = tuned */
+    uint32_t ann_kind;
+    recd_ann_params_t ann;
+    double ann_recall; /* the recall@10 the tuned n_probe must reach on a sample of the users */
+    int ann_given;
     /* model parameter flags as given, applied to the chosen algorithm(s) once all flags are read */
     const char *param_value[RECD_CLI_MAX_PARAM_FLAGS];
 } recd_cli_options_t;

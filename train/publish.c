@@ -6,6 +6,8 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "base/alloc.h"
+#include "base/clock.h"
+#include "base/hash.h"
 #include "models/scan.h"
 #include "registry/registry.h"
 #include "train/cli_internal.h"
@@ -57,6 +59,110 @@ static size_t compact_extras(const recd_cli_options_t *o, const recd_fitted_t *f
     return 2;
 }
 
+/* Users sampled to tune the index's probe count, and as many others to measure its recall@10. */
+#define ANN_RECALL_USERS 1000
+
+/* Copies the vectors of `count` users drawn with seed (without repeats, in index order) into vecs and their indexes into
+ * users, skipping the first `skip` of the draw; returns how many it took. */
+static size_t sample_users(const recd_fitted_t *f, uint64_t seed, size_t skip, size_t count, float *vecs, int64_t *users)
+{
+    size_t n = f->n_users, taken = 0;
+    uint32_t *order = recd_xmalloc((n + 1) * sizeof(uint32_t));
+    uint64_t rng = seed;
+    for (size_t i = 0; i != n; ++i)
+        order[i] = (uint32_t)i;
+    for (size_t i = 0; i != n && i < skip + count; ++i) { /* partial Fisher-Yates */
+        size_t j = i + (size_t)recd_rand_below(&rng, n - i);
+        uint32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+        if (i >= skip) {
+            memcpy(vecs + taken * f->n_factors, f->user_factors + (size_t)t * f->n_factors, f->n_factors * sizeof(float));
+            users[taken++] = t;
+        }
+    }
+    free(order);
+    return taken;
+}
+
+/*
+ * The --ann section of f: builds the index (*ann, which the caller frees), tunes its probe count for --ann-recall on one
+ * sample of the users unless --ann-probe fixed it, measures recall@10 against the exact scan on another sample, prints the
+ * build time and the recall and records them in metadata ("ann"). Returns 1 with the section in *extra, 0 without an index,
+ * -1 on failure (message printed).
+ */
+static int ann_extra(const recd_cli_options_t *o, const recd_fitted_t *f, json_t *metadata, recd_artifact_extra_t *extra,
+                     recd_ann_t **ann)
+{
+    char err[256];
+    *ann = NULL;
+    if (o->ann_kind == RECD_ANN_NONE)
+        return 0;
+    if (f->item_factors == NULL || f->n_factors == 0 || f->user_factors == NULL || f->n_users == 0) {
+        fprintf(o->err, "note: --ann %s ignored: a %s model has no factors to index\n", recd_ann_kind_name(o->ann_kind),
+                recd_model_kind_name(f->kind));
+        return 0;
+    }
+    recd_ann_params_t p = o->ann;
+    p.threads = o->threads;
+    p.seed = o->seed;
+    recd_scorer_t s;
+    recd_fitted_scorer(f, &s);
+    const float *bias = (f->kind == RECD_MODEL_BPR || f->kind == RECD_MODEL_BIASED_MF) ? f->item_bias : NULL;
+    double t0 = recd_monotonic_seconds();
+    if ((*ann = recd_ann_build(f->item_factors, bias, f->n_items, f->n_factors, &p, err, sizeof(err))) == NULL) {
+        fprintf(o->err, "recd-train: cannot build the ANN index: %s\n", err);
+        return -1;
+    }
+    double build_seconds = recd_monotonic_seconds() - t0;
+    s.ann = *ann;
+    float *vecs = recd_xmalloc((2 * ANN_RECALL_USERS * (size_t)f->n_factors + 1) * sizeof(float));
+    int64_t *users = recd_xmalloc(2 * ANN_RECALL_USERS * sizeof(int64_t));
+    /* disjoint samples: the recall reported is not measured on the users the probe count was chosen for */
+    size_t n_tune = sample_users(f, o->seed ^ 0x616e6e, 0, ANN_RECALL_USERS, vecs, users);
+    size_t n_measure = sample_users(f, o->seed ^ 0x616e6e, n_tune, ANN_RECALL_USERS, vecs + n_tune * f->n_factors, users + n_tune);
+    const float *measure_vecs = n_measure != 0 ? vecs + n_tune * f->n_factors : vecs;
+    const int64_t *measure_users = n_measure != 0 ? users + n_tune : users;
+    size_t measured = n_measure != 0 ? n_measure : n_tune;
+    double tuned_recall = -1.0, recall = 0.0;
+    t0 = recd_monotonic_seconds();
+    int ret = RECD_OK;
+    if (o->ann.n_probe == 0)
+        ret = recd_ann_tune_n_probe(*ann, &s, vecs, users, n_tune, 10, o->ann_recall, &tuned_recall);
+    if (ret == RECD_OK)
+        ret = recd_ann_recall(&s, measure_vecs, measure_users, measured, 10, 0, &recall);
+    double tune_seconds = recd_monotonic_seconds() - t0;
+    free(vecs);
+    free(users);
+    if (ret != RECD_OK) {
+        fprintf(o->err, "recd-train: cannot measure the ANN index: %s\n", recd_strerror(ret));
+        return -1;
+    }
+    size_t bytes;
+    extra->tag = RECD_ARTIFACT_ANN_INDEX;
+    extra->data = recd_ann_bytes(*ann, &bytes);
+    extra->size = bytes;
+    fprintf(o->err,
+            "ANN index %s: %u lists, %u probed per query, built in %.1f s (%.1f MB); recall@10 against the exact scan %.4f on "
+            "%zu users%s\n",
+            recd_ann_kind_name(o->ann_kind), recd_ann_n_lists(*ann), recd_ann_n_probe(*ann), build_seconds, (double)bytes / 1e6,
+            recall, measured, n_measure != 0 ? " (not those the probe count was tuned on)" : " (the tuning users: too few users)");
+    json_t *info =
+        json_pack("{s:s, s:I, s:I, s:b, s:f, s:f, s:I, s:f, s:I, s:s}", "kind", recd_ann_kind_name(o->ann_kind), "n_lists",
+                  (json_int_t)recd_ann_n_lists(*ann), "n_probe", (json_int_t)recd_ann_n_probe(*ann), "item_bias",
+                  recd_ann_has_bias(*ann), "build_seconds", build_seconds, "tune_seconds", tune_seconds, "bytes", (json_int_t)bytes,
+                  "recall_at_10", recall, "recall_users", (json_int_t)measured, "against", "the exact scan, top 10, no exclusions");
+    if (info != NULL && recd_ann_has_bias(*ann))
+        json_object_set_new(info, "bias_weight", json_real(recd_ann_bias_weight(*ann)));
+    if (info != NULL && o->ann.n_probe == 0) {
+        json_object_set_new(info, "target_recall", json_real(o->ann_recall));
+        json_object_set_new(info, "tuning_recall", json_real(tuned_recall));
+        json_object_set_new(info, "tuning_users", json_integer((json_int_t)n_tune));
+    }
+    json_object_set_new(metadata, "ann", info);
+    return 1;
+}
+
 /* Writes value as DIR/NAME; prints what went wrong. */
 static int write_json_file(FILE *err, const char *dir, const char *name, json_t *value)
 {
@@ -90,7 +196,8 @@ int recd_cli_publish(const recd_cli_options_t *o, const recd_cli_dataset_t *d, c
     char err[1024] = "", staging[4096] = "";
     char *metadata_str = NULL;
     json_t *metadata = NULL, *manifest = NULL;
-    recd_artifact_extra_t extras[2];
+    recd_artifact_extra_t extras[3];
+    recd_ann_t *ann = NULL;
     void *compact = NULL;
     float *scales = NULL;
     size_t n_extras = 0;
@@ -108,8 +215,13 @@ int recd_cli_publish(const recd_cli_options_t *o, const recd_cli_dataset_t *d, c
                          pub->data_info, "evaluation", pub->evaluation, "trained_on", pub->trained_on, "created", pub->created);
     if (metadata != NULL && pub->tuning != NULL)
         json_object_set(metadata, "tuning", pub->tuning);
-    if (metadata != NULL)
+    if (metadata != NULL) {
         n_extras = compact_extras(o, f, metadata, extras, &compact, &scales);
+        int with_ann = ann_extra(o, f, metadata, &extras[n_extras], &ann);
+        if (with_ann < 0)
+            goto Exit;
+        n_extras += (size_t)with_ann;
+    }
     if (metadata == NULL || (metadata_str = json_dumps(metadata, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
         fprintf(o->err, "recd-train: out of memory building the metadata\n");
         goto Exit;
@@ -190,6 +302,7 @@ Exit:
     free(metadata_str);
     free(compact);
     free(scales);
+    recd_ann_free(ann);
     json_decref(metadata);
     json_decref(manifest);
     return exit_code;

@@ -8,7 +8,8 @@
 #define RECD_TEST_GROUPS(X)                                                                                                        \
     X(idmap)                                                                                                                       \
     X(csr)                                                                                                                         \
-    X(artifact) X(score) X(scan) X(als) X(eval) X(bpr) X(biased_mf) X(eval_rating) X(eval_sampled) X(experiment) X(stats) X(event)
+    X(artifact)                                                                                                                    \
+    X(score) X(scan) X(als) X(eval) X(bpr) X(biased_mf) X(eval_rating) X(eval_sampled) X(experiment) X(stats) X(event) X(ann)
 #define DECLARE(name) int test_##name##_run(void);
 RECD_TEST_GROUPS(DECLARE)
 

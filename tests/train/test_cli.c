@@ -14,6 +14,7 @@
 #include "models/model.h"
 #include "train/cli.h"
 #include "train/trainer.h"
+#include "models/ann.h"
 
 typedef struct st_cli_fixture_t {
     char dir[64], log[128], registry[128];
@@ -198,6 +199,73 @@ static void test_cli_train_factor_type(void **state)
     free(err);
 }
 
+/* train --ann ivf stores an index in the artifact, which opens with it; its recall and build time are in the metadata. */
+static void test_cli_train_builds_ann(void **state)
+{
+    cli_fixture_t *f = *state;
+    char *out, *err, msg[256];
+    int rc = cli(&out, &err,
+                 "train --input %s --registry %s --model m-ann --algorithm bpr --factors 8 --epochs 5 --threads 1 "
+                 "--ann ivf --ann-lists 4",
+                 f->log, f->registry);
+    if (rc != 0)
+        fprintf(stderr, "%s", err);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(err, "ANN index ivf: 4 lists"));
+    json_t *report = json_loads(out, 0, NULL);
+    assert_non_null(report);
+    recd_model_t *m = recd_model_open(json_string_value(json_object_get(report, "artifact")), msg, sizeof(msg));
+    assert_non_null(m);
+    const recd_ann_t *ann = recd_model_ann(m);
+    assert_non_null(ann);
+    assert_int_equal(recd_ann_n_lists(ann), 4);
+    assert_int_equal(recd_ann_has_bias(ann), 1); /* BPR's item biases are searched too */
+    size_t len;
+    const char *md = recd_model_metadata(m, &len);
+    json_t *meta = json_loadb(md, len, 0, NULL), *info = json_object_get(meta, "ann");
+    assert_non_null(info);
+    assert_string_equal(json_string_value(json_object_get(info, "kind")), "ivf");
+    double recall = number_at(info, "recall_at_10");
+    assert_true(recall > 0.0 && recall <= 1.0);
+    assert_true(number_at(info, "build_seconds") >= 0.0);
+    assert_int_equal((int)number_at(info, "n_probe"), (int)recd_ann_n_probe(ann));
+    assert_true(number_at(info, "target_recall") == 0.95);
+    json_decref(meta);
+    json_decref(report);
+    recd_model_release(m);
+    free(out);
+    free(err);
+
+    /* no --ann: no index */
+    rc = cli(&out, &err, "train --input %s --registry %s --model m-ann --algorithm als --factors 8 --iterations 3 --threads 1",
+             f->log, f->registry);
+    assert_int_equal(rc, 0);
+    report = json_loads(out, 0, NULL);
+    m = recd_model_open(json_string_value(json_object_get(report, "artifact")), msg, sizeof(msg));
+    assert_non_null(m);
+    assert_null(recd_model_ann(m));
+    recd_model_release(m);
+    json_decref(report);
+    free(out);
+    free(err);
+
+    rc = cli(&out, &err, "train --input %s --registry %s --model m-ann --ann hnsw", f->log, f->registry);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "--ann hnsw is not built in"));
+    free(out);
+    free(err);
+    rc = cli(&out, &err, "train --input %s --registry %s --model m-ann --ann ivf --ann-recall 1.5", f->log, f->registry);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "--ann-recall must be a number in 0..1"));
+    free(out);
+    free(err);
+    rc = cli(&out, &err, "evaluate --input %s --ann ivf", f->log);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "--ann does not apply to evaluate"));
+    free(out);
+    free(err);
+}
+
 static void test_cli_usage_and_failures(void **state)
 {
     cli_fixture_t *f = *state;
@@ -356,6 +424,7 @@ int test_cli_run(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_evaluate_artifact_matches_training),
         cmocka_unit_test(test_cli_usage_and_failures),
+        cmocka_unit_test(test_cli_train_builds_ann),
         cmocka_unit_test(test_cli_train_factor_type),
         cmocka_unit_test(test_cli_tune_reports_the_best_survivor),
         cmocka_unit_test(test_tune_halving_keeps_the_best_third),
