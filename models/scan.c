@@ -25,6 +25,7 @@
 #define HAVE_X86 1
 #endif
 #include "models/models_internal.h"
+#include "models/ann.h"
 #include "models/scan.h"
 #include "base/alloc.h"
 
@@ -570,7 +571,8 @@ int recd_scan_reads_compact(const recd_scorer_t *s)
            s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
 }
 
-void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
+/* The exact blocked pass over every item for n queries. */
+static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
 {
     recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
     size_t n_items = s->n_items, f = s->n_factors;
@@ -654,4 +656,31 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
     }
     if (sc != scratch)
         recd_scan_scratch_free(sc);
+}
+
+void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
+{
+    size_t n_approximate = 0;
+    if (s->ann != NULL)
+        for (size_t i = 0; i != n; ++i)
+            n_approximate += q[i].approximate != 0;
+    if (n_approximate == 0) {
+        scan_exact(s, q, n, scratch);
+        return;
+    }
+    /* a batch may mix both: the approximate queries search the index one by one, the others share one exact pass */
+    recd_scan_query_t *exact = recd_xmalloc(sizeof(*exact) * (n - n_approximate + 1));
+    size_t n_exact = 0;
+    for (size_t i = 0; i != n; ++i) {
+        if (q[i].approximate)
+            recd_ann_topk(s, &q[i], 1);
+        else
+            exact[n_exact++] = q[i];
+    }
+    if (n_exact != 0)
+        scan_exact(s, exact, n_exact, scratch);
+    for (size_t i = 0, j = 0; i != n; ++i)
+        if (!q[i].approximate)
+            q[i].n_out = exact[j++].n_out;
+    free(exact);
 }

@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "models/ann.h"
 #include "serve/fold.h"
 #include "serve/serve_internal.h"
 
@@ -161,8 +162,7 @@ static void stage_rank(recd_serve_ctx_t *ctx)
 
 int recd_serve_version_has_index(const recd_model_t *m)
 {
-    /* no artifact carries an approximate index yet; once one does, this asks the version for it */
-    return 0;
+    return recd_model_ann(m) != NULL; /* recd-train --ann ivf stores one in the artifact */
 }
 
 /* Stages 4, 5 and 7 for a user vector as one scan query: every exclusion list in one array, room for k answers. */
