@@ -168,10 +168,94 @@ static void test_served_metrics_equal_reported(void **state)
     assert_int_equal(run("rm -rf '%s'", dir), 0);
 }
 
+/* ---- search=approximate over HTTP --------------------------------------------------------------------------------- */
+
+/* GET /v1/recommendations for user with search; returns the parsed answer (status 200 asserted). */
+static json_t *recommend(int port, const char *user, size_t len, const char *search)
+{
+    char url[256];
+    harness_response_t res;
+    json_error_t jerr;
+    snprintf(url, sizeof(url), "/v1/recommendations?user=%.*s&k=%d&search=%s", (int)len, user, K, search);
+    assert_int_equal(harness_get(port, url, &res), 0);
+    assert_int_equal(res.status, 200);
+    json_t *body = json_loads(res.body, 0, &jerr);
+    assert_non_null(body);
+    harness_response_free(&res);
+    assert_string_equal(json_string_value(json_object_get(body, "search")), search);
+    return body;
+}
+
+/* Whether two answers list the same items with the same scores, in the same order. */
+static int same_items(json_t *a, json_t *b)
+{
+    json_t *x = json_object_get(a, "items"), *y = json_object_get(b, "items");
+    if (json_array_size(x) != json_array_size(y))
+        return 0;
+    for (size_t i = 0; i != json_array_size(x); ++i) {
+        json_t *p = json_array_get(x, i), *q = json_array_get(y, i);
+        if (strcmp(json_string_value(json_object_get(p, "item")), json_string_value(json_object_get(q, "item"))) != 0 ||
+            json_number_value(json_object_get(p, "score")) != json_number_value(json_object_get(q, "score")))
+            return 0;
+    }
+    return 1;
+}
+
+/* Trains a model with an IVF index of 16 cells searched n_probe at a time into dir/<name>, serves it, and counts the users
+ * whose approximate answer differs from the exact one (both asked over HTTP). */
+static size_t approximate_differs(const char *bin, const char *dir, const char *name, int n_probe, size_t *n_users)
+{
+    char registry[300], path[400], errbuf[256];
+    harness_t server;
+    assert_int_equal(run("'%s/recd-train' train --input %s/log.csv --registry %s/%s --model m --factors 16 --iterations 4 "
+                         "--threads 2 --seed 5 --ann ivf --ann-lists 16 --ann-probe %d > %s/%s.json 2> %s/%s.err",
+                         bin, dir, dir, name, n_probe, dir, name, dir, name),
+                     0);
+    snprintf(path, sizeof(path), "%s/%s/m/1/model.recd", dir, name);
+    recd_model_t *m = recd_model_open(path, errbuf, sizeof(errbuf));
+    assert_non_null(m);
+    snprintf(registry, sizeof(registry), "%s/%s", dir, name);
+    assert_int_equal(harness_start_registry(&server, registry, "m", NULL), 0);
+    size_t differ = 0;
+    *n_users = recd_model_n_users(m);
+    for (uint32_t u = 0; u != recd_model_n_users(m); ++u) {
+        size_t len;
+        const char *id = recd_model_user_id(m, u, &len);
+        json_t *exact = recommend(server.port, id, len, "exact"), *approx = recommend(server.port, id, len, "approximate");
+        differ += !same_items(exact, approx);
+        json_decref(exact);
+        json_decref(approx);
+    }
+    assert_int_equal(harness_stop(&server), 0);
+    recd_model_release(m);
+    return differ;
+}
+
+static void test_served_approximate_search(void **state)
+{
+    const char *bin = getenv("RECD_BINARY_DIR");
+    char dir[] = "/tmp/recd-approx-XXXXXX";
+    size_t n_users;
+    assert_non_null(mkdtemp(dir));
+    if (bin == NULL)
+        bin = ".";
+    assert_int_equal(run("'%s/recd-datagen' --users 150 --items 3000 --interactions 9000 --seed 13 --output %s/log.csv", bin, dir),
+                     0);
+    /* every cell searched: the index finds exactly what the exact scan finds, score for score */
+    assert_int_equal(approximate_differs(bin, dir, "all-cells", 16, &n_users), 0);
+    assert_true(n_users > 100);
+    /* one cell of 16: the index really answers (some users get another list), and recd says it searched approximately */
+    size_t differ = approximate_differs(bin, dir, "one-cell", 1, &n_users);
+    print_message("approximate search, 1 of 16 cells: %zu of %zu users answered differently from exact\n", differ, n_users);
+    assert_true(differ > 0);
+    assert_int_equal(run("rm -rf '%s'", dir), 0);
+}
+
 int test_served_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_served_metrics_equal_reported),
+        cmocka_unit_test(test_served_approximate_search),
     };
     return cmocka_run_group_tests_name("served", tests, NULL, NULL);
 }
