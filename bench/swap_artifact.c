@@ -1,7 +1,7 @@
 /* swap_artifact: the generated artifacts of bench/swap and bench/serve_scale, and the time an artifact takes to load.
  *
  *   swap_artifact write PATH [ITEMS [USERS [FACTORS [SEED]]]]             (defaults 100000 50000 64 1)
- *   swap_artifact write-clustered PATH [ITEMS [USERS [FACTORS [SEED]]]]   (same defaults)
+ *   swap_artifact write-clustered PATH [ITEMS [USERS [FACTORS [SEED [ANN_PROBE]]]]]   (same defaults; no index)
  *   swap_artifact time-open PATH [RUNS]                                    (default 7)
  *
  * write: an ALS artifact (recd_model_write) with uniform random factors, ids "i<n>" and "u<n>", and 20 training items
@@ -10,7 +10,8 @@
  * difficulties it meets on real data: items fall into clusters of skewed sizes (cluster c drawn with weight 1/(c+1)),
  * each item is its cluster's centre plus Gaussian noise, scaled by a log-normal norm (popular items score higher for
  * everyone); each user mixes one to three centres plus noise, and takes 80% of its training items from its first
- * cluster. Everything comes from SEED, so a seed always gives the same bytes.
+ * cluster. Everything comes from SEED, so a seed always gives the same bytes. With ANN_PROBE > 0 the artifact also carries
+ * an IVF index (models/ann.h, default cells, searched ANN_PROBE cells at a time), for search=approximate.
  * time-open: per run, with the file in the page cache (one untimed read first): recd_model_open as recd loads a version
  * (pread into anonymous memory, SHA-256 and every check, id tables); then the two ways of getting the bytes with the
  * SHA-256 over them that every load does: pread into anonymous memory, and a read-only mmap of the file (the loader before
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "models/ann.h"
 #include "models/model.h"
 
 static double now_ms(void)
@@ -137,8 +139,11 @@ static uint32_t next_training_item(const clustered_t *cl, size_t user, size_t n_
     return cl->by_cluster[cl->start[c] + next_u32() % size];
 }
 
-static int write_artifact(const char *path, size_t n_items, size_t n_users, uint32_t factors, uint64_t seed, int clustered)
+static int write_artifact(const char *path, size_t n_items, size_t n_users, uint32_t factors, uint64_t seed, int clustered,
+                          uint32_t ann_probe)
 {
+    recd_ann_t *ann = NULL;
+    recd_artifact_extra_t ann_section;
     enum { ITEMS_PER_USER = 20 };
     char err[512];
     rng_state = seed != 0 ? seed : 1;
@@ -194,6 +199,22 @@ static int write_artifact(const char *path, size_t n_items, size_t n_users, uint
                               .user_items = &csr,
                               .metadata_json = clustered ? "{\"trainer\":\"bench/swap_artifact write-clustered\"}"
                                                          : "{\"trainer\":\"bench/swap_artifact\"}"};
+    if (ann_probe > 0) {
+        recd_ann_params_t p;
+        size_t bytes;
+        recd_ann_params_init(&p);
+        p.n_probe = ann_probe;
+        p.threads = 2;
+        p.seed = seed;
+        if ((ann = recd_ann_build(item_f, NULL, n_items, factors, &p, err, sizeof(err))) == NULL) {
+            fprintf(stderr, "swap_artifact: cannot build the index: %s\n", err);
+            goto Exit;
+        }
+        ann_section = (recd_artifact_extra_t){RECD_ARTIFACT_ANN_INDEX, recd_ann_bytes(ann, &bytes), 0};
+        ann_section.size = bytes;
+        spec.extras = &ann_section;
+        spec.n_extras = 1;
+    }
     if (recd_model_write(&spec, path, err, sizeof(err)) != 0) {
         fprintf(stderr, "swap_artifact: %s\n", err);
         goto Exit;
@@ -201,6 +222,7 @@ static int write_artifact(const char *path, size_t n_items, size_t n_users, uint
     ret = 0;
 Exit:
     recd_csr_dispose(&csr);
+    recd_ann_free(ann);
     for (size_t i = 0; i < n_items; ++i)
         free(item_ids[i]);
     for (size_t u = 0; u < n_users; ++u)
@@ -306,9 +328,11 @@ int main(int argc, char **argv)
     if (argc >= 3 && (clustered || strcmp(argv[1], "write") == 0))
         return write_artifact(argv[2], argc > 3 ? strtoul(argv[3], NULL, 10) : 100000,
                               argc > 4 ? strtoul(argv[4], NULL, 10) : 50000, argc > 5 ? (uint32_t)strtoul(argv[5], NULL, 10) : 64,
-                              argc > 6 ? strtoull(argv[6], NULL, 10) : 1, clustered);
+                              argc > 6 ? strtoull(argv[6], NULL, 10) : 1, clustered,
+                              clustered && argc > 7 ? (uint32_t)strtoul(argv[7], NULL, 10) : 0);
     if (argc >= 3 && strcmp(argv[1], "time-open") == 0)
         return time_open(argv[2], argc > 3 ? atoi(argv[3]) : 7);
-    fprintf(stderr, "usage: swap_artifact write|write-clustered PATH [ITEMS [USERS [FACTORS [SEED]]]] | time-open PATH [RUNS]\n");
+    fprintf(stderr, "usage: swap_artifact write|write-clustered PATH [ITEMS [USERS [FACTORS [SEED [ANN_PROBE]]]]] | time-open PATH "
+                    "[RUNS]\n");
     return 2;
 }
