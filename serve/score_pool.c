@@ -10,7 +10,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/error.h"
@@ -140,9 +143,23 @@ static void run_alone(recd_score_pool_t *p, pool_thread_t *self, recd_score_job_
     job->done(job);
 }
 
+/* Scoring threads yield the CPU to the event loops that share it: a loop waking for a health probe or a new connection
+ * preempts a scan at once instead of waiting out its time slice (Linux nice applies to a thread by its tid). */
+#define SCORE_THREAD_NICE 10
+
+/* How long a partial batch of m's version may wait for more (see window_cost_scale). */
+static uint32_t window_for(const recd_score_pool_t *p, const recd_model_t *m)
+{
+    if (p->config.window_cost_scale == 0)
+        return p->config.window_us;
+    uint64_t us = (uint64_t)recd_model_n_items(m) * recd_model_n_factors(m) / p->config.window_cost_scale;
+    return us < p->config.window_us ? (uint32_t)us : p->config.window_us;
+}
+
 static void *thread_main(void *arg)
 {
     pool_thread_t *self = arg;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SCORE_THREAD_NICE); /* best effort: unprivileged is fine */
     recd_score_pool_t *p = self->pool;
     size_t max = p->config.batch_max;
     recd_score_job_t **batch = recd_xreallocarray(NULL, max, sizeof(*batch));
@@ -171,9 +188,10 @@ static void *thread_main(void *arg)
             continue;
         }
         size_t n = take(p, NULL, m, batch, max);
-        if (n < max && p->config.window_us > 0 && !p->stopping) {
+        uint32_t window_us = window_for(p, m);
+        if (n < max && window_us > 0 && !p->stopping) {
             struct timespec deadline;
-            deadline_after_us(&deadline, p->config.window_us);
+            deadline_after_us(&deadline, window_us);
             self->gathering = m;
             while (n < max && !p->stopping) {
                 int rc = pthread_cond_timedwait(&p->more, &p->mutex, &deadline);

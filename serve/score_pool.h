@@ -18,6 +18,10 @@ typedef struct st_recd_score_pool_config_t {
     uint32_t batch_max; /* most jobs of one version scanned in one call (0: 32) */
     uint32_t window_us; /* how long a thread with a partial batch waits for more jobs of its version; 0: takes what is queued */
     uint32_t queue_max; /* jobs queued (not yet taken by a thread) beyond which a submit is refused (0: 4 x threads x batch_max) */
+    /* item x factor products one µs of waiting is worth: a partial batch of a version of n items x f factors waits at most
+     * n * f / window_cost_scale µs (and at most window_us), so a small catalogue's cheap scan never waits long for company
+     * while a large one's gathers a full batch; 0: every version waits window_us */
+    uint32_t window_cost_scale;
 } recd_score_pool_config_t;
 
 /** Called on a scoring thread once a job's query.out and query.n_out are written; the pool never touches the job again. */

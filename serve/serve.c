@@ -30,7 +30,7 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
                              "Events whose request_id is garbled, forged or of an unknown experiment (ignored).", NULL);
     if (config->score_threads > 0) {
         recd_score_pool_config_t pc = {config->score_threads, config->score_batch_max, config->score_batch_window_us,
-                                       config->score_queue_max};
+                                       config->score_queue_max, config->score_window_cost_scale};
         if ((s->pool = recd_score_pool_create(&pc, s->metrics)) == NULL) {
             recd_serve_free(s);
             return NULL;
