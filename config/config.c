@@ -60,6 +60,10 @@ static const recd_option_t options[] = {
     {"score_queue_max", RECD_OPT_U32, OFF(score_queue_max), "0", 0, 1000000, NULL, "N",
      "Requests waiting for a scoring thread beyond which new ones are answered 503 with Retry-After (counted in "
      "recd_score_shed_total); 0 = 4 x score_threads x score_batch_max."},
+    {"score_inline_max", RECD_OPT_U32, OFF(score_inline_max), "262144", 0, 100000000, NULL, "N",
+     "Versions of at most this many item x factor products (items times factors) are scanned on the event loop itself: "
+     "such a scan takes about 20 us, less than the hop to a scoring thread and back; 0 = every scan goes to the scoring "
+     "threads."},
     {"search", RECD_OPT_STRING, OFF(search), "exact", 0, 0, check_search, "MODE",
      "Search of a request that does not choose one (its search parameter): exact, or approximate (the version's index "
      "when it has one, else exact; answers say which ran)."},

@@ -293,7 +293,9 @@ static int after_state(recd_serve_ctx_t *ctx, int err)
 int recd_serve_run_job(recd_serve_ctx_t *ctx)
 {
     recd_serve_worker_t *sw = ctx->worker;
-    if (sw->serve->pool != NULL && sw->wake != NULL) {
+    uint64_t products = (uint64_t)recd_model_n_items(ctx->model) * recd_model_n_factors(ctx->model);
+    /* a small version's scan costs less than the hop to a scoring thread and back: it runs here */
+    if (sw->serve->pool != NULL && sw->wake != NULL && products > sw->serve->config.score_inline_max) {
         ctx->job.done = on_scored;
         if (recd_score_pool_submit(sw->serve->pool, &ctx->job) != 0) {
             ctx->result.err = RECD_EBUSY;

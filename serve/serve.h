@@ -37,6 +37,7 @@ typedef struct st_recd_serve_config_t {
     uint32_t score_batch_max;     /* most requests of one version scanned together (0: the pool's default) */
     uint32_t score_batch_window_us;   /* how long a partial batch waits for more (0: only what is queued) */
     uint32_t score_window_cost_scale; /* recd_score_pool_config_t.window_cost_scale (0: every version waits the whole window) */
+    uint32_t score_inline_max;        /* item x factor products up to which a version is scanned on the asking thread (0: none) */
     uint32_t score_queue_max;         /* queued scans beyond which requests are refused (0: the pool's default) */
     int approximate;                  /* the search of a request that does not choose: 0 exact, 1 approximate */
 } recd_serve_config_t;

@@ -186,6 +186,7 @@ int main(int argc, char **argv)
                               /* a scan costs about a quarter of a ns per item x factor on one core: waiting at most a
                                * sixteenth of one scan lets 1M x 64 gather for 1 ms while MovieLens 100K waits 2 µs */
                               .score_window_cost_scale = 64000,
+                              .score_inline_max = config.score_inline_max,
                               .approximate = strcmp(config.search, "approximate") == 0};
     if ((app.serve = recd_serve_create(&sc, app.store, app.metrics, &app.log)) == NULL) {
         recd_log(&app.log, RECD_LOG_ERROR, "cannot start the scoring threads", "%s", "");
