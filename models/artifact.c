@@ -1,7 +1,8 @@
 /* artifact.c: writes, maps, verifies and describes model artifacts (one immutable file per model version). */
 /*
  * ARTIFACT FORMAT, version 2 (all integers and floats little-endian; floats are IEEE-754 binary32). Version 1 is the same
- * without the extension table (header size 264, no optional sections); the reader accepts both, the writer writes 2.
+ * without the extension table (header size 264, no optional sections); the reader accepts both; the writer writes 2 only
+ * when there are optional sections, so an artifact without them stays readable by a recd that knows only version 1.
  *
  *   offset  size  field
  *   0       8     magic "RECDMDL1" (RECD_ARTIFACT_MAGIC, no NUL)
@@ -608,7 +609,9 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
     header_t h;
     memset(&h, 0, sizeof(h));
     memcpy(h.magic, RECD_ARTIFACT_MAGIC, sizeof(h.magic));
-    h.format_version = RECD_ARTIFACT_FORMAT_VERSION;
+    size_t n_extras = spec->n_extras;
+    /* without optional sections the file is version 1, which every recd reads: a new trainer never strands an older fleet */
+    h.format_version = n_extras != 0 ? RECD_ARTIFACT_FORMAT_VERSION : 1;
     h.kind = spec->kind;
     h.n_users = spec->n_users;
     h.n_items = spec->n_items;
@@ -617,8 +620,7 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
     h.alpha = spec->alpha;
     h.reg = spec->reg;
     h.global_bias = spec->global_bias;
-    size_t n_extras = spec->n_extras;
-    h.header_size = (uint32_t)HEADER_V2_SIZE(n_extras);
+    h.header_size = (uint32_t)(n_extras != 0 ? HEADER_V2_SIZE(n_extras) : HEADER_V1_SIZE);
     h.n_sections = SEC_COUNT;
     extension_head_t eh = {.n_extras = (uint32_t)n_extras};
     extension_t ext[RECD_ARTIFACT_MAX_EXTRAS];
@@ -684,8 +686,10 @@ int recd_model_write(const recd_model_spec_t *spec, const char *path, char *err,
         pos = h.sections[s].offset + h.sections[s].size;                                                                           \
     } while (0)
     wr_bytes(&w, &h, sizeof(h));
-    wr_bytes(&w, &eh, sizeof(eh));
-    wr_bytes(&w, ext, n_extras * sizeof(ext[0]));
+    if (n_extras != 0) {
+        wr_bytes(&w, &eh, sizeof(eh));
+        wr_bytes(&w, ext, n_extras * sizeof(ext[0]));
+    }
     pos = h.header_size;
     SECTION_START(SEC_USER_IDS);
     wr_idtab(&w, spec->user_ids, spec->n_users);

@@ -584,7 +584,19 @@ static void test_artifact_golden(void **state)
     assert_int_equal(size, 0);
     recd_model_release(m);
 
+    /* without optional sections today's writer still writes version 1, byte for byte: older recd binaries read it */
     char path[160];
+    recd_csr_t plain_csr = fixture_csr();
+    recd_model_spec_t plain = fixture_spec(&plain_csr);
+    snprintf(path, sizeof(path), "%s/v1.recd", fx->dir);
+    assert_int_equal(recd_model_write(&plain, path, err, sizeof(err)), RECD_OK);
+    size_t v1len, v1glen;
+    uint8_t *v1buf = read_all(path, &v1len), *v1gbuf = read_all(golden, &v1glen);
+    assert_int_equal(v1len, v1glen);
+    assert_memory_equal(v1buf, v1gbuf, v1len);
+    free(v1buf);
+    free(v1gbuf);
+
     snprintf(path, sizeof(path), "%s/v2.recd", fx->dir);
     recd_csr_t csr = fixture_csr();
     recd_artifact_extra_t extras[4];
