@@ -244,11 +244,11 @@ static void test_scan_matches_reference(void **state)
     uint64_t seed = 5;
     uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF, RECD_MODEL_POPULARITY};
     size_t sizes[] = {1, 7, 8, 9, 130, 1000, 3001};
-    uint32_t factors[] = {3, 64};
+    uint32_t factors[] = {3, 11, 64}; /* a tail chunk only, full chunks and a tail, full chunks only */
     recd_scan_scratch_t *sc = recd_scan_scratch_new();
     for (size_t a = 0; a != 4; ++a) {
         for (size_t b = 0; b != sizeof(sizes) / sizeof(sizes[0]); ++b) {
-            for (size_t c = 0; c != 2; ++c) {
+            for (size_t c = 0; c != sizeof(factors) / sizeof(factors[0]); ++c) {
                 char what[96];
                 model_t m = make_model(kinds[a], sizes[b], factors[c], &seed);
                 batch_t bt;
@@ -265,6 +265,13 @@ static void test_scan_matches_reference(void **state)
                 for (size_t i = 0; i != N_QUERIES; ++i) {
                     snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in the batch", recd_model_kind_name(kinds[a]),
                              sizes[b], factors[c], i);
+                    expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                }
+                /* An odd batch: the queries pair up to share row loads, the last one runs alone. */
+                recd_scan_topk(&m.s, bt.q, N_QUERIES - 1, sc);
+                for (size_t i = 0; i != N_QUERIES - 1; ++i) {
+                    snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in a batch of %d", recd_model_kind_name(kinds[a]),
+                             sizes[b], factors[c], i, N_QUERIES - 1);
                     expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
                 }
                 for (int round = 0; round != 3; ++round) {
