@@ -667,6 +667,13 @@ int recd_scan_reads_compact(const recd_scorer_t *s)
            s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
 }
 
+/* Asks for the part-th of `parts` slices of bytes at p to be brought into L2 (the next block, while this one is scanned). */
+static inline void prefetch_slice(const uint8_t *p, size_t bytes, size_t part, size_t parts)
+{
+    for (size_t at = bytes * part / parts / 64 * 64, end = bytes * (part + 1) / parts; at < end; at += 64)
+        __builtin_prefetch(p + at, 0, 2);
+}
+
 /* The exact blocked pass over every item for n queries. */
 static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
 {
@@ -730,10 +737,13 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             block_type = RECD_FACTORS_F32;
         }
         size_t i = 0;
+        const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
+        size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
         if (!popularity && block_type == RECD_FACTORS_F32) { /* two queries at a time share the row loads */
             float *tile1 = sc->tile + block;
             for (; i + 2 <= n; i += 2) {
                 query_state_t *st0 = &sc->qs[i], *st1 = &sc->qs[i + 1];
+                prefetch_slice(next_rows, next_bytes, i / 2, n / 2);
                 dots_pair(simd, block_rows, scales != NULL ? scales + b : NULL, nb, f, q[i].vec, q[i + 1].vec, sc->tile, tile1);
                 add_biases(s, sc->tile, b, NULL, nb, st0->offset);
                 add_biases(s, tile1, b, NULL, nb, st1->offset);
