@@ -9,12 +9,13 @@
  * items are blocked, or which queries share a batch. Biases are added afterwards (dot + b_i, dot + (b_i + mu + b_u)).
  * The file is compiled with -ffp-contract=off, so the compiler never fuses a multiply and an add on one path only.
  *
- * recd_scan_topk walks the item rows in blocks of about 32 KiB; each query of the batch scores the block into a small
- * tile (L1-resident) and offers it to its heap: eight scores are compared at once against the heap's root (its k-th best),
- * and only the items above it, checked against the query's sorted exclusions, enter the heap. Items arrive in ascending
- * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index). With
- * compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch decodes each
- * compact block to float32 once (exactly) for all its queries.
+ * recd_scan_topk walks the item rows in blocks of about 16 KiB; the queries of a batch score a block two at a time (a row
+ * load serves both: dots4x2, same fma sequence and reduction tree as dots8, so the same bits) into small L1-resident
+ * tiles, prefetching the next block meanwhile, and each query offers its tile to its heap: eight scores are compared at once
+ * against the heap's root (its k-th best), and only the items above it, checked against the query's sorted exclusions, enter the
+ * heap. Items arrive in ascending index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by
+ * ascending index). With compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch
+ * decodes each compact block to float32 once (exactly) for all its queries.
  */
 #include <math.h>
 #include <stdint.h>
