@@ -738,10 +738,10 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             block_type = RECD_FACTORS_F32;
         }
         size_t i = 0;
-        const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
-        size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
         if (!popularity && block_type == RECD_FACTORS_F32) { /* two queries at a time share the row loads */
             float *tile1 = sc->tile + block;
+            const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
+            size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
             for (; i + 2 <= n; i += 2) {
                 query_state_t *st0 = &sc->qs[i], *st1 = &sc->qs[i + 1];
                 prefetch_slice(next_rows, next_bytes, i / 2, n / 2);
