@@ -9,12 +9,13 @@
  * items are blocked, or which queries share a batch. Biases are added afterwards (dot + b_i, dot + (b_i + mu + b_u)).
  * The file is compiled with -ffp-contract=off, so the compiler never fuses a multiply and an add on one path only.
  *
- * recd_scan_topk walks the item rows in blocks of about 32 KiB; each query of the batch scores the block into a small
- * tile (L1-resident) and offers it to its heap: eight scores are compared at once against the heap's root (its k-th best),
- * and only the items above it, checked against the query's sorted exclusions, enter the heap. Items arrive in ascending
- * index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by ascending index). With
- * compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch decodes each
- * compact block to float32 once (exactly) for all its queries.
+ * recd_scan_topk walks the item rows in blocks of about 16 KiB; the queries of a batch score a block two at a time (a row
+ * load serves both: dots4x2, same fma sequence and reduction tree as dots8, so the same bits) into small L1-resident
+ * tiles, prefetching the next block meanwhile, and each query offers its tile to its heap: eight scores are compared at once
+ * against the heap's root (its k-th best), and only the items above it, checked against the query's sorted exclusions, enter the
+ * heap. Items arrive in ascending index order, so a strict comparison with the root keeps the tie order of recd_topk (ties by
+ * ascending index). With compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch
+ * decodes each compact block to float32 once (exactly) for all its queries.
  */
 #include <math.h>
 #include <stdint.h>
@@ -31,7 +32,7 @@
 
 #define LANES 8
 /* Item rows per block: about this many bytes of float32 rows, so a block stays in L1/L2 for the whole batch. */
-#define BLOCK_BYTES 32768
+#define BLOCK_BYTES 16384
 /* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
 #define CAND_FACTOR 4
 /* Compact factors are read only when the float32 rows are larger than this: below, they stay in cache and the exact scan
@@ -234,6 +235,88 @@ SIMD_TARGET static inline __attribute__((always_inline)) void dots_simd_type(uin
     }
 }
 
+/*
+ * The canonical dot products of two queries x0, x1 with four float32 rows, as [x0.r0 .. x0.r3 | x1.r0 .. x1.r3]: each lane
+ * runs the same fma sequence as dots8 and reduce8 sums each accumulator in the same tree, so the bits are dots8's; a row
+ * load serves both queries (six loads for eight FMAs instead of nine), which is what a batch gains.
+ */
+SIMD_TARGET static inline __attribute__((always_inline)) __m256 dots4x2(const float *r0, const float *r1, const float *r2,
+                                                                        const float *r3, size_t full, size_t tail, const float *x0,
+                                                                        const float *x1, const float *x0_tail, const float *x1_tail)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (size_t c = 0; c != full; ++c) {
+        size_t off = c * LANES;
+        __m256 y0 = _mm256_loadu_ps(r0 + off), y1 = _mm256_loadu_ps(r1 + off), y2 = _mm256_loadu_ps(r2 + off),
+               y3 = _mm256_loadu_ps(r3 + off), u = _mm256_loadu_ps(x0 + off), v = _mm256_loadu_ps(x1 + off);
+        /* keep each row in a register: GCC would otherwise fold its load into both FMAs and read it twice */
+        __asm__("" : "+x"(y0), "+x"(y1), "+x"(y2), "+x"(y3));
+        a0 = _mm256_fmadd_ps(u, y0, a0);
+        a1 = _mm256_fmadd_ps(u, y1, a1);
+        a2 = _mm256_fmadd_ps(u, y2, a2);
+        a3 = _mm256_fmadd_ps(u, y3, a3);
+        b0 = _mm256_fmadd_ps(v, y0, b0);
+        b1 = _mm256_fmadd_ps(v, y1, b1);
+        b2 = _mm256_fmadd_ps(v, y2, b2);
+        b3 = _mm256_fmadd_ps(v, y3, b3);
+    }
+    if (tail != 0) { /* zero-padded copies of the rows' last partial chunk */
+        const float *r[4] = {r0, r1, r2, r3};
+        float pad[4][LANES];
+        memset(pad, 0, sizeof(pad));
+        for (size_t j = 0; j != 4; ++j)
+            memcpy(pad[j], r[j] + full * LANES, tail * sizeof(float));
+        __m256 y0 = _mm256_loadu_ps(pad[0]), y1 = _mm256_loadu_ps(pad[1]), y2 = _mm256_loadu_ps(pad[2]),
+               y3 = _mm256_loadu_ps(pad[3]), u = _mm256_loadu_ps(x0_tail), v = _mm256_loadu_ps(x1_tail);
+        a0 = _mm256_fmadd_ps(u, y0, a0);
+        a1 = _mm256_fmadd_ps(u, y1, a1);
+        a2 = _mm256_fmadd_ps(u, y2, a2);
+        a3 = _mm256_fmadd_ps(u, y3, a3);
+        b0 = _mm256_fmadd_ps(v, y0, b0);
+        b1 = _mm256_fmadd_ps(v, y1, b1);
+        b2 = _mm256_fmadd_ps(v, y2, b2);
+        b3 = _mm256_fmadd_ps(v, y3, b3);
+    }
+    return reduce8(a0, a1, a2, a3, b0, b1, b2, b3);
+}
+
+/* recd_dots of two queries over the same n float32 rows (times their scales when given), into out0 and out1. */
+SIMD_TARGET static void dots_pair_simd(const float *rows, const float *scales, size_t n, size_t f, const float *x0, const float *x1,
+                                       float *out0, float *out1)
+{
+    size_t full = f / LANES, tail = f % LANES, i = 0;
+    float x0_tail[LANES] = {0}, x1_tail[LANES] = {0};
+    memcpy(x0_tail, x0 + full * LANES, tail * sizeof(float));
+    memcpy(x1_tail, x1 + full * LANES, tail * sizeof(float));
+    for (; i + 4 <= n; i += 4) {
+        const float *r = rows + i * f;
+        __m256 d = dots4x2(r, r + f, r + 2 * f, r + 3 * f, full, tail, x0, x1, x0_tail, x1_tail);
+        if (scales != NULL) {
+            __m128 sc = _mm_loadu_ps(scales + i);
+            d = _mm256_mul_ps(d, _mm256_set_m128(sc, sc));
+        }
+        _mm_storeu_ps(out0 + i, _mm256_castps256_ps128(d));
+        _mm_storeu_ps(out1 + i, _mm256_extractf128_ps(d, 1));
+    }
+    if (i != n) { /* a short last group repeats its last row; those results are dropped */
+        const float *r[4];
+        float sc[4] = {0}, tmp[LANES];
+        for (size_t j = 0; j != 4; ++j) {
+            size_t k = i + j < n ? i + j : n - 1;
+            r[j] = rows + k * f;
+            sc[j] = scales != NULL ? scales[k] : 0.0f;
+        }
+        __m256 d = dots4x2(r[0], r[1], r[2], r[3], full, tail, x0, x1, x0_tail, x1_tail);
+        if (scales != NULL) {
+            __m128 s4 = _mm_loadu_ps(sc);
+            d = _mm256_mul_ps(d, _mm256_set_m128(s4, s4));
+        }
+        _mm256_storeu_ps(tmp, d);
+        memcpy(out0 + i, tmp, (n - i) * sizeof(float));
+        memcpy(out1 + i, tmp + 4, (n - i) * sizeof(float));
+    }
+}
+
 SIMD_TARGET static inline __attribute__((always_inline)) void decode_simd_type(uint32_t type, const void *in, size_t n, float *out)
 {
     size_t esize = element_size(type), i = 0;
@@ -309,6 +392,20 @@ void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out)
 #endif
     for (size_t i = 0; i != n; ++i)
         out[i] = element(type, in, i);
+}
+
+/* recd_dots of two queries over the same n float32 rows: the same bits as two calls, with the row loads shared. */
+static void dots_pair(int simd, const float *rows, const float *scales, size_t n, size_t f, const float *x0, const float *x1,
+                      float *out0, float *out1)
+{
+#ifdef HAVE_X86
+    if (simd && recd_simd_available()) {
+        dots_pair_simd(rows, scales, n, f, x0, x1, out0, out1);
+        return;
+    }
+#endif
+    dots_scalar(RECD_FACTORS_F32, rows, scales, NULL, n, f, x0, out0);
+    dots_scalar(RECD_FACTORS_F32, rows, scales, NULL, n, f, x1, out1);
 }
 
 const char *recd_scan_kernel(void)
@@ -571,6 +668,13 @@ int recd_scan_reads_compact(const recd_scorer_t *s)
            s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
 }
 
+/* Asks for the part-th of `parts` slices of bytes at p to be brought into L2 (the next block, while this one is scanned). */
+static inline void prefetch_slice(const uint8_t *p, size_t bytes, size_t part, size_t parts)
+{
+    for (size_t at = bytes * part / parts / 64 * 64, end = bytes * (part + 1) / parts; at < end; at += 64)
+        __builtin_prefetch(p + at, 0, 2);
+}
+
 /* The exact blocked pass over every item for n queries. */
 static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
 {
@@ -621,7 +725,7 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
     size_t block = popularity ? BLOCK_BYTES / 4 : BLOCK_BYTES / (f * sizeof(float));
     block = block < LANES ? LANES : block / LANES * LANES;
     int share_decoding = type != RECD_FACTORS_F32 && n > 1;
-    sc->tile = grow(sc->tile, &sc->tile_cap, block, sizeof(float));
+    sc->tile = grow(sc->tile, &sc->tile_cap, 2 * block, sizeof(float));
     if (share_decoding)
         sc->decoded = grow(sc->decoded, &sc->decoded_cap, block * f, sizeof(float));
     for (size_t b = 0; b < n_items; b += block) {
@@ -633,7 +737,22 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             block_rows = sc->decoded;
             block_type = RECD_FACTORS_F32;
         }
-        for (size_t i = 0; i != n; ++i) {
+        size_t i = 0;
+        if (!popularity && block_type == RECD_FACTORS_F32) { /* two queries at a time share the row loads */
+            float *tile1 = sc->tile + block;
+            const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
+            size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
+            for (; i + 2 <= n; i += 2) {
+                query_state_t *st0 = &sc->qs[i], *st1 = &sc->qs[i + 1];
+                prefetch_slice(next_rows, next_bytes, i / 2, n / 2);
+                dots_pair(simd, block_rows, scales != NULL ? scales + b : NULL, nb, f, q[i].vec, q[i + 1].vec, sc->tile, tile1);
+                add_biases(s, sc->tile, b, NULL, nb, st0->offset);
+                add_biases(s, tile1, b, NULL, nb, st1->offset);
+                offer(&st0->top, sc->tile, nb, b, NULL);
+                offer(&st1->top, tile1, nb, b, NULL);
+            }
+        }
+        for (; i != n; ++i) {
             query_state_t *st = &sc->qs[i];
             if (popularity) {
                 offer(&st->top, s->popularity + b, nb, b, NULL);

@@ -244,11 +244,11 @@ static void test_scan_matches_reference(void **state)
     uint64_t seed = 5;
     uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF, RECD_MODEL_POPULARITY};
     size_t sizes[] = {1, 7, 8, 9, 130, 1000, 3001};
-    uint32_t factors[] = {3, 64};
+    uint32_t factors[] = {3, 11, 64}; /* a tail chunk only, full chunks and a tail, full chunks only */
     recd_scan_scratch_t *sc = recd_scan_scratch_new();
     for (size_t a = 0; a != 4; ++a) {
         for (size_t b = 0; b != sizeof(sizes) / sizeof(sizes[0]); ++b) {
-            for (size_t c = 0; c != 2; ++c) {
+            for (size_t c = 0; c != sizeof(factors) / sizeof(factors[0]); ++c) {
                 char what[96];
                 model_t m = make_model(kinds[a], sizes[b], factors[c], &seed);
                 batch_t bt;
@@ -266,6 +266,15 @@ static void test_scan_matches_reference(void **state)
                     snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in the batch", recd_model_kind_name(kinds[a]),
                              sizes[b], factors[c], i);
                     expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                }
+                /* Batches of 11 and 10: the queries go two at a time, the last one of an odd batch alone. */
+                for (size_t len = N_QUERIES - 1; len != N_QUERIES - 3; --len) {
+                    recd_scan_topk(&m.s, bt.q, len, sc);
+                    for (size_t i = 0; i != len; ++i) {
+                        snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in a batch of %zu",
+                                 recd_model_kind_name(kinds[a]), sizes[b], factors[c], i, len);
+                        expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                    }
                 }
                 for (int round = 0; round != 3; ++round) {
                     recd_scan_query_t sub[N_QUERIES];
