@@ -746,73 +746,34 @@ recd_ann_t *recd_ann_build(const float *item_factors, const float *item_bias, si
 
 /* ---- searching ------------------------------------------------------------------------------------------------------- */
 
-/* a ranks below b: lower score, or equal score and higher index (recd_topk's order). */
-static inline int worse(float as, uint32_t ai, float bs, uint32_t bi)
-{
-    return as < bs || (as == bs && ai > bi);
-}
-
-/* A bounded min-heap of the best entries seen (worst at [0]). */
+/* A bounded min-heap of the best entries seen (worst at [0]): scan.c's heap and answer order. */
 typedef struct st_best_t {
     recd_scored_t *e;
     size_t len, cap;
 } best_t;
 
-static void best_sift_down(best_t *b, size_t i)
-{
-    recd_scored_t x = b->e[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= b->len)
-            break;
-        if (c + 1 < b->len && worse(b->e[c + 1].score, b->e[c + 1].index, b->e[c].score, b->e[c].index))
-            ++c;
-        if (!worse(b->e[c].score, b->e[c].index, x.score, x.index))
-            break;
-        b->e[i] = b->e[c];
-        i = c;
-    }
-    b->e[i] = x;
-}
-
 /* Whether (score, index) would enter the heap. */
 static inline int best_admits(const best_t *b, float score, uint32_t index)
 {
-    return b->len < b->cap || worse(b->e[0].score, b->e[0].index, score, index);
+    return b->len < b->cap || recd_scored_worse(b->e[0].score, b->e[0].index, score, index);
 }
 
 static void best_push(best_t *b, float score, uint32_t index)
 {
     if (b->len < b->cap) {
-        size_t i = b->len++;
-        recd_scored_t x = {index, score};
-        while (i != 0) {
-            size_t p = (i - 1) / 2;
-            if (!worse(x.score, x.index, b->e[p].score, b->e[p].index))
-                break;
-            b->e[i] = b->e[p];
-            i = p;
-        }
-        b->e[i] = x;
+        b->e[b->len] = (recd_scored_t){index, score};
+        recd_heap_sift_up(b->e, b->len++);
     } else {
         b->e[0] = (recd_scored_t){index, score};
-        best_sift_down(b, 0);
+        recd_heap_sift_down(b->e, b->len, 0);
     }
 }
 
 /* Sorts the heap in place, best first; returns its length. */
 static size_t best_finish(best_t *b)
 {
-    size_t n = b->len;
-    for (size_t end = n; end > 1; --end) {
-        recd_scored_t t = b->e[0];
-        b->e[0] = b->e[end - 1];
-        b->e[end - 1] = t;
-        b->len = end - 1;
-        best_sift_down(b, 0);
-    }
-    b->len = n;
-    return n;
+    recd_heap_sort(b->e, b->len);
+    return b->len;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -844,30 +805,18 @@ typedef struct st_search_scratch_t {
     float *tile;  /* max_list: the scores of one list */
 } search_scratch_t;
 
-/*
- * Scores n items (idx) exactly as recd_scorer_score does: scan.c's canonical dot product, then the kind's biases added in
- * the same order (BPR + b_i; biased MF + (b_i + mu + b_u)). test_ann asserts the two agree bit for bit.
- */
+/* Scores n items (idx) exactly as recd_scorer_score does: scan.c's canonical dot product, then its biases. */
 static void score_items(const recd_scorer_t *s, const float *x, float offset, const uint32_t *idx, size_t n, float *out)
 {
-    const float *ib = s->item_bias;
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, idx, n, s->n_factors, x, out);
-    if (s->kind == RECD_MODEL_BPR && ib != NULL) {
-        for (size_t j = 0; j != n; ++j)
-            out[j] = out[j] + ib[idx[j]];
-    } else if (s->kind == RECD_MODEL_BIASED_MF) {
-        for (size_t j = 0; j != n; ++j)
-            out[j] = out[j] + ((ib != NULL ? ib[idx[j]] : 0.0f) + offset);
-    }
+    recd_scan_add_biases(s, out, 0, idx, n, offset);
 }
 
 static void answer_one(const recd_scorer_t *s, const recd_ann_t *a, recd_scan_query_t *q, uint32_t n_probe, search_scratch_t *w)
 {
     uint32_t f = s->n_factors, n_lists = a->h.n_lists;
     const float *x = q->vec;
-    float offset = s->global_bias;
-    if (s->kind == RECD_MODEL_BIASED_MF && s->user_bias != NULL && q->user >= 0 && (uint64_t)q->user < s->n_users)
-        offset += s->user_bias[q->user];
+    float offset = recd_scan_user_offset(s, q->user);
 
     /* the query in the augmented space, and the cells by distance: largest q . c - |c|^2 / 2 */
     double sq = 0.0;

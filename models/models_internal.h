@@ -78,6 +78,24 @@ int recd_simd_available(void);
 void recd_dots(int simd, uint32_t type, const void *rows, const float *scales, const uint32_t *idx, size_t n, size_t f,
                const float *x, float *out);
 
+/* What a biased-MF score adds to every item's bias for user (an index, or -1 when folded in): mu + b_u; 0 for other kinds'
+ * use is harmless (they ignore it). */
+float recd_scan_user_offset(const recd_scorer_t *s, int64_t user);
+/* Turns n dot products (of items base + j, or idx[j] when idx is given) into scores by the kind's biases, in the one order
+ * every scoring path uses: ALS none, BPR + b_i, biased MF + (b_i + offset). */
+void recd_scan_add_biases(const recd_scorer_t *s, float *scores, size_t base, const uint32_t *idx, size_t n, float offset);
+
+/* The one answer order of every top-k: a ranks below b when its score is lower, or equal with a higher index. */
+static inline int recd_scored_worse(float as, uint32_t ai, float bs, uint32_t bi)
+{
+    return as < bs || (as == bs && ai > bi);
+}
+/* The bounded min-heap (worst at [0], by recd_scored_worse) of the top-k paths: restore it below i / above i, and sort it
+ * in place best first. */
+void recd_heap_sift_down(recd_scored_t *heap, size_t n, size_t i);
+void recd_heap_sift_up(recd_scored_t *heap, size_t i);
+void recd_heap_sort(recd_scored_t *heap, size_t len);
+
 /* The n compact values (recd_factor_type_t) at in as float32, with the instruction set chosen by the caller. */
 void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out);
 

@@ -415,8 +415,7 @@ const char *recd_scan_kernel(void)
 
 /* ---- scores -------------------------------------------------------------------------------------------------------- */
 
-/* What a biased-MF score adds to every item's bias for this user: mu + b_u (b_u = 0 for a folded-in user). */
-static float user_offset(const recd_scorer_t *s, int64_t user)
+float recd_scan_user_offset(const recd_scorer_t *s, int64_t user)
 {
     float offset = s->global_bias;
     if (s->kind == RECD_MODEL_BIASED_MF && s->user_bias != NULL && user >= 0 && (uint64_t)user < s->n_users)
@@ -424,11 +423,7 @@ static float user_offset(const recd_scorer_t *s, int64_t user)
     return offset;
 }
 
-/*
- * Turns n dot products (items base + j, or idx[j]) into scores by the kind's biases: ALS none, BPR + b_i, biased MF
- * + (b_i + offset).
- */
-static void add_biases(const recd_scorer_t *s, float *scores, size_t base, const uint32_t *idx, size_t n, float offset)
+void recd_scan_add_biases(const recd_scorer_t *s, float *scores, size_t base, const uint32_t *idx, size_t n, float offset)
 {
     const float *ib = s->item_bias;
     if (s->kind == RECD_MODEL_BPR && ib != NULL) {
@@ -450,27 +445,21 @@ void recd_scorer_score(const recd_scorer_t *s, const float *user_vec, int64_t us
         return;
     }
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, NULL, n, s->n_factors, user_vec, scores);
-    add_biases(s, scores, 0, NULL, n, user_offset(s, user));
+    recd_scan_add_biases(s, scores, 0, NULL, n, recd_scan_user_offset(s, user));
 }
 
 /* ---- top-k heaps --------------------------------------------------------------------------------------------------- */
 
-/* a ranks below b: lower score, or equal score and higher index. */
-static inline int worse(float as, uint32_t ai, float bs, uint32_t bi)
-{
-    return as < bs || (as == bs && ai > bi);
-}
-
-static inline void sift_down(recd_scored_t *heap, size_t n, size_t i)
+void recd_heap_sift_down(recd_scored_t *heap, size_t n, size_t i)
 {
     recd_scored_t x = heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && worse(heap[c + 1].score, heap[c + 1].index, heap[c].score, heap[c].index))
+        if (c + 1 < n && recd_scored_worse(heap[c + 1].score, heap[c + 1].index, heap[c].score, heap[c].index))
             ++c;
-        if (!worse(heap[c].score, heap[c].index, x.score, x.index))
+        if (!recd_scored_worse(heap[c].score, heap[c].index, x.score, x.index))
             break;
         heap[i] = heap[c];
         i = c;
@@ -478,12 +467,12 @@ static inline void sift_down(recd_scored_t *heap, size_t n, size_t i)
     heap[i] = x;
 }
 
-static inline void sift_up(recd_scored_t *heap, size_t i)
+void recd_heap_sift_up(recd_scored_t *heap, size_t i)
 {
     recd_scored_t x = heap[i];
     while (i != 0) {
         size_t p = (i - 1) / 2;
-        if (!worse(x.score, x.index, heap[p].score, heap[p].index))
+        if (!recd_scored_worse(x.score, x.index, heap[p].score, heap[p].index))
             break;
         heap[i] = heap[p];
         i = p;
@@ -491,14 +480,14 @@ static inline void sift_up(recd_scored_t *heap, size_t i)
     heap[i] = x;
 }
 
-/* Heap sort in place: repeatedly move the worst to the end, leaving the best first. */
-static void heap_sort(recd_scored_t *heap, size_t len)
+/* Repeatedly moves the worst to the end, leaving the best first. */
+void recd_heap_sort(recd_scored_t *heap, size_t len)
 {
     for (size_t end = len; end > 1; --end) {
         recd_scored_t t = heap[0];
         heap[0] = heap[end - 1];
         heap[end - 1] = t;
-        sift_down(heap, end - 1, 0);
+        recd_heap_sift_down(heap, end - 1, 0);
     }
 }
 
@@ -542,11 +531,11 @@ static inline void offer_one(topk_t *t, uint32_t item, float s)
     if (t->len < t->cap) {
         if (isfinite(s) && !is_excluded(t, item)) {
             t->heap[t->len] = (recd_scored_t){item, s};
-            sift_up(t->heap, t->len++);
+            recd_heap_sift_up(t->heap, t->len++);
         }
     } else if (s > t->heap[0].score && s < INFINITY && !is_excluded(t, item)) {
         t->heap[0] = (recd_scored_t){item, s};
-        sift_down(t->heap, t->len, 0);
+        recd_heap_sift_down(t->heap, t->len, 0);
     }
 }
 
@@ -572,7 +561,7 @@ size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
 {
     topk_t t = {.heap = out, .cap = k};
     offer(&t, scores, n, 0, NULL);
-    heap_sort(out, t.len);
+    recd_heap_sort(out, t.len);
     return t.len;
 }
 
@@ -655,10 +644,10 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
     for (size_t j = 0; j != n; ++j)
         sc->cand_idx[j] = st->top.heap[j].index;
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
-    add_biases(s, sc->tile, 0, sc->cand_idx, n, st->offset);
+    recd_scan_add_biases(s, sc->tile, 0, sc->cand_idx, n, st->offset);
     topk_t t = {.heap = q->out, .cap = q->k}; /* exclusions were applied when the candidates were chosen */
     offer(&t, sc->tile, n, 0, sc->cand_idx);
-    heap_sort(q->out, t.len);
+    recd_heap_sort(q->out, t.len);
     q->n_out = t.len;
 }
 
@@ -713,7 +702,7 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             st->top.cap = candidates_for(q[i].k, n_items);
             cand_at += st->top.cap;
         }
-        st->offset = user_offset(s, q[i].user);
+        st->offset = recd_scan_user_offset(s, q[i].user);
     }
 
     /*
@@ -746,8 +735,8 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
                 query_state_t *st0 = &sc->qs[i], *st1 = &sc->qs[i + 1];
                 prefetch_slice(next_rows, next_bytes, i / 2, n / 2);
                 dots_pair(simd, block_rows, scales != NULL ? scales + b : NULL, nb, f, q[i].vec, q[i + 1].vec, sc->tile, tile1);
-                add_biases(s, sc->tile, b, NULL, nb, st0->offset);
-                add_biases(s, tile1, b, NULL, nb, st1->offset);
+                recd_scan_add_biases(s, sc->tile, b, NULL, nb, st0->offset);
+                recd_scan_add_biases(s, tile1, b, NULL, nb, st1->offset);
                 offer(&st0->top, sc->tile, nb, b, NULL);
                 offer(&st1->top, tile1, nb, b, NULL);
             }
@@ -759,7 +748,7 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
                 continue;
             }
             recd_dots(simd, block_type, block_rows, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec, sc->tile);
-            add_biases(s, sc->tile, b, NULL, nb, st->offset);
+            recd_scan_add_biases(s, sc->tile, b, NULL, nb, st->offset);
             offer(&st->top, sc->tile, nb, b, NULL);
         }
     }
@@ -767,7 +756,7 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
         if (type == RECD_FACTORS_F32) {
-            heap_sort(q[i].out, st->top.len);
+            recd_heap_sort(q[i].out, st->top.len);
             q[i].n_out = st->top.len;
         } else {
             rerank(s, &q[i], st, sc);
