@@ -499,6 +499,23 @@ static int wait_calls(received_t *r, int calls)
     return ok;
 }
 
+/* Waits (bounded) until the last snapshot received carries the control file of this generation or a later one. A count of
+ * calls is not enough: a rejected version may be published as failed in a snapshot of its own first. */
+static int wait_generation(received_t *r, uint64_t generation)
+{
+    struct timespec deadline;
+    int ok;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 20;
+    pthread_mutex_lock(&r->mutex);
+    while ((r->last == NULL || recd_catalog_control_generation(r->last, NULL, 0) < generation) &&
+           pthread_cond_timedwait(&r->cond, &r->mutex, &deadline) == 0)
+        ;
+    ok = r->last != NULL && recd_catalog_control_generation(r->last, NULL, 0) >= generation;
+    pthread_mutex_unlock(&r->mutex);
+    return ok;
+}
+
 typedef struct st_reader_t {
     recd_catalog_loader_t *loader;
     atomic_int stop;
@@ -543,7 +560,7 @@ static void test_catalog_watcher_thread_publishes_new_versions(void **state)
     }
     assert_int_equal(counter(fx, "recd_model_load_failures_total"), 1);
     set_control(fx, 1, 2);
-    assert_true(wait_calls(&r, 2));
+    assert_true(wait_generation(&r, 2));
     for (int i = 0; i < 50; ++i) {
         recd_catalog_t *c = recd_catalog_loader_current(l);
         assert_non_null(recd_catalog_active(c, NULL, 0));
