@@ -615,6 +615,14 @@ static void *grow(void *p, size_t *cap, size_t n, size_t sz)
     return recd_xmalloc(*cap * sz);
 }
 
+static int is_ascending(const uint32_t *v, size_t n)
+{
+    for (size_t i = 1; i < n; ++i)
+        if (v[i] < v[i - 1])
+            return 0;
+    return 1;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -687,13 +695,16 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
     size_t excl_at = 0, cand_at = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
-        uint32_t *excl = sc->excl + excl_at;
-        if (q[i].n_excluded != 0) {
-            memcpy(excl, q[i].excluded, q[i].n_excluded * sizeof(uint32_t));
-            qsort(excl, q[i].n_excluded, sizeof(uint32_t), cmp_u32);
+        const uint32_t *excl = q[i].excluded;
+        /* a known user's training items alone arrive sorted already (the artifact's CSR row): no copy, no sort */
+        if (!is_ascending(q[i].excluded, q[i].n_excluded)) {
+            uint32_t *sorted = sc->excl + excl_at;
+            memcpy(sorted, q[i].excluded, q[i].n_excluded * sizeof(uint32_t));
+            qsort(sorted, q[i].n_excluded, sizeof(uint32_t), cmp_u32);
+            excl = sorted;
+            excl_at += q[i].n_excluded;
         }
-        excl_at += q[i].n_excluded;
-        st->top = (topk_t){.excl = excl, .excl_end = excl + q[i].n_excluded};
+        st->top = (topk_t){.excl = excl, .excl_end = q[i].n_excluded != 0 ? excl + q[i].n_excluded : excl};
         if (type == RECD_FACTORS_F32) {
             st->top.heap = q[i].out;
             st->top.cap = q[i].k;
