@@ -16,8 +16,8 @@
 #define MAX_EVENT_ID_BYTES 128 /* Contract A */
 #define CHUNK_BYTES 65536
 
-/* KEYS[1] recent list, KEYS[2..] recd:e:{<user>}:<id>; ARGV[1] dedup TTL, ARGV[2] max recent, ARGV[3] recent TTL, ARGV[4..] entries.
- * An event is pushed exactly when its dedup key was set, in one atomic step. */
+/* KEYS[1] recent list, KEYS[2..] recd:e:{<user>}:<id>; ARGV[1] dedup TTL, ARGV[2] max recent, ARGV[3] recent TTL, ARGV[4..]
+ * entries. An event is pushed exactly when its dedup key was set, in one atomic step. */
 static const char apply_script[] = "local applied = 0\n"
                                    "for i = 2, #KEYS do\n"
                                    "  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then\n"
