@@ -224,6 +224,30 @@ static int metric_reached(fixture_t *fx, void *data)
     return metric(fx, m->series) >= m->at_least;
 }
 
+/* The vector Redis holds for user under field, as floats (fails when absent or of the wrong length). */
+static void stored_vector(fixture_t *fx, const char *user, const char *field, float *out, uint32_t nf)
+{
+    redisContext *c = redis(fx);
+    redisReply *r = redisCommand(c, "HGET recd:u:{%s}:vec %s", user, field);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, nf * 4);
+    for (uint32_t f = 0; f < nf; ++f) {
+        const unsigned char *p = (const unsigned char *)r->str + 4 * f;
+        uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        memcpy(&out[f], &x, 4);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* got equals the fold want, factor by factor, within float rounding of the Redis round trip. */
+static void assert_same_fold(const char *what, const float *got, const float *want, uint32_t nf)
+{
+    for (uint32_t f = 0; f < nf; ++f)
+        if (fabsf(got[f] - want[f]) > 1e-6f * (1 + fabsf(want[f])))
+            fail_msg("%s factor %u: Redis holds %g, recd folds %g", what, f, got[f], want[f]);
+}
+
 /* ---- tests -------------------------------------------------------------------------------------------------------- */
 
 /* A new user's events: recent list newest first, the vector equal to recd's fold of that list, the stamp, the TTLs. */
@@ -254,18 +278,9 @@ static void test_updater_writes_recent_items_and_folded_vector(void **state)
     freeReplyObject(r);
 
     /* the vector may be rewritten by a later batch of the same list; it is the same fold either way */
-    r = redisCommand(c, "HGET recd:u:{rt-new}:vec " MODEL "@1");
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_int_equal(r->len, nf * 4);
-    for (uint32_t f = 0; f < nf; ++f) {
-        const unsigned char *p = (const unsigned char *)r->str + 4 * f;
-        uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        float got;
-        memcpy(&got, &x, 4);
-        if (fabsf(got - want[f]) > 1e-6f * (1 + fabsf(want[f])))
-            fail_msg("factor %u: Redis holds %g, recd folds %g", f, got, want[f]);
-    }
-    freeReplyObject(r);
+    float got[64];
+    stored_vector(fx, "rt-new", MODEL "@1", got, nf);
+    assert_same_fold("rt-new", got, want, nf);
     r = redisCommand(c, "GET recd:u:{rt-new}:stamp");
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_true(strncmp(r->str, MODEL "@1 ", strlen(MODEL) + 3) == 0);
@@ -409,22 +424,6 @@ static void test_updater_commits_only_after_redis_writes(void **state)
     wait_for(fx, has_vector, &k, "rd-user's vector");
 }
 
-/* The vector Redis holds for user under field, as floats (fails when absent or of the wrong length). */
-static void stored_vector(fixture_t *fx, const char *user, const char *field, float *out, uint32_t nf)
-{
-    redisContext *c = redis(fx);
-    redisReply *r = redisCommand(c, "HGET recd:u:{%s}:vec %s", user, field);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_int_equal(r->len, nf * 4);
-    for (uint32_t f = 0; f < nf; ++f) {
-        const unsigned char *p = (const unsigned char *)r->str + 4 * f;
-        uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        memcpy(&out[f], &x, 4);
-    }
-    freeReplyObject(r);
-    redisFree(c);
-}
-
 /* The user's recent list from Redis, parsed into out (which points into the reply: free it after use); *n its length. */
 static redisReply *stored_entries(fixture_t *fx, const char *user, recd_updater_entry_t *out, size_t cap, size_t *n)
 {
@@ -477,9 +476,7 @@ static void check_follows(fixture_t *fx, const char *user, const char *field, co
         freeReplyObject(list);
         assert_true(tries < 100);
     }
-    for (uint32_t f = 0; f < nf; ++f)
-        if (fabsf(got[f] - want[f]) > 1e-6f * (1 + fabsf(want[f])))
-            fail_msg("%s factor %u: Redis holds %g, the fold of the whole list under %s is %g", user, f, got[f], field, want[f]);
+    assert_same_fold(field, got, want, nf);
 }
 
 static void test_updater_follows_activation_changes(void **state)
