@@ -8,8 +8,10 @@
  * on a shared machine; the figures are the median and the min..max over the rounds, in queries per second:
  *   sgemv+topk         what recd did before the scan: OpenBLAS sgemv into an n_items array, then recd_topk (1 thread)
  *   score+topk         recd_scorer_score (the scan's own kernel) into an n_items array, then recd_topk
- *   scan <type> b<B>   recd_scan_topk over batches of B queries with the item factors of <type> (compact ones re-rank
- *                      their candidates from f32)
+ *   scan <type> b<B>   recd_scan_topk over batches of B queries with the item factors of <type>: f32, bf16, fp16, int8
+ *                      (the artifact's compact types), or tiles (the bf16 tiles recd builds on a CPU with AVX-512 BF16);
+ *                      all but f32 choose candidates approximately and re-rank them from f32: the "reranked" column is
+ *                      how many per query
  * Prints the OpenBLAS core and the scan kernel first. Never part of ctest. */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <cblas.h>
+#include "models/bf16_tiles.h"
 #include "models/scan.h"
 
 char *openblas_get_corename(void);
@@ -53,11 +56,14 @@ typedef struct st_method_t {
     uint32_t type; /* the scan's factor type */
     size_t batch;
     double qps[64];
+    int tiles;                /* 1: the bf16 tiles (models/bf16_tiles.h) */
+    size_t queries, reranked; /* the scan's queries, and the candidates they re-ranked from the f32 rows */
 } method_t;
 
 typedef struct st_setup_t {
     recd_scorer_t f32;
     void *bf16, *fp16, *int8;
+    recd_bf16_tiles_t *tiles;
     float *scales, *users, *scores;
     recd_scored_t *out;
     recd_scan_scratch_t *scratch;
@@ -65,13 +71,16 @@ typedef struct st_setup_t {
 } setup_t;
 
 /* Runs m for about seconds (at least one batch); returns queries per second. */
-static double run(setup_t *st, const method_t *m, double seconds)
+static double run(setup_t *st, method_t *m, double seconds)
 {
     recd_scorer_t s = st->f32;
+    if (m->tiles)
+        s.bf16_tiles = st->tiles;
     if (m->type != RECD_FACTORS_F32) {
         s.factor_type = m->type;
         s.item_factors_compact = m->type == RECD_FACTORS_BF16 ? st->bf16 : m->type == RECD_FACTORS_FP16 ? st->fp16 : st->int8;
         s.item_scales = m->type == RECD_FACTORS_INT8 ? st->scales : NULL;
+        recd_compact_bounds(&s, &s.compact_bounds);
     }
     size_t done = 0, n = s.n_items, f = s.n_factors;
     double t0 = now_s(), t;
@@ -90,6 +99,9 @@ static double run(setup_t *st, const method_t *m, double seconds)
                 q[i] = (recd_scan_query_t){
                     .vec = st->users + (st->next_user++ % N_USERS) * f, .user = -1, .k = K, .out = st->out + i * K};
             recd_scan_topk(&s, q, m->batch, st->scratch);
+            for (size_t i = 0; i != m->batch; ++i)
+                m->reranked += q[i].n_candidates;
+            m->queries += m->batch;
             done += m->batch;
         }
         t = now_s();
@@ -163,6 +175,7 @@ int main(int argc, char **argv)
         recd_factors_encode(RECD_FACTORS_BF16, items, n, factors, st.bf16, NULL);
         recd_factors_encode(RECD_FACTORS_FP16, items, n, factors, st.fp16, NULL);
         recd_factors_encode(RECD_FACTORS_INT8, items, n, factors, st.int8, st.scales);
+        st.tiles = recd_bf16_tiles_supported() ? recd_bf16_tiles_build(items, n, factors, NULL) : NULL;
         st.f32 = (recd_scorer_t){.kind = RECD_MODEL_ALS, .n_factors = factors, .n_users = 0, .n_items = n, .item_factors = items};
 
         method_t methods[2 + MAX_LIST * MAX_LIST];
@@ -170,14 +183,19 @@ int main(int argc, char **argv)
         methods[n_methods++] = (method_t){.name = "sgemv+topk", .old_path = 1, .batch = 1};
         methods[n_methods++] = (method_t){.name = "score+topk", .old_path = 2, .batch = 1};
         for (size_t ti = 0; ti != n_types; ++ti) {
-            int type = recd_factor_type_parse(type_list[ti]);
+            int tiles = strcmp(type_list[ti], "tiles") == 0;
+            int type = tiles ? RECD_FACTORS_F32 : recd_factor_type_parse(type_list[ti]);
+            if (tiles && st.tiles == NULL) {
+                printf("tiles: skipped, this CPU has no AVX-512 BF16\n");
+                continue;
+            }
             if (type < 0) {
                 fprintf(stderr, "%s: unknown type %s\n", argv[0], type_list[ti]);
                 return 2;
             }
             for (size_t bi = 0; bi != n_batches; ++bi) {
                 method_t *m = &methods[n_methods++];
-                *m = (method_t){.type = (uint32_t)type, .batch = (size_t)atoi(batch_list[bi])};
+                *m = (method_t){.type = (uint32_t)type, .tiles = tiles, .batch = (size_t)atoi(batch_list[bi])};
                 if (m->batch == 0 || m->batch > MAX_BATCH) {
                     fprintf(stderr, "%s: batch sizes are 1..%d\n", argv[0], MAX_BATCH);
                     return 2;
@@ -189,7 +207,7 @@ int main(int argc, char **argv)
             for (size_t mi = 0; mi != n_methods; ++mi)
                 methods[mi].qps[r] = run(&st, &methods[mi], seconds);
         printf("\n%zu items x %u factors (f32 rows %.1f MB)\n", n, factors, (double)n * factors * 4 / 1e6);
-        printf("  %-16s %12s %12s %12s %10s %8s\n", "method", "median q/s", "min", "max", "us/query", "x old");
+        printf("  %-16s %12s %12s %12s %10s %8s %9s\n", "method", "median q/s", "min", "max", "us/query", "x old", "reranked");
         double base = 0;
         for (size_t mi = 0; mi != n_methods; ++mi) {
             double sorted[64];
@@ -198,8 +216,9 @@ int main(int argc, char **argv)
             double median = rounds % 2 ? sorted[rounds / 2] : (sorted[rounds / 2 - 1] + sorted[rounds / 2]) / 2;
             if (mi == 0)
                 base = median;
-            printf("  %-16s %12.0f %12.0f %12.0f %10.1f %8.2f\n", methods[mi].name, median, sorted[0], sorted[rounds - 1],
-                   1e6 / median, median / base);
+            double reranked = methods[mi].queries != 0 ? (double)methods[mi].reranked / (double)methods[mi].queries : 0;
+            printf("  %-16s %12.0f %12.0f %12.0f %10.1f %8.2f %9.1f\n", methods[mi].name, median, sorted[0], sorted[rounds - 1],
+                   1e6 / median, median / base, reranked);
         }
         fflush(stdout);
         recd_scan_scratch_free(st.scratch);
@@ -211,6 +230,7 @@ int main(int argc, char **argv)
         free(st.fp16);
         free(st.int8);
         free(st.scales);
+        recd_bf16_tiles_free(st.tiles);
     }
     return 0;
 }

@@ -64,6 +64,10 @@ static const recd_option_t options[] = {
      "Versions of at most this many item x factor products (items times factors) are scanned on the event loop itself: "
      "such a scan takes about 20 us, less than the hop to a scoring thread and back; 0 = every scan goes to the scoring "
      "threads."},
+    {"bf16_tiles", RECD_OPT_BOOL, OFF(bf16_tiles), "true", 0, 1, NULL, "BOOL",
+     "On a CPU with AVX-512 BF16, give each version a bf16 copy of its item rows (half their float32 size again), which "
+     "exact search scores first to choose candidates, then re-ranks them from the float32 rows: the answers are the exact "
+     "ones, in about a third of the time (docs/SCORING.md). Ignored elsewhere."},
     {"search", RECD_OPT_STRING, OFF(search), "exact", 0, 0, check_search, "MODE",
      "Search of a request that does not choose one (its search parameter): exact, or approximate (the version's index "
      "when it has one, else exact; answers say which ran)."},

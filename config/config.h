@@ -26,6 +26,7 @@ typedef struct st_recd_config_t {
     uint32_t score_batch_window_us; /* how long a partial batch waits for more */
     uint32_t score_queue_max;       /* queued scans beyond which requests get 503, 0 = 4 x threads x batch_max */
     uint32_t score_inline_max;      /* item x factor products up to which a scan runs on the event loop (0: never) */
+    int bf16_tiles;                 /* build bf16 tiles of each version's item rows (AVX-512 BF16 CPUs) */
     char *search;                   /* default search: "exact" or "approximate" */
     uint32_t max_recent_items;      /* per-user recent events kept in memory */
     uint32_t max_users;             /* users kept in the in-memory user state (LRU eviction beyond it) */

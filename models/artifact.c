@@ -63,6 +63,8 @@
 #include <openssl/evp.h>
 #include "base/hash.h"
 #include "models/models_internal.h"
+#include "models/scan.h"
+#include "models/bf16_tiles.h"
 #include "models/ann.h"
 #include "base/alloc.h"
 #include "base/fs.h"
@@ -1084,6 +1086,7 @@ static void model_free(recd_model_t *m)
     free(m->popular_order);
     free(m->item_norms);
     recd_ann_free(m->ann);
+    recd_bf16_tiles_free(m->bf16_tiles);
     free(m);
 }
 
@@ -1146,6 +1149,11 @@ recd_model_t *recd_model_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, path, "%s", msg);
         goto Error;
     }
+    recd_scorer_t scorer; /* with compact factors: one pass now, so that each scan can prove its candidates */
+    recd_model_scorer(m, &scorer);
+    recd_compact_bounds(&scorer, &m->compact_bounds);
+    if (m->kind != RECD_MODEL_POPULARITY && recd_bf16_tiles_enabled())
+        m->bf16_tiles = recd_bf16_tiles_build(m->item_factors, m->n_items, m->n_factors, m->item_bias);
     m->_bytes = recd_model_bytes(m);
     atomic_fetch_add_explicit(&live_bytes, m->_bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
@@ -1249,7 +1257,7 @@ size_t recd_model_bytes(const recd_model_t *m)
     size_t slots = m->users.slots != NULL ? m->users.mask + 1 : 0;
     slots += m->items.slots != NULL ? m->items.mask + 1 : 0;
     return m->_map_size + slots * sizeof(recd_idslot_t) + m->n_items * sizeof(*m->popular_order) +
-           (m->item_norms != NULL ? m->n_items * sizeof(*m->item_norms) : 0);
+           (m->item_norms != NULL ? m->n_items * sizeof(*m->item_norms) : 0) + recd_bf16_tiles_bytes(m->bf16_tiles);
 }
 
 const char *recd_model_sha256(const recd_model_t *m)

@@ -127,6 +127,39 @@ int recd_factors_encode(uint32_t type, const float *factors, size_t n, size_t f,
     }
 }
 
+void recd_compact_bounds(const recd_scorer_t *s, recd_compact_bounds_t *out)
+{
+    size_t f = s->n_factors;
+    *out = (recd_compact_bounds_t){0};
+    if (s->factor_type == RECD_FACTORS_F32 || s->item_factors_compact == NULL || s->item_factors == NULL || f == 0 ||
+        (s->factor_type == RECD_FACTORS_INT8 && s->item_scales == NULL))
+        return;
+    size_t row_bytes = f * (s->factor_type == RECD_FACTORS_INT8 ? 1 : 2);
+    float *decoded = recd_xmalloc(f * sizeof(float));
+    recd_compact_bounds_t b = {.known = 1};
+    for (size_t i = 0; i != s->n_items && b.known; ++i) {
+        recd_decode(1, s->factor_type, (const uint8_t *)s->item_factors_compact + i * row_bytes, f, decoded);
+        double scale = s->factor_type == RECD_FACTORS_INT8 ? (double)s->item_scales[i] : 1.0, row = 0;
+        for (size_t j = 0; j != f; ++j) {
+            double x = s->item_factors[i * f + j], d = fabs(x - (double)decoded[j] * scale);
+            if (!isfinite(d)) {
+                b.known = 0;
+                break;
+            }
+            b.max_error = d > b.max_error ? d : b.max_error;
+            b.max_abs = fabs(x) > b.max_abs ? fabs(x) : b.max_abs;
+            row += d * d;
+        }
+        row = sqrt(row);
+        b.max_row_error = row > b.max_row_error ? row : b.max_row_error;
+        if (s->item_bias != NULL && fabs((double)s->item_bias[i]) > b.max_bias)
+            b.max_bias = fabs((double)s->item_bias[i]);
+    }
+    free(decoded);
+    if (b.known)
+        *out = b;
+}
+
 /* A splitmix64 step, for the user sample. */
 static uint64_t next_random(uint64_t *state)
 {
@@ -136,9 +169,12 @@ static uint64_t next_random(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k, uint64_t seed)
+double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k, uint64_t seed,
+                        double *candidates)
 {
     enum { BATCH = 32 };
+    if (candidates != NULL)
+        *candidates = 0.0;
     if (!recd_scan_reads_compact(s))
         return 1.0;
     if (n_users == 0 || sample == 0 || k == 0 || s->n_items == 0)
@@ -164,7 +200,7 @@ double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_
     recd_scored_t *want = recd_xmalloc((size_t)BATCH * k * sizeof(recd_scored_t));
     recd_scan_query_t qa[BATCH], qb[BATCH];
     double sum = 0;
-    size_t counted = 0;
+    size_t counted = 0, reranked = 0;
     for (size_t at = 0; at < sample; at += BATCH) {
         size_t nb = sample - at < BATCH ? sample - at : BATCH;
         for (size_t i = 0; i != nb; ++i) {
@@ -176,6 +212,7 @@ double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_
         recd_scan_topk(s, qa, nb, sc);
         recd_scan_topk(&exact, qb, nb, sc);
         for (size_t i = 0; i != nb; ++i) {
+            reranked += qa[i].n_candidates;
             if (qb[i].n_out == 0)
                 continue;
             size_t hits = 0;
@@ -190,5 +227,7 @@ double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_
     free(got);
     free(want);
     free(users);
+    if (candidates != NULL)
+        *candidates = (double)reranked / (double)sample;
     return counted != 0 ? sum / (double)counted : 0.0;
 }

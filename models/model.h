@@ -198,6 +198,19 @@ typedef struct st_recd_scored_t {
  * What scoring reads of a model, as bare borrowed arrays: a loaded artifact (recd_model_score) and a model just trained
  * (recd-train's evaluation) are scored by the same kernel, so a trained model ranks exactly as recd will serve it.
  */
+/**
+ * How far compact item factors are from the float32 ones, which lets the scan prove that its candidates hold the exact
+ * top k (models/scan.h). Filled by recd_compact_bounds; known == 0 means not computed, and then the scan proves nothing
+ * and re-scans every query in float32.
+ */
+typedef struct st_recd_compact_bounds_t {
+    int known;
+    double max_error;     /* max over elements of |float32 - decoded compact| */
+    double max_row_error; /* max over rows of the Euclidean norm of that difference */
+    double max_abs;       /* max |float32 element| */
+    double max_bias;      /* max |item bias|, 0 without biases */
+} recd_compact_bounds_t;
+
 typedef struct st_recd_scorer_t {
     uint32_t kind; /* recd_model_kind_t */
     uint32_t n_factors;
@@ -212,7 +225,9 @@ typedef struct st_recd_scorer_t {
     uint32_t factor_type;             /* recd_factor_type_t */
     const void *item_factors_compact; /* n_items x n_factors: uint16 bf16/fp16 bits, or int8 */
     const float *item_scales;         /* n_items: the int8 per-row scales */
-    const struct st_recd_ann_t *ann;  /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
+    recd_compact_bounds_t compact_bounds;
+    const struct st_recd_bf16_tiles_t *bf16_tiles; /* a bf16 copy of item_factors the scan reads first, or NULL */
+    const struct st_recd_ann_t *ann;               /* the approximate index over item_factors (models/ann.h), or NULL: exact only */
 } recd_scorer_t;
 
 /**

@@ -51,7 +51,9 @@ struct st_recd_model_t {
     recd_artifact_extra_t extras[RECD_ARTIFACT_MAX_EXTRAS]; /* the tagged optional sections, data inside the mapping */
     size_t n_extras;
 
-    struct st_recd_ann_t *ann; /* the index of the ANN section (tag 16) mapped in place, or NULL */
+    struct st_recd_ann_t *ann;               /* the index of the ANN section (tag 16) mapped in place, or NULL */
+    recd_compact_bounds_t compact_bounds;    /* of the compact item factors the scorer reads, computed at open */
+    struct st_recd_bf16_tiles_t *bf16_tiles; /* built at open on a CPU with AVX-512 BF16, or NULL */
 
     uint32_t *popular_order; /* heap, n_items */
     float *item_norms;       /* heap, n_items (NULL when n_factors == 0) */

@@ -17,6 +17,7 @@
  * ascending index). With compact factors the heaps hold candidates that are re-ranked from the float32 rows at the end, and a batch
  * decodes each compact block to float32 once (exactly) for all its queries.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,18 +28,20 @@
 #endif
 #include "models/models_internal.h"
 #include "models/ann.h"
+#include "models/bf16_tiles.h"
 #include "models/scan.h"
 #include "base/alloc.h"
 
 #define LANES 8
 /* Item rows per block: about this many bytes of float32 rows, so a block stays in L1/L2 for the whole batch. */
 #define BLOCK_BYTES 16384
-/* Candidates a compact scan keeps per query before the exact re-rank: max(CAND_FACTOR * k, k + CAND_MIN_EXTRA). */
-#define CAND_FACTOR 4
 /* Compact factors are read only when the float32 rows are larger than this: below, they stay in cache and the exact scan
  * is faster than choosing and re-ranking candidates (1,682 x 64 items: 8 us against 20). */
 #define COMPACT_MIN_BYTES (1u << 20)
-#define CAND_MIN_EXTRA 64
+/* Rows are prefetched a block ahead only when there are more bytes of them than this: below, they stay in L2. */
+#define PREFETCH_MIN_BYTES (512u << 10)
+/* Items per bf16 tile (models/bf16_tiles.h): one 512-bit register of float32 sums. */
+#define BF16_TILE_ITEMS 16
 
 /* ---- element loads of each factor type ----------------------------------------------------------------------------- */
 
@@ -413,6 +416,85 @@ const char *recd_scan_kernel(void)
     return recd_simd_available() ? "avx2+fma" : "scalar";
 }
 
+/* ---- the bf16 tiles' kernel (AVX-512 BF16) ------------------------------------------------------------------------- */
+
+/* x's f factors as bf16 pairs (2p low, 2p + 1 high; an odd f padded with zero), rounded to nearest even as VCVTNEPS2BF16
+ * rounds; returns |x - bf16(x)|_1, which the approximation bound needs. */
+static double bf16_query_pairs(const float *x, size_t f, uint32_t *pairs)
+{
+    double err = 0;
+    for (size_t p = 0; p != (f + 1) / 2; ++p) {
+        uint32_t packed = 0;
+        for (size_t h = 0; h != 2 && 2 * p + h < f; ++h) {
+            float v = x[2 * p + h], back;
+            uint32_t b;
+            memcpy(&b, &v, 4);
+            uint32_t r = isfinite(v) ? (b + 0x7fff + ((b >> 16) & 1)) >> 16 : b >> 16;
+            if ((r & 0x7f80) == 0x7f80 && isfinite(v)) /* past the largest bf16: saturate, the bound then covers it */
+                r = ((b >> 16) & 0x8000) | 0x7f7f;
+            uint32_t wide = r << 16;
+            memcpy(&back, &wide, 4);
+            err += fabs((double)v - (double)back);
+            packed |= r << (16 * h);
+        }
+        pairs[p] = packed;
+    }
+    return err;
+}
+
+#ifdef HAVE_X86
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/*
+ * The approximate scores of a block's nb items (whole tiles: the padding past nb is computed and never read) for m <= 4
+ * queries (xs: their bf16 pairs) into out + j * stride. Four queries share each tile load; one query runs two tiles at
+ * a time, so that two chains of VDPBF16PS overlap.
+ */
+BF16_TARGET static void bf16_tile_dots(const uint16_t *tiles, size_t nb, size_t pairs, const uint32_t *const *xs, size_t m,
+                                       float *out, size_t stride)
+{
+    size_t n_tiles = (nb + BF16_TILE_ITEMS - 1) / BF16_TILE_ITEMS, tile_len = pairs * BF16_TILE_ITEMS * 2, t = 0;
+    if (m == 1) {
+        const uint32_t *x = xs[0];
+        for (; t + 2 <= n_tiles; t += 2) {
+            const uint16_t *p0 = tiles + t * tile_len, *p1 = p0 + tile_len;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            for (size_t c = 0; c != pairs; ++c) {
+                __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[c]);
+                a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(p0 + c * 32), xv);
+                a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(p1 + c * 32), xv);
+            }
+            _mm512_storeu_ps(out + t * BF16_TILE_ITEMS, a0);
+            _mm512_storeu_ps(out + (t + 1) * BF16_TILE_ITEMS, a1);
+        }
+    }
+    for (; t != n_tiles; ++t) { /* the rest, or every tile of a batch: up to four queries per load */
+        const uint16_t *p = tiles + t * tile_len;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t c = 0; c != pairs; ++c) {
+            __m512bh r = (__m512bh)_mm512_loadu_si512(p + c * 32);
+            a0 = _mm512_dpbf16_ps(a0, r, (__m512bh)_mm512_set1_epi32((int)xs[0][c]));
+            a1 = _mm512_dpbf16_ps(a1, r, (__m512bh)_mm512_set1_epi32((int)xs[1][c]));
+            a2 = _mm512_dpbf16_ps(a2, r, (__m512bh)_mm512_set1_epi32((int)xs[2][c]));
+            a3 = _mm512_dpbf16_ps(a3, r, (__m512bh)_mm512_set1_epi32((int)xs[3][c]));
+        }
+        _mm512_storeu_ps(out + t * BF16_TILE_ITEMS, a0);
+        if (m > 1)
+            _mm512_storeu_ps(out + stride + t * BF16_TILE_ITEMS, a1);
+        if (m > 2)
+            _mm512_storeu_ps(out + 2 * stride + t * BF16_TILE_ITEMS, a2);
+        if (m > 3)
+            _mm512_storeu_ps(out + 3 * stride + t * BF16_TILE_ITEMS, a3);
+    }
+}
+#else
+static void bf16_tile_dots(const uint16_t *tiles, size_t nb, size_t pairs, const uint32_t *const *xs, size_t m, float *out,
+                           size_t stride)
+{
+    (void)tiles, (void)nb, (void)pairs, (void)xs, (void)m, (void)out, (void)stride; /* scan_rows never picks the tiles here */
+}
+#endif
+
 /* ---- scores -------------------------------------------------------------------------------------------------------- */
 
 float recd_scan_user_offset(const recd_scorer_t *s, int64_t user)
@@ -509,6 +591,19 @@ static inline int is_excluded(topk_t *t, uint32_t item)
     return t->excl != t->excl_end && *t->excl == item;
 }
 
+/*
+ * Sets the scores of t's excluded items among base .. base + n - 1 to -INFINITY, moving its cursor past them: a known
+ * user's own items score high, and offering each of them only to find it excluded cost a mispredicted branch apiece.
+ */
+static inline void mask_excluded(topk_t *t, float *scores, size_t base, size_t n)
+{
+    while (t->excl != t->excl_end && *t->excl < base + n) {
+        if (*t->excl >= base)
+            scores[*t->excl - base] = -INFINITY;
+        ++t->excl;
+    }
+}
+
 /* Bit j set when scores[j] is finite and above thr (thr finite or -INFINITY), j < 8. */
 static inline unsigned above8(const float *scores, float thr)
 {
@@ -568,9 +663,18 @@ size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
 /* ---- the batched scan ---------------------------------------------------------------------------------------------- */
 
 typedef struct st_query_state_t {
-    topk_t top;   /* over the candidates (compact) or the answer itself (float32) */
+    topk_t top;   /* the answer itself (float32 scan), or the best k by approximate score */
     float offset; /* user_offset */
+    float thr;    /* approximate: an item scoring above it is a candidate */
+    double band;  /* approximate: twice the bound on |float32 score - approximate score| of any item */
+    int exact;    /* 1: scanned over the float32 rows (a float32 scan, or an approximate one that had no usable bound) */
 } query_state_t;
+
+/* A query's candidates: the items whose approximate score was above its threshold when they were scanned. */
+typedef struct st_cand_list_t {
+    recd_scored_t *at;
+    size_t len, cap;
+} cand_list_t;
 
 struct st_recd_scan_scratch_t {
     float *tile;
@@ -581,10 +685,12 @@ struct st_recd_scan_scratch_t {
     size_t qs_cap;
     uint32_t *excl; /* every query's exclusions, sorted per query, one after the other */
     size_t excl_cap;
-    recd_scored_t *cand; /* the compact scan's candidate heaps, one after the other */
-    size_t cand_cap;
+    cand_list_t *lists; /* one per query; kept (with their room) from call to call */
+    size_t lists_cap;
     uint32_t *cand_idx;
     size_t cand_idx_cap;
+    uint32_t *qpairs; /* the bf16 tiles' queries: each query's factors as bf16 pairs */
+    size_t qpairs_cap;
 };
 
 recd_scan_scratch_t *recd_scan_scratch_new(void)
@@ -600,8 +706,11 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     free(s->decoded);
     free(s->qs);
     free(s->excl);
-    free(s->cand);
+    for (size_t i = 0; i != s->lists_cap; ++i)
+        free(s->lists[i].at);
+    free(s->lists);
     free(s->cand_idx);
+    free(s->qpairs);
     free(s);
 }
 
@@ -613,6 +722,15 @@ static void *grow(void *p, size_t *cap, size_t n, size_t sz)
     free(p);
     *cap = *cap * 2 > n ? *cap * 2 : n;
     return recd_xmalloc(*cap * sz);
+}
+
+static void cand_push(cand_list_t *l, uint32_t item, float score)
+{
+    if (l->len == l->cap) {
+        l->cap = l->cap != 0 ? 2 * l->cap : 256;
+        l->at = recd_xreallocarray(l->at, l->cap, sizeof(*l->at));
+    }
+    l->at[l->len++] = (recd_scored_t){item, score};
 }
 
 static int is_ascending(const uint32_t *v, size_t n)
@@ -629,40 +747,143 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int cmp_scored_index(const void *a, const void *b)
+/* The largest float below x: an item scoring at least x scores above it, whatever x's rounding to float did (one step
+ * of the bit pattern below (float)x). */
+static inline float float_below(double x)
 {
-    uint32_t x = ((const recd_scored_t *)a)->index, y = ((const recd_scored_t *)b)->index;
-    return x < y ? -1 : x > y;
+    float v = (float)x;
+    if (!(v > -FLT_MAX))
+        return -INFINITY; /* rounded to -inf (or NaN): every finite score is above it */
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    if ((bits & 0x7fffffff) == 0)
+        bits = 0x80000001; /* -0 and +0: the smallest negative subnormal */
+    else if (bits & 0x80000000)
+        ++bits; /* negative: away from zero */
+    else
+        --bits;
+    memcpy(&v, &bits, 4);
+    return v;
 }
 
-/* How many candidates a compact scan keeps for a query asking k. */
-static size_t candidates_for(size_t k, size_t n_items)
+/*
+ * A bound on |float32 score - approximate score| of any item for the query x, both as computed in IEEE single: the
+ * approximate rows' error, |x . (y - y')| <= min(max_error |x|_1, max_row_error |x|_2); the query's own rounding
+ * (x_error_l1 = |x - x'|_1, 0 when the query is used as it is), times the largest approximate element; and the rounding
+ * of the dot products (at most f + 2 steps of 2^-24 of the magnitude each, for the float32 and the approximate one), the
+ * int8 scale and the bias additions, which 4 (f + 4) units of 2^-24 of the magnitude cover with room; and what flushing
+ * subnormals to zero (VDPBF16PS does) can lose. NaN when x is not finite or the bounds are not known, infinite when the
+ * magnitude is so large that a score could overflow.
+ */
+static double approximation_bound(const recd_compact_bounds_t *b, uint32_t f, const float *x, double x_error_l1, float offset)
 {
-    size_t c = k * CAND_FACTOR > k + CAND_MIN_EXTRA ? k * CAND_FACTOR : k + CAND_MIN_EXTRA;
-    return c < n_items ? c : n_items;
+    if (!b->known)
+        return NAN;
+    double l1 = 0, l2 = 0, x_max = 0;
+    for (size_t j = 0; j != f; ++j) {
+        double v = fabs((double)x[j]);
+        l1 += v;
+        l2 += v * v;
+        x_max = v > x_max ? v : x_max;
+    }
+    double y_max = b->max_abs + b->max_error;
+    double mag = (l1 + x_error_l1) * y_max + b->max_bias + fabs((double)offset);
+    if (!(mag < FLT_MAX / 4))
+        return isnan(mag) ? NAN : INFINITY;
+    return fmin(b->max_error * l1, b->max_row_error * sqrt(l2)) + x_error_l1 * y_max + 4.0 * (f + 4) * 0x1p-24 * mag +
+           f * 0x1p-125 * (1 + y_max + x_max);
 }
 
-/* Re-ranks a query's candidates exactly from the float32 rows into its answer. */
-static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *st, recd_scan_scratch_t *sc)
+/*
+ * Offers n approximate scores of the items base + j to a query: every item above its threshold becomes a candidate, and
+ * the best k by approximate score are kept in its heap, whose root (the k-th best so far) sets the threshold: root - band.
+ * While the heap is not full every finite score is a candidate.
+ */
+static void offer_approximate(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
 {
-    size_t n = st->top.len;
-    qsort(st->top.heap, n, sizeof(recd_scored_t), cmp_scored_index);
-    sc->cand_idx = grow(sc->cand_idx, &sc->cand_idx_cap, n, sizeof(uint32_t));
+    topk_t *t = &st->top;
+    size_t j = 0;
+    for (; j != n && t->len != t->cap; ++j) {
+        if (isfinite(scores[j])) {
+            cand_push(cl, (uint32_t)(base + j), scores[j]);
+            offer_one(t, (uint32_t)(base + j), scores[j]);
+            if (t->len == t->cap)
+                st->thr = float_below((double)t->heap[0].score - st->band);
+        }
+    }
+    for (; j + 8 <= n; j += 8) {
+        for (unsigned m = above8(scores + j, st->thr); m != 0; m &= m - 1) {
+            size_t b = j + (size_t)__builtin_ctz(m);
+            cand_push(cl, (uint32_t)(base + b), scores[b]);
+            if (scores[b] > t->heap[0].score) {
+                t->heap[0] = (recd_scored_t){(uint32_t)(base + b), scores[b]};
+                recd_heap_sift_down(t->heap, t->len, 0);
+                st->thr = float_below((double)t->heap[0].score - st->band);
+            }
+        }
+    }
+    for (; j != n; ++j) {
+        if (scores[j] > st->thr && scores[j] < INFINITY) {
+            cand_push(cl, (uint32_t)(base + j), scores[j]);
+            if (scores[j] > t->heap[0].score) {
+                t->heap[0] = (recd_scored_t){(uint32_t)(base + j), scores[j]};
+                recd_heap_sift_down(t->heap, t->len, 0);
+                st->thr = float_below((double)t->heap[0].score - st->band);
+            }
+        }
+    }
+}
+
+/*
+ * An approximate query's answer: its candidates scoring above the final threshold, scored exactly from the float32 rows,
+ * best k of them. That is the exact top k: each of the k best approximate items scores at least root - band / 2 exactly,
+ * so the exact k-th best does too, and any item that scores that much exactly scored at least root - band approximately,
+ * above the final threshold, and every threshold before it (the root only rises).
+ */
+static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *st, cand_list_t *cl, recd_scan_scratch_t *sc)
+{
+    float thr = st->top.len == st->top.cap ? float_below((double)st->top.heap[0].score - st->band) : -INFINITY;
+    sc->cand_idx = grow(sc->cand_idx, &sc->cand_idx_cap, cl->len, sizeof(uint32_t));
+    size_t n = 0;
+    for (size_t j = 0; j != cl->len; ++j)
+        if (cl->at[j].score > thr)
+            sc->cand_idx[n++] = cl->at[j].index; /* ascending: pushed in scan order */
     sc->tile = grow(sc->tile, &sc->tile_cap, n, sizeof(float));
-    for (size_t j = 0; j != n; ++j)
-        sc->cand_idx[j] = st->top.heap[j].index;
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
     recd_scan_add_biases(s, sc->tile, 0, sc->cand_idx, n, st->offset);
-    topk_t t = {.heap = q->out, .cap = q->k}; /* exclusions were applied when the candidates were chosen */
+    topk_t t = {.heap = q->out, .cap = q->k}; /* exclusions never became candidates */
     offer(&t, sc->tile, n, 0, sc->cand_idx);
     recd_heap_sort(q->out, t.len);
     q->n_out = t.len;
+    q->n_candidates = n;
+}
+
+/* Offers a block's scores to a query: to its candidates when approximate (cl given), else to its answer. */
+static inline void offer_scores(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
+{
+    if (cl != NULL)
+        offer_approximate(st, cl, scores, n, base);
+    else
+        offer(&st->top, scores, n, base, NULL);
 }
 
 int recd_scan_reads_compact(const recd_scorer_t *s)
 {
     return s->kind != RECD_MODEL_POPULARITY && s->n_factors != 0 && s->factor_type != RECD_FACTORS_F32 &&
            s->item_factors_compact != NULL && s->n_items * s->n_factors * sizeof(float) > COMPACT_MIN_BYTES;
+}
+
+/* What a scan of s reads to choose candidates. */
+typedef enum en_scan_rows_t { ROWS_F32, ROWS_COMPACT, ROWS_BF16_TILES } scan_rows_t;
+
+static scan_rows_t scan_rows(const recd_scorer_t *s)
+{
+    if (s->kind == RECD_MODEL_POPULARITY || s->n_factors == 0)
+        return ROWS_F32;
+    if (s->bf16_tiles != NULL && s->bf16_tiles->n_items == s->n_items && s->bf16_tiles->n_factors == s->n_factors &&
+        recd_bf16_tiles_supported())
+        return ROWS_BF16_TILES;
+    return recd_scan_reads_compact(s) ? ROWS_COMPACT : ROWS_F32;
 }
 
 /* Asks for the part-th of `parts` slices of bytes at p to be brought into L2 (the next block, while this one is scanned). */
@@ -672,27 +893,32 @@ static inline void prefetch_slice(const uint8_t *p, size_t bytes, size_t part, s
         __builtin_prefetch(p + at, 0, 2);
 }
 
-/* The exact blocked pass over every item for n queries. */
-static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
+/* The blocked pass over every item for n queries: exact over float32 rows, or approximate, then re-ranked exactly. */
+static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *sc)
 {
-    recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
     size_t n_items = s->n_items, f = s->n_factors;
     int popularity = s->kind == RECD_MODEL_POPULARITY || f == 0;
-    uint32_t type = recd_scan_reads_compact(s) ? s->factor_type : RECD_FACTORS_F32;
+    uint32_t type = rows_kind == ROWS_COMPACT ? s->factor_type : RECD_FACTORS_F32;
+    const recd_bf16_tiles_t *tiles = rows_kind == ROWS_BF16_TILES ? s->bf16_tiles : NULL;
     const void *rows = type == RECD_FACTORS_F32 ? (const void *)s->item_factors : s->item_factors_compact;
     const float *scales = type == RECD_FACTORS_INT8 ? s->item_scales : NULL;
     int simd = recd_simd_available();
+    int approximate = rows_kind != ROWS_F32;
 
-    /* Per-query state: sorted exclusions, the heap (the answer itself, or candidates), the bias offset. */
-    size_t n_excl = 0, n_cand = 0;
-    for (size_t i = 0; i != n; ++i) {
+    /* Per-query state: sorted exclusions, the heap, the bias offset and, when approximate, the band and the candidates. */
+    size_t n_excl = 0;
+    for (size_t i = 0; i != n; ++i)
         n_excl += q[i].n_excluded;
-        n_cand += type != RECD_FACTORS_F32 ? candidates_for(q[i].k, n_items) : 0;
-    }
     sc->qs = grow(sc->qs, &sc->qs_cap, n, sizeof(query_state_t));
     sc->excl = grow(sc->excl, &sc->excl_cap, n_excl, sizeof(uint32_t));
-    sc->cand = grow(sc->cand, &sc->cand_cap, n_cand, sizeof(recd_scored_t));
-    size_t excl_at = 0, cand_at = 0;
+    if (approximate && sc->lists_cap < n) {
+        sc->lists = recd_xreallocarray(sc->lists, n, sizeof(cand_list_t));
+        memset(sc->lists + sc->lists_cap, 0, (n - sc->lists_cap) * sizeof(cand_list_t));
+        sc->lists_cap = n;
+    }
+    if (tiles != NULL)
+        sc->qpairs = grow(sc->qpairs, &sc->qpairs_cap, n * tiles->pairs, sizeof(uint32_t));
+    size_t excl_at = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
         const uint32_t *excl = q[i].excluded;
@@ -704,16 +930,19 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             excl = sorted;
             excl_at += q[i].n_excluded;
         }
-        st->top = (topk_t){.excl = excl, .excl_end = q[i].n_excluded != 0 ? excl + q[i].n_excluded : excl};
-        if (type == RECD_FACTORS_F32) {
-            st->top.heap = q[i].out;
-            st->top.cap = q[i].k;
-        } else {
-            st->top.heap = sc->cand + cand_at;
-            st->top.cap = candidates_for(q[i].k, n_items);
-            cand_at += st->top.cap;
+        *st = (query_state_t){.top = {.heap = q[i].out, .cap = q[i].k, .excl = excl},
+                              .offset = recd_scan_user_offset(s, q[i].user),
+                              .thr = -INFINITY,
+                              .exact = !approximate};
+        st->top.excl_end = q[i].n_excluded != 0 ? excl + q[i].n_excluded : excl;
+        q[i].n_candidates = 0;
+        if (approximate) {
+            double x_error = tiles != NULL ? bf16_query_pairs(q[i].vec, f, sc->qpairs + i * tiles->pairs) : 0.0;
+            const recd_compact_bounds_t *b = tiles != NULL ? &tiles->bounds : &s->compact_bounds;
+            st->band = 2 * approximation_bound(b, (uint32_t)f, q[i].vec, x_error, st->offset);
+            st->exact = !(st->band < INFINITY); /* no bound (NaN or infinite): this query is scanned over the float32 rows */
+            sc->lists[i].len = 0;
         }
-        st->offset = recd_scan_user_offset(s, q[i].user);
     }
 
     /*
@@ -721,15 +950,46 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
      * decodes a block of compact rows to float32 once and scans that with the float32 kernel: the values are exact, so
      * the bits are those of the compact kernel (fma of x with the converted value), only the conversion is shared.
      */
-    size_t row_bytes = popularity ? 4 : f * element_size(type);
+    size_t row_bytes = popularity ? 4 : tiles != NULL ? 4 * (size_t)tiles->pairs : f * element_size(type);
     size_t block = popularity ? BLOCK_BYTES / 4 : BLOCK_BYTES / (f * sizeof(float));
-    block = block < LANES ? LANES : block / LANES * LANES;
+    block = block < BF16_TILE_ITEMS ? BF16_TILE_ITEMS : block / BF16_TILE_ITEMS * BF16_TILE_ITEMS;
     int share_decoding = type != RECD_FACTORS_F32 && n > 1;
-    sc->tile = grow(sc->tile, &sc->tile_cap, 2 * block, sizeof(float));
+    /* rows that stay in L2 from one scan to the next gain nothing from a prefetch, which costs 10% of a MovieLens scan */
+    int prefetch = n_items * row_bytes > PREFETCH_MIN_BYTES;
+    sc->tile = grow(sc->tile, &sc->tile_cap, 4 * block, sizeof(float));
     if (share_decoding)
         sc->decoded = grow(sc->decoded, &sc->decoded_cap, block * f, sizeof(float));
-    for (size_t b = 0; b < n_items; b += block) {
+    size_t *live = recd_xmalloc((n + 1) * sizeof(size_t)), n_live = 0;
+    for (size_t i = 0; i != n; ++i)
+        if (!approximate || !sc->qs[i].exact)
+            live[n_live++] = i;
+    for (size_t b = 0; b < n_items && n_live != 0; b += block) {
         size_t nb = n_items - b < block ? n_items - b : block;
+        const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
+        size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
+        if (!prefetch)
+            next_bytes = 0;
+        size_t i = 0;
+        if (tiles != NULL) { /* four queries at a time share the tile loads */
+            const uint16_t *block_tiles = tiles->data + (b / BF16_TILE_ITEMS) * tiles->pairs * BF16_TILE_ITEMS * 2;
+            next_rows = (const uint8_t *)(block_tiles + (nb / BF16_TILE_ITEMS) * tiles->pairs * BF16_TILE_ITEMS * 2);
+            for (; i < n_live; i += 4) {
+                size_t m = n_live - i < 4 ? n_live - i : 4;
+                const uint32_t *xs[4];
+                for (size_t j = 0; j != 4; ++j)
+                    xs[j] = sc->qpairs + live[i + (j < m ? j : 0)] * tiles->pairs;
+                prefetch_slice(next_rows, next_bytes, i / 4, (n_live + 3) / 4);
+                bf16_tile_dots(block_tiles, nb, tiles->pairs, xs, m, sc->tile, block);
+                for (size_t j = 0; j != m; ++j) {
+                    query_state_t *st = &sc->qs[live[i + j]];
+                    float *scores = sc->tile + j * block;
+                    recd_scan_add_biases(s, scores, b, NULL, nb, st->offset);
+                    mask_excluded(&st->top, scores, b, nb);
+                    offer_approximate(st, &sc->lists[live[i + j]], scores, nb, b);
+                }
+            }
+            continue;
+        }
         const void *block_rows = (const uint8_t *)rows + b * row_bytes;
         uint32_t block_type = type;
         if (share_decoding) {
@@ -737,42 +997,68 @@ static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, r
             block_rows = sc->decoded;
             block_type = RECD_FACTORS_F32;
         }
-        size_t i = 0;
         if (!popularity && block_type == RECD_FACTORS_F32) { /* two queries at a time share the row loads */
             float *tile1 = sc->tile + block;
-            const uint8_t *next_rows = (const uint8_t *)rows + (b + nb) * row_bytes;
-            size_t next_bytes = (b + nb < n_items ? (n_items - b - nb < block ? n_items - b - nb : block) : 0) * row_bytes;
-            for (; i + 2 <= n; i += 2) {
-                query_state_t *st0 = &sc->qs[i], *st1 = &sc->qs[i + 1];
-                prefetch_slice(next_rows, next_bytes, i / 2, n / 2);
-                dots_pair(simd, block_rows, scales != NULL ? scales + b : NULL, nb, f, q[i].vec, q[i + 1].vec, sc->tile, tile1);
+            for (; i + 2 <= n_live; i += 2) {
+                query_state_t *st0 = &sc->qs[live[i]], *st1 = &sc->qs[live[i + 1]];
+                prefetch_slice(next_rows, next_bytes, i / 2, n_live / 2);
+                dots_pair(simd, block_rows, scales != NULL ? scales + b : NULL, nb, f, q[live[i]].vec, q[live[i + 1]].vec, sc->tile,
+                          tile1);
                 recd_scan_add_biases(s, sc->tile, b, NULL, nb, st0->offset);
                 recd_scan_add_biases(s, tile1, b, NULL, nb, st1->offset);
-                offer(&st0->top, sc->tile, nb, b, NULL);
-                offer(&st1->top, tile1, nb, b, NULL);
+                mask_excluded(&st0->top, sc->tile, b, nb);
+                mask_excluded(&st1->top, tile1, b, nb);
+                offer_scores(st0, approximate ? &sc->lists[live[i]] : NULL, sc->tile, nb, b);
+                offer_scores(st1, approximate ? &sc->lists[live[i + 1]] : NULL, tile1, nb, b);
             }
         }
-        for (; i != n; ++i) {
-            query_state_t *st = &sc->qs[i];
+        for (; i != n_live; ++i) {
+            query_state_t *st = &sc->qs[live[i]];
             if (popularity) {
                 offer(&st->top, s->popularity + b, nb, b, NULL);
                 continue;
             }
-            recd_dots(simd, block_type, block_rows, scales != NULL ? scales + b : NULL, NULL, nb, f, q[i].vec, sc->tile);
+            recd_dots(simd, block_type, block_rows, scales != NULL ? scales + b : NULL, NULL, nb, f, q[live[i]].vec, sc->tile);
             recd_scan_add_biases(s, sc->tile, b, NULL, nb, st->offset);
-            offer(&st->top, sc->tile, nb, b, NULL);
+            mask_excluded(&st->top, sc->tile, b, nb);
+            offer_scores(st, approximate ? &sc->lists[live[i]] : NULL, sc->tile, nb, b);
         }
     }
+    free(live);
 
+    size_t *unbounded = NULL, n_unbounded = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
-        if (type == RECD_FACTORS_F32) {
+        if (!approximate) {
             recd_heap_sort(q[i].out, st->top.len);
             q[i].n_out = st->top.len;
+        } else if (!st->exact) {
+            rerank(s, &q[i], st, &sc->lists[i], sc);
         } else {
-            rerank(s, &q[i], st, sc);
+            if (unbounded == NULL)
+                unbounded = recd_xmalloc(n * sizeof(size_t));
+            unbounded[n_unbounded++] = i;
         }
     }
+    if (n_unbounded != 0) { /* rare (a vector that is not finite, say): one float32 pass for all of them together */
+        recd_scan_query_t *again = recd_xmalloc(n_unbounded * sizeof(*again));
+        for (size_t j = 0; j != n_unbounded; ++j)
+            again[j] = q[unbounded[j]];
+        scan_rows_pass(s, ROWS_F32, again, n_unbounded, sc);
+        for (size_t j = 0; j != n_unbounded; ++j) {
+            q[unbounded[j]].n_out = again[j].n_out;
+            q[unbounded[j]].n_candidates = n_items;
+        }
+        free(again);
+    }
+    free(unbounded);
+}
+
+/* The exact blocked pass over every item for n queries. */
+static void scan_exact(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch)
+{
+    recd_scan_scratch_t *sc = scratch != NULL ? scratch : recd_scan_scratch_new();
+    scan_rows_pass(s, scan_rows(s), q, n, sc);
     if (sc != scratch)
         recd_scan_scratch_free(sc);
 }
@@ -799,7 +1085,9 @@ void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd
     if (n_exact != 0)
         scan_exact(s, exact, n_exact, scratch);
     for (size_t i = 0, j = 0; i != n; ++i)
-        if (!q[i].approximate)
-            q[i].n_out = exact[j++].n_out;
+        if (!q[i].approximate) {
+            q[i].n_out = exact[j].n_out;
+            q[i].n_candidates = exact[j++].n_candidates;
+        }
     free(exact);
 }

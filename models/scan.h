@@ -17,9 +17,10 @@ typedef struct st_recd_scan_query_t {
     uint32_t k;               /* how many to answer, >= 1 */
     const uint32_t *excluded; /* item indexes never to answer: any order, duplicates allowed, each < n_items */
     size_t n_excluded;
-    int approximate;    /* 1: use the scorer's ANN index when it has one (else exact) */
-    recd_scored_t *out; /* room for k entries, written sorted (descending score, ties by ascending index) */
-    size_t n_out;       /* set by the scan: how many were written (<= k) */
+    int approximate;     /* 1: use the scorer's ANN index when it has one (else exact) */
+    recd_scored_t *out;  /* room for k entries, written sorted (descending score, ties by ascending index) */
+    size_t n_out;        /* set by the scan: how many were written (<= k) */
+    size_t n_candidates; /* set by the scan: items re-ranked from the float32 rows after an approximate pass, else 0 */
 } recd_scan_query_t;
 
 /** Scratch memory of the scan (sorted exclusions, score tiles, candidate lists): one per thread, reused across calls. */
@@ -41,8 +42,10 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s);
  *
  * With compact item factors (bf16, fp16, int8) and float32 item rows larger than 1 MiB (smaller ones stay in cache, where
  * the exact scan is faster) the scan selects each query's best max(4k, k + 64) candidates from the compact rows, then
- * re-ranks them exactly from the float32 rows: the scores answered are exact, the set can miss an item whose compact
- * score fell below the candidates (recd-train reports how often, as recall@10 against float32).
+ * re-ranks them exactly from the float32 rows. The answer is still the exact one: from s->compact_bounds the scan bounds
+ * how far any item's compact score can be from its float32 score, and when the k-th re-ranked score does not beat the
+ * last candidate's compact score by more than that bound (an item left out might have made the top k), the query is
+ * scanned again over the float32 rows and marked rescanned.
  * scratch must not be used by another thread at the same time; NULL makes a temporary one (an allocation per call).
  */
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
@@ -77,12 +80,20 @@ int recd_factor_type_parse(const char *name);
 int recd_factors_encode(uint32_t type, const float *factors, size_t n, size_t f, void *data, float *scales);
 
 /**
+ * Fills out with how far s's compact item factors are from its float32 ones (one pass over both); out->known stays 0
+ * when s has no compact factors or a compact value is not finite.
+ */
+void recd_compact_bounds(const recd_scorer_t *s, recd_compact_bounds_t *out);
+
+/**
  * The recall@k of s's scan (compact or not) against the exact float32 scan of the same scorer, averaged over `sample` users
  * drawn with seed from the n_users rows of user_factors (all of them when sample >= n_users), without exclusions: what
  * recd-train reports for a compact factor type. Returns 1 for a float32 scorer, and 0 when there is nothing to measure.
+ * When candidates is not NULL it receives how many items a query re-ranked from the float32 rows, on average (0 for a
+ * float32 scorer): the price of the approximate pass.
  */
-double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k,
-                        uint64_t seed);
+double recd_scan_recall(const recd_scorer_t *s, const float *user_factors, size_t n_users, size_t sample, uint32_t k, uint64_t seed,
+                        double *candidates);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,9 @@ void recd_model_scorer(const recd_model_t *m, recd_scorer_t *out)
                            .user_bias = m->user_bias,
                            .popularity = m->popularity,
                            .global_bias = m->global_bias,
-                           .ann = m->ann};
+                           .ann = m->ann,
+                           .compact_bounds = m->compact_bounds,
+                           .bf16_tiles = m->bf16_tiles};
     static const uint32_t smallest_first[] = {RECD_FACTORS_INT8, RECD_FACTORS_FP16, RECD_FACTORS_BF16};
     for (size_t k = 0; k != sizeof(smallest_first) / sizeof(smallest_first[0]); ++k) {
         const void *data = recd_model_extra(m, smallest_first[k], NULL);

@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include "base/text.h"
 #include "config/options.h"
+#include "models/bf16_tiles.h"
+#include "models/scan.h"
 #include "api/api.h"
 #include "bin/recd/workers.h"
 #include "serve/experiments.h"
@@ -140,9 +142,12 @@ int main(int argc, char **argv)
 
     /* the worker threads are the parallelism: BLAS inside a request stays single-threaded */
     openblas_set_num_threads(1);
-    recd_log(&app.log, RECD_LOG_INFO, "starting", "\"version\":\"%s\",\"openblas_core\":%s,\"openblas_config\":%s,\"pid\":%d",
+    recd_bf16_tiles_set_enabled(config.bf16_tiles);
+    recd_log(&app.log, RECD_LOG_INFO, "starting",
+             "\"version\":\"%s\",\"openblas_core\":%s,\"openblas_config\":%s,\"scan_kernel\":\"%s\",\"bf16_tiles\":%s,\"pid\":%d",
              RECD_VERSION, recd_json_quote(q1, sizeof(q1), openblas_get_corename(), strlen(openblas_get_corename())),
-             recd_json_quote(q2, sizeof(q2), openblas_get_config(), strlen(openblas_get_config())), (int)getpid());
+             recd_json_quote(q2, sizeof(q2), openblas_get_config(), strlen(openblas_get_config())), recd_scan_kernel(),
+             recd_bf16_tiles_enabled() ? "true" : "false", (int)getpid());
 
     app.metrics = recd_metrics_create(app.n_workers);
     register_blas_info(app.metrics, openblas_get_corename(), openblas_get_config());

@@ -265,7 +265,7 @@ static void test_config_help_mentions_every_key(void **state)
     assert_int_equal(recd_config_to_json(&c, buf, sizeof(buf)), RECD_OK);
     json_t *obj = json_loads(buf, 0, NULL);
     assert_non_null(obj);
-    assert_int_equal(json_object_size(obj), 31);
+    assert_int_equal(json_object_size(obj), 32);
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)

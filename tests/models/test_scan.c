@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "models/models_internal.h"
+#include "models/bf16_tiles.h"
 #include "models/scan.h"
 
 /* Deterministic uniform floats in [-1, 1). */
@@ -243,7 +244,7 @@ static void test_scan_matches_reference(void **state)
 {
     uint64_t seed = 5;
     uint32_t kinds[] = {RECD_MODEL_ALS, RECD_MODEL_BPR, RECD_MODEL_BIASED_MF, RECD_MODEL_POPULARITY};
-    size_t sizes[] = {1, 7, 8, 9, 130, 1000, 3001};
+    size_t sizes[] = {1, 7, 8, 9, 16, 17, 130, 1000, 3001};
     uint32_t factors[] = {3, 11, 64}; /* a tail chunk only, full chunks and a tail, full chunks only */
     recd_scan_scratch_t *sc = recd_scan_scratch_new();
     for (size_t a = 0; a != 4; ++a) {
@@ -253,45 +254,54 @@ static void test_scan_matches_reference(void **state)
                 model_t m = make_model(kinds[a], sizes[b], factors[c], &seed);
                 batch_t bt;
                 make_batch(&m, &bt, &seed);
-                /* Alone. */
-                for (size_t i = 0; i != N_QUERIES; ++i) {
-                    recd_scan_topk(&m.s, &bt.q[i], 1, sc);
-                    snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu alone", recd_model_kind_name(kinds[a]), sizes[b],
-                             factors[c], i);
-                    expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
-                }
-                /* The whole batch, then random sub-batches in a shuffled order. */
-                recd_scan_topk(&m.s, bt.q, N_QUERIES, sc);
-                for (size_t i = 0; i != N_QUERIES; ++i) {
-                    snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in the batch", recd_model_kind_name(kinds[a]),
-                             sizes[b], factors[c], i);
-                    expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
-                }
-                /* Batches of 11 and 10: the queries go two at a time, the last one of an odd batch alone. */
-                for (size_t len = N_QUERIES - 1; len != N_QUERIES - 3; --len) {
-                    recd_scan_topk(&m.s, bt.q, len, sc);
-                    for (size_t i = 0; i != len; ++i) {
-                        snprintf(what, sizeof(what), "%s n_items %zu f %u query %zu in a batch of %zu",
-                                 recd_model_kind_name(kinds[a]), sizes[b], factors[c], i, len);
+                /* Over the float32 rows, then (on a CPU with AVX-512 BF16) choosing candidates from bf16 tiles first. */
+                recd_bf16_tiles_t *tiles = recd_bf16_tiles_supported() && kinds[a] != RECD_MODEL_POPULARITY
+                                               ? recd_bf16_tiles_build(m.items, sizes[b], factors[c], m.ib)
+                                               : NULL;
+                for (int variant = 0; variant != (tiles != NULL ? 2 : 1); ++variant) {
+                    recd_scorer_t sv = m.s;
+                    sv.bf16_tiles = variant ? tiles : NULL;
+                    /* Alone. */
+                    for (size_t i = 0; i != N_QUERIES; ++i) {
+                        recd_scan_topk(&sv, &bt.q[i], 1, sc);
+                        snprintf(what, sizeof(what), "%s%s n_items %zu f %u query %zu alone", variant ? "tiles " : "",
+                                 recd_model_kind_name(kinds[a]), sizes[b], factors[c], i);
                         expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
                     }
-                }
-                for (int round = 0; round != 3; ++round) {
-                    recd_scan_query_t sub[N_QUERIES];
-                    size_t from[N_QUERIES], len = 1 + rnd_below(&seed, N_QUERIES);
-                    for (size_t i = 0; i != len; ++i) {
-                        from[i] = rnd_below(&seed, N_QUERIES);
-                        sub[i] = bt.q[from[i]];
-                        sub[i].out = malloc((sub[i].k + 1) * sizeof(recd_scored_t));
+                    /* The whole batch, then random sub-batches in a shuffled order. */
+                    recd_scan_topk(&sv, bt.q, N_QUERIES, sc);
+                    for (size_t i = 0; i != N_QUERIES; ++i) {
+                        snprintf(what, sizeof(what), "%s%s n_items %zu f %u query %zu in the batch", variant ? "tiles " : "",
+                                 recd_model_kind_name(kinds[a]), sizes[b], factors[c], i);
+                        expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
                     }
-                    recd_scan_topk(&m.s, sub, len, sc);
-                    for (size_t i = 0; i != len; ++i) {
-                        snprintf(what, sizeof(what), "%s n_items %zu query %zu in a batch of %zu", recd_model_kind_name(kinds[a]),
-                                 sizes[b], from[i], len);
-                        expect_same(sub[i].out, sub[i].n_out, bt.want[from[i]], bt.n_want[from[i]], what);
-                        free(sub[i].out);
+                    /* Batches of 11 and 10: the queries go two at a time, the last one of an odd batch alone. */
+                    for (size_t len = N_QUERIES - 1; len != N_QUERIES - 3; --len) {
+                        recd_scan_topk(&sv, bt.q, len, sc);
+                        for (size_t i = 0; i != len; ++i) {
+                            snprintf(what, sizeof(what), "%s%s n_items %zu f %u query %zu in a batch of %zu",
+                                     variant ? "tiles " : "", recd_model_kind_name(kinds[a]), sizes[b], factors[c], i, len);
+                            expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                        }
+                    }
+                    for (int round = 0; round != 3; ++round) {
+                        recd_scan_query_t sub[N_QUERIES];
+                        size_t from[N_QUERIES], len = 1 + rnd_below(&seed, N_QUERIES);
+                        for (size_t i = 0; i != len; ++i) {
+                            from[i] = rnd_below(&seed, N_QUERIES);
+                            sub[i] = bt.q[from[i]];
+                            sub[i].out = malloc((sub[i].k + 1) * sizeof(recd_scored_t));
+                        }
+                        recd_scan_topk(&sv, sub, len, sc);
+                        for (size_t i = 0; i != len; ++i) {
+                            snprintf(what, sizeof(what), "%s%s n_items %zu query %zu in a batch of %zu", variant ? "tiles " : "",
+                                     recd_model_kind_name(kinds[a]), sizes[b], from[i], len);
+                            expect_same(sub[i].out, sub[i].n_out, bt.want[from[i]], bt.n_want[from[i]], what);
+                            free(sub[i].out);
+                        }
                     }
                 }
+                recd_bf16_tiles_free(tiles);
                 free_batch(&bt);
                 free_model(&m);
             }
@@ -432,7 +442,9 @@ static void test_scan_compact_recall(void **state)
     } cases[] = {{RECD_FACTORS_BF16, 0.995}, {RECD_FACTORS_FP16, 0.995}, {RECD_FACTORS_INT8, 0.99}};
     recd_scorer_t exact = {
         .kind = RECD_MODEL_ALS, .n_factors = c.f, .n_users = c.n_users, .n_items = c.n_items, .item_factors = c.items};
-    assert_true(recd_scan_recall(&exact, c.users, c.n_users, 100, 10, 1) == 1.0);
+    double candidates = -1;
+    assert_true(recd_scan_recall(&exact, c.users, c.n_users, 100, 10, 1, &candidates) == 1.0);
+    assert_true(candidates == 0.0);
     void *data = malloc(c.n_items * c.f * 2);
     float *scales = malloc(c.n_items * sizeof(float)), *scores = malloc(c.n_items * sizeof(float));
     recd_scan_scratch_t *sc = recd_scan_scratch_new();
@@ -442,11 +454,16 @@ static void test_scan_compact_recall(void **state)
         s.factor_type = cases[k].type;
         s.item_factors_compact = data;
         s.item_scales = cases[k].type == RECD_FACTORS_INT8 ? scales : NULL;
-        double recall = recd_scan_recall(&s, c.users, c.n_users, c.n_users, 10, 1);
-        fprintf(stderr, "note: %s recall@10 against f32: %.4f (target %.3f)\n", recd_factor_type_name(cases[k].type), recall,
-                cases[k].target);
-        assert_true(recall >= cases[k].target);
-        assert_true(recall <= 1.0);
+        /* without bounds no candidate can be ruled out: every query is scanned over the f32 rows, and answered exactly */
+        assert_true(recd_scan_recall(&s, c.users, c.n_users, 50, 10, 1, &candidates) == 1.0);
+        assert_true(candidates == (double)c.n_items);
+        recd_compact_bounds(&s, &s.compact_bounds);
+        assert_true(s.compact_bounds.known);
+        double recall = recd_scan_recall(&s, c.users, c.n_users, c.n_users, 10, 1, &candidates);
+        fprintf(stderr, "note: %s recall@10 against f32: %.4f, %.1f candidates re-ranked per query (of %zu items)\n",
+                recd_factor_type_name(cases[k].type), recall, candidates, c.n_items);
+        assert_true(recall == 1.0); /* exact by construction */
+        assert_true(candidates >= 10 && candidates < (double)c.n_items * (1 - cases[k].target));
         /* The answers are sorted, exact float32 scores of the items they name, with exclusions honoured. */
         recd_scored_t out[10];
         uint32_t excluded[3];
@@ -525,6 +542,24 @@ static void test_scan_model_scorer_compact(void **state)
         if (want != RECD_FACTORS_F32)
             assert_memory_equal(s.item_factors_compact, want == RECD_FACTORS_BF16 ? (const void *)bf16 : (const void *)q8,
                                 want == RECD_FACTORS_BF16 ? sizeof(bf16) : sizeof(q8));
+        /* the bounds that let a scan prove its compact candidates were computed when the version opened */
+        recd_compact_bounds_t bounds;
+        recd_compact_bounds(&s, &bounds);
+        assert_int_equal(s.compact_bounds.known, want != RECD_FACTORS_F32);
+        assert_true(s.compact_bounds.max_error == bounds.max_error && s.compact_bounds.max_row_error == bounds.max_row_error &&
+                    s.compact_bounds.max_abs == bounds.max_abs && s.compact_bounds.max_bias == bounds.max_bias);
+        assert_true(want == RECD_FACTORS_F32 || bounds.max_error > 0);
+        /* the bf16 tiles are built when the version opens, on a CPU that runs them, unless turned off */
+        assert_int_equal(s.bf16_tiles != NULL, recd_bf16_tiles_supported());
+        recd_bf16_tiles_set_enabled(0);
+        recd_model_t *plain = recd_model_open(path, err, sizeof(err));
+        recd_bf16_tiles_set_enabled(1);
+        assert_non_null(plain);
+        recd_scorer_t ps;
+        recd_model_scorer(plain, &ps);
+        assert_null(ps.bf16_tiles);
+        assert_true(recd_model_bytes(plain) < recd_model_bytes(m) || !recd_bf16_tiles_supported());
+        recd_model_release(plain);
         /* 40 items: the rows are far below 1 MiB, so the scan reads the float32 ones and answers the exact top 5. */
         recd_scored_t got[5], exact[5];
         recd_scan_query_t q = {.vec = uf, .user = 0, .k = 5, .out = got};
@@ -545,43 +580,6 @@ static void test_scan_model_scorer_compact(void **state)
         free(iids[i]);
 }
 
-/* What a compact scan answers, computed the long way: the scalar kernel's compact scores plus biases, exclusions, the best
- * max(4k, k + 64) by a full sort, then those re-ranked by their exact float32 scores. */
-static size_t reference_compact(const recd_scorer_t *s, const recd_scan_query_t *q, recd_scored_t *out)
-{
-    size_t n = s->n_items;
-    float *cs = malloc(n * sizeof(float)), *exact = malloc(n * sizeof(float));
-    recd_scored_t *all = malloc(n * sizeof(recd_scored_t));
-    recd_dots(0, s->factor_type, s->item_factors_compact, s->item_scales, NULL, n, s->n_factors, q->vec, cs);
-    float offset = s->global_bias + (q->user >= 0 ? s->user_bias[q->user] : 0.0f);
-    for (size_t i = 0; i != n; ++i) {
-        if (s->kind == RECD_MODEL_BPR)
-            cs[i] = cs[i] + s->item_bias[i];
-        else if (s->kind == RECD_MODEL_BIASED_MF)
-            cs[i] = cs[i] + (s->item_bias[i] + offset);
-    }
-    for (size_t j = 0; j != q->n_excluded; ++j)
-        cs[q->excluded[j]] = -INFINITY;
-    size_t n_all = 0;
-    for (size_t i = 0; i != n; ++i)
-        if (isfinite(cs[i]))
-            all[n_all++] = (recd_scored_t){(uint32_t)i, cs[i]};
-    qsort(all, n_all, sizeof(*all), cmp_best_first);
-    size_t c = 4 * (size_t)q->k > q->k + 64 ? 4 * (size_t)q->k : q->k + 64;
-    if (c > n_all)
-        c = n_all;
-    recd_scorer_score(s, q->vec, q->user, exact);
-    for (size_t j = 0; j != c; ++j)
-        all[j].score = exact[all[j].index];
-    qsort(all, c, sizeof(*all), cmp_best_first);
-    size_t got = c < q->k ? c : q->k;
-    memcpy(out, all, got * sizeof(*out));
-    free(cs);
-    free(exact);
-    free(all);
-    return got;
-}
-
 /* Compact scans answer the same bits alone and in any batch (a batch decodes each block once and shares it), and what the
  * long way above answers. */
 static void test_scan_compact_batches(void **state)
@@ -591,6 +589,7 @@ static void test_scan_compact_batches(void **state)
     uint32_t types[] = {RECD_FACTORS_BF16, RECD_FACTORS_FP16, RECD_FACTORS_INT8};
     size_t sizes[] = {8209, 9001}; /* the compact rows are read above 1 MiB of float32 rows */
     uint32_t factors[] = {33, 64};
+    size_t queries = 0, selective = 0;
     recd_scan_scratch_t *sc = recd_scan_scratch_new();
     for (size_t a = 0; a != 3; ++a) {
         for (size_t b = 0; b != 2; ++b) {
@@ -607,13 +606,19 @@ static void test_scan_compact_batches(void **state)
                     s.factor_type = types[t];
                     s.item_factors_compact = data;
                     s.item_scales = types[t] == RECD_FACTORS_INT8 ? scales : NULL;
+                    recd_compact_bounds(&s, &s.compact_bounds);
+                    assert_true(s.compact_bounds.known);
+                    /* the answer is the exact one; when the scan proved it from the candidates it is also theirs */
                     for (size_t i = 0; i != N_QUERIES; ++i)
-                        bt.n_want[i] = reference_compact(&s, &bt.q[i], bt.want[i]);
+                        bt.n_want[i] = reference_topk(&m.s, &bt.q[i], bt.want[i]);
                     for (size_t i = 0; i != N_QUERIES; ++i) {
                         recd_scan_topk(&s, &bt.q[i], 1, sc);
                         snprintf(what, sizeof(what), "%s %s n_items %zu f %u query %zu alone", recd_model_kind_name(kinds[a]),
                                  recd_factor_type_name(types[t]), sizes[b], factors[c], i);
                         expect_same(bt.q[i].out, bt.q[i].n_out, bt.want[i], bt.n_want[i], what);
+                        /* the approximate pass itself ran, and ruled most items out */
+                        selective += bt.q[i].n_candidates * 4 < sizes[b];
+                        ++queries;
                     }
                     recd_scan_topk(&s, bt.q, N_QUERIES, sc);
                     for (size_t i = 0; i != N_QUERIES; ++i) {
@@ -634,10 +639,14 @@ static void test_scan_compact_batches(void **state)
         }
     }
     recd_scan_scratch_free(sc);
+    /* the approximate pass itself was exercised, not only a float32 scan under another name */
+    fprintf(stderr, "note: %zu of %zu compact queries re-ranked under a quarter of the items\n", selective, queries);
+    assert_true(selective * 2 > queries);
 }
 
-/* Compact rows are read only above 1 MiB of float32 rows: with useless compact factors (all zero) a small catalogue still
- * answers its exact top 10, and a large one does not (so the compact rows are what it read). */
+/* Compact rows are read only above 1 MiB of float32 rows: with useless compact factors (all zero) a small catalogue
+ * answers its exact top 10 without reading them; a large one reads them, can rule no item out (their bounds are as
+ * large as the factors) and re-ranks every item, so it too answers exactly. */
 static void test_scan_compact_threshold(void **state)
 {
     uint64_t seed = 31;
@@ -651,6 +660,8 @@ static void test_scan_compact_threshold(void **state)
         s.factor_type = RECD_FACTORS_INT8;
         s.item_factors_compact = zeros;
         s.item_scales = scales;
+        recd_compact_bounds(&s, &s.compact_bounds);
+        assert_true(s.compact_bounds.known);
         assert_int_equal(recd_scan_reads_compact(&s), b == 1);
         assert_int_equal(recd_scan_reads_compact(&m.s), 0);
         recd_scored_t got[10], want[10];
@@ -658,10 +669,8 @@ static void test_scan_compact_threshold(void **state)
         recd_scan_topk(&s, &q, 1, sc);
         size_t n_want = reference_topk(&m.s, &q, want);
         assert_int_equal(q.n_out, n_want);
-        if (b == 0)
-            assert_memory_equal(got, want, sizeof(want));
-        else
-            assert_memory_not_equal(got, want, sizeof(want));
+        assert_memory_equal(got, want, sizeof(want));
+        assert_int_equal(q.n_candidates, b == 1 ? sizes[b] : 0);
         free(zeros);
         free(scales);
         free_model(&m);

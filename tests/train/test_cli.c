@@ -152,7 +152,7 @@ static void test_cli_train_factor_type(void **state)
         if (rc != 0)
             fprintf(stderr, "%s", err);
         assert_int_equal(rc, 0);
-        assert_non_null(strstr(err, "recall@10 against the exact f32 scan"));
+        assert_non_null(strstr(err, "compact item factors"));
         json_t *report = json_loads(out, 0, NULL);
         assert_non_null(report);
         recd_model_t *m = recd_model_open(json_string_value(json_object_get(report, "artifact")), msg, sizeof(msg));
