@@ -306,6 +306,18 @@ int recd_serve_run_job(recd_serve_ctx_t *ctx)
         ++sw->pending;
         return RECD_SERVE_PENDING;
     }
+    if (ctx->job.run == NULL && sw->defer != NULL) { /* with the others of this round, in recd_serve_worker_flush */
+        if (sw->n_deferred == sw->deferred_cap) {
+            sw->deferred_cap = sw->deferred_cap != 0 ? 2 * sw->deferred_cap : 32;
+            sw->deferred = recd_xreallocarray(sw->deferred, sw->deferred_cap, sizeof(*sw->deferred));
+        }
+        sw->deferred[sw->n_deferred++] = ctx;
+        recd_serve_ctx_retain(ctx); /* the put-off scan's reference, dropped when it completes */
+        ++sw->pending;
+        if (sw->n_deferred == 1)
+            sw->defer(sw->defer_data);
+        return RECD_SERVE_PENDING;
+    }
     if (ctx->job.run != NULL) {
         recd_serve_reserve_scratch(sw, recd_model_n_items(ctx->model));
         ctx->job.run(&ctx->job, sw->scores);
@@ -316,6 +328,59 @@ int recd_serve_run_job(recd_serve_ctx_t *ctx)
     }
     after_scan(ctx);
     return 0;
+}
+
+void recd_serve_worker_flush(recd_serve_worker_t *sw)
+{
+    /* take the list: a context completed below may put a new scan off, which starts the next list (and the next flush) */
+    recd_serve_ctx_t **batch = sw->deferred;
+    size_t n = sw->n_deferred, cap = sw->deferred_cap, max = sw->serve->config.score_batch_max;
+    sw->deferred = sw->flushing;
+    sw->deferred_cap = sw->flushing_cap;
+    sw->n_deferred = 0;
+    sw->flushing = batch;
+    sw->flushing_cap = cap;
+    if (max == 0)
+        max = 1;
+    if (sw->flush_cap < max) {
+        sw->flush_queries = recd_xreallocarray(sw->flush_queries, max, sizeof(*sw->flush_queries));
+        sw->flush_group = recd_xreallocarray(sw->flush_group, max, sizeof(*sw->flush_group));
+        sw->flush_cap = max;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (batch[i] == NULL)
+            continue;
+        /* the first waiting context's version, and the later ones of the same version (arrival order), one pass */
+        recd_model_t *model = batch[i]->model;
+        size_t len = 0, live = 0;
+        for (size_t j = i; j < n && len < max; ++j) {
+            if (batch[j] == NULL || batch[j]->model != model)
+                continue;
+            sw->flush_group[len++] = batch[j];
+            batch[j] = NULL;
+        }
+        for (size_t j = 0; j < len; ++j) {
+            sw->flush_group[j]->job.query.n_out = 0;
+            if (!sw->flush_group[j]->cancelled)
+                sw->flush_queries[live++] = sw->flush_group[j]->job.query;
+        }
+        if (live > 0) {
+            recd_scorer_t scorer;
+            recd_model_scorer(model, &scorer);
+            recd_scan_topk(&scorer, sw->flush_queries, live, sw->scan);
+            recd_metric_observe(sw->serve->loop_batch_size, sw->slot, (double)live);
+        }
+        for (size_t j = 0, at = 0; j < len; ++j) {
+            recd_serve_ctx_t *ctx = sw->flush_group[j];
+            --sw->pending;
+            if (!ctx->cancelled) {
+                ctx->job.query.n_out = sw->flush_queries[at].n_out;
+                ctx->job.query.n_candidates = sw->flush_queries[at++].n_candidates;
+                after_scan(ctx);
+            }
+            recd_serve_ctx_release(ctx); /* the put-off scan's reference */
+        }
+    }
 }
 
 int recd_serve_recommend(recd_serve_ctx_t *ctx, const recd_serve_recs_request_t *rq, recd_serve_done_cb cb, void *data)

@@ -28,6 +28,12 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
     s->bad_request_ids =
         recd_metrics_counter(s->metrics, "recd_experiment_bad_request_ids_total",
                              "Events whose request_id is garbled, forged or of an unknown experiment (ignored).", NULL);
+    static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    s->loop_batch_size = recd_metrics_histogram(
+        s->metrics, "recd_score_loop_batch_size",
+        "Queries an event loop scanned together in one pass (versions small enough to be scanned on the loop, put off until "
+        "the loop had read that round's requests), per pass.",
+        NULL, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
     if (config->score_threads > 0) {
         recd_score_pool_config_t pc = {config->score_threads, config->score_batch_max, config->score_batch_window_us,
                                        config->score_queue_max, config->score_window_cost_scale};
@@ -74,6 +80,12 @@ void recd_serve_worker_use_loop(recd_serve_worker_t *sw, recd_serve_wake_cb wake
     sw->wake_data = data;
 }
 
+void recd_serve_worker_defer_scans(recd_serve_worker_t *sw, recd_serve_defer_cb defer, void *data)
+{
+    sw->defer = defer;
+    sw->defer_data = data;
+}
+
 size_t recd_serve_worker_pending(const recd_serve_worker_t *sw)
 {
     return sw->pending;
@@ -94,6 +106,10 @@ void recd_serve_worker_free(recd_serve_worker_t *sw)
     free(sw->excluded);
     free(sw->top);
     recd_scan_scratch_free(sw->scan);
+    free(sw->deferred);
+    free(sw->flushing);
+    free(sw->flush_queries);
+    free(sw->flush_group);
     pthread_mutex_destroy(&sw->inbox_mutex);
     free(sw);
 }

@@ -127,6 +127,17 @@ typedef void (*recd_serve_wake_cb)(void *data);
 void recd_serve_worker_use_loop(recd_serve_worker_t *sw, recd_serve_wake_cb wake, void *data);
 /** On the worker's thread, after a wake: completes every context whose scan is done (their done callbacks run here). */
 void recd_serve_worker_drain(recd_serve_worker_t *sw);
+/** Called on the worker's thread when it put a scan off: have its loop call recd_serve_worker_flush soon. */
+typedef void (*recd_serve_defer_cb)(void *data);
+/**
+ * Lets the worker put off the scans it runs on its own thread (versions of at most score_inline_max products) until its
+ * loop calls recd_serve_worker_flush, which defer(data) asks for once per flush: the loop should call it when it has read
+ * the other requests that arrived in the same round, so that those of one version are scanned together (one pass over
+ * the rows for all of them, which costs less per request than one pass each). Without it such scans run at once.
+ */
+void recd_serve_worker_defer_scans(recd_serve_worker_t *sw, recd_serve_defer_cb defer, void *data);
+/** On the worker's thread: scans every scan put off so far, a batch per version, and completes their contexts. */
+void recd_serve_worker_flush(recd_serve_worker_t *sw);
 /** Scans queued or running for this worker and not yet drained. The loop must keep running until 0 before freeing sw. */
 size_t recd_serve_worker_pending(const recd_serve_worker_t *sw);
 

@@ -42,6 +42,7 @@ struct st_recd_serve_t {
     pthread_mutex_t arms_mutex;  /* guards the arm table; the counters themselves are lock-free */
     struct st_recd_serve_arm_entry_t *arms;
     recd_metric_t *bad_request_ids;
+    recd_metric_t *loop_batch_size;   /* recd_score_loop_batch_size */
     recd_shared_counters_t *shared;   /* experiment counters across replicas, or NULL (this process's alone) */
     pthread_mutex_t shared_mutex;     /* guards every arm's flushed counts: a flush and a read see one state */
     recd_metric_t *shared_flushes[2]; /* recd_experiment_counter_flushes_total{result="ok"|"error"} */
@@ -66,7 +67,15 @@ struct st_recd_serve_worker_t {
     void *wake_data;
     pthread_mutex_t inbox_mutex;
     recd_score_job_t *inbox;
-    size_t pending; /* submitted and not drained (the worker's thread only) */
+    size_t pending; /* submitted or put off, and not completed yet (the worker's thread only) */
+    /* scans put off until the loop has read this round's requests (recd_serve_worker_defer_scans) */
+    recd_serve_defer_cb defer; /* NULL: scan at once */
+    void *defer_data;
+    struct st_recd_serve_ctx_t **deferred, **flushing; /* the list filling, and the one a flush is working through */
+    size_t n_deferred, deferred_cap, flushing_cap;
+    recd_scan_query_t *flush_queries;
+    struct st_recd_serve_ctx_t **flush_group;
+    size_t flush_cap;
     /* recycled context blocks */
     recd_serve_ctx_t *free_ctx;
     size_t n_free;

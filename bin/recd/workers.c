@@ -49,6 +49,7 @@ typedef struct st_recd_worker_t {
     uint64_t seed;                 /* of the request-id generator */
     recd_redis_loop_t *redis_loop; /* with app->redis: this loop's adapter and connection */
     recd_redis_conn_t *redis_conn;
+    h2o_timeout_entry_t flush_entry; /* the serving state's put-off scans: run once this round of I/O is read */
 } recd_worker_t;
 
 /* A new catalog snapshot for a worker (one reference, which the worker takes over), or NULL: stop. */
@@ -162,6 +163,20 @@ static void on_scored_message(h2o_multithread_receiver_t *receiver, h2o_linklist
     recd_serve_worker_drain(w->serve);
 }
 
+/* The loop read this round's requests (the context's zero timeout runs after the sockets): scan what they put off. */
+static void on_flush(h2o_timeout_entry_t *entry)
+{
+    recd_worker_t *w = H2O_STRUCT_FROM_MEMBER(recd_worker_t, flush_entry, entry);
+    recd_serve_worker_flush(w->serve);
+}
+
+static void on_defer(void *data)
+{
+    recd_worker_t *w = data;
+    if (!h2o_timeout_is_linked(&w->flush_entry))
+        h2o_timeout_link(w->ctx.loop, &w->ctx.zero_timeout, &w->flush_entry);
+}
+
 /* The catalog loader's subscriber (on the loader's thread): posts the snapshot to the worker's loop. */
 static void on_snapshot(void *data, recd_catalog_t *snapshot)
 {
@@ -191,6 +206,8 @@ static void *worker_main(void *arg)
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, on_message);
     h2o_multithread_register_receiver(w->ctx.queue, &w->scored_receiver, on_scored_message);
     recd_serve_worker_use_loop(w->serve, on_scored_wake, w);
+    w->flush_entry = (h2o_timeout_entry_t){.cb = on_flush};
+    recd_serve_worker_defer_scans(w->serve, on_defer, w);
     w->listener = h2o_evloop_socket_create(loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
+#include <unistd.h>
 #include "tests/integration/harness.h"
+#include "tests/support/net.h"
 
 /* Single requests, as POST /v1/recommendations bodies; the batch is these in this order. */
 static const char *const requests[] = {
@@ -163,6 +166,104 @@ static void test_batch_blas_core_exported(void **state)
     harness_response_free(&res);
 }
 
+/* Reads one response from a keep-alive connection: its status, and its JSON body into *out (NULL when not JSON). */
+static int keepalive_read(int fd, char *buf, size_t cap, json_t **out)
+{
+    size_t len = 0;
+    *out = NULL;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        if (end == NULL || cl == NULL)
+            continue;
+        size_t body_len = strtoul(cl + 17, NULL, 10), head = (size_t)(end + 4 - buf);
+        if (len < head + body_len)
+            continue;
+        *out = json_loadb(end + 4, body_len, 0, NULL);
+        return atoi(buf + 9);
+    }
+}
+/* One keep-alive request on fd; returns the response's JSON body (parsed) and its status, or -1. */
+static int keepalive_call(int fd, const char *body, json_t **out)
+{
+    char req[1024], buf[16384];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    if (write(fd, req, (size_t)n) != n)
+        return -1;
+    return keepalive_read(fd, buf, sizeof(buf), out);
+}
+
+/*
+ * Requests that arrive together on different connections are scanned in one pass of the event loop (their scans put off
+ * until the loop read them all), and each answer equals the request answered alone. recd is stopped while the requests
+ * are written, so that they are all waiting when it wakes.
+ */
+static void test_loop_scans_arrivals_together(void **state)
+{
+    harness_t *h = *state;
+    enum { N = 6 };
+    static const char *const bodies[N] = {
+        "{\"user\":\"u00\",\"k\":3}",
+        "{\"user\":\"u01\",\"k\":5,\"exclude\":[\"i03\",\"i04\"]}",
+        "{\"user\":\"u10\",\"k\":4,\"recent_items\":[\"i11\",\"ghost\"]}",
+        "{\"user\":\"u11\",\"k\":2}",
+        "{\"user\":\"newcomer\",\"k\":4,\"recent_items\":[\"i20\",\"i21\"]}",
+        "{\"user\":\"u20\",\"k\":6}",
+    };
+    json_t *alone[N], *together[N];
+    int fds[N];
+    for (size_t i = 0; i < N; ++i) {
+        assert_int_equal(harness_call(h->port, "POST", "/v1/recommendations", NULL, bodies[i], &alone[i], NULL), 200);
+        comparable(alone[i]);
+        /* a first request on each connection, so that every one is accepted and idle when recd stops */
+        assert_true((fds[i] = support_connect_loopback(h->port, 5)) >= 0);
+        json_t *first;
+        assert_int_equal(keepalive_call(fds[i], bodies[i], &first), 200);
+        json_decref(first);
+    }
+    double passes = harness_metric(h->port, "recd_score_loop_batch_size_count");
+    double scanned = harness_metric(h->port, "recd_score_loop_batch_size_sum");
+    assert_true(passes >= 0 && scanned >= 0);
+
+    assert_int_equal(kill(h->pid, SIGSTOP), 0);
+    for (size_t i = 0; i < N; ++i) {
+        char req[1024];
+        int n = snprintf(req, sizeof(req),
+                         "POST /v1/recommendations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         strlen(bodies[i]), bodies[i]);
+        assert_int_equal(write(fds[i], req, (size_t)n), n);
+    }
+    harness_sleep_ms(100); /* every request in recd's socket buffers */
+    assert_int_equal(kill(h->pid, SIGCONT), 0);
+    for (size_t i = 0; i < N; ++i) {
+        char buf[16384];
+        assert_int_equal(keepalive_read(fds[i], buf, sizeof(buf), &together[i]), 200);
+        comparable(together[i]);
+        if (!json_equal(alone[i], together[i])) {
+            char *a = json_dumps(alone[i], JSON_SORT_KEYS), *b = json_dumps(together[i], JSON_SORT_KEYS);
+            fail_msg("request %zu: alone %s, together %s", i, a, b);
+        }
+        json_decref(alone[i]);
+        json_decref(together[i]);
+        close(fds[i]);
+    }
+    /* the N scans (the /metrics requests in between are not scans) took fewer passes than N: some pass held several */
+    double more_passes = harness_metric(h->port, "recd_score_loop_batch_size_count") - passes;
+    double more_scanned = harness_metric(h->port, "recd_score_loop_batch_size_sum") - scanned;
+    fprintf(stderr, "note: %d requests arriving together: %.0f scanned in %.0f passes\n", N, more_scanned, more_passes);
+    assert_true(more_scanned == N);
+    assert_true(more_passes < N);
+}
+
 static int setup(void **state)
 {
     static const char *const args[] = {"--score-threads", "2", "--score-batch-window-us", "200", NULL};
@@ -187,6 +288,7 @@ int test_batch_run(void)
         cmocka_unit_test(test_batch_entries_equal_single_requests),
         cmocka_unit_test(test_batch_bad_bodies),
         cmocka_unit_test(test_batch_blas_core_exported),
+        cmocka_unit_test(test_loop_scans_arrivals_together),
     };
     return cmocka_run_group_tests_name("batch", tests, setup, teardown);
 }
