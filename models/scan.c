@@ -663,16 +663,19 @@ size_t recd_topk(const float *scores, size_t n, size_t k, recd_scored_t *out)
 /* ---- the batched scan ---------------------------------------------------------------------------------------------- */
 
 typedef struct st_query_state_t {
-    topk_t top;   /* the answer itself (float32 scan), or the best k by approximate score */
+    topk_t top;   /* the answer (exclusions, and the heap of a float32 scan) */
     float offset; /* user_offset */
     float thr;    /* approximate: an item scoring above it is a candidate */
     double band;  /* approximate: twice the bound on |float32 score - approximate score| of any item */
-    int exact;    /* 1: scanned over the float32 rows (a float32 scan, or an approximate one that had no usable bound) */
+    float *kbest; /* approximate: min-heap of the k best approximate scores so far */
+    size_t kbest_len, kbest_cap;
+    int exact; /* 1: scanned over the float32 rows (a float32 scan, or an approximate one that had no usable bound) */
 } query_state_t;
 
-/* A query's candidates: the items whose approximate score was above its threshold when they were scanned. */
+/* A query's candidates: the items whose approximate score was above its threshold when they were scanned, in scan order. */
 typedef struct st_cand_list_t {
-    recd_scored_t *at;
+    uint32_t *idx;
+    float *score;
     size_t len, cap;
 } cand_list_t;
 
@@ -691,6 +694,8 @@ struct st_recd_scan_scratch_t {
     size_t cand_idx_cap;
     uint32_t *qpairs; /* the bf16 tiles' queries: each query's factors as bf16 pairs */
     size_t qpairs_cap;
+    float *kbest; /* every approximate query's k best so far, one heap after the other */
+    size_t kbest_cap;
 };
 
 recd_scan_scratch_t *recd_scan_scratch_new(void)
@@ -706,8 +711,11 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
     free(s->decoded);
     free(s->qs);
     free(s->excl);
-    for (size_t i = 0; i != s->lists_cap; ++i)
-        free(s->lists[i].at);
+    for (size_t i = 0; i != s->lists_cap; ++i) {
+        free(s->lists[i].idx);
+        free(s->lists[i].score);
+    }
+    free(s->kbest);
     free(s->lists);
     free(s->cand_idx);
     free(s->qpairs);
@@ -724,13 +732,14 @@ static void *grow(void *p, size_t *cap, size_t n, size_t sz)
     return recd_xmalloc(*cap * sz);
 }
 
-static void cand_push(cand_list_t *l, uint32_t item, float score)
+/* Room in l for n more entries, and 16 past them (the AVX-512 offer stores whole registers). */
+static void cand_reserve(cand_list_t *l, size_t n)
 {
-    if (l->len == l->cap) {
-        l->cap = l->cap != 0 ? 2 * l->cap : 256;
-        l->at = recd_xreallocarray(l->at, l->cap, sizeof(*l->at));
-    }
-    l->at[l->len++] = (recd_scored_t){item, score};
+    if (l->len + n + 16 <= l->cap)
+        return;
+    l->cap = 2 * (l->len + n + 16);
+    l->idx = recd_xreallocarray(l->idx, l->cap, sizeof(*l->idx));
+    l->score = recd_xreallocarray(l->score, l->cap, sizeof(*l->score));
 }
 
 static int is_ascending(const uint32_t *v, size_t n)
@@ -794,60 +803,111 @@ static double approximation_bound(const recd_compact_bounds_t *b, uint32_t f, co
            f * 0x1p-125 * (1 + y_max + x_max);
 }
 
+/* The k best approximate scores so far of a query, as a min-heap of floats (ties need no order here). */
+static inline void kbest_offer(query_state_t *st, float x)
+{
+    float *h = st->kbest;
+    size_t i;
+    if (st->kbest_len < st->kbest_cap) {
+        for (i = st->kbest_len++; i != 0 && x < h[(i - 1) / 2]; i = (i - 1) / 2)
+            h[i] = h[(i - 1) / 2];
+        h[i] = x;
+        if (st->kbest_len == st->kbest_cap)
+            st->thr = float_below((double)h[0] - st->band);
+        return;
+    }
+    if (!(x > h[0]))
+        return;
+    for (i = 0;;) {
+        size_t c = 2 * i + 1;
+        if (c >= st->kbest_len)
+            break;
+        if (c + 1 < st->kbest_len && h[c + 1] < h[c])
+            ++c;
+        if (!(h[c] < x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+    st->thr = float_below((double)h[0] - st->band);
+}
+
+#ifdef HAVE_X86
+/* offer_approximate sixteen scores at a time (room reserved): the threshold rises after each sixteen. */
+BF16_TARGET static void offer_approximate_avx512(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
+{
+    __m512 inf = _mm512_set1_ps(INFINITY);
+    __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t len = cl->len;
+    for (size_t j = 0; j < n; j += 16) {
+        __mmask16 in = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(in, scores + j);
+        __mmask16 m = in & _mm512_cmp_ps_mask(v, _mm512_set1_ps(st->thr), _CMP_GT_OQ) & _mm512_cmp_ps_mask(v, inf, _CMP_LT_OQ);
+        if (m == 0)
+            continue;
+        /* compress in registers, then a plain store: a compressing store to memory is slow on Zen 4 */
+        _mm512_storeu_ps(cl->score + len, _mm512_maskz_compress_ps(m, v));
+        __m512i ids = _mm512_add_epi32(lane, _mm512_set1_epi32((int)(base + j)));
+        _mm512_storeu_si512(cl->idx + len, _mm512_maskz_compress_epi32(m, ids));
+        for (size_t end = len + (size_t)__builtin_popcount(m); len != end; ++len)
+            kbest_offer(st, cl->score[len]);
+    }
+    cl->len = len;
+}
+#endif
+
 /*
- * Offers n approximate scores of the items base + j to a query: every item above its threshold becomes a candidate, and
- * the best k by approximate score are kept in its heap, whose root (the k-th best so far) sets the threshold: root - band.
- * While the heap is not full every finite score is a candidate.
+ * Offers n approximate scores of the items base + j to a query: every finite score above its threshold becomes a
+ * candidate, and the threshold rises with the k best so far (kbest_offer): their k-th best - band.
  */
 static void offer_approximate(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
 {
-    topk_t *t = &st->top;
-    size_t j = 0;
-    for (; j != n && t->len != t->cap; ++j) {
-        if (isfinite(scores[j])) {
-            cand_push(cl, (uint32_t)(base + j), scores[j]);
-            offer_one(t, (uint32_t)(base + j), scores[j]);
-            if (t->len == t->cap)
-                st->thr = float_below((double)t->heap[0].score - st->band);
-        }
+    cand_reserve(cl, n);
+#ifdef HAVE_X86
+    if (recd_bf16_tiles_supported()) {
+        offer_approximate_avx512(st, cl, scores, n, base);
+        return;
     }
-    for (; j + 8 <= n; j += 8) {
-        for (unsigned m = above8(scores + j, st->thr); m != 0; m &= m - 1) {
-            size_t b = j + (size_t)__builtin_ctz(m);
-            cand_push(cl, (uint32_t)(base + b), scores[b]);
-            if (scores[b] > t->heap[0].score) {
-                t->heap[0] = (recd_scored_t){(uint32_t)(base + b), scores[b]};
-                recd_heap_sift_down(t->heap, t->len, 0);
-                st->thr = float_below((double)t->heap[0].score - st->band);
+#endif
+    size_t first = cl->len;
+    {
+        size_t j = 0, len = cl->len;
+        for (; j + 8 <= n; j += 8) {
+            for (unsigned m = above8(scores + j, st->thr); m != 0; m &= m - 1) {
+                size_t b = j + (size_t)__builtin_ctz(m);
+                cl->idx[len] = (uint32_t)(base + b);
+                cl->score[len++] = scores[b];
             }
         }
-    }
-    for (; j != n; ++j) {
-        if (scores[j] > st->thr && scores[j] < INFINITY) {
-            cand_push(cl, (uint32_t)(base + j), scores[j]);
-            if (scores[j] > t->heap[0].score) {
-                t->heap[0] = (recd_scored_t){(uint32_t)(base + j), scores[j]};
-                recd_heap_sift_down(t->heap, t->len, 0);
-                st->thr = float_below((double)t->heap[0].score - st->band);
+        for (; j != n; ++j) {
+            if (scores[j] > st->thr && scores[j] < INFINITY) {
+                cl->idx[len] = (uint32_t)(base + j);
+                cl->score[len++] = scores[j];
             }
         }
+        cl->len = len;
     }
+    /* the new candidates raise the k best so far, and with them the threshold of the blocks to come */
+    for (size_t j = first; j != cl->len; ++j)
+        kbest_offer(st, cl->score[j]);
 }
 
 /*
- * An approximate query's answer: its candidates scoring above the final threshold, scored exactly from the float32 rows,
- * best k of them. That is the exact top k: each of the k best approximate items scores at least root - band / 2 exactly,
- * so the exact k-th best does too, and any item that scores that much exactly scored at least root - band approximately,
- * above the final threshold, and every threshold before it (the root only rises).
+ * An approximate query's answer: its candidates within band of the k-th best approximate score, scored exactly from the
+ * float32 rows, best k of them. That is the exact top k. Let a_k be the k-th best approximate score of all items: the k
+ * items scoring at least a_k approximately score at least a_k - band / 2 exactly, so the exact k-th best does too, and
+ * any item that scores that much exactly scores at least a_k - band approximately. Every threshold the query had came
+ * from the k best so far, so was at most a_k - band: such an item became a candidate.
  */
 static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *st, cand_list_t *cl, recd_scan_scratch_t *sc)
 {
-    float thr = st->top.len == st->top.cap ? float_below((double)st->top.heap[0].score - st->band) : -INFINITY;
+    float thr = st->thr; /* the final threshold: from the k best themselves (-inf when there were fewer) */
     sc->cand_idx = grow(sc->cand_idx, &sc->cand_idx_cap, cl->len, sizeof(uint32_t));
     size_t n = 0;
     for (size_t j = 0; j != cl->len; ++j)
-        if (cl->at[j].score > thr)
-            sc->cand_idx[n++] = cl->at[j].index; /* ascending: pushed in scan order */
+        if (cl->score[j] > thr)
+            sc->cand_idx[n++] = cl->idx[j]; /* ascending: pushed in scan order */
     sc->tile = grow(sc->tile, &sc->tile_cap, n, sizeof(float));
     recd_dots(1, RECD_FACTORS_F32, s->item_factors, NULL, sc->cand_idx, n, s->n_factors, q->vec, sc->tile);
     recd_scan_add_biases(s, sc->tile, 0, sc->cand_idx, n, st->offset);
@@ -918,7 +978,11 @@ static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_s
     }
     if (tiles != NULL)
         sc->qpairs = grow(sc->qpairs, &sc->qpairs_cap, n * tiles->pairs, sizeof(uint32_t));
-    size_t excl_at = 0;
+    size_t n_kbest = 0;
+    for (size_t i = 0; i != n && approximate; ++i)
+        n_kbest += q[i].k;
+    sc->kbest = grow(sc->kbest, &sc->kbest_cap, n_kbest, sizeof(float));
+    size_t excl_at = 0, kbest_at = 0;
     for (size_t i = 0; i != n; ++i) {
         query_state_t *st = &sc->qs[i];
         const uint32_t *excl = q[i].excluded;
@@ -942,6 +1006,9 @@ static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_s
             st->band = 2 * approximation_bound(b, (uint32_t)f, q[i].vec, x_error, st->offset);
             st->exact = !(st->band < INFINITY); /* no bound (NaN or infinite): this query is scanned over the float32 rows */
             sc->lists[i].len = 0;
+            st->kbest = sc->kbest + kbest_at;
+            st->kbest_cap = q[i].k;
+            kbest_at += q[i].k;
         }
     }
 
