@@ -803,26 +803,25 @@ static double approximation_bound(const recd_compact_bounds_t *b, uint32_t f, co
            f * 0x1p-125 * (1 + y_max + x_max);
 }
 
-/* The k best approximate scores so far of a query, as a min-heap of floats (ties need no order here). */
-static inline void kbest_offer(query_state_t *st, float x)
+/* The k best approximate scores so far of a query, as a min-heap of floats (ties need no order here): x joins them when
+ * there is room, or when it beats the worst, h[0]. */
+static inline __attribute__((always_inline)) void kbest_offer(query_state_t *st, float x)
 {
     float *h = st->kbest;
-    size_t i;
-    if (st->kbest_len < st->kbest_cap) {
+    size_t i, n = st->kbest_len;
+    if (n < st->kbest_cap) {
         for (i = st->kbest_len++; i != 0 && x < h[(i - 1) / 2]; i = (i - 1) / 2)
             h[i] = h[(i - 1) / 2];
         h[i] = x;
-        if (st->kbest_len == st->kbest_cap)
-            st->thr = float_below((double)h[0] - st->band);
         return;
     }
     if (!(x > h[0]))
         return;
     for (i = 0;;) {
         size_t c = 2 * i + 1;
-        if (c >= st->kbest_len)
+        if (c >= n)
             break;
-        if (c + 1 < st->kbest_len && h[c + 1] < h[c])
+        if (c + 1 < n && h[c + 1] < h[c])
             ++c;
         if (!(h[c] < x))
             break;
@@ -830,7 +829,13 @@ static inline void kbest_offer(query_state_t *st, float x)
         i = c;
     }
     h[i] = x;
-    st->thr = float_below((double)h[0] - st->band);
+}
+
+/* The threshold from the k best so far: their k-th best - band, once there are k (-inf before). */
+static inline void kbest_threshold(query_state_t *st)
+{
+    if (st->kbest_len == st->kbest_cap)
+        st->thr = float_below((double)st->kbest[0] - st->band);
 }
 
 #ifdef HAVE_X86
@@ -852,6 +857,7 @@ BF16_TARGET static void offer_approximate_avx512(query_state_t *st, cand_list_t 
         _mm512_storeu_si512(cl->idx + len, _mm512_maskz_compress_epi32(m, ids));
         for (size_t end = len + (size_t)__builtin_popcount(m); len != end; ++len)
             kbest_offer(st, cl->score[len]);
+        kbest_threshold(st);
     }
     cl->len = len;
 }
@@ -891,6 +897,7 @@ static void offer_approximate(query_state_t *st, cand_list_t *cl, const float *s
     /* the new candidates raise the k best so far, and with them the threshold of the blocks to come */
     for (size_t j = first; j != cl->len; ++j)
         kbest_offer(st, cl->score[j]);
+    kbest_threshold(st);
 }
 
 /*
