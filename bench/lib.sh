@@ -50,8 +50,10 @@ bench_openblas_coretype() { # OpenBLAS's kernel for this CPU, unless OPENBLAS_CO
 }
 
 recd_flags() { # recd_flags BINARY: the flags that keep that recd on one worker and, when it has a scoring pool, one scorer
-    local flags=(--threads 1)
-    if "$1" --help 2>&1 | grep -q -- '--score-threads'; then
+    local flags=(--threads 1) help
+    # the help text first, then the match: `--help | grep -q` under pipefail fails at random when grep quits early
+    help=$("$1" --help 2>&1 || true)
+    if [[ $help == *--score-threads* ]]; then
         flags+=(--score-threads 1)
     fi
     echo "${flags[*]}"
