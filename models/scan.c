@@ -865,16 +865,20 @@ BF16_TARGET static void offer_approximate_avx512(query_state_t *st, cand_list_t 
 
 /*
  * Offers n approximate scores of the items base + j to a query: every finite score above its threshold becomes a
- * candidate, and the threshold rises with the k best so far (kbest_offer): their k-th best - band.
+ * candidate, and the threshold rises with the k best so far (kbest_offer): their k-th best - band. The tiles' scans
+ * filter with AVX-512 (avx512: their CPU has it); compact rows use the portable filter, which every CPU runs and the
+ * compact tests exercise.
  */
-static void offer_approximate(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
+static void offer_approximate(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base, int avx512)
 {
     cand_reserve(cl, n);
 #ifdef HAVE_X86
-    if (recd_bf16_tiles_supported()) {
+    if (avx512) {
         offer_approximate_avx512(st, cl, scores, n, base);
         return;
     }
+#else
+    (void)avx512;
 #endif
     size_t first = cl->len;
     {
@@ -929,7 +933,7 @@ static void rerank(const recd_scorer_t *s, recd_scan_query_t *q, query_state_t *
 static inline void offer_scores(query_state_t *st, cand_list_t *cl, const float *scores, size_t n, size_t base)
 {
     if (cl != NULL)
-        offer_approximate(st, cl, scores, n, base);
+        offer_approximate(st, cl, scores, n, base, 0);
     else
         offer(&st->top, scores, n, base, NULL);
 }
@@ -1059,7 +1063,7 @@ static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_s
                     float *scores = sc->tile + j * block;
                     recd_scan_add_biases(s, scores, b, NULL, nb, st->offset);
                     mask_excluded(&st->top, scores, b, nb);
-                    offer_approximate(st, &sc->lists[live[i + j]], scores, nb, b);
+                    offer_approximate(st, &sc->lists[live[i + j]], scores, nb, b, 1);
                 }
             }
             continue;

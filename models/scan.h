@@ -40,12 +40,13 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s);
  * A score is computed in an order that depends only on the item and the query, never on the batch: a query's answer is the
  * same bit for bit scanned alone or in a batch of any size and composition.
  *
- * With compact item factors (bf16, fp16, int8) and float32 item rows larger than 1 MiB (smaller ones stay in cache, where
- * the exact scan is faster) the scan selects each query's best max(4k, k + 64) candidates from the compact rows, then
- * re-ranks them exactly from the float32 rows. The answer is still the exact one: from s->compact_bounds the scan bounds
- * how far any item's compact score can be from its float32 score, and when the k-th re-ranked score does not beat the
- * last candidate's compact score by more than that bound (an item left out might have made the top k), the query is
- * scanned again over the float32 rows and marked rescanned.
+ * With bf16 tiles (s->bf16_tiles, on a CPU with AVX-512 BF16), or else compact item factors (bf16, fp16, int8) and
+ * float32 item rows larger than 1 MiB (smaller ones stay in cache, where the float32 scan is faster), the scan scores
+ * every item approximately first. From the copy's bounds (recd_compact_bounds_t) it bounds, per query, how far any
+ * item's approximate score can be from its float32 score, keeps as candidates the items within twice that of the k-th
+ * best approximate score, and re-ranks them from the float32 rows (q->n_candidates says how many). The answer is the
+ * same as above, exactly: docs/SCORING.md gives the argument. A query without a finite bound (a vector that is not
+ * finite, say) is scanned over the float32 rows.
  * scratch must not be used by another thread at the same time; NULL makes a temporary one (an allocation per call).
  */
 void recd_scan_topk(const recd_scorer_t *s, recd_scan_query_t *q, size_t n, recd_scan_scratch_t *scratch);
