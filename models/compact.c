@@ -38,17 +38,6 @@ int recd_factor_type_parse(const char *name)
     return -1;
 }
 
-/* Round to nearest even; a value past the largest finite bf16 saturates to it. */
-static uint16_t float_to_bf16(float v)
-{
-    uint32_t b;
-    memcpy(&b, &v, 4);
-    uint32_t r = (b + 0x7fff + ((b >> 16) & 1)) >> 16;
-    if ((r & 0x7f80) == 0x7f80)
-        r = ((b >> 16) & 0x8000) | 0x7f7f;
-    return (uint16_t)r;
-}
-
 /* Round to nearest even (as F16C's _MM_FROUND_TO_NEAREST_INT); a value past +-65504 saturates to it. */
 static uint16_t float_to_fp16(float v)
 {
@@ -103,7 +92,7 @@ int recd_factors_encode(uint32_t type, const float *factors, size_t n, size_t f,
     switch (type) {
     case RECD_FACTORS_BF16:
         for (size_t i = 0; i != n * f; ++i)
-            ((uint16_t *)data)[i] = float_to_bf16(factors[i]);
+            ((uint16_t *)data)[i] = recd_bf16_round(factors[i]);
         return RECD_OK;
     case RECD_FACTORS_FP16:
         recd_fp16_encode(1, factors, n * f, data);
@@ -139,25 +128,33 @@ void recd_compact_bounds(const recd_scorer_t *s, recd_compact_bounds_t *out)
     recd_compact_bounds_t b = {.known = 1};
     for (size_t i = 0; i != s->n_items && b.known; ++i) {
         recd_decode(1, s->factor_type, (const uint8_t *)s->item_factors_compact + i * row_bytes, f, decoded);
-        double scale = s->factor_type == RECD_FACTORS_INT8 ? (double)s->item_scales[i] : 1.0, row = 0;
-        for (size_t j = 0; j != f; ++j) {
-            double x = s->item_factors[i * f + j], d = fabs(x - (double)decoded[j] * scale);
-            if (!isfinite(d)) {
-                b.known = 0;
-                break;
-            }
-            b.max_error = d > b.max_error ? d : b.max_error;
-            b.max_abs = fabs(x) > b.max_abs ? fabs(x) : b.max_abs;
-            row += d * d;
-        }
-        row = sqrt(row);
-        b.max_row_error = row > b.max_row_error ? row : b.max_row_error;
-        if (s->item_bias != NULL && fabs((double)s->item_bias[i]) > b.max_bias)
-            b.max_bias = fabs((double)s->item_bias[i]);
+        recd_bounds_add_item(&b, s->item_factors + i * f, decoded,
+                             s->factor_type == RECD_FACTORS_INT8 ? (double)s->item_scales[i] : 1.0, f,
+                             s->item_bias != NULL ? &s->item_bias[i] : NULL);
     }
     free(decoded);
     if (b.known)
         *out = b;
+}
+
+void recd_bounds_add_item(recd_compact_bounds_t *b, const float *x, const float *y, double scale, size_t f, const float *bias)
+{
+    double row = 0;
+    for (size_t j = 0; j != f; ++j) {
+        double d = fabs((double)x[j] - (double)y[j] * scale);
+        if (!isfinite(d))
+            b->known = 0;
+        b->max_error = d > b->max_error ? d : b->max_error;
+        b->max_abs = fabs((double)x[j]) > b->max_abs ? fabs((double)x[j]) : b->max_abs;
+        row += d * d;
+    }
+    row = sqrt(row);
+    b->max_row_error = row > b->max_row_error ? row : b->max_row_error;
+    if (bias != NULL) {
+        if (!isfinite(*bias))
+            b->known = 0;
+        b->max_bias = fabs((double)*bias) > b->max_bias ? fabs((double)*bias) : b->max_bias;
+    }
 }
 
 /* A splitmix64 step, for the user sample. */

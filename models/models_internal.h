@@ -2,9 +2,11 @@
 #ifndef RECD_MODELS_MODELS_INTERNAL_H
 #define RECD_MODELS_MODELS_INTERNAL_H
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "models/model.h"
 
 /* Factor counts above this are rejected by the writer and the reader (the Gram matrix alone would be 64 MiB). */
@@ -97,6 +99,37 @@ static inline int recd_scored_worse(float as, uint32_t ai, float bs, uint32_t bi
 void recd_heap_sift_down(recd_scored_t *heap, size_t n, size_t i);
 void recd_heap_sift_up(recd_scored_t *heap, size_t i);
 void recd_heap_sort(recd_scored_t *heap, size_t len);
+
+/* v as bf16, rounded to nearest even (as VCVTNEPS2BF16); a finite value past the largest bf16 saturates to it, an
+ * infinity stays one and a NaN stays a (quiet) NaN. The one bf16 rounding of the artifact's factors, the tiles and the
+ * tiles' queries. */
+static inline uint16_t recd_bf16_round(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    if (!isfinite(v))
+        return (uint16_t)((b >> 16) | (isnan(v) ? 0x40 : 0));
+    uint32_t r = (b + 0x7fff + ((b >> 16) & 1)) >> 16;
+    if ((r & 0x7f80) == 0x7f80)
+        r = ((b >> 16) & 0x8000) | 0x7f7f;
+    return (uint16_t)r;
+}
+
+/* A bf16 value as the float32 it stands for (exactly). */
+static inline float recd_bf16_widen(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+/*
+ * Folds one item into bounds b (recd_compact_bounds_t, known = 1 to start): x its f float32 factors, y the same factors
+ * as an approximate copy holds them, to be multiplied by scale (int8) or 1, bias its item bias or NULL. A difference that
+ * is not finite clears known; the caller then discards the rest.
+ */
+void recd_bounds_add_item(recd_compact_bounds_t *b, const float *x, const float *y, double scale, size_t f, const float *bias);
 
 /* The n compact values (recd_factor_type_t) at in as float32, with the instruction set chosen by the caller. */
 void recd_decode(int simd, uint32_t type, const void *in, size_t n, float *out);

@@ -45,14 +45,6 @@
 
 /* ---- element loads of each factor type ----------------------------------------------------------------------------- */
 
-static float bf16_to_float(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
-}
-
 static float fp16_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
@@ -79,7 +71,7 @@ static float element(uint32_t type, const void *row, size_t j)
 {
     switch (type) {
     case RECD_FACTORS_BF16:
-        return bf16_to_float(((const uint16_t *)row)[j]);
+        return recd_bf16_widen(((const uint16_t *)row)[j]);
     case RECD_FACTORS_FP16:
         return fp16_to_float(((const uint16_t *)row)[j]);
     case RECD_FACTORS_INT8:
@@ -426,16 +418,9 @@ static double bf16_query_pairs(const float *x, size_t f, uint32_t *pairs)
     for (size_t p = 0; p != (f + 1) / 2; ++p) {
         uint32_t packed = 0;
         for (size_t h = 0; h != 2 && 2 * p + h < f; ++h) {
-            float v = x[2 * p + h], back;
-            uint32_t b;
-            memcpy(&b, &v, 4);
-            uint32_t r = isfinite(v) ? (b + 0x7fff + ((b >> 16) & 1)) >> 16 : b >> 16;
-            if ((r & 0x7f80) == 0x7f80 && isfinite(v)) /* past the largest bf16: saturate, the bound then covers it */
-                r = ((b >> 16) & 0x8000) | 0x7f7f;
-            uint32_t wide = r << 16;
-            memcpy(&back, &wide, 4);
-            err += fabs((double)v - (double)back);
-            packed |= r << (16 * h);
+            uint16_t r = recd_bf16_round(x[2 * p + h]); /* a value past the largest bf16 saturates: the bound covers it */
+            err += fabs((double)x[2 * p + h] - (double)recd_bf16_widen(r));
+            packed |= (uint32_t)r << (16 * h);
         }
         pairs[p] = packed;
     }
@@ -696,6 +681,8 @@ struct st_recd_scan_scratch_t {
     size_t qpairs_cap;
     float *kbest; /* every approximate query's k best so far, one heap after the other */
     size_t kbest_cap;
+    size_t *live; /* the queries the blocked pass scans (not those left to a float32 scan) */
+    size_t live_cap;
 };
 
 recd_scan_scratch_t *recd_scan_scratch_new(void)
@@ -716,6 +703,7 @@ void recd_scan_scratch_free(recd_scan_scratch_t *s)
         free(s->lists[i].score);
     }
     free(s->kbest);
+    free(s->live);
     free(s->lists);
     free(s->cand_idx);
     free(s->qpairs);
@@ -1037,7 +1025,8 @@ static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_s
     sc->tile = grow(sc->tile, &sc->tile_cap, 4 * block, sizeof(float));
     if (share_decoding)
         sc->decoded = grow(sc->decoded, &sc->decoded_cap, block * f, sizeof(float));
-    size_t *live = recd_xmalloc((n + 1) * sizeof(size_t)), n_live = 0;
+    sc->live = grow(sc->live, &sc->live_cap, n, sizeof(size_t));
+    size_t *live = sc->live, n_live = 0;
     for (size_t i = 0; i != n; ++i)
         if (!approximate || !sc->qs[i].exact)
             live[n_live++] = i;
@@ -1102,7 +1091,6 @@ static void scan_rows_pass(const recd_scorer_t *s, scan_rows_t rows_kind, recd_s
             offer_scores(st, approximate ? &sc->lists[live[i]] : NULL, sc->tile, nb, b);
         }
     }
-    free(live);
 
     size_t *unbounded = NULL, n_unbounded = 0;
     for (size_t i = 0; i != n; ++i) {

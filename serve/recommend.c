@@ -192,6 +192,8 @@ static void prepare_scan(recd_serve_ctx_t *ctx, int approximate)
 /* Stages 6 and 7 done: the scan's answer becomes the context's. */
 static void after_scan(recd_serve_ctx_t *ctx)
 {
+    if (ctx->job.query.n_candidates != 0)
+        recd_metric_add(ctx->worker->serve->scan_reranked, ctx->worker->slot, (double)ctx->job.query.n_candidates);
     stage_rank(ctx);
     ctx->result.items = recd_serve_copy_top(ctx, ctx->job.query.out, ctx->job.query.n_out);
     ctx->result.n_items = ctx->job.query.n_out;

@@ -38,7 +38,7 @@ struct st_recd_score_pool_t {
     size_t hold; /* threads take nothing while fewer are queued (0: no hold) */
     int stopping;
     pool_thread_t *threads;
-    recd_metric_t *depth, *wait_seconds, *batch_size, *scan_seconds, *shed, *reranked;
+    recd_metric_t *depth, *wait_seconds, *batch_size, *scan_seconds, *shed;
 };
 
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -121,8 +121,7 @@ static void scan_batch(recd_score_pool_t *p, recd_score_job_t **batch, size_t n,
     }
     for (size_t i = 0; i < live; ++i) {
         batch[scanned[i]]->query.n_out = queries[i].n_out;
-        if (queries[i].n_candidates != 0)
-            recd_metric_add(p->reranked, RECD_METRICS_SHARED, (double)queries[i].n_candidates);
+        batch[scanned[i]]->query.n_candidates = queries[i].n_candidates;
     }
     for (size_t i = 0; i < n; ++i)
         batch[i]->done(batch[i]);
@@ -251,10 +250,6 @@ recd_score_pool_t *recd_score_pool_create(const recd_score_pool_config_t *config
         sizeof(scan_bounds) / sizeof(scan_bounds[0]));
     p->shed = recd_metrics_counter(metrics, "recd_score_shed_total",
                                    "Requests refused with 503 because the scoring queue was full.", NULL);
-    p->reranked = recd_metrics_counter(metrics, "recd_scan_reranked_total",
-                                       "Candidates an approximate pass (bf16 tiles or compact item factors) chose and the scan "
-                                       "re-ranked from the float32 rows; per request, the price of proving the exact top k.",
-                                       NULL);
     p->threads = recd_xcalloc(p->config.threads, sizeof(*p->threads));
     for (size_t i = 0; i < p->config.threads; ++i) {
         p->threads[i].pool = p;

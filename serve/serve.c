@@ -34,6 +34,11 @@ recd_serve_t *recd_serve_create(const recd_serve_config_t *config, recd_feature_
         "Queries an event loop scanned together in one pass (versions small enough to be scanned on the loop, put off until "
         "the loop had read that round's requests), per pass.",
         NULL, batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+    s->scan_reranked = recd_metrics_counter(
+        s->metrics, "recd_scan_reranked_total",
+        "Candidates an approximate pass (bf16 tiles or compact item factors) chose and the scan re-ranked from the float32 "
+        "rows, wherever the scan ran; per request, the price of proving the exact top k.",
+        NULL);
     if (config->score_threads > 0) {
         recd_score_pool_config_t pc = {config->score_threads, config->score_batch_max, config->score_batch_window_us,
                                        config->score_queue_max, config->score_window_cost_scale};

@@ -43,6 +43,7 @@ struct st_recd_serve_t {
     struct st_recd_serve_arm_entry_t *arms;
     recd_metric_t *bad_request_ids;
     recd_metric_t *loop_batch_size;   /* recd_score_loop_batch_size */
+    recd_metric_t *scan_reranked;     /* recd_scan_reranked_total */
     recd_shared_counters_t *shared;   /* experiment counters across replicas, or NULL (this process's alone) */
     pthread_mutex_t shared_mutex;     /* guards every arm's flushed counts: a flush and a read see one state */
     recd_metric_t *shared_flushes[2]; /* recd_experiment_counter_flushes_total{result="ok"|"error"} */

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <signal.h>
 #include <unistd.h>
+#include "models/bf16_tiles.h"
 #include "tests/integration/harness.h"
 #include "tests/support/net.h"
 
@@ -262,6 +263,9 @@ static void test_loop_scans_arrivals_together(void **state)
     fprintf(stderr, "note: %d requests arriving together: %.0f scanned in %.0f passes\n", N, more_scanned, more_passes);
     assert_true(more_scanned == N);
     assert_true(more_passes < N);
+    /* with the bf16 tiles, exact search re-ranked candidates, and the loop's scans are counted like the pool's */
+    if (recd_bf16_tiles_supported())
+        assert_true(harness_metric(h->port, "recd_scan_reranked_total") > 0);
 }
 
 static int setup(void **state)

@@ -678,6 +678,47 @@ static void test_scan_compact_threshold(void **state)
     recd_scan_scratch_free(sc);
 }
 
+/* A query the scan cannot bound (the copy's bounds unknown, or a vector with a NaN) is scanned over the float32 rows: it
+ * answers exactly, and says every item was re-ranked. */
+static void test_scan_without_a_bound(void **state)
+{
+    uint64_t seed = 37;
+    size_t n = 5000; /* x 64 factors x 4 bytes: above 1 MiB, so the compact rows are read */
+    model_t m = make_model(RECD_MODEL_BIASED_MF, n, 64, &seed);
+    int8_t *q8 = malloc(n * 64);
+    float *scales = malloc(n * sizeof(float));
+    assert_int_equal(recd_factors_encode(RECD_FACTORS_INT8, m.items, n, 64, q8, scales), RECD_OK);
+    recd_scorer_t compact = m.s;
+    compact.factor_type = RECD_FACTORS_INT8;
+    compact.item_factors_compact = q8;
+    compact.item_scales = scales;
+    recd_bf16_tiles_t *tiles = recd_bf16_tiles_supported() ? recd_bf16_tiles_build(m.items, n, 64, m.ib) : NULL;
+    recd_scan_scratch_t *sc = recd_scan_scratch_new();
+    float nan_vec[64];
+    memcpy(nan_vec, m.users, sizeof(nan_vec));
+    nan_vec[5] = NAN;
+    for (int variant = 0; variant != (tiles != NULL ? 3 : 1); ++variant) {
+        recd_scorer_t s = compact; /* 0: compact factors without bounds; 1: tiles, a NaN vector; 2: tiles, known bounds */
+        if (variant > 0)
+            s.bf16_tiles = tiles;
+        const float *vec = variant == 1 ? nan_vec : m.users;
+        recd_scored_t got[10], want[10];
+        recd_scan_query_t q = {.vec = vec, .user = 0, .k = 10, .out = got};
+        recd_scan_topk(&s, &q, 1, sc);
+        size_t n_want = reference_topk(&m.s, &q, want);
+        expect_same(got, q.n_out, want, n_want, variant == 0 ? "no bounds" : variant == 1 ? "NaN vector" : "tiles");
+        if (variant < 2)
+            assert_int_equal(q.n_candidates, n); /* the float32 scan */
+        else
+            assert_true(q.n_candidates >= 10 && q.n_candidates < n / 4);
+    }
+    recd_bf16_tiles_free(tiles);
+    recd_scan_scratch_free(sc);
+    free(q8);
+    free(scales);
+    free_model(&m);
+}
+
 int test_scan_run(void)
 {
     /* clang-format off */
@@ -691,6 +732,7 @@ int test_scan_run(void)
         cmocka_unit_test(test_scan_model_scorer_compact),
         cmocka_unit_test(test_scan_compact_batches),
         cmocka_unit_test(test_scan_compact_threshold),
+        cmocka_unit_test(test_scan_without_a_bound),
     };
     /* clang-format on */
     return cmocka_run_group_tests_name("scan", tests, NULL, NULL);
